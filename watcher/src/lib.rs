@@ -1,0 +1,3 @@
+//! watcher: polls author feeds and sites, finds new articles, writes pipeline configs and starts the chain.
+
+pub mod parse;
