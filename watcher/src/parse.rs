@@ -33,7 +33,7 @@ pub fn parse_feed(
     _content_type: Option<&str>,
     base_url: &url::Url,
 ) -> Result<ParsedFeed, ParseError> {
-    let feed = feed_rs::parser::parse_with_uri(body, Some(base_url.as_str()))
+    let feed = feed_rs::parser::Builder::new().base_uri(Some(base_url.as_str())).build().parse(body)
         .map_err(|e| ParseError::Invalid(e.to_string()))?;
     Ok(ParsedFeed {
         title: feed.title.map(|t| t.content),
