@@ -1,3 +1,24 @@
-//! watcher: polls author feeds and sites, finds new articles, writes pipeline configs and starts the chain.
+//! watcher: polls author feeds and sites, finds new articles by diffing against a sled store,
+//! writes a fresh pipeline config listing the new links and starts the pipeline chain through
+//! the trigger client.
+//!
+//! Data flow: source → [`fetch`] (conditional GET) → [`parse`] → [`identity`] → [`diff`] against
+//! [`store`] → staged items → [`outbox`] batches → [`emit`] config file → [`deliver`] trigger.
 
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod control;
+pub mod deliver;
+pub mod diff;
+pub mod emit;
+pub mod error;
+pub mod fetch;
+pub mod identity;
+pub mod outbox;
 pub mod parse;
+pub mod poll;
+pub mod schedule;
+pub mod status;
+pub mod store;
+pub mod watch;

@@ -1,0 +1,93 @@
+//! cli.rs: the command line (clap): commands, flags and their help text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Watches authors' feeds and starts the LLM Twin's pipelines when they publish.
+///
+/// The watcher polls every source in the config, remembers every article it has seen in a sled
+/// store, and when an author publishes something new it writes a fresh pipeline config listing
+/// the new links (the `digital_data_etl` format: `parameters: {user_full_name, links}`) and
+/// starts a pipeline run through the configured trigger. The first poll of a source records a
+/// baseline and starts nothing; an article is never delivered twice.
+#[derive(Debug, Parser)]
+#[command(name = "watcher", version, about, long_about, after_long_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "WATCHER_CONFIG",
+        default_value = crate::config::DEFAULT_CONFIG,
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only warnings and errors in the log.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const AFTER_HELP: &str = "\
+Exit status:
+  0  success
+  1  a source failed, a delivery failed, or the daemon could not be reached
+  2  the config or the command line is invalid, or the state dir is in use
+
+Files:
+  watcher.toml       the config (see README.md, \"Config reference\")
+  <state_dir>/db     the sled store: sources, known articles, outbox
+  <state_dir>/lock   holds the pid of the process using the store
+  <output_dir>/*.yaml  one generated pipeline config per batch
+
+Examples:
+  watcher check                      validate watcher.toml, no network
+  watcher once --dry-run             show what a pass would deliver
+  watcher once                       one pass (cron-friendly)
+  watcher run                        the daemon
+  watcher status                     works while the daemon runs, too
+  watcher retry                      re-queue failed deliveries";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: poll every source on its interval until SIGINT or SIGTERM.
+    ///
+    /// Serves /healthz and /status on [watcher] listen (loopback). On a signal it stops starting
+    /// polls, waits for those in flight, flushes the store and exits 0.
+    Run,
+    /// One pass over the sources, then deliver what is pending, then exit.
+    ///
+    /// Exits 0 when every source polled fine and no delivery failed; otherwise 1, with one line
+    /// per problem.
+    Once {
+        /// Treat what a source's first poll finds as new (instead of recording a baseline).
+        #[arg(long)]
+        backfill: bool,
+        /// Show what would be delivered; change nothing (no store writes, no configs, no triggers).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate the config without touching the network.
+    Check,
+    /// Show each source's last poll, result, items known, failures and next poll, and the
+    /// deliveries pending or failed. Asks the daemon when it holds the store.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-queue failed deliveries (all, or one batch).
+    Retry {
+        /// The batch id to re-queue (as shown by `watcher status`).
+        batch: Option<String>,
+    },
+}

@@ -1,0 +1,171 @@
+//! commands.rs: what each CLI command does and prints. `main` parses and maps the result to an
+//! exit code; everything a user sees on stdout is written here.
+
+use std::io::Write;
+
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::WatcherError;
+use crate::poll::PollOutcome;
+use crate::status::StatusReport;
+use crate::store::StoreError;
+use crate::watch::{OnceOptions, Watcher};
+
+/// How a command ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Problems,
+}
+
+/// `watcher check`
+pub fn check(config: &Config, out: &mut impl Write) -> std::io::Result<Outcome> {
+    let sources = crate::watch::sources(config);
+    writeln!(
+        out,
+        "{}: ok ({} author(s), {} source(s), trigger {} → {})",
+        config.path.display(),
+        config.authors.len(),
+        sources.len(),
+        config
+            .trigger
+            .table
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or("?"),
+        config.trigger.pipeline
+    )?;
+    Ok(Outcome::Ok)
+}
+
+/// `watcher once`
+pub async fn once(
+    config: Config,
+    opts: OnceOptions,
+    out: &mut impl Write,
+) -> Result<Outcome, WatcherError> {
+    let watcher = Watcher::open(config)?;
+    let report = watcher.once(opts).await?;
+    for p in &report.polls {
+        let what = match &p.outcome {
+            PollOutcome::NotModified => "not modified".to_string(),
+            PollOutcome::Baseline { recorded } => format!("baseline: {recorded} items recorded"),
+            PollOutcome::Polled { new, updated } => format!("{} new, {updated} updated", new.len()),
+            PollOutcome::Failed { error } => format!("FAILED: {error}"),
+        };
+        let _ = writeln!(out, "{} ({}): {what}", p.source.configured, p.source.author);
+    }
+    if opts.dry_run {
+        if report.would_deliver.is_empty() {
+            let _ = writeln!(out, "dry run: nothing to deliver");
+        }
+        for d in &report.would_deliver {
+            let _ = writeln!(
+                out,
+                "dry run: would write {} and trigger batch {} with {} link(s):",
+                d.config_path.display(),
+                d.batch_id,
+                d.items.len()
+            );
+            for i in &d.items {
+                let _ = writeln!(out, "  {} {}", i.url, i.title.as_deref().unwrap_or(""));
+            }
+        }
+    }
+    for d in &report.deliveries {
+        match &d.outcome {
+            Ok(run) => {
+                let _ = writeln!(
+                    out,
+                    "delivered batch {}: config {}, run {run}",
+                    d.batch_id,
+                    d.config_path.display()
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "delivery of batch {} failed: {e}", d.batch_id);
+            }
+        }
+    }
+    let problems = report.problems();
+    if problems.is_empty() {
+        return Ok(Outcome::Ok);
+    }
+    let _ = writeln!(out, "{} problem(s):", problems.len());
+    for p in problems {
+        let _ = writeln!(out, "  {p}");
+    }
+    Ok(Outcome::Problems)
+}
+
+/// `watcher status`: from the store, or from the daemon when it holds the store.
+pub async fn status(
+    config: Config,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<Outcome, WatcherError> {
+    let listen = config.watcher.listen;
+    let report = match Watcher::open(config) {
+        Ok(w) => w.status()?,
+        Err(WatcherError::Store(StoreError::Locked { .. })) => {
+            crate::control::remote_status(listen).await?
+        }
+        Err(e) => return Err(e),
+    };
+    print_status(&report, json, out);
+    Ok(Outcome::Ok)
+}
+
+fn print_status(report: &StatusReport, json: bool, out: &mut impl Write) {
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(report).expect("status serializes")
+        );
+    } else {
+        let _ = write!(out, "{}", report.render(Utc::now()));
+    }
+}
+
+/// `watcher retry`
+pub async fn retry(
+    config: Config,
+    batch: Option<String>,
+    out: &mut impl Write,
+) -> Result<Outcome, WatcherError> {
+    let listen = config.watcher.listen;
+    let n = match Watcher::open(config) {
+        Ok(w) => w.retry(batch.as_deref()).await?,
+        Err(WatcherError::Store(StoreError::Locked { .. })) => {
+            crate::control::remote_retry(listen, batch.as_deref()).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let _ = writeln!(
+        out,
+        "re-queued {n} failed deliver{}",
+        if n == 1 { "y" } else { "ies" }
+    );
+    if n == 0 && batch.is_some() {
+        return Err(WatcherError::Usage(format!(
+            "batch `{}` is not a failed delivery; hint: `watcher status` lists them",
+            batch.unwrap_or_default()
+        )));
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `watcher run`: the daemon, until `cancel`.
+pub async fn run(config: Config, cancel: CancellationToken) -> Result<Outcome, WatcherError> {
+    let addr = config.watcher.listen;
+    let watcher = Watcher::open(config)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| WatcherError::Listen { addr, source })?;
+    watcher.run(listener, cancel).await?;
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,447 @@
+//! config.rs: the `watcher.toml` file: typed settings, defaults, and validation that names the
+//! file, the key and what was expected. Nothing here touches the network.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// Default config file name, looked up in the current directory.
+pub const DEFAULT_CONFIG: &str = "watcher.toml";
+
+/// A loaded, validated configuration. Paths are absolute (relative ones are resolved against the
+/// directory of the config file).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub watcher: WatcherSettings,
+    pub fetch: FetchSettings,
+    pub output: OutputSettings,
+    pub trigger: TriggerSettings,
+    pub authors: Vec<Author>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatcherSettings {
+    /// Directory of the sled store (and its lock file).
+    pub state_dir: PathBuf,
+    /// Where generated pipeline configs are written.
+    pub output_dir: PathBuf,
+    /// Default poll interval for every source.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// New items of one author found within this window form one batch (daemon only).
+    #[serde(with = "humantime_serde")]
+    pub batch_window: Duration,
+    /// Loopback address of the daemon's status endpoint.
+    pub listen: SocketAddr,
+    /// Start a run when a known article's content changes, not only for new articles.
+    pub trigger_on_update: bool,
+    /// Extra query parameters stripped from links (besides utm_*, fbclid, gclid, mc_cid, mc_eid).
+    pub tracking_params: Vec<String>,
+    /// Query parameters stripped only on one host: `{ "substack.com" = ["r"] }`. A host entry
+    /// applies to its subdomains too.
+    pub tracking_params_by_host: std::collections::BTreeMap<String, Vec<String>>,
+    /// Sources polled at once.
+    pub concurrency: usize,
+}
+
+impl Default for WatcherSettings {
+    fn default() -> Self {
+        WatcherSettings {
+            state_dir: PathBuf::from("state"),
+            output_dir: PathBuf::from("configs/generated"),
+            interval: Duration::from_secs(30 * 60),
+            batch_window: Duration::from_secs(120),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9860)),
+            trigger_on_update: false,
+            tracking_params: Vec::new(),
+            tracking_params_by_host: Default::default(),
+            concurrency: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchSettings {
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Largest response body accepted, after decompression.
+    pub max_body_bytes: u64,
+    pub max_redirects: usize,
+    /// Overrides the default User-Agent.
+    pub user_agent: Option<String>,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        FetchSettings {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_body_bytes: 10 * 1024 * 1024,
+            max_redirects: 10,
+            user_agent: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// One config per author: `parameters: {user_full_name, links}`.
+    #[default]
+    DigitalDataEtl,
+    /// One config for every author with news: `parameters: {author_links: [...]}`.
+    EndToEndData,
+}
+
+impl OutputFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::DigitalDataEtl => "digital_data_etl",
+            OutputFormat::EndToEndData => "end_to_end_data",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSettings {
+    pub format: OutputFormat,
+}
+
+/// The `[trigger]` table: the watcher's own keys plus the trigger client's target definition
+/// (kind, url, secrets...), which the trigger client validates.
+#[derive(Debug, Clone)]
+pub struct TriggerSettings {
+    /// What to start, in the engine's terms (chain, DAG id, deployment...).
+    pub pipeline: String,
+    /// Deliveries that failed this many times move to `failed` (see `watcher retry`).
+    pub max_attempts: u32,
+    /// First delay between delivery attempts; doubles per attempt up to `retry_max_delay`.
+    pub retry_base_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// The whole table, handed to the trigger client.
+    pub table: toml::Table,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+struct RawTrigger {
+    pipeline: String,
+    max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    retry_base_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    retry_max_delay: Duration,
+}
+
+impl Default for RawTrigger {
+    fn default() -> Self {
+        RawTrigger {
+            pipeline: "digital_data_etl".into(),
+            max_attempts: 10,
+            retry_base_delay: Duration::from_secs(30),
+            retry_max_delay: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Keys of `[trigger]` that belong to the watcher, not to the trigger client.
+pub const WATCHER_TRIGGER_KEYS: &[&str] = &["max_attempts", "retry_base_delay", "retry_max_delay"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Author {
+    pub name: String,
+    #[serde(default)]
+    pub feeds: Vec<String>,
+    /// Treat what the first poll finds as new instead of recording a baseline.
+    #[serde(default)]
+    pub backfill: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    watcher: WatcherSettings,
+    #[serde(default)]
+    fetch: FetchSettings,
+    #[serde(default)]
+    output: OutputSettings,
+    trigger: Option<toml::Table>,
+    #[serde(default)]
+    authors: Vec<Author>,
+}
+
+/// One problem in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "cannot read config `{path}`: {source}; hint: pass --config PATH or set WATCHER_CONFIG"
+    )]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config `{path}` is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config `{}` has {} problem(s):\n{}", path.display(), problems.len(), render_problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+fn render_problems(path: &Path, problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  {}: {}: {}", path.display(), p.key, p.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = std::path::absolute(&base).unwrap_or(base);
+        let mut problems = Vec::new();
+        let trigger = validate_trigger(raw.trigger, &mut problems);
+        validate_authors(&raw.authors, &mut problems);
+        let mut watcher = raw.watcher;
+        if watcher.interval.is_zero() {
+            problems.push(problem(
+                "watcher.interval",
+                "expected a duration above zero, such as \"30m\"",
+            ));
+        }
+        if watcher.concurrency == 0 {
+            problems.push(problem("watcher.concurrency", "expected at least 1"));
+        }
+        if raw.fetch.max_body_bytes == 0 {
+            problems.push(problem("fetch.max_body_bytes", "expected at least 1"));
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            });
+        }
+        watcher.state_dir = base.join(&watcher.state_dir);
+        watcher.output_dir = base.join(&watcher.output_dir);
+        Ok(Config {
+            path: path.to_path_buf(),
+            watcher,
+            fetch: raw.fetch,
+            output: raw.output,
+            trigger: trigger.expect("validated above"),
+            authors: raw.authors,
+        })
+    }
+}
+
+fn problem(key: impl Into<String>, message: impl Into<String>) -> ConfigProblem {
+    ConfigProblem {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn validate_trigger(
+    table: Option<toml::Table>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<TriggerSettings> {
+    let Some(table) = table else {
+        problems.push(problem(
+            "trigger",
+            "missing table; expected for example [trigger] kind = \"webhook\" url = \"http://127.0.0.1:9000/hook\"",
+        ));
+        return None;
+    };
+    let raw: RawTrigger = match toml::Value::Table(table.clone()).try_into() {
+        Ok(raw) => raw,
+        Err(e) => {
+            problems.push(problem("trigger", e.to_string().trim().to_string()));
+            return None;
+        }
+    };
+    if raw.max_attempts == 0 {
+        problems.push(problem("trigger.max_attempts", "expected at least 1"));
+    }
+    if let Err(message) = crate::deliver::validate_target(&table) {
+        problems.push(problem("trigger", message));
+    }
+    Some(TriggerSettings {
+        pipeline: raw.pipeline,
+        max_attempts: raw.max_attempts,
+        retry_base_delay: raw.retry_base_delay,
+        retry_max_delay: raw.retry_max_delay,
+        table,
+    })
+}
+
+fn validate_authors(authors: &[Author], problems: &mut Vec<ConfigProblem>) {
+    if authors.is_empty() {
+        problems.push(problem(
+            "authors",
+            "no [[authors]] table; expected at least one author with feeds to watch",
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, author) in authors.iter().enumerate() {
+        if author.name.trim().is_empty() {
+            problems.push(problem(
+                format!("authors[{i}].name"),
+                "expected a non-empty name",
+            ));
+        } else if !names.insert(author.name.trim().to_lowercase()) {
+            problems.push(problem(
+                format!("authors[{i}].name"),
+                format!("`{}` is listed twice; merge the two tables", author.name),
+            ));
+        }
+        if author.feeds.is_empty() {
+            problems.push(problem(
+                format!("authors[{i}]"),
+                format!(
+                    "author `{}` has no sources; add feeds = [\"https://...\"]",
+                    author.name
+                ),
+            ));
+        }
+        for (j, feed) in author.feeds.iter().enumerate() {
+            if let Err(message) = parse_source_url(feed) {
+                problems.push(problem(format!("authors[{i}].feeds[{j}]"), message));
+            }
+        }
+    }
+}
+
+/// Parses a configured source URL: absolute http(s) only.
+pub fn parse_source_url(text: &str) -> Result<Url, String> {
+    match Url::parse(text.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(url),
+        Ok(url) => Err(format!(
+            "expected an http(s) URL, got scheme `{}` in `{text}`",
+            url.scheme()
+        )),
+        Err(e) => Err(format!(
+            "expected an absolute http(s) URL, got `{text}` ({e})"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[watcher]
+state_dir = "st"
+interval = "10m"
+
+[trigger]
+kind = "webhook"
+url = "http://127.0.0.1:9000/hook"
+
+[[authors]]
+name = "Paul Iusztin"
+feeds = ["https://decodingml.substack.com/feed"]
+"#;
+
+    #[test]
+    fn good_config_resolves_paths_against_the_file() {
+        let config = Config::parse(Path::new("/etc/w/watcher.toml"), GOOD).unwrap();
+        assert_eq!(config.watcher.state_dir, PathBuf::from("/etc/w/st"));
+        assert_eq!(
+            config.watcher.output_dir,
+            PathBuf::from("/etc/w/configs/generated")
+        );
+        assert_eq!(config.watcher.interval, Duration::from_secs(600));
+        assert_eq!(config.trigger.pipeline, "digital_data_etl");
+        assert_eq!(config.authors[0].feeds.len(), 1);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = r#"
+[trigger]
+kind = "webhook"
+url = "http://127.0.0.1:9000/hook"
+
+[[authors]]
+name = "A"
+feeds = ["ftp://x/feed", "not a url"]
+
+[[authors]]
+name = "a"
+"#;
+        let err = Config::parse(Path::new("w.toml"), text).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &err else {
+            panic!("{err}")
+        };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "authors[0].feeds[0]",
+                "authors[0].feeds[1]",
+                "authors[1].name",
+                "authors[1]"
+            ]
+        );
+        assert!(
+            err.to_string()
+                .contains("w.toml: authors[0].feeds[0]: expected an http(s) URL")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key() {
+        let text = GOOD.replace("interval = \"10m\"", "intervall = \"10m\"");
+        let err = Config::parse(Path::new("w.toml"), &text).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `intervall`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_duration_is_a_syntax_error_with_position() {
+        let text = GOOD.replace("\"10m\"", "\"ten minutes\"");
+        let err = Config::parse(Path::new("w.toml"), &text).unwrap_err();
+        assert!(err.to_string().contains("line 4"), "{err}");
+    }
+}

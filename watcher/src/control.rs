@@ -1,0 +1,105 @@
+//! control.rs: the daemon's loopback HTTP endpoint (`/healthz`, `/status`, `POST /retry`) and the
+//! CLI's client for it, used when `watcher run` holds the store's lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::error::WatcherError;
+use crate::status::StatusReport;
+use crate::watch::Watcher;
+
+/// Serves the endpoint until `cancel` fires.
+pub async fn serve(listener: TcpListener, watcher: Arc<Watcher>, cancel: CancellationToken) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "status endpoint listening");
+    }
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/status", get(status))
+        .route("/retry", post(retry))
+        .with_state(watcher);
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await;
+}
+
+fn internal(e: impl std::error::Error) -> (StatusCode, Json<serde_json::Value>) {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({"error": crate::error::one_line(&e)})),
+    )
+}
+
+async fn status(State(w): State<Arc<Watcher>>) -> impl IntoResponse {
+    match w.status() {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct RetryQuery {
+    batch: Option<String>,
+}
+
+async fn retry(State(w): State<Arc<Watcher>>, Query(q): Query<RetryQuery>) -> impl IntoResponse {
+    match w.retry(q.batch.as_deref()).await {
+        Ok(n) => Json(serde_json::json!({"requeued": n})).into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()
+        .expect("a plain client always builds")
+}
+
+fn daemon_error(addr: &str, e: impl std::error::Error) -> WatcherError {
+    WatcherError::Daemon {
+        addr: addr.to_string(),
+        message: crate::error::one_line(&e),
+    }
+}
+
+/// Asks the daemon at `addr` for its status.
+pub async fn remote_status(addr: std::net::SocketAddr) -> Result<StatusReport, WatcherError> {
+    let url = format!("http://{addr}/status");
+    let resp = client()
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| daemon_error(&url, e))?;
+    resp.json().await.map_err(|e| daemon_error(&url, e))
+}
+
+/// Asks the daemon at `addr` to re-queue failed deliveries.
+pub async fn remote_retry(
+    addr: std::net::SocketAddr,
+    batch: Option<&str>,
+) -> Result<usize, WatcherError> {
+    let url = format!("http://{addr}/retry");
+    let mut req = client().post(&url);
+    if let Some(b) = batch {
+        req = req.query(&[("batch", b)]);
+    }
+    let resp = req
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| daemon_error(&url, e))?;
+    let v: serde_json::Value = resp.json().await.map_err(|e| daemon_error(&url, e))?;
+    Ok(v["requeued"].as_u64().unwrap_or(0) as usize)
+}

@@ -1,0 +1,225 @@
+//! fetch.rs: one HTTP GET of a source, done politely: conditional GET with the stored validators,
+//! timeouts, a redirect limit, a body cap enforced while streaming (decompressed bytes count), and
+//! one specific error per failure.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{
+    ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+    RETRY_AFTER,
+};
+use url::Url;
+
+use crate::config::FetchSettings;
+
+/// The default User-Agent: project, version and where to read about it.
+pub fn default_user_agent() -> String {
+    format!(
+        "llm-twin-article-watcher/{} (+{})",
+        env!("CARGO_PKG_VERSION"),
+        env!("CARGO_PKG_REPOSITORY")
+    )
+}
+
+/// Validators from the previous successful fetch.
+#[derive(Debug, Clone, Default)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// A fetched body.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub status: StatusCode,
+    /// The URL after redirects: the base for relative links.
+    pub final_url: Url,
+    pub content_type: Option<String>,
+    pub validators: Validators,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub enum FetchOutcome {
+    /// 304: nothing changed; no body was read.
+    NotModified {
+        headers: HeaderMap,
+    },
+    Fetched(Fetched),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(
+        "timed out after {0:?}; hint: the server is slow or unreachable, raise [fetch] timeout if it is just slow"
+    )]
+    Timeout(Duration),
+    #[error("cannot connect: {0}; hint: check the URL and this machine's network")]
+    Connect(String),
+    #[error("too many redirects (limit {0}); hint: point the source at the final URL")]
+    Redirects(usize),
+    #[error("HTTP {status}{}", retry_after.map(|d| format!(" (Retry-After {}s)", d.as_secs())).unwrap_or_default())]
+    Status {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
+    #[error(
+        "body is larger than the {limit}-byte cap; cut off; hint: raise [fetch] max_body_bytes if this feed is legitimately huge"
+    )]
+    TooLarge { limit: u64 },
+    #[error("request failed: {0}")]
+    Other(String),
+}
+
+/// The watcher's HTTP client (one per process, shared by every source).
+#[derive(Clone)]
+pub struct Fetcher {
+    http: reqwest::Client,
+    settings: FetchSettings,
+}
+
+impl Fetcher {
+    pub fn new(settings: &FetchSettings) -> Result<Fetcher, FetchError> {
+        let http = reqwest::Client::builder()
+            .user_agent(
+                settings
+                    .user_agent
+                    .clone()
+                    .unwrap_or_else(default_user_agent),
+            )
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::limited(settings.max_redirects))
+            .build()
+            .map_err(|e| FetchError::Other(e.to_string()))?;
+        Ok(Fetcher {
+            http,
+            settings: settings.clone(),
+        })
+    }
+
+    /// GETs `url`, sending `validators` as If-None-Match / If-Modified-Since.
+    pub async fn get(
+        &self,
+        url: &Url,
+        validators: &Validators,
+    ) -> Result<FetchOutcome, FetchError> {
+        let mut req = self.http.get(url.clone()).header(
+            ACCEPT,
+            "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8",
+        );
+        if let Some(etag) = &validators.etag {
+            req = req.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = &validators.last_modified {
+            req = req.header(IF_MODIFIED_SINCE, lm);
+        }
+        let resp = req.send().await.map_err(|e| self.classify(e))?;
+        let status = resp.status();
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok(FetchOutcome::NotModified {
+                headers: resp.headers().clone(),
+            });
+        }
+        if !status.is_success() {
+            return Err(FetchError::Status {
+                status,
+                retry_after: retry_after(resp.headers()),
+            });
+        }
+        let final_url = resp.url().clone();
+        let headers = resp.headers().clone();
+        let header = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(String::from)
+        };
+        let content_type = header(CONTENT_TYPE);
+        let validators = Validators {
+            etag: header(ETAG),
+            last_modified: header(LAST_MODIFIED),
+        };
+        let body = self.read_capped(resp).await?;
+        Ok(FetchOutcome::Fetched(Fetched {
+            status,
+            final_url,
+            content_type,
+            validators,
+            headers,
+            body,
+        }))
+    }
+
+    /// Reads the body chunk by chunk (after decompression) and stops at the cap.
+    async fn read_capped(&self, resp: reqwest::Response) -> Result<Bytes, FetchError> {
+        let limit = self.settings.max_body_bytes;
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(FetchError::TooLarge { limit });
+        }
+        let mut body = BytesMut::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.classify(e))?;
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(FetchError::TooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
+    fn classify(&self, e: reqwest::Error) -> FetchError {
+        if e.is_timeout() {
+            FetchError::Timeout(self.settings.timeout)
+        } else if e.is_redirect() {
+            FetchError::Redirects(self.settings.max_redirects)
+        } else if e.is_connect() {
+            FetchError::Connect(crate::error::one_line(&e))
+        } else {
+            FetchError::Other(crate::error::one_line(&e))
+        }
+    }
+}
+
+/// Parses `Retry-After` as seconds or an HTTP-date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "3600".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
+        let later = chrono::Utc::now() + chrono::Duration::seconds(120);
+        h.insert(RETRY_AFTER, later.to_rfc2822().parse().unwrap());
+        let got = retry_after(&h).unwrap().as_secs();
+        assert!((100..=120).contains(&got), "{got}");
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn user_agent_names_project_version_and_repository() {
+        let ua = default_user_agent();
+        assert!(
+            ua.contains(env!("CARGO_PKG_VERSION")) && ua.contains("https://"),
+            "{ua}"
+        );
+    }
+}

@@ -1,0 +1,293 @@
+//! outbox.rs: staged items become batches (one per author, or one for everyone), and pending
+//! batches are delivered oldest first: write the config, trigger, record the outcome, back off
+//! on failure. The batch id is derived from the batch's content, so a batch rebuilt after a crash
+//! keeps its id, and the trigger carries it as the idempotency key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::config::OutputFormat;
+use crate::deliver::Deliverer;
+use crate::emit;
+use crate::store::{Delivery, DeliveryItem, DeliveryState, StagedItem, Store, StoreError};
+
+/// sha256 over the format, the authors and the sorted (source, item id) pairs; 16 hex chars.
+pub fn batch_id(format: OutputFormat, items: &[StagedItem]) -> String {
+    let mut keys: Vec<String> = items
+        .iter()
+        .map(|s| format!("{}\u{1f}{}\u{1f}{}", s.author, s.source, s.item.id))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut h = Sha256::new();
+    h.update(format.as_str().as_bytes());
+    for k in keys {
+        h.update([0]);
+        h.update(k.as_bytes());
+    }
+    hex::encode(h.finalize())[..16].to_string()
+}
+
+/// Groups staged items into batches. With `window`, a group waits until its oldest item is that
+/// old (more may join meanwhile); without, every group is ready. Returns the batches formed.
+pub async fn form_batches(
+    store: &Store,
+    output_dir: &Path,
+    format: OutputFormat,
+    window: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Delivery>, StoreError> {
+    let staged = store.staged()?;
+    let mut groups: BTreeMap<String, Vec<(u64, StagedItem)>> = BTreeMap::new();
+    for (seq, s) in staged {
+        let group = match format {
+            OutputFormat::DigitalDataEtl => s.author.clone(),
+            OutputFormat::EndToEndData => String::new(),
+        };
+        groups.entry(group).or_default().push((seq, s));
+    }
+    let mut formed = Vec::new();
+    for (_, group) in groups {
+        let oldest = group.iter().map(|(_, s)| s.found_at).min().unwrap_or(now);
+        if let Some(window) = window
+            && now - oldest < chrono::Duration::from_std(window).unwrap_or_default()
+        {
+            continue;
+        }
+        let (keys, items): (Vec<u64>, Vec<StagedItem>) = group.into_iter().unzip();
+        let delivery = new_delivery(format, output_dir, &items, now);
+        if store.form_batch(&keys, &delivery).await? {
+            info!(
+                batch = %delivery.batch_id,
+                authors = ?delivery.authors,
+                items = delivery.items.len(),
+                "batch formed"
+            );
+            formed.push(delivery);
+        }
+    }
+    Ok(formed)
+}
+
+/// A pending delivery for `items`.
+pub fn new_delivery(
+    format: OutputFormat,
+    output_dir: &Path,
+    items: &[StagedItem],
+    now: DateTime<Utc>,
+) -> Delivery {
+    let id = batch_id(format, items);
+    let mut authors: Vec<String> = Vec::new();
+    for s in items {
+        if !authors.contains(&s.author) {
+            authors.push(s.author.clone());
+        }
+    }
+    let delivery_items: Vec<DeliveryItem> = items
+        .iter()
+        .filter_map(|s| {
+            Some(DeliveryItem {
+                author: s.author.clone(),
+                source: s.source.clone(),
+                url: s.item.canonical_url.clone()?,
+                title: s.item.title.clone(),
+                published: s.item.published,
+            })
+        })
+        .collect();
+    Delivery {
+        config_path: output_dir.join(emit::file_name(format, &authors, now, &id)),
+        batch_id: id,
+        created_at: now,
+        format,
+        authors,
+        items: delivery_items,
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+        run: None,
+        delivered_at: None,
+    }
+}
+
+/// Capped exponential backoff with ±20% jitter: `base × 2^(attempt-1)`, at most `max`.
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(
+        1u32.checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX),
+    );
+    let capped = exp.min(max);
+    let jitter = rand::rng().random_range(0.8..=1.2);
+    capped.mul_f64(jitter).min(max)
+}
+
+/// What happened to one delivery in this pass.
+#[derive(Debug, Clone)]
+pub struct DeliveryReport {
+    pub batch_id: String,
+    pub config_path: std::path::PathBuf,
+    pub outcome: Result<String, String>,
+    pub state: DeliveryState,
+}
+
+/// Delivers every pending batch that is due, oldest first.
+pub async fn deliver_due(
+    store: &Store,
+    deliverer: &Deliverer,
+    now: DateTime<Utc>,
+) -> Result<Vec<DeliveryReport>, StoreError> {
+    let mut reports = Vec::new();
+    for (seq, mut d) in store.deliveries()? {
+        if d.state != DeliveryState::Pending || d.next_attempt_at > now {
+            continue;
+        }
+        let outcome = deliver_one(deliverer, &d).await;
+        d.attempts += 1;
+        match &outcome {
+            Ok(run) => {
+                info!(batch = %d.batch_id, run_id = %run, config = %d.config_path.display(), "delivered");
+                d.state = DeliveryState::Done;
+                d.run = Some(run.clone());
+                d.delivered_at = Some(Utc::now());
+                d.last_error = None;
+            }
+            Err(error) => {
+                d.last_error = Some(error.clone());
+                if d.attempts >= deliverer.max_attempts {
+                    d.state = DeliveryState::Failed;
+                    warn!(batch = %d.batch_id, attempts = d.attempts, %error, "delivery failed for good; `watcher retry` re-queues it");
+                } else {
+                    let wait = backoff(
+                        d.attempts,
+                        deliverer.retry_base_delay,
+                        deliverer.retry_max_delay,
+                    );
+                    d.next_attempt_at =
+                        Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                    warn!(batch = %d.batch_id, attempt = d.attempts, retry_in = ?wait, %error, "delivery failed; will retry");
+                }
+            }
+        }
+        store.put_delivery(seq, &d).await?;
+        reports.push(DeliveryReport {
+            batch_id: d.batch_id.clone(),
+            config_path: d.config_path.clone(),
+            outcome,
+            state: d.state,
+        });
+    }
+    Ok(reports)
+}
+
+/// Writes the batch's config and triggers; returns the run handle.
+async fn deliver_one(deliverer: &Deliverer, d: &Delivery) -> Result<String, String> {
+    let yaml = emit::config_yaml(d.format, &d.batch_id, &d.items);
+    emit::write_atomic(&d.config_path, yaml.as_bytes()).map_err(|e| {
+        format!(
+            "cannot write config `{}`: {e}; hint: check output_dir permissions and free disk space",
+            d.config_path.display()
+        )
+    })?;
+    deliverer.trigger(d).await
+}
+
+/// Moves failed deliveries back to pending, due now. Returns how many.
+pub async fn requeue_failed(store: &Store, only: Option<&str>) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for (seq, mut d) in store.deliveries()? {
+        if d.state == DeliveryState::Failed && only.is_none_or(|b| b == d.batch_id) {
+            d.state = DeliveryState::Pending;
+            d.attempts = 0;
+            d.next_attempt_at = Utc::now();
+            store.put_delivery(seq, &d).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Item;
+
+    fn staged(author: &str, id: &str) -> StagedItem {
+        StagedItem {
+            author: author.into(),
+            source: "https://x/feed".into(),
+            found_at: Utc::now(),
+            item: Item {
+                id: id.into(),
+                canonical_url: Some(format!("https://x/{id}")),
+                link_shared: false,
+                title: None,
+                content_hash: "h".into(),
+                published: None,
+            },
+        }
+    }
+
+    #[test]
+    fn batch_id_ignores_order_and_depends_on_content() {
+        let a = [staged("A", "1"), staged("A", "2")];
+        let b = [staged("A", "2"), staged("A", "1")];
+        let f = OutputFormat::DigitalDataEtl;
+        assert_eq!(batch_id(f, &a), batch_id(f, &b));
+        assert_ne!(batch_id(f, &a), batch_id(f, &a[..1]));
+        assert_ne!(batch_id(f, &a), batch_id(OutputFormat::EndToEndData, &a));
+        assert_eq!(batch_id(f, &a).len(), 16);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let base = Duration::from_secs(10);
+        let max = Duration::from_secs(100);
+        for (attempt, nominal) in [(1, 10.0), (2, 20.0), (3, 40.0), (4, 80.0)] {
+            let d = backoff(attempt, base, max).as_secs_f64();
+            assert!(d >= nominal * 0.8 && d <= nominal * 1.2, "{attempt}: {d}");
+        }
+        assert!(backoff(5, base, max) <= max);
+        assert!(backoff(60, base, max) <= max);
+        assert_eq!(backoff(3, Duration::ZERO, max), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn window_holds_young_groups_and_rebuilt_batches_keep_their_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let items = [staged("A", "1"), staged("B", "2")];
+        store
+            .commit_poll(crate::store::PollCommit {
+                source_key: "k".into(),
+                state: Default::default(),
+                record: vec![],
+                stage: items.to_vec(),
+            })
+            .await
+            .unwrap();
+        let out = dir.path().join("out");
+        let f = OutputFormat::DigitalDataEtl;
+        let held = form_batches(&store, &out, f, Some(Duration::from_secs(60)), Utc::now())
+            .await
+            .unwrap();
+        assert!(held.is_empty());
+        let formed = form_batches(&store, &out, f, None, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(formed.len(), 2);
+        assert_eq!(formed[0].batch_id, batch_id(f, &items[..1]));
+        assert!(store.staged().unwrap().is_empty());
+        // The same batch formed again (as after a crash before the staged items were removed)
+        // is not added twice.
+        let again = new_delivery(f, &out, &items[..1], Utc::now());
+        assert!(!store.form_batch(&[], &again).await.unwrap());
+        assert_eq!(store.deliveries().unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,526 @@
+//! store.rs: the only module that touches sled. Per source: validators, last poll, failures,
+//! identity mode. Per item: id, canonical URL, title, first seen, content hash (items that drop off
+//! a feed stay: a tombstone). The staged items and the outbox of deliveries. A schema version, and
+//! an flock'd lock file that records the owner's pid.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::diff::Known;
+use crate::identity::{IdentityMode, Item};
+
+/// Bumped when the on-disk layout changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "state dir `{}` is in use by pid {pid}; hint: stop that watcher, or ask it with `watcher status`",
+        dir.display()
+    )]
+    Locked { dir: PathBuf, pid: String },
+    #[error("cannot use state dir `{}`: {source}; hint: check that it exists and is writable", dir.display())]
+    Io {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "state dir `{}` was written by a newer watcher (schema {found}, this build reads up to {SCHEMA_VERSION}); hint: upgrade the watcher or point state_dir elsewhere",
+        dir.display()
+    )]
+    NewerSchema { dir: PathBuf, found: u32 },
+    #[error("sled store failed: {0}; hint: check free disk space and permissions of the state dir")]
+    Sled(#[from] sled::Error),
+    #[error("stored record `{key}` is corrupt: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// What the store knows about one source.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SourceState {
+    pub author: String,
+    pub url: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub last_poll: Option<DateTime<Utc>>,
+    pub last_success: Option<DateTime<Utc>>,
+    /// One line: "ok: 2 new", "not modified", "error: ...".
+    pub last_result: Option<String>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    pub items_known: u64,
+    pub baseline_done: bool,
+    pub identity_mode: IdentityMode,
+    pub identity_version: u32,
+    pub next_due: Option<DateTime<Utc>>,
+    pub next_due_reason: Option<String>,
+}
+
+/// One known item (kept forever, also after it drops off the feed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ItemRecord {
+    pub id: String,
+    pub canonical_url: Option<String>,
+    pub title: Option<String>,
+    pub first_seen: DateTime<Utc>,
+    pub content_hash: String,
+}
+
+/// An item waiting to be grouped into a batch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StagedItem {
+    pub author: String,
+    pub source: String,
+    pub found_at: DateTime<Utc>,
+    pub item: Item,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    Done,
+    Failed,
+}
+
+/// One article in a delivery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeliveryItem {
+    pub author: String,
+    pub source: String,
+    pub url: String,
+    pub title: Option<String>,
+    pub published: Option<DateTime<Utc>>,
+}
+
+/// A batch in the outbox: the config it writes and the trigger it owes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Delivery {
+    pub batch_id: String,
+    pub created_at: DateTime<Utc>,
+    pub format: crate::config::OutputFormat,
+    pub authors: Vec<String>,
+    pub items: Vec<DeliveryItem>,
+    pub config_path: PathBuf,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub run: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Everything one successful poll writes, committed in one transaction.
+#[derive(Debug, Clone)]
+pub struct PollCommit {
+    pub source_key: String,
+    pub state: SourceState,
+    /// Items to record as known (new, aliases, updated: their hash is refreshed).
+    pub record: Vec<Item>,
+    /// Items that owe a delivery.
+    pub stage: Vec<StagedItem>,
+}
+
+/// The sled store of one state dir, held exclusively by this process.
+pub struct Store {
+    db: sled::Db,
+    sources: sled::Tree,
+    items: sled::Tree,
+    urls: sled::Tree,
+    staged: sled::Tree,
+    outbox: sled::Tree,
+    batches: sled::Tree,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+/// Key of a source: author and configured URL.
+pub fn source_key(author: &str, url: &str) -> String {
+    format!("{author}\u{1f}{url}")
+}
+
+fn item_key(source_key: &str, id: &str) -> Vec<u8> {
+    [source_key.as_bytes(), &[0], id.as_bytes()].concat()
+}
+
+fn url_key(author: &str, url: &str) -> Vec<u8> {
+    [author.as_bytes(), &[0], url.as_bytes()].concat()
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("store records always serialize")
+}
+
+fn from_json<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).replace(['\0', '\u{1f}'], "/"),
+        source,
+    })
+}
+
+fn abort<E>(e: E) -> ConflictableTransactionError<E> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+impl Store {
+    /// Opens (creating) the store in `dir`. Fails with the owner's pid when another process holds
+    /// it, and refuses a store written by a newer schema.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let io = |source| StoreError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let lock = acquire_lock(dir)?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema_version")? {
+            Some(v) => {
+                let found = u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 4]));
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        dir: dir.to_path_buf(),
+                        found,
+                    });
+                }
+            }
+            None => {
+                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+            }
+        }
+        Ok(Store {
+            sources: db.open_tree("sources")?,
+            items: db.open_tree("items")?,
+            urls: db.open_tree("urls")?,
+            staged: db.open_tree("staged")?,
+            outbox: db.open_tree("outbox")?,
+            batches: db.open_tree("batches")?,
+            db,
+            _lock: lock,
+        })
+    }
+
+    pub fn source(&self, key: &str) -> Result<Option<SourceState>, StoreError> {
+        self.sources
+            .get(key)?
+            .map(|v| from_json(key.as_bytes(), &v))
+            .transpose()
+    }
+
+    pub fn put_source(&self, key: &str, state: &SourceState) -> Result<(), StoreError> {
+        self.sources.insert(key, to_json(state))?;
+        Ok(())
+    }
+
+    pub fn sources(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
+        self.sources
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), from_json(&k, &v)?))
+            })
+            .collect()
+    }
+
+    /// What is known about `items` for this source (by id) and this author (by canonical URL).
+    pub fn known_for(
+        &self,
+        source_key: &str,
+        author: &str,
+        items: &[Item],
+    ) -> Result<(HashMap<String, Known>, HashSet<String>), StoreError> {
+        let mut ids = HashMap::new();
+        let mut urls = HashSet::new();
+        for item in items {
+            let key = item_key(source_key, &item.id);
+            if let Some(v) = self.items.get(&key)? {
+                let rec: ItemRecord = from_json(&key, &v)?;
+                ids.insert(
+                    item.id.clone(),
+                    Known {
+                        content_hash: rec.content_hash,
+                    },
+                );
+            }
+            if let Some(url) = &item.canonical_url
+                && self.urls.contains_key(url_key(author, url))?
+            {
+                urls.insert(url.clone());
+            }
+        }
+        Ok((ids, urls))
+    }
+
+    /// Records a poll's items, stages those that owe a delivery and stores the source's new
+    /// state (validators included) in one transaction, then flushes.
+    pub async fn commit_poll(&self, commit: PollCommit) -> Result<(), StoreError> {
+        let author = commit.state.author.clone();
+        let now = Utc::now();
+        (&self.sources, &self.items, &self.urls, &self.staged)
+            .transaction(|(sources, items, urls, staged)| {
+                let mut state = commit.state.clone();
+                for item in &commit.record {
+                    let key = item_key(&commit.source_key, &item.id);
+                    let first_seen = match items.get(&key)? {
+                        Some(old) => {
+                            from_json::<ItemRecord>(&key, &old)
+                                .map_err(abort)?
+                                .first_seen
+                        }
+                        None => {
+                            state.items_known += 1;
+                            now
+                        }
+                    };
+                    let rec = ItemRecord {
+                        id: item.id.clone(),
+                        canonical_url: item.canonical_url.clone(),
+                        title: item.title.clone(),
+                        first_seen,
+                        content_hash: item.content_hash.clone(),
+                    };
+                    items.insert(key, to_json(&rec))?;
+                    if let Some(url) = &item.canonical_url {
+                        urls.insert(url_key(&author, url), item.id.as_bytes())?;
+                    }
+                }
+                for s in &commit.stage {
+                    let seq = staged.generate_id()?;
+                    staged.insert(&seq.to_be_bytes(), to_json(s))?;
+                }
+                sources.insert(commit.source_key.as_bytes(), to_json(&state))?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.flush().await
+    }
+
+    /// Staged items, oldest first, with their keys.
+    pub fn staged(&self) -> Result<Vec<(u64, StagedItem)>, StoreError> {
+        self.staged
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                Ok((seq, from_json(&k, &v)?))
+            })
+            .collect()
+    }
+
+    /// Moves staged items into one delivery, atomically. A batch id already in the outbox (a batch
+    /// rebuilt after a crash) is not added twice. Returns whether it was added.
+    pub async fn form_batch(
+        &self,
+        staged_keys: &[u64],
+        delivery: &Delivery,
+    ) -> Result<bool, StoreError> {
+        let added = (&self.staged, &self.outbox, &self.batches)
+            .transaction(|(staged, outbox, batches)| {
+                for seq in staged_keys {
+                    staged.remove(&seq.to_be_bytes())?;
+                }
+                if batches.get(delivery.batch_id.as_bytes())?.is_some() {
+                    return Ok(false);
+                }
+                let seq = outbox.generate_id()?;
+                outbox.insert(&seq.to_be_bytes(), to_json(delivery))?;
+                batches.insert(delivery.batch_id.as_bytes(), &seq.to_be_bytes())?;
+                Ok(true)
+            })
+            .map_err(tx_err)?;
+        self.flush().await?;
+        Ok(added)
+    }
+
+    /// Every delivery in the outbox, oldest first.
+    pub fn deliveries(&self) -> Result<Vec<(u64, Delivery)>, StoreError> {
+        self.outbox
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                Ok((seq, from_json(&k, &v)?))
+            })
+            .collect()
+    }
+
+    pub fn delivery_by_batch(&self, batch_id: &str) -> Result<Option<(u64, Delivery)>, StoreError> {
+        let Some(seq) = self.batches.get(batch_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let Some(v) = self.outbox.get(&seq)? else {
+            return Ok(None);
+        };
+        let seq_n = u64::from_be_bytes(seq.as_ref().try_into().unwrap_or([0; 8]));
+        Ok(Some((seq_n, from_json(&seq, &v)?)))
+    }
+
+    /// Stores a delivery's new state and flushes.
+    pub async fn put_delivery(&self, seq: u64, delivery: &Delivery) -> Result<(), StoreError> {
+        self.outbox.insert(seq.to_be_bytes(), to_json(delivery))?;
+        self.flush().await
+    }
+
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+/// Takes the exclusive lock on `dir/lock` and writes our pid into it.
+fn acquire_lock(dir: &Path) -> Result<nix::fcntl::Flock<File>, StoreError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let io = |source| StoreError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            lock.set_len(0).map_err(io)?;
+            lock.rewind().map_err(io)?;
+            writeln!(lock, "{}", std::process::id()).map_err(io)?;
+            lock.sync_data().map_err(io)?;
+            Ok(lock)
+        }
+        Err((mut file, _errno)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            Err(StoreError::Locked {
+                dir: dir.to_path_buf(),
+                pid: if pid.is_empty() {
+                    "?".into()
+                } else {
+                    pid.into()
+                },
+            })
+        }
+    }
+}
+
+/// The pid recorded in a state dir's lock file, if any (for messages when the store is busy).
+pub fn lock_owner(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("lock"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, url: &str) -> Item {
+        Item {
+            id: id.into(),
+            canonical_url: Some(url.into()),
+            link_shared: false,
+            title: Some("t".into()),
+            content_hash: "h".into(),
+            published: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn poll_commit_records_items_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = source_key("A", "https://x/feed");
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let state = SourceState {
+                author: "A".into(),
+                etag: Some("\"v1\"".into()),
+                ..Default::default()
+            };
+            let it = item("g:1", "https://x/1");
+            store
+                .commit_poll(PollCommit {
+                    source_key: key.clone(),
+                    state,
+                    record: vec![it.clone()],
+                    stage: vec![StagedItem {
+                        author: "A".into(),
+                        source: "https://x/feed".into(),
+                        found_at: Utc::now(),
+                        item: it,
+                    }],
+                })
+                .await
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let state = store.source(&key).unwrap().unwrap();
+        assert_eq!(state.etag.as_deref(), Some("\"v1\""));
+        assert_eq!(state.items_known, 1);
+        let (ids, urls) = store
+            .known_for(
+                &key,
+                "A",
+                &[item("g:1", "https://x/1"), item("g:2", "https://x/2")],
+            )
+            .unwrap();
+        assert!(ids.contains_key("g:1") && !ids.contains_key("g:2"));
+        assert!(urls.contains("https://x/1") && !urls.contains("https://x/2"));
+        assert_eq!(store.staged().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn second_open_names_the_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).err().unwrap();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("in use by pid {}", std::process::id())),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path().join("db")).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err = Store::open(dir.path()).err().unwrap();
+        assert!(
+            err.to_string().contains("written by a newer watcher"),
+            "{err}"
+        );
+    }
+}
