@@ -1,1 +1,3 @@
+//! The `trigger-client` command line (phase 1 placeholder).
+
 fn main() {}

@@ -1,0 +1,5 @@
+//! One integration-test binary: contract tests per backend against loopback servers that follow
+//! each engine's documented shapes, plus the real-engine tests (skipped unless the engine runs).
+
+mod helpers;
+mod webhook;

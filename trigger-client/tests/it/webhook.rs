@@ -1,0 +1,386 @@
+//! Webhook contract: body and headers as sent, the signature as a receiver verifies it,
+//! retries with one Idempotency-Key, and 4xx failing at once with the receiver's text.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use trigger_client::{Error, Kind, RetryPolicy, RunRequest, RunState, exit, webhook_signature};
+
+use crate::helpers::{Recorder, client, closed_port_url, spawn, target};
+
+const SECRET: &str = "whsec-test-1234";
+
+/// Checks `X-Watcher-Signature` the way a receiver would: recompute over `t + "." + body`.
+fn signature_is_valid(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    let Some(header) = headers
+        .get("x-watcher-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(timestamp) = header
+        .split(',')
+        .find_map(|part| part.strip_prefix("t="))
+        .and_then(|t| t.parse::<i64>().ok())
+    else {
+        return false;
+    };
+    let now = chrono::Utc::now().timestamp();
+    (now - timestamp).abs() < 300 && webhook_signature(secret.as_bytes(), timestamp, body) == header
+}
+
+fn secret_file() -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), format!("{SECRET}\n")).unwrap();
+    file
+}
+
+/// A receiver that verifies the signature, answers 201 with an id and a status URL, and
+/// serves that status.
+async fn verifying_receiver(recorder: Recorder) -> url::Url {
+    async fn hook(
+        State(rec): State<Recorder>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        rec.record(method, uri, headers.clone(), body.clone());
+        if !signature_is_valid(SECRET, &headers, &body) {
+            return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
+        }
+        if headers.get("content-type").map(|v| v.as_bytes()) != Some(b"application/json") {
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "json only").into_response();
+        }
+        (
+            StatusCode::CREATED,
+            axum::Json(json!({"id": "run-7", "status_url": "/runs/run-7"})),
+        )
+            .into_response()
+    }
+    let router = Router::new()
+        .route("/hook", post(hook))
+        .route(
+            "/runs/run-7",
+            get(|| async {
+                axum::Json(json!({"status": "succeeded", "message": "1 article crawled"}))
+            }),
+        )
+        .with_state(recorder);
+    spawn(router).await
+}
+
+#[tokio::test]
+async fn posts_the_payload_as_is_with_key_and_valid_signature() {
+    let recorder = Recorder::default();
+    let base = verifying_receiver(recorder.clone()).await;
+    let secret = secret_file();
+    let mut target = target(Kind::Webhook, &base, "hook");
+    target.secret_file = Some(secret.path().to_owned());
+    let client = client(&target);
+
+    let payload = json!({"author": "Paul Iusztin", "items": [{"url": "https://decodingml.substack.com/p/x"}]});
+    let mut req = RunRequest::new("digital_data_etl", "batch-0a1b2c");
+    req.payload = Some(payload.clone());
+    let handle = client.trigger(&req).await.unwrap();
+
+    assert_eq!(handle.to_string(), "webhook:run-7");
+    let seen = recorder.all();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].uri.path()),
+        ("POST", "/hook")
+    );
+    assert_eq!(seen[0].header("idempotency-key"), Some("batch-0a1b2c"));
+    assert_eq!(seen[0].header("content-type"), Some("application/json"));
+    assert!(
+        seen[0]
+            .header("user-agent")
+            .unwrap()
+            .starts_with("trigger-client/")
+    );
+    assert_eq!(seen[0].json(), payload, "the payload is sent as-is");
+
+    let status = client.status(&handle).await.unwrap();
+    assert_eq!(status.state, RunState::Succeeded);
+    assert_eq!(status.message.as_deref(), Some("1 article crawled"));
+}
+
+#[tokio::test]
+async fn secret_from_env_var_signs_too() {
+    // Cargo sets CARGO_PKG_NAME for test processes: a real env var without `set_var`.
+    let seen = Recorder::default();
+    let router = Router::new()
+        .route("/hook", post(|State(rec): State<Recorder>, m: Method, u: Uri, h: HeaderMap, b: Bytes| async move {
+            let ok = signature_is_valid("trigger-client", &h, &b);
+            rec.record(m, u, h, b);
+            if ok { StatusCode::NO_CONTENT } else { StatusCode::UNAUTHORIZED }
+        }))
+        .with_state(seen.clone());
+    let base = spawn(router).await;
+    let mut target = target(Kind::Webhook, &base, "hook");
+    target.secret_env = Some("CARGO_PKG_NAME".into());
+    let handle = client(&target)
+        .trigger(&RunRequest::new("p", "k-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        handle.id, "k-1",
+        "no id in the answer: the key names the run"
+    );
+}
+
+#[tokio::test]
+async fn default_body_carries_pipeline_key_config_and_params() {
+    let recorder = Recorder::default();
+    let router = Router::new()
+        .route("/hook", post(|State(rec): State<Recorder>, m: Method, u: Uri, h: HeaderMap, b: Bytes| async move {
+            rec.record(m, u, h, b);
+            StatusCode::ACCEPTED
+        }))
+        .with_state(recorder.clone());
+    let base = spawn(router).await;
+    let client = client(&target(Kind::Webhook, &base, "hook"));
+    let mut req = RunRequest::new("digital_data_etl", "batch-1");
+    req.config =
+        json!({"parameters": {"user_full_name": "Paul Iusztin", "links": ["https://a/1"]}});
+    req.params.insert("source".into(), "cli".into());
+    let handle = client.trigger(&req).await.unwrap();
+
+    assert_eq!(handle.id, "batch-1");
+    let seen = recorder.all();
+    assert_eq!(
+        seen[0].header("x-watcher-signature"),
+        None,
+        "no secret, no signature"
+    );
+    assert_eq!(
+        seen[0].json(),
+        json!({
+            "pipeline": "digital_data_etl",
+            "idempotency_key": "batch-1",
+            "config": {"parameters": {"user_full_name": "Paul Iusztin", "links": ["https://a/1"]}},
+            "params": {"source": "cli"},
+        })
+    );
+}
+
+/// Fails with 503 + `Retry-After: 1` twice, then creates one run per key.
+async fn flaky_receiver(recorder: Recorder, runs_created: Arc<AtomicUsize>) -> url::Url {
+    #[derive(Clone)]
+    struct S(Recorder, Arc<AtomicUsize>);
+    async fn hook(
+        State(S(rec, runs)): State<S>,
+        m: Method,
+        u: Uri,
+        h: HeaderMap,
+        b: Bytes,
+    ) -> Response {
+        rec.record(m, u, h, b);
+        if rec.count() <= 2 {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "1")],
+                "busy",
+            )
+                .into_response();
+        }
+        runs.fetch_add(1, Ordering::SeqCst);
+        (StatusCode::CREATED, axum::Json(json!({"run_id": 42}))).into_response()
+    }
+    spawn(
+        Router::new()
+            .route("/hook", post(hook))
+            .with_state(S(recorder, runs_created)),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn retries_503_honouring_retry_after_with_one_key() {
+    let recorder = Recorder::default();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let base = flaky_receiver(recorder.clone(), runs.clone()).await;
+    let secret = secret_file();
+    let mut target = target(Kind::Webhook, &base, "hook");
+    target.secret_file = Some(secret.path().to_owned());
+    // Zero backoff, but a 2s cap: only Retry-After can make it wait.
+    let client = client(&target).with_retry(RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::ZERO,
+        max_delay: Duration::from_secs(2),
+    });
+
+    let started = Instant::now();
+    let handle = client
+        .trigger(&RunRequest::new("p", "batch-retry"))
+        .await
+        .unwrap();
+
+    assert_eq!(handle.id, "42");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "exactly one run");
+    let seen = recorder.all();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter()
+            .all(|s| s.header("idempotency-key") == Some("batch-retry"))
+    );
+    assert!(
+        seen.iter().all(|s| s.body == seen[0].body),
+        "identical body on every attempt"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After: 1 honoured twice"
+    );
+}
+
+#[tokio::test]
+async fn a_4xx_fails_at_once_with_the_receivers_text() {
+    let recorder = Recorder::default();
+    let router = Router::new()
+        .route("/hook", post(|State(rec): State<Recorder>, m: Method, u: Uri, h: HeaderMap, b: Bytes| async move {
+            rec.record(m, u, h, b);
+            (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"error": "payload has no `author`"})))
+        }))
+        .with_state(recorder.clone());
+    let base = spawn(router).await;
+    let err = client(&target(Kind::Webhook, &base, "hook"))
+        .trigger(&RunRequest::new("p", "k"))
+        .await
+        .unwrap_err();
+
+    assert_eq!(recorder.count(), 1, "no retry on 422");
+    assert!(!err.is_transient());
+    assert_eq!(err.exit_code(), exit::USAGE);
+    let text = err.to_string();
+    assert!(
+        text.contains("422") && text.contains("payload has no `author`"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn persistent_5xx_gives_up_naming_attempts_and_time() {
+    let recorder = Recorder::default();
+    let router = Router::new()
+        .route("/hook", post(|State(rec): State<Recorder>, m: Method, u: Uri, h: HeaderMap, b: Bytes| async move {
+            rec.record(m, u, h, b);
+            (StatusCode::BAD_GATEWAY, "upstream down")
+        }))
+        .with_state(recorder.clone());
+    let base = spawn(router).await;
+    let err = client(&target(Kind::Webhook, &base, "hook"))
+        .with_retry(RetryPolicy::immediate(3))
+        .trigger(&RunRequest::new("p", "k"))
+        .await
+        .unwrap_err();
+
+    assert_eq!(recorder.count(), 3);
+    assert_eq!(err.exit_code(), exit::UNREACHABLE);
+    assert!(err.to_string().contains("after 3 attempts in"), "{err}");
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    assert!(
+        cause.contains("502") && cause.contains("upstream down"),
+        "{cause}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_receiver_is_a_transient_connect_error() {
+    let target = trigger_client::TargetConfig::new(Kind::Webhook, closed_port_url().await);
+    let err = client(&target)
+        .with_retry(RetryPolicy::immediate(2))
+        .trigger(&RunRequest::new("p", "k"))
+        .await
+        .unwrap_err();
+    let Error::Exhausted { attempts, last, .. } = &err else {
+        panic!("expected Exhausted, got {err:?}");
+    };
+    assert_eq!(*attempts, 2);
+    assert!(matches!(**last, Error::Connect { .. }), "{last:?}");
+    assert!(last.to_string().contains("is the server running"), "{last}");
+    assert_eq!(err.exit_code(), exit::UNREACHABLE);
+}
+
+#[tokio::test]
+async fn status_follows_location_and_cancel_is_unsupported() {
+    let router = Router::new()
+        .route(
+            "/hook",
+            post(|| async { (StatusCode::ACCEPTED, [("location", "/jobs/abc")], "") }),
+        )
+        .route(
+            "/jobs/abc",
+            get(|| async { axum::Json(json!({"state": "running"})) }),
+        );
+    let base = spawn(router).await;
+    let client = client(&target(Kind::Webhook, &base, "hook"));
+    let handle = client.trigger(&RunRequest::new("p", "abc")).await.unwrap();
+    assert_eq!(
+        client.status(&handle).await.unwrap().state,
+        RunState::Running
+    );
+
+    let err = client.cancel(&handle).await.unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+
+    let unknown: trigger_client::RunHandle = "webhook:other".parse().unwrap();
+    let err = client.status(&unknown).await.unwrap_err();
+    assert!(err.to_string().contains("status_url"), "{err}");
+}
+
+#[tokio::test]
+async fn status_url_template_works_across_processes() {
+    let router = Router::new().route(
+        "/runs/{id}",
+        get(
+            |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                axum::Json(json!({"status": "failed", "error": format!("{id} broke")}))
+            },
+        ),
+    );
+    let base = spawn(router).await;
+    let mut target = target(Kind::Webhook, &base, "hook");
+    target.status_url = Some(format!("{base}runs/{{id}}"));
+    let status = client(&target)
+        .status(&"webhook:batch-9".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.state, RunState::Failed);
+    assert_eq!(status.message.as_deref(), Some("batch-9 broke"));
+}
+
+#[tokio::test]
+async fn secrets_never_reach_errors_or_debug() {
+    let router = Router::new().route("/hook", post(|| async { (StatusCode::UNAUTHORIZED, "no") }));
+    let base = spawn(router).await;
+    let secret = secret_file();
+    let mut target = target(Kind::Webhook, &base, "hook");
+    target.secret_file = Some(secret.path().to_owned());
+    target.token_file = Some(secret.path().to_owned());
+    let client = client(&target);
+    let err = client
+        .trigger(&RunRequest::new("p", "k"))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, Error::Auth { status: 401, .. }), "{err:?}");
+    for text in [
+        format!("{err}"),
+        format!("{err:?}"),
+        format!("{client:?}"),
+        format!("{target:?}"),
+    ] {
+        assert!(!text.contains(SECRET), "secret leaked: {text}");
+    }
+    assert!(err.to_string().contains("check or renew"), "{err}");
+}
