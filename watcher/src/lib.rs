@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod crash;
 pub mod deliver;
 pub mod diff;
 pub mod emit;

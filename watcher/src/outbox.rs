@@ -148,6 +148,7 @@ pub async fn deliver_due(
         if d.state != DeliveryState::Pending || d.next_attempt_at > now {
             continue;
         }
+        crate::crash::point("before-send");
         let outcome = deliver_one(deliverer, &d).await;
         d.attempts += 1;
         match &outcome {

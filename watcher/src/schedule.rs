@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 
 use crate::poll::PollOutcome;
+use crate::store::SourceState;
 
 /// The next poll time for a source that was just polled at `now`, with the reason shown in
 /// `status`. Successes wait `interval`; failures back off exponentially (`interval/4 × 2^(n-1)`,
@@ -36,6 +37,22 @@ pub fn next_due(
         now + chrono::Duration::from_std(jittered).unwrap_or(chrono::Duration::MAX),
         reason,
     )
+}
+
+/// Whether a source is due at `now`. A source never polled is due. A lowered `interval` takes
+/// effect at once for sources waiting on their interval (not for backoff).
+pub fn is_due(state: Option<&SourceState>, interval: Duration, now: DateTime<Utc>) -> bool {
+    let Some(state) = state else { return true };
+    let Some(due) = state.next_due else {
+        return true;
+    };
+    if due <= now {
+        return true;
+    }
+    state.next_due_reason.as_deref() == Some("interval")
+        && state.last_poll.is_some_and(|last| {
+            last + chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX) <= now
+        })
 }
 
 #[cfg(test)]

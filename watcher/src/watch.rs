@@ -238,8 +238,7 @@ impl Watcher {
                     continue;
                 }
                 let due = match this.store.source(&key) {
-                    Ok(Some(s)) => s.next_due.is_none_or(|d| d <= now),
-                    Ok(None) => true,
+                    Ok(s) => crate::schedule::is_due(s.as_ref(), this.config.watcher.interval, now),
                     Err(e) => {
                         error!(source = %source.configured, error = %e, "cannot read source state");
                         false

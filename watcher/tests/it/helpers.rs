@@ -1,0 +1,333 @@
+//! helpers.rs: the test harness: a feed server and a webhook receiver on 127.0.0.1:0, config
+//! files in temp dirs (zero retry delays), real fixture feeds, and the watcher binary as a child.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Notify;
+
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/corpus/public")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Inserts a new RSS item before the first `<item>` of `feed`.
+pub fn publish_rss(feed: &str, link: &str, title: &str) -> String {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;");
+    let (link, title) = (esc(link), esc(title));
+    let item = format!(
+        "<item><title>{title}</title><link>{link}</link><guid>{link}</guid><description>{title} body</description></item>"
+    );
+    let at = feed.find("<item>").expect("feed has an <item>");
+    format!("{}{item}{}", &feed[..at], &feed[at..])
+}
+
+/// How the feed server answers one path.
+#[derive(Clone)]
+pub enum Route {
+    /// A feed body with an ETag derived from it; honours If-None-Match.
+    Feed {
+        body: String,
+        content_type: String,
+    },
+    Status(u16),
+    /// 200 with a body that never ends.
+    Endless,
+}
+
+#[derive(Default)]
+struct FeedState {
+    routes: HashMap<String, Route>,
+    requests: Vec<(String, HeaderMap)>,
+}
+
+/// A feed server whose routes the test changes as it goes.
+#[derive(Clone)]
+pub struct FeedServer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<FeedState>>,
+}
+
+impl FeedServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn set(&self, path: &str, route: Route) {
+        self.state.lock().unwrap().routes.insert(path.into(), route);
+    }
+
+    pub fn set_feed(&self, path: &str, body: &str) {
+        self.set(
+            path,
+            Route::Feed {
+                body: body.into(),
+                content_type: "application/rss+xml; charset=utf-8".into(),
+            },
+        );
+    }
+
+    /// Headers of every request made to `path`, in order.
+    pub fn requests(&self, path: &str) -> Vec<HeaderMap> {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, h)| h.clone())
+            .collect()
+    }
+}
+
+async fn serve_feed(State(state): State<Arc<Mutex<FeedState>>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let route = {
+        let mut s = state.lock().unwrap();
+        s.requests.push((path.clone(), req.headers().clone()));
+        s.routes.get(&path).cloned()
+    };
+    match route {
+        None => StatusCode::NOT_FOUND.into_response(),
+        Some(Route::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
+        Some(Route::Endless) => {
+            let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+            let stream =
+                futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+            Response::new(Body::from_stream(stream))
+        }
+        Some(Route::Feed { body, content_type }) => {
+            let etag = format!("\"{:x}\"", md5ish(&body));
+            if req
+                .headers()
+                .get("if-none-match")
+                .is_some_and(|v| v.to_str().unwrap_or("") == etag)
+            {
+                return (StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response();
+            }
+            ([("content-type", content_type), ("etag", etag)], body).into_response()
+        }
+    }
+}
+
+fn md5ish(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+pub async fn spawn_feed_server() -> FeedServer {
+    let state = Arc::new(Mutex::new(FeedState::default()));
+    let app = axum::Router::new()
+        .fallback(serve_feed)
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    FeedServer { addr, state }
+}
+
+/// How the receiver answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Accept,
+    Fail(u16),
+    /// Records the request, then never answers.
+    Hang,
+}
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: serde_json::Value,
+    pub raw: bytes::Bytes,
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    mode: Arc<Mutex<Mode>>,
+    received: Arc<Mutex<Vec<Received>>>,
+    notify: Arc<Notify>,
+}
+
+impl Receiver {
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Idempotency keys of every request, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.received()
+            .iter()
+            .map(|r| r.headers["idempotency-key"].to_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Waits until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize) {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let notified = self.notify.notified();
+                if self.received.lock().unwrap().len() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .expect("receiver got the requests in time");
+    }
+}
+
+pub async fn spawn_receiver() -> Receiver {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rx = Receiver {
+        addr,
+        mode: Arc::new(Mutex::new(Mode::Accept)),
+        received: Arc::default(),
+        notify: Arc::default(),
+    };
+    let state = rx.clone();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |State(rx): State<Receiver>, headers: HeaderMap, body: bytes::Bytes| async move {
+                    let mode = *rx.mode.lock().unwrap();
+                    let raw = body;
+                    let body = serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null);
+                    rx.received
+                        .lock()
+                        .unwrap()
+                        .push(Received { headers, body, raw });
+                    rx.notify.notify_waiters();
+                    match mode {
+                        Mode::Accept => (
+                            StatusCode::ACCEPTED,
+                            axum::Json(serde_json::json!({"id": "r1"})),
+                        )
+                            .into_response(),
+                        Mode::Fail(code) => {
+                            (StatusCode::from_u16(code).unwrap(), "receiver says no")
+                                .into_response()
+                        }
+                        Mode::Hang => {
+                            std::future::pending::<()>().await;
+                            unreachable!()
+                        }
+                    }
+                },
+            ),
+        )
+        .with_state(state);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    rx
+}
+
+/// A port that nothing listens on (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One author and their feed URLs.
+pub struct AuthorFeeds<'a> {
+    pub name: &'a str,
+    pub feeds: Vec<String>,
+}
+
+/// Writes a watcher.toml into `dir` (state and output beside it, zero retry delays).
+pub fn write_config(dir: &Path, authors: &[AuthorFeeds], hook_url: &str, extra: &str) -> PathBuf {
+    let mut text = format!(
+        r#"
+[watcher]
+state_dir = "state"
+output_dir = "out"
+interval = "30m"
+batch_window = "0s"
+listen = "127.0.0.1:{port}"
+
+[fetch]
+timeout = "5s"
+max_body_bytes = 1048576
+
+[trigger]
+kind = "webhook"
+url = "{hook_url}"
+pipeline = "digital_data_etl"
+max_attempts = 3
+retry_base_delay = "0s"
+retry_max_delay = "0s"
+{extra}
+"#,
+        port = free_port()
+    );
+    for a in authors {
+        text.push_str(&format!(
+            "\n[[authors]]\nname = \"{}\"\nfeeds = [{}]\n",
+            a.name,
+            a.feeds
+                .iter()
+                .map(|f| format!("\"{f}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let path = dir.join("watcher.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn load(path: &Path) -> watcher::config::Config {
+    watcher::config::Config::load(path).unwrap()
+}
+
+/// One `once` pass in-process.
+pub async fn pass(config: &Path) -> watcher::watch::PassReport {
+    let w = watcher::watch::Watcher::open(load(config)).unwrap();
+    w.once(Default::default()).await.unwrap()
+}
+
+/// The watcher binary as a child process.
+pub fn watcher_cmd(config: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_watcher"));
+    cmd.arg("--config").arg(config).env("RUST_LOG", "warn");
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// Links listed in a generated config file.
+pub fn config_links(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let v: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+    v["parameters"]["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect()
+}

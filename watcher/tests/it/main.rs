@@ -1,0 +1,9 @@
+//! The watcher's integration tests: real HTTP servers on 127.0.0.1, real sled dirs, and the real
+//! binary where a process has to die or hold a lock.
+
+mod helpers;
+
+mod crash;
+mod daemon;
+mod delivery;
+mod polling;
