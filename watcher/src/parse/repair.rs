@@ -1,0 +1,558 @@
+//! repair.rs: finds the feed in a UTF-8 document and rewrites what would make feed-rs misread it.
+//!
+//! feed-rs dispatches on the root element and then matches elements by namespace, so a real-world
+//! feed it doesn't recognise gives an error or, worse, zero items. Each repair here is small, works
+//! on the text with the tag scanner, and leaves the document borrowed when it has nothing to do:
+//!
+//! - **locate**: the root element must be a feed (`<rss>`, `<feed>`, `<entry>`, `<rdf:RDF>`);
+//!   otherwise a feed wrapped somewhere inside the document (an Atom `<feed>` served inside an XHTML
+//!   page) is cut out, keeping the prefixed namespaces and `xml:base` it inherited. HTML pages,
+//!   sitemaps and other XML are rejected with a reason.
+//! - **namespace aliases**: feed-rs knows one namespace URI per vocabulary. Older URIs for the same
+//!   elements are rewritten to it: RSS 0.90's Netscape namespaces and the UserLand/Harvard RSS 2.0
+//!   namespaces to RSS 1.0's (feed-rs reads every RSS version's elements under that one), Atom 0.3's
+//!   to Atom 1.0's.
+//! - **rss version**: an `<rss>` whose `version` feed-rs doesn't dispatch on (missing, `0.93`,
+//!   `2.0.1`...) is read as RSS 2.0, whose parser covers all of RSS 0.9x.
+//! - **nested items**: an `<item>` illegally nested inside another is moved after it when it has
+//!   content of its own; an empty one (`<item />`) is left in place, where feed-rs ignores it,
+//!   because it is no article.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use super::tags::{self, StartTag, Tag};
+
+const RSS1_NS: &str = "http://purl.org/rss/1.0/";
+const ATOM_NS: &str = "http://www.w3.org/2005/Atom";
+const ATOM03_NS: &str = "http://purl.org/atom/ns#";
+const RDF_NS: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#";
+
+/// Namespace URIs feed-rs doesn't know, and the URI it knows for the same vocabulary.
+const NAMESPACE_ALIASES: &[(&str, &str)] = &[
+    ("http://my.netscape.com/rdf/simple/0.9/", RSS1_NS),
+    ("http://channel.netscape.com/rdf/simple/0.9/", RSS1_NS),
+    ("http://backend.userland.com/rss2", RSS1_NS),
+    ("http://backend.userland.com/rss", RSS1_NS),
+    ("http://blogs.law.harvard.edu/tech/rss", RSS1_NS),
+    (ATOM03_NS, ATOM_NS),
+];
+
+/// The `<rss version>` values feed-rs dispatches on.
+const RSS_VERSIONS: &[&str] = &["2.0", "", "0.91", "0.92"];
+
+/// A document ready for feed-rs.
+#[derive(Debug)]
+pub(super) struct Prepared<'a> {
+    pub text: Cow<'a, str>,
+    pub format: Format,
+    /// What was rewritten, for the logs.
+    pub repairs: Vec<Repair>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Format {
+    Rss,
+    Rdf,
+    Atom,
+    Json,
+}
+
+impl Format {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Format::Rss => "RSS",
+            Format::Rdf => "RDF (RSS 1.0/0.90)",
+            Format::Atom => "Atom",
+            Format::Json => "JSON",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Repair {
+    /// The feed was cut out of a document whose root is this element.
+    Unwrapped {
+        from: String,
+    },
+    NamespaceAlias {
+        from: &'static str,
+        to: &'static str,
+    },
+    RssVersion {
+        from: Option<String>,
+    },
+    NestedItems {
+        moved: usize,
+    },
+}
+
+/// Why a document is not a feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Rejection {
+    Empty,
+    Html,
+    Sitemap { root: String },
+    OtherXml { root: String },
+    NotMarkup { start: String },
+}
+
+/// Locates the feed in `text` and applies the repairs listed in the module header.
+pub(super) fn prepare(text: &str) -> Result<Prepared<'_>, Rejection> {
+    let text = text.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+    match text.chars().next() {
+        None => return Err(Rejection::Empty),
+        Some('{') => {
+            return Ok(Prepared {
+                text: Cow::Borrowed(text),
+                format: Format::Json,
+                repairs: Vec::new(),
+            });
+        }
+        Some('<') => {}
+        Some(_) => {
+            return Err(Rejection::NotMarkup {
+                start: text.chars().take(20).collect(),
+            });
+        }
+    }
+
+    let mut repairs = Vec::new();
+    let (mut text, format) = locate(text, &mut repairs)?;
+    if let Some(fixed) = alias_namespaces(&text, &mut repairs) {
+        text = Cow::Owned(fixed);
+    }
+    if format == Format::Rss {
+        if let Some(fixed) = fix_rss_version(&text, &mut repairs) {
+            text = Cow::Owned(fixed);
+        }
+    }
+    if matches!(format, Format::Rss | Format::Rdf) {
+        if let Some(fixed) = hoist_nested_items(&text, &mut repairs) {
+            text = Cow::Owned(fixed);
+        }
+    }
+    Ok(Prepared {
+        text,
+        format,
+        repairs,
+    })
+}
+
+/// The feed format a root element stands for, as feed-rs dispatches (by local name).
+fn feed_format(root: &StartTag<'_>) -> Option<Format> {
+    match root.local_name() {
+        "rss" => Some(Format::Rss),
+        "RDF" => Some(Format::Rdf),
+        "feed" | "entry" => Some(Format::Atom),
+        _ => None,
+    }
+}
+
+/// The feed element: the root, or a feed wrapped inside the document.
+fn locate<'a>(
+    text: &'a str,
+    repairs: &mut Vec<Repair>,
+) -> Result<(Cow<'a, str>, Format), Rejection> {
+    let Some(Tag::Start(root)) = tags::tags(text).find(|tag| matches!(tag, Tag::Start(_))) else {
+        return Err(Rejection::NotMarkup {
+            start: text.chars().take(20).collect(),
+        });
+    };
+    if let Some(format) = feed_format(&root) {
+        return Ok((Cow::Borrowed(text), format));
+    }
+    if let Some((feed, format)) = unwrap_embedded_feed(text) {
+        repairs.push(Repair::Unwrapped {
+            from: root.name.to_owned(),
+        });
+        return Ok((Cow::Owned(feed), format));
+    }
+    let root_name = root.local_name();
+    let doctype_html = text
+        .get(..14)
+        .is_some_and(|start| start.eq_ignore_ascii_case("<!doctype html"));
+    Err(
+        if doctype_html
+            || ["html", "head", "body"]
+                .iter()
+                .any(|h| root_name.eq_ignore_ascii_case(h))
+        {
+            Rejection::Html
+        } else if root_name == "urlset" || root_name == "sitemapindex" {
+            Rejection::Sitemap {
+                root: root.name.to_owned(),
+            }
+        } else {
+            Rejection::OtherXml {
+                root: root.name.to_owned(),
+            }
+        },
+    )
+}
+
+/// The namespace bound to `tag`'s prefix, by itself or its innermost declaring ancestor.
+fn namespace_of<'a>(tag: &StartTag<'a>, open: &[StartTag<'a>]) -> Option<&'a str> {
+    let prefix = tag.prefix();
+    std::iter::once(tag)
+        .chain(open.iter().rev())
+        .find_map(|t| t.declares(prefix))
+}
+
+/// Cuts the first feed element out of a document whose root is something else, and re-declares on
+/// it the prefixed namespaces and `xml:base` it inherited from its ancestors.
+fn unwrap_embedded_feed(text: &str) -> Option<(String, Format)> {
+    let mut open: Vec<StartTag<'_>> = Vec::new();
+    let mut scan = tags::tags(text);
+    let (feed, format) = loop {
+        match scan.next()? {
+            Tag::Start(tag) => {
+                let format = match (tag.local_name(), namespace_of(&tag, &open)) {
+                    ("feed", Some(ATOM_NS | ATOM03_NS)) => Some(Format::Atom),
+                    ("rss", _) if tag.attr("version").is_some() => Some(Format::Rss),
+                    ("RDF", Some(RDF_NS)) => Some(Format::Rdf),
+                    _ => None,
+                };
+                if let Some(format) = format {
+                    break (tag, format);
+                }
+                if !tag.empty {
+                    open.push(tag);
+                }
+            }
+            Tag::End { name, .. } => {
+                // Tolerate HTML's unclosed elements: close up to the matching one, if any.
+                if let Some(at) = open.iter().rposition(|o| o.name == name) {
+                    open.truncate(at);
+                }
+            }
+        }
+    };
+
+    let end = if feed.empty {
+        feed.span.end
+    } else {
+        let mut depth = 1usize;
+        loop {
+            match scan.next() {
+                Some(Tag::Start(tag)) if !tag.empty => depth += 1,
+                Some(Tag::End { span, .. }) => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break span.end;
+                    }
+                }
+                Some(_) => {}
+                // Truncated: hand feed-rs what there is and let it report the error.
+                None => break text.len(),
+            }
+        }
+    };
+
+    // Innermost ancestor first, so the nearest declaration of a name wins.
+    let mut inherited: Vec<(&str, &str)> = Vec::new();
+    for attr in open.iter().rev().flat_map(StartTag::attrs) {
+        let wanted = attr.name.starts_with("xmlns:") || attr.name == "xml:base";
+        if wanted
+            && feed.attr(attr.name).is_none()
+            && !inherited.iter().any(|(name, _)| *name == attr.name)
+        {
+            inherited.push((attr.name, attr.value));
+        }
+    }
+
+    let insert = feed.insert_at();
+    let mut out = String::with_capacity(end - feed.span.start + 128);
+    out.push_str(&text[feed.span.start..insert]);
+    for (name, value) in inherited {
+        out.push_str(&format!(" {name}=\"{}\"", value.replace('"', "&quot;")));
+    }
+    out.push_str(&text[insert..end]);
+    Some((out, format))
+}
+
+/// Rewrites namespace declarations of known aliases (see [`NAMESPACE_ALIASES`]).
+fn alias_namespaces(text: &str, repairs: &mut Vec<Repair>) -> Option<String> {
+    if !NAMESPACE_ALIASES
+        .iter()
+        .any(|(alias, _)| text.contains(alias))
+    {
+        return None;
+    }
+    let mut edits = Edits::default();
+    for tag in tags::tags(text) {
+        let Tag::Start(tag) = tag else { continue };
+        for attr in tag.attrs() {
+            if attr.name != "xmlns" && !attr.name.starts_with("xmlns:") {
+                continue;
+            }
+            let value = attr.value.trim();
+            let found = NAMESPACE_ALIASES
+                .iter()
+                .find(|(alias, _)| value == *alias || value.strip_suffix('/') == Some(alias));
+            if let Some(&(from, to)) = found {
+                edits.replace(attr.value_span, to);
+                if !repairs.contains(&Repair::NamespaceAlias { from, to }) {
+                    repairs.push(Repair::NamespaceAlias { from, to });
+                }
+            }
+        }
+    }
+    edits.apply(text)
+}
+
+/// Makes an `<rss>` root's version one feed-rs dispatches on: anything else is read as 2.0.
+fn fix_rss_version(text: &str, repairs: &mut Vec<Repair>) -> Option<String> {
+    let Some(Tag::Start(root)) = tags::tags(text).find(|tag| matches!(tag, Tag::Start(_))) else {
+        return None;
+    };
+    let mut edits = Edits::default();
+    match root.attr("version") {
+        Some(version) if RSS_VERSIONS.contains(&version.value) => return None,
+        Some(version) => {
+            repairs.push(Repair::RssVersion {
+                from: Some(version.value.to_owned()),
+            });
+            edits.replace(version.value_span, "2.0");
+        }
+        None => {
+            repairs.push(Repair::RssVersion { from: None });
+            let at = root.insert_at();
+            edits.replace(at..at, " version=\"2.0\"");
+        }
+    }
+    edits.apply(text)
+}
+
+/// Moves each `<item>` nested inside another item (and having child elements) to just after the
+/// item that contains it.
+fn hoist_nested_items(text: &str, repairs: &mut Vec<Repair>) -> Option<String> {
+    let mut edits = Edits::default();
+    let mut moved = 0;
+    let mut depth = 0usize;
+    // The depth of the item we are in, and the nested items found in it so far.
+    let mut outer: Option<usize> = None;
+    let mut nested: Vec<Range<usize>> = Vec::new();
+    // The nested item being scanned: its depth, start and whether it has a child element.
+    let mut inner: Option<(usize, usize, bool)> = None;
+
+    for tag in tags::tags(text) {
+        match tag {
+            Tag::Start(tag) => {
+                if let Some((inner_depth, _, has_child)) = &mut inner {
+                    *has_child |= depth == *inner_depth;
+                }
+                if tag.local_name() == "item" && !tag.empty {
+                    match (outer, inner) {
+                        (None, _) => outer = Some(depth + 1),
+                        (Some(_), None) => inner = Some((depth + 1, tag.span.start, false)),
+                        _ => {}
+                    }
+                }
+                if !tag.empty {
+                    depth += 1;
+                }
+            }
+            Tag::End { name, span } => {
+                let is_item = tags::local_name(name) == "item";
+                if let (true, Some((inner_depth, start, has_child))) = (is_item, inner) {
+                    if depth == inner_depth {
+                        if has_child {
+                            nested.push(start..span.end);
+                        }
+                        inner = None;
+                    }
+                } else if is_item && outer == Some(depth) {
+                    for range in nested.drain(..) {
+                        edits.replace(span.end..span.end, &text[range.clone()]);
+                        edits.replace(range, "");
+                        moved += 1;
+                    }
+                    outer = None;
+                }
+                depth = depth.saturating_sub(1);
+            }
+        }
+    }
+    if moved > 0 {
+        repairs.push(Repair::NestedItems { moved });
+    }
+    edits.apply(text)
+}
+
+/// Non-overlapping replacements of byte ranges, applied in one pass.
+#[derive(Default)]
+struct Edits<'a> {
+    edits: Vec<(Range<usize>, &'a str)>,
+}
+
+impl<'a> Edits<'a> {
+    fn replace(&mut self, range: Range<usize>, with: &'a str) {
+        self.edits.push((range, with));
+    }
+
+    /// The edited text, or `None` when there were no edits.
+    fn apply(mut self, text: &str) -> Option<String> {
+        if self.edits.is_empty() {
+            return None;
+        }
+        // Stable sort: an insertion at a position stays before a replacement starting there.
+        self.edits.sort_by_key(|(range, _)| range.start);
+        let mut out = String::with_capacity(text.len() + 64);
+        let mut at = 0;
+        for (range, with) in self.edits {
+            out.push_str(&text[at..range.start.max(at)]);
+            out.push_str(with);
+            at = at.max(range.end);
+        }
+        out.push_str(&text[at..]);
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(text: &str) -> (String, Format, Vec<Repair>) {
+        let p = prepare(text).unwrap();
+        (p.text.into_owned(), p.format, p.repairs)
+    }
+
+    #[test]
+    fn a_plain_feed_is_borrowed_untouched() {
+        let text = "\n<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><item><title>a</title></item></channel></rss>";
+        let p = prepare(text).unwrap();
+        assert!(matches!(p.text, Cow::Borrowed(_)));
+        assert_eq!(p.text, text.trim_start());
+        assert_eq!(p.format, Format::Rss);
+        assert!(p.repairs.is_empty());
+    }
+
+    #[test]
+    fn rss090_namespace_becomes_rss1() {
+        let (text, format, repairs) = prepared(
+            r#"<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://my.netscape.com/rdf/simple/0.9/"><item/></rdf:RDF>"#,
+        );
+        assert_eq!(format, Format::Rdf);
+        assert!(
+            text.contains(r#"xmlns="http://purl.org/rss/1.0/""#),
+            "{text}"
+        );
+        assert_eq!(
+            repairs,
+            [Repair::NamespaceAlias {
+                from: "http://my.netscape.com/rdf/simple/0.9/",
+                to: RSS1_NS
+            }]
+        );
+    }
+
+    #[test]
+    fn userland_rss2_namespace_is_aliased_only_in_declarations() {
+        let (text, _, _) = prepared(
+            r#"<rss version="2.0" xmlns="http://backend.userland.com/rss2"><channel><link>http://backend.userland.com/rss2</link></channel></rss>"#,
+        );
+        assert_eq!(
+            text,
+            r#"<rss version="2.0" xmlns="http://purl.org/rss/1.0/"><channel><link>http://backend.userland.com/rss2</link></channel></rss>"#
+        );
+    }
+
+    #[test]
+    fn rss_version_missing_or_unknown_reads_as_2_0() {
+        let (text, _, repairs) = prepared("<rss><channel/></rss>");
+        assert_eq!(text, "<rss version=\"2.0\"><channel/></rss>");
+        assert_eq!(repairs, [Repair::RssVersion { from: None }]);
+        let (text, _, _) = prepared("<rss version='0.94'><channel/></rss>");
+        assert_eq!(text, "<rss version='2.0'><channel/></rss>");
+        let (text, _, _) = prepared("<rss version=\"0.91\"><channel/></rss>");
+        assert_eq!(text, "<rss version=\"0.91\"><channel/></rss>");
+    }
+
+    #[test]
+    fn atom_wrapped_in_xhtml_is_cut_out_with_inherited_namespaces() {
+        let text = r#"<?xml version="1.0"?>
+<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "x.dtd">
+<html xmlns="http://www.w3.org/1999/xhtml" xmlns:media="http://search.yahoo.com/mrss/" xml:base="http://example.com/blog/">
+<body><p>hi<br></p>
+<feed xmlns="http://www.w3.org/2005/Atom"><entry><content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><feed/></div></content></entry></feed>
+<p>after</p></body></html>"#;
+        let (out, format, repairs) = prepared(text);
+        assert_eq!(format, Format::Atom);
+        assert_eq!(
+            out,
+            r#"<feed xmlns:media="http://search.yahoo.com/mrss/" xml:base="http://example.com/blog/" xmlns="http://www.w3.org/2005/Atom"><entry><content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><feed/></div></content></entry></feed>"#
+        );
+        assert_eq!(
+            repairs,
+            [Repair::Unwrapped {
+                from: "html".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_feed_element_outside_the_atom_namespace_is_not_unwrapped() {
+        let html = "<!DOCTYPE html><html><body><feed>not atom</feed></body></html>";
+        assert_eq!(prepare(html).unwrap_err(), Rejection::Html);
+    }
+
+    #[test]
+    fn nested_items_with_content_are_moved_after_their_parent() {
+        let text = "<rss version=\"2.0\"><channel>\
+            <item><title>a</title><item><title>b</title></item><link>la</link></item>\
+            <item><title>c</title><item /><item> </item></item>\
+            </channel></rss>";
+        let (out, _, repairs) = prepared(text);
+        assert_eq!(
+            out,
+            "<rss version=\"2.0\"><channel>\
+            <item><title>a</title><link>la</link></item><item><title>b</title></item>\
+            <item><title>c</title><item /><item> </item></item>\
+            </channel></rss>"
+        );
+        assert_eq!(repairs, [Repair::NestedItems { moved: 1 }]);
+    }
+
+    #[test]
+    fn rejections() {
+        assert_eq!(prepare(" \n").unwrap_err(), Rejection::Empty);
+        assert_eq!(
+            prepare("<!DOCTYPE html>\n<meta charset=utf-8><title>x</title>").unwrap_err(),
+            Rejection::Html
+        );
+        assert_eq!(
+            prepare("<HTML><body/></HTML>").unwrap_err(),
+            Rejection::Html
+        );
+        assert_eq!(
+            prepare(
+                "<?xml version='1.0'?><urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'/>"
+            )
+            .unwrap_err(),
+            Rejection::Sitemap {
+                root: "urlset".into()
+            }
+        );
+        assert_eq!(
+            prepare("<opml version='2.0'/>").unwrap_err(),
+            Rejection::OtherXml {
+                root: "opml".into()
+            }
+        );
+        assert_eq!(
+            prepare("Not Found").unwrap_err(),
+            Rejection::NotMarkup {
+                start: "Not Found".into()
+            }
+        );
+    }
+
+    #[test]
+    fn json_is_passed_through() {
+        let p = prepare("\u{feff} {\"version\": \"https://jsonfeed.org/version/1.1\"}").unwrap();
+        assert_eq!(p.format, Format::Json);
+        assert!(p.text.starts_with('{'));
+    }
+}
