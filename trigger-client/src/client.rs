@@ -241,7 +241,6 @@ impl<'a> Call<'a> {
         }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn get(url: Url) -> Self {
         Call::new(Method::GET, url)
     }
@@ -352,7 +351,6 @@ impl Reply {
 }
 
 /// Credentials a backend attaches to its calls.
-#[allow(dead_code)] // `Basic` and `Login` serve the airflow, zenml and prefect backends
 pub(crate) enum Auth {
     None,
     Bearer(Secret),
@@ -375,14 +373,12 @@ pub(crate) struct Login {
 }
 
 /// One login form/JSON field.
-#[allow(dead_code)]
 pub(crate) enum LoginField {
     Plain(String),
     Secret(Secret),
 }
 
 impl Login {
-    #[allow(dead_code)]
     pub(crate) fn new(
         url: Url,
         form: bool,

@@ -309,7 +309,6 @@ impl TargetConfig {
         )
     }
 
-    #[allow(dead_code)]
     /// The password named by `password_env`/`password_file`, if any.
     pub(crate) fn password(&self) -> Result<Option<Secret>, Error> {
         Secret::resolve(
@@ -328,7 +327,6 @@ impl TargetConfig {
         )
     }
 
-    #[allow(dead_code)]
     /// Username and password from `username` + `password_*` or from `auth_string_env` (`user:pass`).
     pub(crate) fn basic_credentials(&self) -> Result<Option<(String, Secret)>, Error> {
         if let Some(var) = &self.auth_string_env {

@@ -15,7 +15,7 @@ use serde_json::json;
 use sha2::Sha256;
 use url::Url;
 
-use super::Backend;
+use super::{Backend, IdValue};
 use crate::client::{Auth, Body, Call, Http, PerAttempt};
 use crate::error::Error;
 use crate::target::{Secret, TargetConfig};
@@ -100,22 +100,6 @@ struct Accepted {
     run_id: Option<IdValue>,
     #[serde(default)]
     status_url: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum IdValue {
-    Text(String),
-    Number(i64),
-}
-
-impl IdValue {
-    fn into_string(self) -> String {
-        match self {
-            IdValue::Text(text) => text,
-            IdValue::Number(number) => number.to_string(),
-        }
-    }
 }
 
 /// What a status URL may answer.

@@ -2,4 +2,6 @@
 //! each engine's documented shapes, plus the real-engine tests (skipped unless the engine runs).
 
 mod helpers;
+mod pipelines;
+mod prefect;
 mod webhook;
