@@ -1,0 +1,514 @@
+//! `zenml` contract: fake ZenML servers of three generations — 0.98 (snapshots, API keys as
+//! bearer, `project=` on lists), 0.74 (run templates with a bare body, API keys only through
+//! `POST /api/v1/login`) and an open-source server without a workload manager (405). Errors are
+//! `{"detail": ["ExceptionClass", "message"]}`; run names are unique (409 EntityExistsError).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use trigger_client::{Error, Kind, RunRequest, RunState, TargetConfig, exit};
+
+use crate::helpers::{client, spawn, target};
+
+const API_KEY: &str = "ZENKEY_eyJpZCI6ICJjaS1rZXkifQ";
+
+struct Server {
+    version: &'static str,
+    /// Whether the trigger routes exist (ZenML Pro workload manager).
+    can_run: bool,
+    logins: Vec<HashMap<String, String>>,
+    runs: Vec<Value>,
+    queries: Vec<(String, HashMap<String, String>)>,
+    bodies: Vec<Value>,
+    snapshots: Vec<(&'static str, &'static str, &'static str)>,
+}
+
+type Shared = Arc<Mutex<Server>>;
+
+fn detail(status: StatusCode, class: &str, message: &str) -> Response {
+    (status, Json(json!({"detail": [class, message]}))).into_response()
+}
+
+fn page(items: Vec<Value>) -> Json<Value> {
+    let total = items.len();
+    Json(json!({"index": 1, "max_size": 20, "total_pages": 1, "total": total, "items": items}))
+}
+
+fn minor(server: &Server) -> u32 {
+    server.version.split('.').nth(1).unwrap().parse().unwrap()
+}
+
+fn check_auth(server: &Server, headers: &HeaderMap) -> Option<Response> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    let ok = match token {
+        Some(API_KEY) => minor(server) >= 92,
+        Some(token) => token == format!("jwt-{}", server.logins.len()),
+        None => false,
+    };
+    (!ok).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"detail": "Not authenticated"})),
+        )
+            .into_response()
+    })
+}
+
+async fn info(State(server): State<Shared>) -> Json<Value> {
+    let version = server.lock().unwrap().version;
+    Json(
+        json!({"id": "srv", "name": "ci", "version": version, "deployment_type": "other", "auth_scheme": "OAUTH2_PASSWORD_BEARER"}),
+    )
+}
+
+async fn login(
+    State(server): State<Shared>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut server = server.lock().unwrap();
+    let valid = match form.get("grant_type").map(String::as_str) {
+        Some("zenml-api-key") => form.get("password").map(String::as_str) == Some(API_KEY),
+        Some("password") => {
+            form.get("username").map(String::as_str) == Some("admin")
+                && form.get("password").map(String::as_str) == Some("admin-pass")
+        }
+        _ => false,
+    };
+    if !valid {
+        return detail(
+            StatusCode::UNAUTHORIZED,
+            "CredentialsNotValid",
+            "Authentication error: invalid username or password",
+        );
+    }
+    server.logins.push(form);
+    Json(json!({"access_token": format!("jwt-{}", server.logins.len()), "token_type": "bearer", "expires_in": 3600, "refresh_token": null, "scope": null})).into_response()
+}
+
+async fn list_sources(
+    State(shared): State<Shared>,
+    Path(collection): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut server = shared.lock().unwrap();
+    if let Some(denied) = check_auth(&server, &headers) {
+        return denied;
+    }
+    server.queries.push((collection.clone(), query.clone()));
+    let snapshots = minor(&server) >= 90;
+    if (collection == "pipeline_snapshots") != snapshots {
+        return (StatusCode::NOT_FOUND, Json(json!({"detail": "Not Found"}))).into_response();
+    }
+    let items = server
+        .snapshots
+        .iter()
+        .filter(|(name, pipeline, _)| {
+            Some(*name) == query.get("name").map(String::as_str)
+                && query.get("pipeline").is_none_or(|p| p == pipeline)
+        })
+        .map(|(name, _, id)| json!({"id": id, "name": name, "body": {}, "metadata": null}))
+        .collect();
+    page(items).into_response()
+}
+
+async fn run_source(
+    State(shared): State<Shared>,
+    Path((collection, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut server = shared.lock().unwrap();
+    if !server.can_run {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Json(json!({"detail": "Method Not Allowed"})),
+        )
+            .into_response();
+    }
+    if let Some(denied) = check_auth(&server, &headers) {
+        return denied;
+    }
+    server.bodies.push(body.clone());
+    if !server.snapshots.iter().any(|(_, _, known)| *known == id) {
+        return detail(
+            StatusCode::NOT_FOUND,
+            "KeyError",
+            &format!("No {collection} with ID {id} found."),
+        );
+    }
+    let config = if collection == "pipeline_snapshots" {
+        body["run_configuration"].clone()
+    } else {
+        body.clone()
+    };
+    if collection == "run_templates" {
+        // <= 0.85: PipelineRunConfiguration is extra="forbid".
+        let allowed = [
+            "run_name",
+            "enable_cache",
+            "steps",
+            "settings",
+            "tags",
+            "extra",
+            "model",
+            "parameters",
+            "retry",
+        ];
+        if let Some(extra) = config
+            .as_object()
+            .unwrap()
+            .keys()
+            .find(|k| !allowed.contains(&k.as_str()))
+        {
+            return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"detail": [{"loc": ["body", extra], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}]}))).into_response();
+        }
+    }
+    if config.get("parameters").is_some() {
+        return detail(
+            StatusCode::BAD_REQUEST,
+            "ValueError",
+            "Can't set pipeline parameters when running a static pipeline via the REST API. Please use step parameters instead.",
+        );
+    }
+    let run_name = config["run_name"].as_str().unwrap_or("run").to_owned();
+    if server.runs.iter().any(|run| run["name"] == run_name) {
+        return detail(
+            StatusCode::CONFLICT,
+            "EntityExistsError",
+            &format!(
+                "Unable to create pipeline run {run_name}: A pipeline run with this name already exists."
+            ),
+        );
+    }
+    let run = json!({
+        "id": format!("9d3c0000-0000-4000-8000-{:012}", server.runs.len()), "name": run_name, "permission_denied": false,
+        "body": {"status": "initializing", "in_progress": true, "status_reason": "Queued for snapshot execution."},
+        "metadata": null, "resources": null, "steps": config["steps"],
+    });
+    server.runs.push(run.clone());
+    Json(run).into_response()
+}
+
+async fn list_runs(
+    State(shared): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut server = shared.lock().unwrap();
+    if let Some(denied) = check_auth(&server, &headers) {
+        return denied;
+    }
+    server.queries.push(("runs".into(), query.clone()));
+    let items = server
+        .runs
+        .iter()
+        .filter(|run| query.get("name").is_none_or(|n| run["name"] == n.as_str()))
+        .cloned()
+        .collect();
+    page(items).into_response()
+}
+
+/// initializing -> running -> completed, one step per GET.
+async fn show_run(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut server = shared.lock().unwrap();
+    if let Some(denied) = check_auth(&server, &headers) {
+        return denied;
+    }
+    let Some(run) = server.runs.iter_mut().find(|run| run["id"] == id.as_str()) else {
+        return detail(
+            StatusCode::NOT_FOUND,
+            "KeyError",
+            &format!(
+                "Unable to get pipeline run with ID {id}: No pipeline run with this ID found."
+            ),
+        );
+    };
+    let next = match run["body"]["status"].as_str().unwrap() {
+        "initializing" => json!({"status": "running", "in_progress": true, "status_reason": null}),
+        "running" => json!({"status": "completed", "in_progress": false, "status_reason": null}),
+        "stopping" => {
+            json!({"status": "stopped", "in_progress": false, "status_reason": "Stopped by user."})
+        }
+        _ => run["body"].clone(),
+    };
+    run["body"] = next;
+    Json(run.clone()).into_response()
+}
+
+async fn stop_run(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut server = shared.lock().unwrap();
+    if let Some(denied) = check_auth(&server, &headers) {
+        return denied;
+    }
+    let Some(run) = server.runs.iter_mut().find(|run| run["id"] == id.as_str()) else {
+        return detail(StatusCode::NOT_FOUND, "KeyError", "no run");
+    };
+    run["body"] = json!({"status": "stopping", "in_progress": true, "status_reason": null});
+    Json(json!(null)).into_response()
+}
+
+async fn fake_zenml(version: &'static str, can_run: bool) -> (Shared, url::Url) {
+    let server = Arc::new(Mutex::new(Server {
+        version,
+        can_run,
+        logins: Vec::new(),
+        runs: Vec::new(),
+        queries: Vec::new(),
+        bodies: Vec::new(),
+        snapshots: vec![
+            (
+                "digital_data_etl",
+                "digital_data_etl",
+                "5e1f0000-0000-4000-8000-000000000001",
+            ),
+            (
+                "nightly",
+                "digital_data_etl",
+                "5e1f0000-0000-4000-8000-000000000002",
+            ),
+            (
+                "nightly",
+                "feature_engineering",
+                "5e1f0000-0000-4000-8000-000000000003",
+            ),
+        ],
+    }));
+    let router = Router::new()
+        .route("/api/v1/info", get(info))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/{collection}", get(list_sources))
+        .route("/api/v1/{collection}/{id}/runs", post(run_source))
+        .route("/api/v1/runs", get(list_runs))
+        .route("/api/v1/runs/{id}", get(show_run))
+        .route("/api/v1/runs/{id}/stop", post(stop_run))
+        .with_state(server.clone());
+    // `/api/v1/runs` must win over `/api/v1/{collection}`: axum prefers static segments.
+    let base = spawn(router).await;
+    (server, base)
+}
+
+fn key_target(base: &url::Url, key: &str) -> (TargetConfig, tempfile::NamedTempFile) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), key).unwrap();
+    let mut target = target(Kind::Zenml, base, "/");
+    target.token_file = Some(file.path().to_owned());
+    (target, file)
+}
+
+fn etl_request(key: &str) -> RunRequest {
+    let mut req = RunRequest::new("digital_data_etl", key);
+    req.config = json!({"parameters": {"user_full_name": "Paul Iusztin", "links": ["https://decodingml.substack.com/p/a"]}});
+    req
+}
+
+#[tokio::test]
+async fn zenml_098_runs_a_snapshot_with_step_parameters_and_a_direct_api_key() {
+    let (server, base) = fake_zenml("0.98.0", true).await;
+    let (target, _guard) = key_target(&base, API_KEY);
+    let client = client(&target);
+    let handle = client.trigger(&etl_request("batch-z1")).await.unwrap();
+    assert_eq!(
+        handle.to_string(),
+        "zenml:9d3c0000-0000-4000-8000-000000000000"
+    );
+
+    let server_state = server.lock().unwrap();
+    assert!(
+        server_state.logins.is_empty(),
+        "0.92+ takes the API key as a bearer token"
+    );
+    assert_eq!(
+        server_state.bodies[0],
+        json!({"run_configuration": {
+            "run_name": "digital_data_etl-batch-z1",
+            "steps": {
+                "crawl_links": {"parameters": {"links": ["https://decodingml.substack.com/p/a"]}},
+                "get_or_create_user": {"parameters": {"user_full_name": "Paul Iusztin"}},
+            }}, "step_run": null})
+    );
+    let (collection, query) = &server_state.queries[0];
+    assert_eq!(collection, "pipeline_snapshots");
+    assert_eq!(
+        query.get("name").map(String::as_str),
+        Some("digital_data_etl")
+    );
+    assert_eq!(query.get("project").map(String::as_str), Some("default"));
+    drop(server_state);
+
+    let status = client
+        .wait(&handle, std::time::Duration::from_secs(5), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (status.state, status.raw_state.as_str()),
+        (RunState::Succeeded, "completed")
+    );
+}
+
+#[tokio::test]
+async fn zenml_074_runs_a_template_with_a_bare_body_after_an_api_key_login() {
+    let (server, base) = fake_zenml("0.74.0", true).await;
+    let (target, _guard) = key_target(&base, API_KEY);
+    let client = client(&target);
+    let handle = client.trigger(&etl_request("batch-z2")).await.unwrap();
+    let server_state = server.lock().unwrap();
+    assert_eq!(server_state.logins.len(), 1);
+    assert_eq!(
+        server_state.logins[0].get("grant_type").map(String::as_str),
+        Some("zenml-api-key")
+    );
+    assert_eq!(
+        server_state.bodies[0]["run_name"],
+        "digital_data_etl-batch-z2"
+    );
+    assert!(
+        server_state.bodies[0].get("run_configuration").is_none(),
+        "templates take the bare config"
+    );
+    let (collection, query) = &server_state.queries[0];
+    assert_eq!(collection, "run_templates");
+    assert!(
+        query.get("project").is_none(),
+        "no project scoping before 0.80"
+    );
+    drop(server_state);
+    assert_eq!(
+        client.status(&handle).await.unwrap().state,
+        RunState::Running
+    );
+}
+
+#[tokio::test]
+async fn an_open_source_server_answers_405_and_we_say_why() {
+    let (_server, base) = fake_zenml("0.98.0", false).await;
+    let (target, _guard) = key_target(&base, API_KEY);
+    let err = client(&target)
+        .trigger(&etl_request("k"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "this ZenML server cannot start runs over REST (ZenML Pro feature, needs a remote stack); use kind = \"pipelines\" or run the pipeline from a chain stage"
+    );
+    assert_eq!(err.exit_code(), exit::USAGE);
+}
+
+#[tokio::test]
+async fn a_repeated_key_finds_the_existing_run_by_name() {
+    let (server, base) = fake_zenml("0.98.0", true).await;
+    let (target, _guard) = key_target(&base, API_KEY);
+    let client = client(&target);
+    let first = client.trigger(&etl_request("batch-z4")).await.unwrap();
+    let again = client.trigger(&etl_request("batch-z4")).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(server.lock().unwrap().runs.len(), 1);
+}
+
+#[tokio::test]
+async fn password_login_errors_keep_zenmls_text() {
+    let (_server, base) = fake_zenml("0.98.0", true).await;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "wrong").unwrap();
+    let mut target = target(Kind::Zenml, &base, "/");
+    target.username = Some("admin".into());
+    target.password_file = Some(file.path().to_owned());
+    let err = client(&target)
+        .trigger(&etl_request("k"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Auth { status: 401, .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("CredentialsNotValid: Authentication error"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("user `admin`"), "{err}");
+}
+
+#[tokio::test]
+async fn ambiguous_snapshot_names_need_the_pipeline() {
+    let (_server, base) = fake_zenml("0.98.0", true).await;
+    let (mut target, _guard) = key_target(&base, API_KEY);
+    let mut req = etl_request("batch-z6");
+    req.pipeline = "nightly".into();
+    let err = client(&target).trigger(&req).await.unwrap_err();
+    assert!(err.to_string().contains("zenml_pipeline"), "{err}");
+
+    target.zenml_pipeline = Some("digital_data_etl".into());
+    client(&target).trigger(&req).await.unwrap();
+}
+
+#[tokio::test]
+async fn unmapped_parameters_are_refused_and_mappings_are_configurable() {
+    let (server, base) = fake_zenml("0.98.0", true).await;
+    let (mut target, _guard) = key_target(&base, API_KEY);
+    let mut req = etl_request("batch-z7");
+    req.params
+        .insert("dataset_id".into(), "pauliusztin/llmtwin".into());
+    let err = client(&target).trigger(&req).await.unwrap_err();
+    assert!(
+        err.to_string().contains("`dataset_id` has no ZenML step"),
+        "{err}"
+    );
+
+    target.step_params = Some(
+        [
+            ("user_full_name", "get_or_create_user.user_full_name"),
+            ("links", "crawl_links.links"),
+            ("dataset_id", "push_to_huggingface.dataset_id"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
+    client(&target).trigger(&req).await.unwrap();
+    let steps = server.lock().unwrap().bodies.last().unwrap()["run_configuration"]["steps"].clone();
+    assert_eq!(
+        steps["push_to_huggingface"]["parameters"]["dataset_id"],
+        "pauliusztin/llmtwin"
+    );
+}
+
+#[tokio::test]
+async fn cancel_stops_the_run() {
+    let (_server, base) = fake_zenml("0.98.0", true).await;
+    let (target, _guard) = key_target(&base, API_KEY);
+    let client = client(&target);
+    let handle = client.trigger(&etl_request("batch-z8")).await.unwrap();
+    client.cancel(&handle).await.unwrap();
+    let status = client
+        .wait(&handle, std::time::Duration::from_secs(5), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(status.state, RunState::Cancelled);
+    assert_eq!(status.message.as_deref(), Some("Stopped by user."));
+}
+
+#[tokio::test]
+async fn servers_older_than_063_are_refused() {
+    let (_server, base) = fake_zenml("0.62.0", true).await;
+    let (target, _guard) = key_target(&base, API_KEY);
+    let err = client(&target)
+        .trigger(&etl_request("k"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no run templates"), "{err}");
+}
