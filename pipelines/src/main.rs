@@ -1,1 +1,61 @@
-fn main() {}
+//! The `pipelines` binary: parses the command line, starts logging, turns SIGINT/SIGTERM into a
+//! cancellation, runs the command from the library and maps the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pipelines::cli::{Cli, Status};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_new(cli.log_filter()).unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(cancel.clone()));
+        pipelines::cli::execute(cli.command, cancel).await
+    });
+    match result {
+        Ok(Status::Success) => ExitCode::SUCCESS,
+        Ok(Status::RunFailed) => ExitCode::from(1),
+        Err(err) => {
+            let code = match err {
+                pipelines::Error::Chains(_) => 1,
+                _ => 2,
+            };
+            eprintln!("error: {:#}", anyhow::Error::from(err));
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Cancels on the first SIGINT or SIGTERM.
+async fn cancel_on_signal(cancel: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the runner");
+            let _ = tokio::signal::ctrl_c().await;
+            cancel.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+    cancel.cancel();
+}

@@ -1,0 +1,92 @@
+//! The runner's settings (what `pipelines serve` flags and an embedding program provide), their
+//! defaults, and the state directory's layout.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default `--listen` address (not 8237, which ZenML's local server uses).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8731";
+/// Default SIGTERM → SIGKILL grace for a stage's process group.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+/// Default time running stages get to finish when the runner shuts down.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+/// Default cap of one stage's log file.
+pub const DEFAULT_LOG_CAP: u64 = 10 * 1024 * 1024;
+
+/// Everything the runner needs besides its listener and its cancellation token.
+#[derive(Clone)]
+pub struct RunnerSettings {
+    /// Directory of chain files (`*.toml`), or one chain file.
+    pub chains_dir: PathBuf,
+    /// Where the run database, the token file and the run directories live.
+    pub state_dir: PathBuf,
+    /// The API bearer token; `None` reads or generates `<state_dir>/api-token`.
+    pub token: Option<String>,
+    /// SIGTERM → SIGKILL grace when a stage is cancelled, times out or is stopped.
+    pub kill_grace: Duration,
+    /// At shutdown, how long running stages may go on before they are stopped.
+    pub shutdown_grace: Duration,
+    /// Bytes one stage's log file may grow to.
+    pub log_cap: u64,
+}
+
+impl fmt::Debug for RunnerSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunnerSettings")
+            .field("chains_dir", &self.chains_dir)
+            .field("state_dir", &self.state_dir)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("kill_grace", &self.kill_grace)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("log_cap", &self.log_cap)
+            .finish()
+    }
+}
+
+impl RunnerSettings {
+    /// Settings with the defaults for everything but the two directories.
+    pub fn new(chains_dir: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            chains_dir: chains_dir.into(),
+            state_dir: state_dir.into(),
+            token: None,
+            kill_grace: DEFAULT_KILL_GRACE,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            log_cap: DEFAULT_LOG_CAP,
+        }
+    }
+
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+    pub fn with_kill_grace(mut self, grace: Duration) -> Self {
+        self.kill_grace = grace;
+        self
+    }
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+    pub fn with_log_cap(mut self, bytes: u64) -> Self {
+        self.log_cap = bytes;
+        self
+    }
+}
+
+/// The sled database directory inside a state directory.
+pub fn db_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("db")
+}
+
+/// The directory holding one directory per run.
+pub fn runs_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("runs")
+}
+
+/// Whether serving on `addr` needs the explicit `--allow-remote`.
+pub fn is_remote(addr: SocketAddr) -> bool {
+    !addr.ip().is_loopback()
+}

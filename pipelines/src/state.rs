@@ -1,0 +1,361 @@
+//! The durable state: the only file that touches sled.
+//!
+//! Trees: `runs` (run id → [`Run`] as JSON; ids are UUIDv7, so key order is creation order),
+//! `idempotency` (idempotency key → run id + request fingerprint) and `groups` (process group id
+//! → the stage process that leads it, recorded at spawn and removed once the group is gone, so a
+//! restarted runner can kill what a crashed one left behind).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::process::GroupRecord;
+use crate::run::{Run, RunStatus};
+
+/// Errors of the durable state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "state directory `{path}` is in use by another process; stop the other `pipelines serve` (or the watcher that embeds it), or pass `--url` to talk to it"
+    )]
+    Locked { path: PathBuf },
+    #[error("cannot open the run database in `{path}`")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("run database read or write failed")]
+    Sled(#[from] sled::Error),
+    #[error("run database entry `{key}` is not valid; it was written by an incompatible version")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("run `{id}` not found")]
+    RunNotFound { id: String },
+}
+
+/// What [`State::insert_run`] found.
+#[derive(Debug)]
+pub enum Inserted {
+    /// The run was stored.
+    New,
+    /// The idempotency key was already used; `same_request` says whether the fingerprints match.
+    Existing { run: Box<Run>, same_request: bool },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct IdempotencyEntry {
+    run_id: String,
+    fingerprint: String,
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub chain: Option<String>,
+    pub status: Option<RunStatus>,
+    pub limit: usize,
+    /// Only runs older than this run id (the `next` of the previous page).
+    pub cursor: Option<String>,
+}
+
+/// One page of runs, newest first; `next` is the cursor for the following page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunPage {
+    pub runs: Vec<Run>,
+    pub next: Option<String>,
+}
+
+/// The sled database of a runner.
+#[derive(Debug)]
+pub struct State {
+    db: sled::Db,
+    runs: sled::Tree,
+    idempotency: sled::Tree,
+    groups: sled::Tree,
+    /// Serialises read-modify-write of run records (sled itself is only per-key atomic).
+    write: Mutex<()>,
+}
+
+impl State {
+    /// Opens (or creates) the database in `dir`; fails with [`StateError::Locked`] if another
+    /// process has it open.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        let db = sled::Config::new().path(dir).open().map_err(|source| {
+            if source.to_string().contains("could not acquire lock") {
+                StateError::Locked {
+                    path: dir.to_owned(),
+                }
+            } else {
+                StateError::Open {
+                    path: dir.to_owned(),
+                    source,
+                }
+            }
+        })?;
+        Ok(Self {
+            runs: db.open_tree("runs")?,
+            idempotency: db.open_tree("idempotency")?,
+            groups: db.open_tree("groups")?,
+            db,
+            write: Mutex::new(()),
+        })
+    }
+
+    /// Stores a new run; with an idempotency key, returns the run that key already names instead.
+    pub fn insert_run(
+        &self,
+        run: &Run,
+        idempotency: Option<(&str, &str)>,
+    ) -> Result<Inserted, StateError> {
+        let _guard = self
+            .write
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some((key, fingerprint)) = idempotency {
+            if let Some(bytes) = self.idempotency.get(key)? {
+                let entry: IdempotencyEntry = decode(key, &bytes)?;
+                let existing = self
+                    .get_run(&entry.run_id)?
+                    .ok_or(StateError::RunNotFound { id: entry.run_id })?;
+                return Ok(Inserted::Existing {
+                    run: Box::new(existing),
+                    same_request: entry.fingerprint == fingerprint,
+                });
+            }
+            let entry = IdempotencyEntry {
+                run_id: run.id.clone(),
+                fingerprint: fingerprint.to_owned(),
+            };
+            self.runs.insert(run.id.as_bytes(), encode(run))?;
+            self.idempotency.insert(key, encode(&entry))?;
+        } else {
+            self.runs.insert(run.id.as_bytes(), encode(run))?;
+        }
+        Ok(Inserted::New)
+    }
+
+    /// The run an idempotency key names, with the fingerprint of the request that created it.
+    pub fn idempotent_run(&self, key: &str) -> Result<Option<(Run, String)>, StateError> {
+        let Some(bytes) = self.idempotency.get(key)? else {
+            return Ok(None);
+        };
+        let entry: IdempotencyEntry = decode(key, &bytes)?;
+        let run = self
+            .get_run(&entry.run_id)?
+            .ok_or(StateError::RunNotFound { id: entry.run_id })?;
+        Ok(Some((run, entry.fingerprint)))
+    }
+
+    pub fn get_run(&self, id: &str) -> Result<Option<Run>, StateError> {
+        self.runs
+            .get(id.as_bytes())?
+            .map(|bytes| decode(id, &bytes))
+            .transpose()
+    }
+
+    /// Reads, changes and writes back one run record.
+    pub fn update_run(&self, id: &str, change: impl FnOnce(&mut Run)) -> Result<Run, StateError> {
+        let _guard = self
+            .write
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut run = self
+            .get_run(id)?
+            .ok_or_else(|| StateError::RunNotFound { id: id.to_owned() })?;
+        change(&mut run);
+        self.runs.insert(id.as_bytes(), encode(&run))?;
+        Ok(run)
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub fn list_runs(&self, filter: &RunFilter) -> Result<RunPage, StateError> {
+        let limit = filter.limit.max(1);
+        let iter = match &filter.cursor {
+            Some(cursor) => self.runs.range(..cursor.as_bytes().to_vec()),
+            None => self.runs.iter(),
+        };
+        let mut runs = Vec::new();
+        let mut next = None;
+        for item in iter.rev() {
+            let (key, bytes) = item?;
+            let run: Run = decode(&String::from_utf8_lossy(&key), &bytes)?;
+            if filter
+                .chain
+                .as_ref()
+                .is_some_and(|chain| *chain != run.chain)
+                || filter.status.is_some_and(|status| status != run.status)
+            {
+                continue;
+            }
+            if runs.len() == limit {
+                next = runs.last().map(|last: &Run| last.id.clone());
+                break;
+            }
+            runs.push(run);
+        }
+        Ok(RunPage { runs, next })
+    }
+
+    /// Every run with one of `statuses`, oldest first.
+    pub fn runs_with_status(&self, statuses: &[RunStatus]) -> Result<Vec<Run>, StateError> {
+        let mut found = Vec::new();
+        for item in self.runs.iter() {
+            let (key, bytes) = item?;
+            let run: Run = decode(&String::from_utf8_lossy(&key), &bytes)?;
+            if statuses.contains(&run.status) {
+                found.push(run);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Records a stage's process group (call right after spawn).
+    pub fn record_group(&self, group: &GroupRecord) -> Result<(), StateError> {
+        self.groups
+            .insert(group.pgid.to_be_bytes(), encode(group))?;
+        self.groups.flush()?;
+        Ok(())
+    }
+
+    /// Forgets a process group once nothing of it is left.
+    pub fn forget_group(&self, pgid: i32) -> Result<(), StateError> {
+        self.groups.remove(pgid.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Every recorded process group (after a crash: the ones left behind).
+    pub fn groups(&self) -> Result<Vec<GroupRecord>, StateError> {
+        self.groups
+            .iter()
+            .map(|item| {
+                let (key, bytes) = item?;
+                decode(&format!("groups/{key:?}"), &bytes)
+            })
+            .collect()
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<(), StateError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("state records serialise to JSON")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, StateError> {
+    serde_json::from_slice(bytes).map_err(|source| StateError::Corrupt {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Trigger;
+    use chrono::Utc;
+
+    fn run(id: &str, chain: &str, status: RunStatus) -> Run {
+        Run {
+            id: id.into(),
+            chain: chain.into(),
+            status,
+            trigger: Trigger::Api,
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            stages: vec![],
+            error: None,
+            idempotency_key: None,
+            params: Default::default(),
+            run_dir: "/tmp/x".into(),
+        }
+    }
+
+    #[test]
+    fn idempotency_lists_and_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        assert!(matches!(
+            State::open(dir.path()).unwrap_err(),
+            StateError::Locked { .. }
+        ));
+
+        let first = run("01", "a", RunStatus::Queued);
+        assert!(matches!(
+            state.insert_run(&first, Some(("k", "f1"))).unwrap(),
+            Inserted::New
+        ));
+        match state
+            .insert_run(&run("02", "a", RunStatus::Queued), Some(("k", "f1")))
+            .unwrap()
+        {
+            Inserted::Existing { run, same_request } => {
+                assert_eq!(run.id, "01");
+                assert!(same_request);
+            }
+            Inserted::New => panic!("key reused"),
+        }
+        match state
+            .insert_run(&run("02", "a", RunStatus::Queued), Some(("k", "f2")))
+            .unwrap()
+        {
+            Inserted::Existing { same_request, .. } => assert!(!same_request),
+            Inserted::New => panic!("key reused"),
+        }
+        for (id, chain, status) in [
+            ("02", "b", RunStatus::Failed),
+            ("03", "a", RunStatus::Succeeded),
+            ("04", "a", RunStatus::Queued),
+        ] {
+            state.insert_run(&run(id, chain, status), None).unwrap();
+        }
+
+        let page = state
+            .list_runs(&RunFilter {
+                chain: Some("a".into()),
+                limit: 2,
+                ..Default::default()
+            })
+            .unwrap();
+        let ids: Vec<_> = page.runs.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["04", "03"]);
+        assert_eq!(page.next.as_deref(), Some("03"));
+        let page = state
+            .list_runs(&RunFilter {
+                chain: Some("a".into()),
+                limit: 2,
+                cursor: page.next,
+                ..Default::default()
+            })
+            .unwrap();
+        let ids: Vec<_> = page.runs.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["01"]);
+        assert_eq!(page.next, None);
+
+        let queued = state.runs_with_status(&[RunStatus::Queued]).unwrap();
+        let ids: Vec<_> = queued.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["01", "04"]);
+
+        let updated = state
+            .update_run("04", |run| run.status = RunStatus::Running)
+            .unwrap();
+        assert_eq!(updated.status, RunStatus::Running);
+        assert_eq!(
+            state.get_run("04").unwrap().unwrap().status,
+            RunStatus::Running
+        );
+        assert!(matches!(
+            state.update_run("nope", |_| {}).unwrap_err(),
+            StateError::RunNotFound { .. }
+        ));
+    }
+}
