@@ -47,6 +47,7 @@ pub struct RawItem {
     /// The content, else the summary, as given (for change detection); `None` when blank.
     pub content: Option<String>,
     pub published: Option<DateTime<Utc>>,
+    /// As parsed by feed-rs, which copies `published` here for RSS items that give no update time.
     pub updated: Option<DateTime<Utc>>,
 }
 
@@ -82,9 +83,22 @@ pub enum ParseError {
         format: &'static str,
         encoding: &'static str,
         #[source]
-        source: feed_rs::parser::ParseFeedError,
+        source: FeedRsError,
     },
 }
+
+/// feed-rs's error. Its message already includes its cause, so the chain ends here rather than
+/// printing that cause twice.
+#[derive(Debug)]
+pub struct FeedRsError(pub feed_rs::parser::ParseFeedError);
+
+impl std::fmt::Display for FeedRsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for FeedRsError {}
 
 impl From<Rejection> for ParseError {
     fn from(rejection: Rejection) -> Self {
@@ -131,7 +145,7 @@ pub fn parse_feed(
         .map_err(|source| ParseError::Malformed {
             format: prepared.format.name(),
             encoding: decoded.encoding.name(),
-            source,
+            source: FeedRsError(source),
         })?;
 
     Ok(ParsedFeed {
@@ -167,11 +181,14 @@ fn retry_loosened_json(text: &str, base_url: &Url) -> Option<feed_rs::model::Fee
     let mut json: Value = serde_json::from_str(text).ok()?;
     let feed = json.as_object_mut()?;
     let mut changed = false;
-    if let Some(Value::String(version)) = feed.get_mut("version") {
-        if let Some(rest) = version.strip_prefix("http://jsonfeed.org/version/1") {
-            *version = format!("https://jsonfeed.org/version/1{rest}");
-            changed = true;
-        }
+    let https_version = feed
+        .get("version")
+        .and_then(Value::as_str)
+        .and_then(|version| version.strip_prefix("http://jsonfeed.org/version/1"))
+        .map(|rest| format!("https://jsonfeed.org/version/1{rest}"));
+    if let Some(version) = https_version {
+        feed.insert("version".into(), Value::String(version));
+        changed = true;
     }
     if !feed.get("title").is_some_and(Value::is_string) {
         feed.insert("title".into(), Value::String(String::new()));
@@ -486,10 +503,15 @@ mod tests {
     }
 
     #[test]
-    fn malformed_keeps_its_cause_and_is_send_sync() {
+    fn malformed_keeps_its_cause_once_and_is_send_sync() {
         fn assert_send_sync<T: Send + Sync + 'static>(_: &T) {}
         let error = parse_feed(b"<rss version=\"2.0\"><channel><item>", None, &base()).unwrap_err();
         assert_send_sync(&error);
-        assert!(std::error::Error::source(&error).is_some());
+        let cause = std::error::Error::source(&error).unwrap();
+        assert!(
+            cause.to_string().starts_with("unable to parse XML"),
+            "{cause}"
+        );
+        assert!(cause.source().is_none());
     }
 }

@@ -38,6 +38,9 @@ const NAMESPACE_ALIASES: &[(&str, &str)] = &[
     (ATOM03_NS, ATOM_NS),
 ];
 
+/// How many open ancestors the search for a wrapped feed tracks (for inherited declarations).
+const MAX_OPEN: usize = 256;
+
 /// The `<rss version>` values feed-rs dispatches on.
 const RSS_VERSIONS: &[&str] = &["2.0", "", "0.91", "0.92"];
 
@@ -122,15 +125,11 @@ pub(super) fn prepare(text: &str) -> Result<Prepared<'_>, Rejection> {
     if let Some(fixed) = alias_namespaces(&text, &mut repairs) {
         text = Cow::Owned(fixed);
     }
-    if format == Format::Rss {
-        if let Some(fixed) = fix_rss_version(&text, &mut repairs) {
-            text = Cow::Owned(fixed);
-        }
+    if let Some(fixed) = fix_rss_version(&text, format, &mut repairs) {
+        text = Cow::Owned(fixed);
     }
-    if matches!(format, Format::Rss | Format::Rdf) {
-        if let Some(fixed) = hoist_nested_items(&text, &mut repairs) {
-            text = Cow::Owned(fixed);
-        }
+    if let Some(fixed) = hoist_nested_items(&text, format, &mut repairs) {
+        text = Cow::Owned(fixed);
     }
     Ok(Prepared {
         text,
@@ -207,16 +206,18 @@ fn unwrap_embedded_feed(text: &str) -> Option<(String, Format)> {
     let (feed, format) = loop {
         match scan.next()? {
             Tag::Start(tag) => {
-                let format = match (tag.local_name(), namespace_of(&tag, &open)) {
-                    ("feed", Some(ATOM_NS | ATOM03_NS)) => Some(Format::Atom),
-                    ("rss", _) if tag.attr("version").is_some() => Some(Format::Rss),
-                    ("RDF", Some(RDF_NS)) => Some(Format::Rdf),
+                let format = match tag.local_name() {
+                    "feed" => matches!(namespace_of(&tag, &open), Some(ATOM_NS | ATOM03_NS))
+                        .then_some(Format::Atom),
+                    "rss" => tag.attr("version").map(|_| Format::Rss),
+                    "RDF" => (namespace_of(&tag, &open) == Some(RDF_NS)).then_some(Format::Rdf),
                     _ => None,
                 };
                 if let Some(format) = format {
                     break (tag, format);
                 }
-                if !tag.empty {
+                // HTML leaves elements unclosed; a bounded stack keeps the scan linear.
+                if !tag.empty && open.len() < MAX_OPEN {
                     open.push(tag);
                 }
             }
@@ -302,7 +303,10 @@ fn alias_namespaces(text: &str, repairs: &mut Vec<Repair>) -> Option<String> {
 }
 
 /// Makes an `<rss>` root's version one feed-rs dispatches on: anything else is read as 2.0.
-fn fix_rss_version(text: &str, repairs: &mut Vec<Repair>) -> Option<String> {
+fn fix_rss_version(text: &str, format: Format, repairs: &mut Vec<Repair>) -> Option<String> {
+    if format != Format::Rss {
+        return None;
+    }
     let Some(Tag::Start(root)) = tags::tags(text).find(|tag| matches!(tag, Tag::Start(_))) else {
         return None;
     };
@@ -326,7 +330,10 @@ fn fix_rss_version(text: &str, repairs: &mut Vec<Repair>) -> Option<String> {
 
 /// Moves each `<item>` nested inside another item (and having child elements) to just after the
 /// item that contains it.
-fn hoist_nested_items(text: &str, repairs: &mut Vec<Repair>) -> Option<String> {
+fn hoist_nested_items(text: &str, format: Format, repairs: &mut Vec<Repair>) -> Option<String> {
+    if !matches!(format, Format::Rss | Format::Rdf) {
+        return None;
+    }
     let mut edits = Edits::default();
     let mut moved = 0;
     let mut depth = 0usize;
