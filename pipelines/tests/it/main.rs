@@ -1,0 +1,9 @@
+//! The pipelines integration tests: one binary, real runners on loopback ports, real child
+//! processes. See `helpers.rs` for the harness.
+
+mod api;
+mod chains;
+mod cli;
+mod helpers;
+mod processes;
+mod restart;
