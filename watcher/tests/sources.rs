@@ -131,7 +131,7 @@ fn cowboyprogrammer_post_headers() {
         .into_iter()
         .filter(|link| link.contains("/tags/"))
         .count();
-    // zopfli gimp | linux debian ubuntu systemd | 3rd, 4th and 5th posts' tags, read off the page.
+    // Counted independently from the HTML text by `unique_tags_in_articles`.
     assert_eq!(tag_links, unique_tags_in_articles());
     assert!(links(&broad).iter().all(|link| !link.contains('#')));
 }
@@ -186,6 +186,17 @@ fn inessential_weblog_posts() {
         "{:?}",
         titles(&body)
     );
+
+    // An HTTP charset beats the page's meta, even a wrong one: the same bytes read as
+    // windows-1252 give the classic mojibake.
+    let misdeclared = extract_links(
+        &fixture("inessential-home.html"),
+        Some("text/html; charset=windows-1252"),
+        &url(page),
+        ".weblogPostBody a",
+    )
+    .unwrap();
+    assert!(titles(&misdeclared).contains(&"Weâ€™re hiring"));
 }
 
 /// A project page: a blog aggregator list (absolute links to other sites) and a nav of
