@@ -1,6 +1,7 @@
 //! The `pipelines` binary: parses the command line, starts logging, turns SIGINT/SIGTERM into a
 //! cancellation, runs the command from the library and maps the outcome to an exit code.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
             EnvFilter::try_new(cli.log_filter()).unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -344,7 +344,7 @@ impl Engine {
             }
         }
         inner.state.flush().await?;
-        tracing::info!(chain = chain_name, run_id = %id, trigger = ?trigger, "run queued");
+        tracing::info!(chain = chain_name, run_id = %id, %trigger, "run queued");
         self.lock_queues()
             .entry(chain_name.to_owned())
             .or_default()
@@ -537,6 +537,9 @@ impl Engine {
             run.status = RunStatus::Running;
             run.started_at = Some(Utc::now());
         })?;
+        // Durable before any process starts: a crash from here on is "interrupted by restart",
+        // never a second execution of the same run.
+        self.inner.state.flush().await?;
         tracing::info!("run started");
         let stages = chain.stages();
         let mut ends: Vec<Option<StageEnd>> = vec![None; stages.len()];
