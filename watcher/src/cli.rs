@@ -64,10 +64,12 @@ pub enum Command {
     /// Serves /healthz and /status on [watcher] listen (loopback). On a signal it stops starting
     /// polls, waits for those in flight, flushes the store and exits 0.
     Run,
-    /// One pass over the sources, then deliver what is pending, then exit.
+    /// One pass over the sources that are due, then deliver what is pending, then exit.
     ///
-    /// Exits 0 when every source polled fine and no delivery failed; otherwise 1, with one line
-    /// per problem.
+    /// Only sources that are due are polled (all of them on a fresh store), so running it from
+    /// cron every minute respects each source's interval, Retry-After and backoff. Exits 0 when
+    /// every polled source was fine and no delivery failed; otherwise 1, with one line per problem.
+    /// Shows progress on a terminal.
     Once {
         /// Treat what a source's first poll finds as new (instead of recording a baseline).
         #[arg(long)]
@@ -75,6 +77,9 @@ pub enum Command {
         /// Show what would be delivered; change nothing (no store writes, no configs, no triggers).
         #[arg(long)]
         dry_run: bool,
+        /// Poll every source, also those not due yet (ignores intervals, Retry-After and backoff).
+        #[arg(long)]
+        all: bool,
     },
     /// Validate the config without touching the network.
     Check,

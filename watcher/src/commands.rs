@@ -1,7 +1,7 @@
 //! commands.rs: what each CLI command does and prints. `main` parses and maps the result to an
 //! exit code; everything a user sees on stdout is written here.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use chrono::Utc;
 use tokio::net::TcpListener;
@@ -23,7 +23,7 @@ pub enum Outcome {
 
 /// `watcher check`
 pub fn check(config: &Config, out: &mut impl Write) -> std::io::Result<Outcome> {
-    let sources = crate::watch::sources(config);
+    let sources = config.sources();
     writeln!(
         out,
         "{}: ok ({} author(s), {} source(s), trigger {} → {})",
@@ -48,15 +48,48 @@ pub async fn once(
     out: &mut impl Write,
 ) -> Result<Outcome, WatcherError> {
     let watcher = Watcher::open(config)?;
-    let report = watcher.once(opts).await?;
+    let tty = std::io::stderr().is_terminal();
+    let mut failed = 0;
+    let report = watcher
+        .once(opts, |p, done, total| {
+            if matches!(p.outcome, PollOutcome::Failed { .. }) {
+                failed += 1;
+            }
+            if tty {
+                eprint!("\r\x1b[2Kpolled {done}/{total} source(s), {failed} failed");
+                if done == total {
+                    eprintln!();
+                }
+            }
+        })
+        .await?;
     for p in &report.polls {
         let what = match &p.outcome {
             PollOutcome::NotModified => "not modified".to_string(),
             PollOutcome::Baseline { recorded } => format!("baseline: {recorded} items recorded"),
             PollOutcome::Polled { new, updated } => format!("{} new, {updated} updated", new.len()),
+            PollOutcome::Throttled { retry_after } => format!(
+                "throttled (Retry-After {})",
+                humantime::format_duration(*retry_after)
+            ),
+            PollOutcome::Gone => "GONE (410): not polled again; remove it from the config".into(),
             PollOutcome::Failed { error } => format!("FAILED: {error}"),
         };
-        let _ = writeln!(out, "{} ({}): {what}", p.source.configured, p.source.author);
+        let _ = writeln!(
+            out,
+            "{} ({}): {what}; next poll in {} ({})",
+            p.source.url,
+            p.source.author,
+            humantime::format_duration(std::time::Duration::from_secs(p.next.wait.as_secs())),
+            p.next.reason
+        );
+    }
+    if report.not_due > 0 {
+        let _ = writeln!(
+            out,
+            "{} source(s) not due yet (see `watcher status`; `once --all` polls them anyway)",
+            report.not_due
+        );
     }
     if opts.dry_run {
         if report.would_deliver.is_empty() {

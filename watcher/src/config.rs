@@ -47,6 +47,20 @@ pub struct WatcherSettings {
     pub tracking_params_by_host: std::collections::BTreeMap<String, Vec<String>>,
     /// Sources polled at once.
     pub concurrency: usize,
+    /// Requests in flight to one host at once.
+    pub per_host: usize,
+    /// Lower bound for any poll interval (configured, adaptive, cron, TTL).
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// Upper bound for any wait (TTL, Retry-After, error backoff): a source is never dropped.
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// Random spread of each wait, as a fraction (0.1 = ±10%).
+    pub jitter: f64,
+    /// Consecutive failures after which a source is shown as failing (and a warning logged).
+    pub failing_after: u32,
+    /// Poll authors who publish often more often (within min_interval..max_interval).
+    pub adaptive: bool,
 }
 
 impl Default for WatcherSettings {
@@ -61,6 +75,12 @@ impl Default for WatcherSettings {
             tracking_params: Vec::new(),
             tracking_params_by_host: Default::default(),
             concurrency: 32,
+            per_host: 2,
+            min_interval: Duration::from_secs(60),
+            max_interval: Duration::from_secs(12 * 3600),
+            jitter: 0.1,
+            failing_after: 5,
+            adaptive: false,
         }
     }
 }
@@ -160,11 +180,226 @@ pub const WATCHER_TRIGGER_KEYS: &[&str] = &["max_attempts", "retry_base_delay", 
 #[serde(deny_unknown_fields)]
 pub struct Author {
     pub name: String,
+    /// RSS / Atom / JSON Feed URLs, or tables `{ url, interval, cron }`.
     #[serde(default)]
-    pub feeds: Vec<String>,
+    pub feeds: Vec<FeedSpec>,
+    /// Pages without a feed: `{ url, selector }` picks article links by CSS selector; a bare URL
+    /// (or a table without selector) discovers the site's feed.
+    #[serde(default)]
+    pub sites: Vec<SiteSpec>,
+    /// Sitemaps (or sitemap indexes, `.xml.gz` too): `"url"` or `{ url, include }`.
+    #[serde(default)]
+    pub sitemaps: Vec<SitemapSpec>,
+    /// Medium handles: `"@user"` → `https://medium.com/feed/@user`.
+    #[serde(default)]
+    pub medium: OneOrMany,
+    /// Substack names: `"name"` → `https://name.substack.com/feed`.
+    #[serde(default)]
+    pub substack: OneOrMany,
     /// Treat what the first poll finds as new instead of recording a baseline.
     #[serde(default)]
     pub backfill: bool,
+    /// Poll interval for this author's sources (default: `[watcher] interval`).
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// Poll on a 5-field cron expression (UTC) instead of an interval.
+    #[serde(default)]
+    pub cron: Option<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::None => vec![],
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// Per-source schedule overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTable<Extra> {
+    pub url: String,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    #[serde(default)]
+    pub cron: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NoExtra {}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SiteExtra {
+    #[serde(default)]
+    pub selector: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SitemapExtra {
+    #[serde(default)]
+    pub include: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Spec<Extra> {
+    Url(String),
+    Table(SourceTable<Extra>),
+}
+
+pub type FeedSpec = Spec<NoExtra>;
+pub type SiteSpec = Spec<SiteExtra>;
+pub type SitemapSpec = Spec<SitemapExtra>;
+
+impl<Extra: Default + Clone> Spec<Extra> {
+    pub fn table(&self) -> SourceTable<Extra> {
+        match self {
+            Spec::Url(url) => SourceTable {
+                url: url.clone(),
+                interval: None,
+                cron: None,
+                extra: Extra::default(),
+            },
+            Spec::Table(t) => t.clone(),
+        }
+    }
+}
+
+/// What kind of source a URL is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    Feed,
+    /// An HTML page; article links picked by a CSS selector.
+    Page {
+        selector: String,
+    },
+    /// A site whose feed is found by autodiscovery.
+    Discover,
+    Sitemap {
+        include: Option<String>,
+    },
+}
+
+/// One source, resolved from the config (shortcuts expanded, schedule overrides applied).
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub author: String,
+    /// The URL as configured (after shortcut expansion): the source's key in the store.
+    pub url: String,
+    pub kind: SourceKind,
+    pub backfill: bool,
+    pub interval: Duration,
+    pub cron: Option<String>,
+}
+
+impl Config {
+    /// Every source of every author, in config order.
+    pub fn sources(&self) -> Vec<SourceConfig> {
+        let mut out = Vec::new();
+        for a in &self.authors {
+            let mut push = |url: String,
+                            kind: SourceKind,
+                            interval: Option<Duration>,
+                            cron: Option<String>| {
+                out.push(SourceConfig {
+                    author: a.name.clone(),
+                    url,
+                    kind,
+                    backfill: a.backfill,
+                    interval: interval.or(a.interval).unwrap_or(self.watcher.interval),
+                    cron: cron.or_else(|| a.cron.clone()),
+                });
+            };
+            for f in &a.feeds {
+                let t = f.table();
+                push(t.url, SourceKind::Feed, t.interval, t.cron);
+            }
+            for m in a.medium.items() {
+                push(medium_feed(m), SourceKind::Feed, None, None);
+            }
+            for s in a.substack.items() {
+                push(substack_feed(s), SourceKind::Feed, None, None);
+            }
+            for site in &a.sites {
+                let t = site.table();
+                let kind = match t.extra.selector {
+                    Some(selector) => SourceKind::Page { selector },
+                    None => SourceKind::Discover,
+                };
+                push(t.url, kind, t.interval, t.cron);
+            }
+            for sm in &a.sitemaps {
+                let t = sm.table();
+                push(
+                    t.url,
+                    SourceKind::Sitemap {
+                        include: t.extra.include,
+                    },
+                    t.interval,
+                    t.cron,
+                );
+            }
+        }
+        out
+    }
+}
+
+impl SourceConfig {
+    /// The source's key in the store.
+    pub fn key(&self) -> String {
+        crate::store::source_key(&self.author, &self.url)
+    }
+
+    /// The host polled (for the per-host limit).
+    pub fn host(&self) -> String {
+        Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default()
+    }
+
+    /// The scheduling policy of this source.
+    pub fn policy(&self, w: &WatcherSettings) -> crate::schedule::Policy {
+        crate::schedule::Policy {
+            interval: self.interval,
+            min_interval: w.min_interval,
+            max_interval: w.max_interval,
+            jitter: w.jitter,
+            cron: self
+                .cron
+                .as_deref()
+                .and_then(|c| crate::schedule::parse_cron(c).ok()),
+            adaptive: w.adaptive,
+        }
+    }
+}
+
+/// `@user` (or `user`) → `https://medium.com/feed/@user`.
+pub fn medium_feed(handle: &str) -> String {
+    format!(
+        "https://medium.com/feed/@{}",
+        handle.trim().trim_start_matches('@')
+    )
+}
+
+/// `name` → `https://name.substack.com/feed`.
+pub fn substack_feed(name: &str) -> String {
+    format!("https://{}.substack.com/feed", name.trim())
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,8 +474,53 @@ impl Config {
         let base = std::path::absolute(&base).unwrap_or(base);
         let mut problems = Vec::new();
         let trigger = validate_trigger(raw.trigger, &mut problems);
-        validate_authors(&raw.authors, &mut problems);
         let mut watcher = raw.watcher;
+        let probe = Config {
+            path: path.to_path_buf(),
+            watcher: watcher.clone(),
+            fetch: raw.fetch.clone(),
+            output: raw.output.clone(),
+            trigger: TriggerSettings {
+                pipeline: String::new(),
+                max_attempts: 1,
+                retry_base_delay: Duration::ZERO,
+                retry_max_delay: Duration::ZERO,
+                table: toml::Table::new(),
+            },
+            authors: raw.authors.clone(),
+        };
+        validate_authors(&probe.sources(), &raw.authors, &mut problems);
+        if watcher.min_interval > watcher.max_interval {
+            problems.push(problem(
+                "watcher.min_interval",
+                "expected min_interval <= max_interval",
+            ));
+        }
+        for s in probe.sources() {
+            if s.cron.is_none()
+                && (s.interval < watcher.min_interval || s.interval > watcher.max_interval)
+            {
+                problems.push(problem(
+                    format!("interval of `{}`", s.url),
+                    format!(
+                        "{} is outside min_interval..max_interval ({}..{}); change the interval or the bounds",
+                        humantime::format_duration(s.interval),
+                        humantime::format_duration(watcher.min_interval),
+                        humantime::format_duration(watcher.max_interval)
+                    ),
+                ));
+                break;
+            }
+        }
+        if !(0.0..=0.5).contains(&watcher.jitter) {
+            problems.push(problem(
+                "watcher.jitter",
+                "expected a fraction from 0.0 to 0.5",
+            ));
+        }
+        if watcher.per_host == 0 {
+            problems.push(problem("watcher.per_host", "expected at least 1"));
+        }
         if watcher.interval.is_zero() {
             problems.push(problem(
                 "watcher.interval",
@@ -312,7 +592,11 @@ fn validate_trigger(
     })
 }
 
-fn validate_authors(authors: &[Author], problems: &mut Vec<ConfigProblem>) {
+fn validate_authors(
+    config_sources: &[SourceConfig],
+    authors: &[Author],
+    problems: &mut Vec<ConfigProblem>,
+) {
     if authors.is_empty() {
         problems.push(problem(
             "authors",
@@ -332,19 +616,84 @@ fn validate_authors(authors: &[Author], problems: &mut Vec<ConfigProblem>) {
                 format!("`{}` is listed twice; merge the two tables", author.name),
             ));
         }
-        if author.feeds.is_empty() {
+        let n = config_sources
+            .iter()
+            .filter(|s| s.author == author.name)
+            .count();
+        if n == 0 {
             problems.push(problem(
                 format!("authors[{i}]"),
                 format!(
-                    "author `{}` has no sources; add feeds = [\"https://...\"]",
+                    "author `{}` has no sources; add feeds = [\"https://...\"] (or sites, sitemaps, medium, substack)",
                     author.name
                 ),
             ));
         }
-        for (j, feed) in author.feeds.iter().enumerate() {
-            if let Err(message) = parse_source_url(feed) {
-                problems.push(problem(format!("authors[{i}].feeds[{j}]"), message));
+        fn check(problems: &mut Vec<ConfigProblem>, key: String, url: &str, cron: Option<&String>) {
+            if let Err(message) = parse_source_url(url) {
+                problems.push(problem(key.clone(), message));
             }
+            if let Some(cron) = cron
+                && let Err(message) = crate::schedule::parse_cron(cron)
+            {
+                problems.push(problem(format!("{key}.cron"), message));
+            }
+        }
+        if let Some(cron) = &author.cron
+            && let Err(message) = crate::schedule::parse_cron(cron)
+        {
+            problems.push(problem(format!("authors[{i}].cron"), message));
+        }
+        for (j, f) in author.feeds.iter().enumerate() {
+            let t = f.table();
+            check(
+                problems,
+                format!("authors[{i}].feeds[{j}]"),
+                &t.url,
+                t.cron.as_ref(),
+            );
+        }
+        for (j, f) in author.sites.iter().enumerate() {
+            let t = f.table();
+            check(
+                problems,
+                format!("authors[{i}].sites[{j}]"),
+                &t.url,
+                t.cron.as_ref(),
+            );
+            if let Some(sel) = &t.extra.selector
+                && let Err(message) = crate::sites::validate_selector(sel)
+            {
+                problems.push(problem(
+                    format!("authors[{i}].sites[{j}].selector"),
+                    message,
+                ));
+            }
+        }
+        for (j, f) in author.sitemaps.iter().enumerate() {
+            let t = f.table();
+            check(
+                problems,
+                format!("authors[{i}].sitemaps[{j}]"),
+                &t.url,
+                t.cron.as_ref(),
+            );
+        }
+        for (j, m) in author.medium.items().iter().enumerate() {
+            check(
+                problems,
+                format!("authors[{i}].medium[{j}]"),
+                &medium_feed(m),
+                None,
+            );
+        }
+        for (j, m) in author.substack.items().iter().enumerate() {
+            check(
+                problems,
+                format!("authors[{i}].substack[{j}]"),
+                &substack_feed(m),
+                None,
+            );
         }
     }
 }

@@ -1,6 +1,7 @@
 //! fetch.rs: one HTTP GET of a source, done politely: conditional GET with the stored validators,
-//! timeouts, a redirect limit, a body cap enforced while streaming (decompressed bytes count), and
-//! one specific error per failure.
+//! timeouts, redirects followed by hand (so a 301/308 can move the source and a 302/307 cannot),
+//! a body cap enforced while streaming (decompressed bytes count), the cache lifetime the server
+//! declares, and one specific error per failure.
 
 use std::time::Duration;
 
@@ -8,8 +9,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{
-    ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
-    RETRY_AFTER,
+    ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, EXPIRES, HeaderMap, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, LAST_MODIFIED, LOCATION, RETRY_AFTER,
 };
 use url::Url;
 
@@ -52,6 +53,23 @@ pub enum FetchOutcome {
     Fetched(Fetched),
 }
 
+/// A response plus what the redirects on the way said.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub outcome: FetchOutcome,
+    /// Set when every hop to the final URL was permanent (301/308): the source moved there.
+    pub moved_to: Option<Url>,
+}
+
+impl Response {
+    pub fn headers(&self) -> &HeaderMap {
+        match &self.outcome {
+            FetchOutcome::NotModified { headers } => headers,
+            FetchOutcome::Fetched(f) => &f.headers,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error(
@@ -62,6 +80,8 @@ pub enum FetchError {
     Connect(String),
     #[error("too many redirects (limit {0}); hint: point the source at the final URL")]
     Redirects(usize),
+    #[error("redirect without a usable Location header (HTTP {0})")]
+    BadRedirect(StatusCode),
     #[error("HTTP {status}{}", retry_after.map(|d| format!(" (Retry-After {}s)", d.as_secs())).unwrap_or_default())]
     Status {
         status: StatusCode,
@@ -93,7 +113,7 @@ impl Fetcher {
             )
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::limited(settings.max_redirects))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| FetchError::Other(e.to_string()))?;
         Ok(Fetcher {
@@ -102,12 +122,46 @@ impl Fetcher {
         })
     }
 
-    /// GETs `url`, sending `validators` as If-None-Match / If-Modified-Since.
-    pub async fn get(
+    /// The body cap.
+    pub fn max_body_bytes(&self) -> u64 {
+        self.settings.max_body_bytes
+    }
+
+    /// GETs `url`, sending `validators` as If-None-Match / If-Modified-Since, following up to
+    /// `max_redirects` redirects.
+    pub async fn get(&self, url: &Url, validators: &Validators) -> Result<Response, FetchError> {
+        let mut current = url.clone();
+        let mut permanent = true;
+        let mut moved_to = None;
+        for _ in 0..=self.settings.max_redirects {
+            let resp = self.send(&current, validators).await?;
+            let status = resp.status();
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                let next = resp
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|loc| current.join(loc).ok())
+                    .ok_or(FetchError::BadRedirect(status))?;
+                permanent &= matches!(
+                    status,
+                    StatusCode::MOVED_PERMANENTLY | StatusCode::PERMANENT_REDIRECT
+                );
+                moved_to = permanent.then(|| next.clone());
+                current = next;
+                continue;
+            }
+            let outcome = self.finish(resp).await?;
+            return Ok(Response { outcome, moved_to });
+        }
+        Err(FetchError::Redirects(self.settings.max_redirects))
+    }
+
+    async fn send(
         &self,
         url: &Url,
         validators: &Validators,
-    ) -> Result<FetchOutcome, FetchError> {
+    ) -> Result<reqwest::Response, FetchError> {
         let mut req = self.http.get(url.clone()).header(
             ACCEPT,
             "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8",
@@ -118,7 +172,10 @@ impl Fetcher {
         if let Some(lm) = &validators.last_modified {
             req = req.header(IF_MODIFIED_SINCE, lm);
         }
-        let resp = req.send().await.map_err(|e| self.classify(e))?;
+        req.send().await.map_err(|e| self.classify(e))
+    }
+
+    async fn finish(&self, resp: reqwest::Response) -> Result<FetchOutcome, FetchError> {
         let status = resp.status();
         if status == StatusCode::NOT_MODIFIED {
             return Ok(FetchOutcome::NotModified {
@@ -176,14 +233,37 @@ impl Fetcher {
     fn classify(&self, e: reqwest::Error) -> FetchError {
         if e.is_timeout() {
             FetchError::Timeout(self.settings.timeout)
-        } else if e.is_redirect() {
-            FetchError::Redirects(self.settings.max_redirects)
         } else if e.is_connect() {
             FetchError::Connect(crate::error::one_line(&e))
         } else {
             FetchError::Other(crate::error::one_line(&e))
         }
     }
+}
+
+/// How long the response says it stays fresh: `Cache-Control: max-age` (or `s-maxage`), else
+/// `Expires`. With the name of the header that said so.
+pub fn cache_lifetime(headers: &HeaderMap) -> Option<(Duration, &'static str)> {
+    if let Some(cc) = headers.get(CACHE_CONTROL).and_then(|v| v.to_str().ok()) {
+        let max_age = cc.split(',').find_map(|d| {
+            let (k, v) = d.trim().split_once('=')?;
+            matches!(
+                k.trim().to_ascii_lowercase().as_str(),
+                "max-age" | "s-maxage"
+            )
+            .then(|| v.trim().trim_matches('"').parse::<u64>().ok())
+            .flatten()
+        });
+        if let Some(secs) = max_age {
+            return Some((Duration::from_secs(secs), "Cache-Control max-age"));
+        }
+    }
+    let expires = headers.get(EXPIRES)?.to_str().ok()?;
+    let when = chrono::DateTime::parse_from_rfc2822(expires.trim()).ok()?;
+    let left = (when.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .ok()?;
+    Some((left, "Expires"))
 }
 
 /// Parses `Retry-After` as seconds or an HTTP-date.
@@ -212,6 +292,21 @@ mod tests {
         assert!((100..=120).contains(&got), "{got}");
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn cache_lifetime_reads_max_age_then_expires() {
+        let mut h = HeaderMap::new();
+        assert_eq!(cache_lifetime(&h), None);
+        let later = chrono::Utc::now() + chrono::Duration::seconds(600);
+        h.insert(EXPIRES, later.to_rfc2822().parse().unwrap());
+        let (d, what) = cache_lifetime(&h).unwrap();
+        assert!((590..=600).contains(&d.as_secs()) && what == "Expires");
+        h.insert(CACHE_CONTROL, "public, max-age=1800".parse().unwrap());
+        assert_eq!(
+            cache_lifetime(&h),
+            Some((Duration::from_secs(1800), "Cache-Control max-age"))
+        );
     }
 
     #[test]

@@ -68,8 +68,17 @@ async fn main() -> ExitCode {
         Command::Check => {
             commands::check(&config, &mut out).map_err(|e| WatcherError::Usage(e.to_string()))
         }
-        Command::Once { backfill, dry_run } => {
-            commands::once(config, OnceOptions { backfill, dry_run }, &mut out).await
+        Command::Once {
+            backfill,
+            dry_run,
+            all,
+        } => {
+            let opts = OnceOptions {
+                backfill,
+                dry_run,
+                all,
+            };
+            commands::once(config, opts, &mut out).await
         }
         Command::Status { json } => commands::status(config, json, &mut out).await,
         Command::Retry { batch } => commands::retry(config, batch, &mut out).await,

@@ -1,32 +1,23 @@
-//! poll.rs: one poll of one source, top to bottom: fetch (conditional GET) → parse → identify →
-//! diff against the store → commit items, staged deliveries and validators in one transaction.
+//! poll.rs: one poll of one source, top to bottom: fetch (conditional GET) → read items (feed,
+//! page by selector, discovered feed, sitemap) → identify → diff against the store → commit items,
+//! staged deliveries, validators and the next poll time in one transaction.
 
 use chrono::Utc;
+use reqwest::StatusCode;
 use tracing::{info, warn};
 use url::Url;
 
+use crate::config::{SourceConfig, SourceKind};
 use crate::diff::diff;
-use crate::fetch::{FetchOutcome, Fetcher, Validators};
+use crate::fetch::{FetchError, FetchOutcome, Fetched, Fetcher, Validators, cache_lifetime};
 use crate::identity::{Canonicalizer, IDENTITY_VERSION, Item, identify};
-use crate::parse::parse_feed;
-use crate::schedule;
-use crate::store::{PollCommit, SourceState, StagedItem, Store, StoreError, source_key};
+use crate::parse::{RawItem, parse_feed};
+use crate::schedule::{self, Next, Policy};
+use crate::sites;
+use crate::store::{PollCommit, SourceState, StagedItem, Store, StoreError};
 
-/// One configured source of one author.
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub author: String,
-    pub url: Url,
-    /// The URL as configured (the source's key in the store).
-    pub configured: String,
-    pub backfill: bool,
-}
-
-impl Source {
-    pub fn key(&self) -> String {
-        source_key(&self.author, &self.configured)
-    }
-}
+/// Child sitemaps read from one sitemap index.
+const MAX_CHILD_SITEMAPS: usize = 50;
 
 /// Per-poll switches.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,131 +28,224 @@ pub struct PollOptions {
     pub trigger_on_update: bool,
     /// Report what would happen; write nothing.
     pub dry_run: bool,
-    /// The source's poll interval (for its next due time).
-    pub interval: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PollOutcome {
     NotModified,
-    Baseline { recorded: usize },
-    Polled { new: Vec<Item>, updated: usize },
-    Failed { error: String },
+    Baseline {
+        recorded: usize,
+    },
+    Polled {
+        new: Vec<Item>,
+        updated: usize,
+    },
+    /// 429/503 with Retry-After: not a failure.
+    Throttled {
+        retry_after: std::time::Duration,
+    },
+    /// 410 Gone: the source is stopped.
+    Gone,
+    Failed {
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub struct PollReport {
-    pub source: Source,
+    pub source: SourceConfig,
     pub outcome: PollOutcome,
+    /// When to poll again, and why.
+    pub next: Next,
 }
 
-/// What the poll found, before anything is stored.
-enum Found {
-    NotModified,
-    Items {
-        items: Vec<Item>,
-        validators: Validators,
-        identity_switched: bool,
-        mode: crate::identity::IdentityMode,
-    },
+/// Items read from a response.
+struct Read {
+    items: Vec<RawItem>,
+    ttl: Option<(std::time::Duration, &'static str)>,
 }
 
 /// Polls `source` once and stores the result. A failure is reported in the outcome (and stored
 /// in the source's state); only a store failure is an `Err`.
-#[tracing::instrument(skip_all, fields(source = %source.configured, author = %source.author))]
+#[tracing::instrument(skip_all, fields(source = %source.url, author = %source.author))]
 pub async fn poll_source(
     store: &Store,
     fetcher: &Fetcher,
     canon: &Canonicalizer,
-    source: &Source,
+    source: &SourceConfig,
+    policy: &Policy,
     opts: PollOptions,
 ) -> Result<PollReport, StoreError> {
     let key = source.key();
     let mut state = store.source(&key)?.unwrap_or_else(|| SourceState {
         author: source.author.clone(),
-        url: source.configured.clone(),
+        url: source.url.clone(),
         identity_version: IDENTITY_VERSION,
         ..SourceState::default()
     });
     let now = Utc::now();
     state.last_poll = Some(now);
-    let report = |outcome| PollReport {
+    let url = state
+        .current_url
+        .clone()
+        .or_else(|| state.discovered_feed.clone())
+        .unwrap_or_else(|| source.url.clone());
+    let url = Url::parse(&url).map_err(|_| StoreError::Io {
+        dir: std::path::PathBuf::from(&url),
+        source: std::io::Error::other("stored source URL is invalid"),
+    })?;
+
+    let fetched = fetch_items(fetcher, source, &mut state, &url).await;
+    let (outcome, sched) = match fetched {
+        Err(e) => failure(source, &mut state, e),
+        Ok((response_headers, None)) => {
+            state.consecutive_failures = 0;
+            state.last_error = None;
+            state.last_success = Some(now);
+            state.last_result = Some("not modified".into());
+            let feed_ttl = state
+                .feed_ttl_secs
+                .map(|secs| (std::time::Duration::from_secs(secs), "feed ttl"));
+            let ttl = [feed_ttl, cache_lifetime(&response_headers)]
+                .into_iter()
+                .flatten()
+                .max_by_key(|(d, _)| *d);
+            (
+                PollOutcome::NotModified,
+                schedule::Outcome::Ok {
+                    ttl,
+                    adaptive: None,
+                },
+            )
+        }
+        Ok((response_headers, Some((read, validators)))) => {
+            state.consecutive_failures = 0;
+            state.last_error = None;
+            state.last_success = Some(now);
+            state.etag = validators.etag;
+            state.last_modified = validators.last_modified;
+            state.feed_ttl_secs = read.ttl.map(|(d, _)| d.as_secs());
+            let ttl = [read.ttl, cache_lifetime(&response_headers)]
+                .into_iter()
+                .flatten()
+                .max_by_key(|(d, _)| *d);
+            let dates: Vec<_> = read.items.iter().filter_map(|i| i.published).collect();
+            let identified = identify(&read.items, state.identity_mode, canon);
+            if identified.switched {
+                warn!(
+                    url = %source.url,
+                    "more than 5% of this source's GUIDs are empty or repeated: identifying its items by canonical URL from now on"
+                );
+            }
+            state.identity_mode = identified.mode;
+            state.identity_version = IDENTITY_VERSION;
+            let sched = schedule::Outcome::Ok {
+                ttl,
+                adaptive: schedule::adaptive_interval(&dates),
+            };
+            let next = schedule::next_wait(policy, &sched, Utc::now(), &mut rand::rng());
+            return record(store, source, state, key, identified.items, next, opts).await;
+        }
+    };
+    let next = schedule::next_wait(policy, &sched, Utc::now(), &mut rand::rng());
+    set_next(&mut state, &next);
+    if !opts.dry_run {
+        // Only the source's bookkeeping changed: sled's background flush (every 500 ms) is
+        // durable enough, and a 304 every few minutes for months costs no fsync.
+        store.put_source(&key, &state)?;
+    }
+    Ok(PollReport {
         source: source.clone(),
         outcome,
-    };
+        next,
+    })
+}
 
-    let found = match fetch_and_identify(fetcher, canon, source, &state).await {
-        Ok(found) => found,
-        Err(error) => {
+fn set_next(state: &mut SourceState, next: &Next) {
+    state.next_due = Some(Utc::now() + chrono::Duration::from_std(next.wait).unwrap_or_default());
+    state.next_due_reason = Some(next.reason.clone());
+}
+
+/// What a fetch error means for the source: throttled, gone, or a failure that counts.
+fn failure(
+    source: &SourceConfig,
+    state: &mut SourceState,
+    e: FetchError,
+) -> (PollOutcome, schedule::Outcome) {
+    match e {
+        FetchError::Status {
+            status: StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE,
+            retry_after: Some(retry_after),
+        } => {
+            state.last_result = Some(format!(
+                "throttled: Retry-After {}",
+                humantime::format_duration(retry_after)
+            ));
+            info!(url = %source.url, ?retry_after, "throttled by the server");
+            (
+                PollOutcome::Throttled { retry_after },
+                schedule::Outcome::Throttled { retry_after },
+            )
+        }
+        FetchError::Status {
+            status: StatusCode::GONE,
+            ..
+        } if source.kind != SourceKind::Discover || state.discovered_feed.is_none() => {
+            state.gone = true;
+            state.last_result =
+                Some("gone (410): no longer polled; remove it from the config".into());
+            warn!(url = %source.url, "source answered 410 Gone: it will not be polled again; remove it from the config or fix its URL");
+            (PollOutcome::Gone, schedule::Outcome::Failed { failures: 0 })
+        }
+        e => {
+            let error = e.to_string();
+            if matches!(&e, FetchError::Status { status, .. } if *status == StatusCode::NOT_FOUND || *status == StatusCode::GONE)
+                && state.discovered_feed.take().is_some()
+            {
+                info!(url = %source.url, "the discovered feed is gone: discovering again next time");
+            }
             state.consecutive_failures += 1;
             state.last_error = Some(error.clone());
             state.last_result = Some(format!("error: {error}"));
             warn!(url = %source.url, failures = state.consecutive_failures, %error, "poll failed");
-            let outcome = PollOutcome::Failed { error };
-            schedule_next(&mut state, &outcome, opts.interval);
-            if !opts.dry_run {
-                store.put_source(&key, &state)?;
-                store.flush().await?;
-            }
-            return Ok(report(outcome));
+            let failures = state.consecutive_failures;
+            (
+                PollOutcome::Failed { error },
+                schedule::Outcome::Failed { failures },
+            )
         }
-    };
-    state.consecutive_failures = 0;
-    state.last_error = None;
-    state.last_success = Some(now);
-
-    let (items, validators, switched, mode) = match found {
-        Found::NotModified => {
-            state.last_result = Some("not modified".into());
-            schedule_next(&mut state, &PollOutcome::NotModified, opts.interval);
-            if !opts.dry_run {
-                store.put_source(&key, &state)?;
-                store.flush().await?;
-            }
-            return Ok(report(PollOutcome::NotModified));
-        }
-        Found::Items {
-            items,
-            validators,
-            identity_switched,
-            mode,
-        } => (items, validators, identity_switched, mode),
-    };
-    if switched {
-        warn!(
-            url = %source.url,
-            "more than 5% of this feed's GUIDs are empty or repeated: identifying its items by canonical URL from now on"
-        );
     }
-    state.identity_mode = mode;
-    state.identity_version = IDENTITY_VERSION;
-    state.etag = validators.etag;
-    state.last_modified = validators.last_modified;
+}
 
+/// Diffs `items` against the store and commits (baseline or new items) in one transaction.
+async fn record(
+    store: &Store,
+    source: &SourceConfig,
+    mut state: SourceState,
+    key: String,
+    items: Vec<Item>,
+    next: Next,
+    opts: PollOptions,
+) -> Result<PollReport, StoreError> {
     let (known_ids, known_urls) = store.known_for(&key, &source.author, &items)?;
     let d = diff(&items, &known_ids, &known_urls);
     let baseline = !(state.baseline_done || opts.backfill || source.backfill);
     state.baseline_done = true;
-
-    let mut record: Vec<Item> = Vec::new();
+    let record: Vec<Item> = d
+        .new
+        .iter()
+        .chain(&d.aliases)
+        .chain(&d.updated)
+        .cloned()
+        .collect();
     let mut stage: Vec<Item> = Vec::new();
     let outcome = if baseline {
-        record = d
-            .new
-            .iter()
-            .chain(&d.aliases)
-            .chain(&d.updated)
-            .cloned()
-            .collect();
         state.last_result = Some(format!("baseline: {} items recorded", record.len()));
         info!(url = %source.url, items = record.len(), "baseline: {} items recorded", record.len());
         PollOutcome::Baseline {
             recorded: record.len(),
         }
     } else {
-        record.extend(d.new.iter().cloned());
-        record.extend(d.aliases.iter().cloned());
-        record.extend(d.updated.iter().cloned());
         stage.extend(d.new.iter().cloned());
         if opts.trigger_on_update {
             stage.extend(d.updated.iter().cloned());
@@ -179,7 +263,7 @@ pub async fn poll_source(
             updated: d.updated.len(),
         }
     };
-    schedule_next(&mut state, &outcome, opts.interval);
+    set_next(&mut state, &next);
     if !opts.dry_run {
         let found_at = Utc::now();
         store
@@ -191,7 +275,7 @@ pub async fn poll_source(
                     .into_iter()
                     .map(|item| StagedItem {
                         author: source.author.clone(),
-                        source: source.configured.clone(),
+                        source: source.url.clone(),
                         found_at,
                         item,
                     })
@@ -199,45 +283,135 @@ pub async fn poll_source(
             })
             .await?;
     }
-    Ok(report(outcome))
+    Ok(PollReport {
+        source: source.clone(),
+        outcome,
+        next,
+    })
 }
 
-fn schedule_next(state: &mut SourceState, outcome: &PollOutcome, interval: std::time::Duration) {
-    let (due, reason) =
-        schedule::next_due(Utc::now(), interval, outcome, state.consecutive_failures);
-    state.next_due = Some(due);
-    state.next_due_reason = Some(reason);
-}
+type Fetch = (reqwest::header::HeaderMap, Option<(Read, Validators)>);
 
-async fn fetch_and_identify(
+/// Fetches the source (following its kind) and reads its items; `None` for a 304.
+async fn fetch_items(
     fetcher: &Fetcher,
-    canon: &Canonicalizer,
-    source: &Source,
-    state: &SourceState,
-) -> Result<Found, String> {
+    source: &SourceConfig,
+    state: &mut SourceState,
+    url: &Url,
+) -> Result<Fetch, FetchError> {
     let validators = Validators {
         etag: state.etag.clone(),
         last_modified: state.last_modified.clone(),
     };
-    let fetched = match fetcher
-        .get(&source.url, &validators)
-        .await
-        .map_err(|e| e.to_string())?
+    let resp = fetcher.get(url, &validators).await?;
+    if let Some(moved) = &resp.moved_to
+        && state.discovered_feed.is_none()
     {
-        FetchOutcome::NotModified { .. } => return Ok(Found::NotModified),
+        warn!(from = %url, to = %moved, "source moved permanently: polling the new URL from now on (update the config)");
+        state.current_url = Some(moved.to_string());
+    }
+    let headers = resp.headers().clone();
+    let fetched = match resp.outcome {
+        FetchOutcome::NotModified { .. } => return Ok((headers, None)),
         FetchOutcome::Fetched(f) => f,
     };
+    let validators = fetched.validators.clone();
+    let read = match &source.kind {
+        SourceKind::Feed => read_feed(&fetched)?,
+        SourceKind::Page { selector } => Read {
+            items: sites::extract_links(
+                &fetched.body,
+                fetched.content_type.as_deref(),
+                &fetched.final_url,
+                selector,
+            )
+            .map_err(|e| FetchError::Other(e.to_string()))?,
+            ttl: None,
+        },
+        SourceKind::Sitemap { include } => {
+            read_sitemap(fetcher, &fetched, include.as_deref()).await?
+        }
+        SourceKind::Discover if state.discovered_feed.is_some() => read_feed(&fetched)?,
+        SourceKind::Discover => {
+            let (feed_url, feed) = discover(fetcher, &fetched).await?;
+            info!(site = %source.url, feed = %feed_url, "feed discovered");
+            state.discovered_feed = Some(feed_url.to_string());
+            let validators = feed.validators.clone();
+            return Ok((feed.headers.clone(), Some((read_feed(&feed)?, validators))));
+        }
+    };
+    Ok((headers, Some((read, validators))))
+}
+
+fn read_feed(fetched: &Fetched) -> Result<Read, FetchError> {
     let parsed = parse_feed(
         &fetched.body,
         fetched.content_type.as_deref(),
         &fetched.final_url,
     )
-    .map_err(|e| e.to_string())?;
-    let identified = identify(&parsed.items, state.identity_mode, canon);
-    Ok(Found::Items {
-        items: identified.items,
-        validators: fetched.validators,
-        identity_switched: identified.switched,
-        mode: identified.mode,
+    .map_err(|e| FetchError::Other(crate::error::one_line(&e)))?;
+    Ok(Read {
+        items: parsed.items,
+        ttl: parsed.ttl.map(|t| (t, "feed ttl")),
     })
+}
+
+async fn read_sitemap(
+    fetcher: &Fetcher,
+    fetched: &Fetched,
+    include: Option<&str>,
+) -> Result<Read, FetchError> {
+    let cap = fetcher.max_body_bytes();
+    let parse = |f: &Fetched| {
+        sites::parse_sitemap(&f.body, &f.final_url, include, cap)
+            .map_err(|e| FetchError::Other(e.to_string()))
+    };
+    let items = match parse(fetched)? {
+        sites::Sitemap::Urls(items) => items,
+        sites::Sitemap::Index(children) => {
+            let mut items = Vec::new();
+            for child in children.iter().take(MAX_CHILD_SITEMAPS) {
+                let resp = fetcher.get(child, &Validators::default()).await?;
+                if let FetchOutcome::Fetched(f) = resp.outcome
+                    && let sites::Sitemap::Urls(more) = parse(&f)?
+                {
+                    items.extend(more);
+                }
+            }
+            items
+        }
+    };
+    Ok(Read { items, ttl: None })
+}
+
+/// Finds a site's feed: the page itself, its `<link rel="alternate">`s, then well-known paths.
+async fn discover(fetcher: &Fetcher, page: &Fetched) -> Result<(Url, Fetched), FetchError> {
+    if sites::looks_like_feed(&page.body) {
+        return Ok((page.final_url.clone(), page.clone()));
+    }
+    let mut candidates =
+        sites::discover_feeds(&page.body, page.content_type.as_deref(), &page.final_url);
+    for path in sites::WELL_KNOWN_FEED_PATHS {
+        if let Ok(u) = page.final_url.join(path)
+            && !candidates.contains(&u)
+        {
+            candidates.push(u);
+        }
+    }
+    for candidate in &candidates {
+        let Ok(resp) = fetcher.get(candidate, &Validators::default()).await else {
+            continue;
+        };
+        if let FetchOutcome::Fetched(f) = resp.outcome
+            && sites::looks_like_feed(&f.body)
+            && parse_feed(&f.body, f.content_type.as_deref(), &f.final_url).is_ok()
+        {
+            return Ok((f.final_url.clone(), f));
+        }
+    }
+    Err(FetchError::Other(format!(
+        "no feed found at `{}`: no <link rel=\"alternate\"> feed and none of {} answered with a feed; hint: put the feed URL in `feeds`, or give this site a `selector`",
+        page.final_url,
+        sites::WELL_KNOWN_FEED_PATHS.join(", ")
+    )))
 }

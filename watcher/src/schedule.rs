@@ -1,95 +1,305 @@
-//! schedule.rs: when a source is due again, and why. The one place that owns "next poll".
+//! schedule.rs: when a source is due again, and why. The one place that owns "next poll":
+//! interval (configured, adaptive or cron), what the server asks for (feed `<ttl>`,
+//! `Cache-Control: max-age`, `Expires`, `Retry-After`), error backoff, bounds and jitter.
+//! Pure: the caller passes the time and the random source.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
-use crate::poll::PollOutcome;
 use crate::store::SourceState;
 
-/// The next poll time for a source that was just polled at `now`, with the reason shown in
-/// `status`. Successes wait `interval`; failures back off exponentially (`interval/4 × 2^(n-1)`,
-/// at least 1 minute, capped at `interval × 8`) so a broken source is never dropped, only
-/// polled less often. Both get ±10% jitter so sources do not poll in waves.
-pub fn next_due(
-    now: DateTime<Utc>,
-    interval: Duration,
-    outcome: &PollOutcome,
-    consecutive_failures: u32,
-) -> (DateTime<Utc>, String) {
-    let (wait, reason) = match outcome {
-        PollOutcome::Failed { .. } => {
-            let base = (interval / 4).max(Duration::from_secs(60)).min(interval);
-            let factor = 1u32
-                .checked_shl(consecutive_failures.saturating_sub(1))
-                .unwrap_or(u32::MAX);
-            let wait = base.saturating_mul(factor).min(interval.saturating_mul(8));
-            (
-                wait,
-                format!("backoff after {consecutive_failures} failure(s)"),
-            )
-        }
-        _ => (interval, "interval".to_string()),
-    };
-    let jittered = wait.mul_f64(rand::rng().random_range(0.9..=1.1));
-    (
-        now + chrono::Duration::from_std(jittered).unwrap_or(chrono::Duration::MAX),
-        reason,
-    )
+/// The scheduling settings that apply to one source.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub interval: Duration,
+    pub min_interval: Duration,
+    pub max_interval: Duration,
+    pub jitter: f64,
+    pub cron: Option<Cron>,
+    pub adaptive: bool,
 }
 
-/// Whether a source is due at `now`. A source never polled is due. A lowered `interval` takes
-/// effect at once for sources waiting on their interval (not for backoff).
-pub fn is_due(state: Option<&SourceState>, interval: Duration, now: DateTime<Utc>) -> bool {
-    let Some(state) = state else { return true };
-    let Some(due) = state.next_due else {
-        return true;
-    };
-    if due <= now {
-        return true;
+/// What the last poll of a source came to, as far as scheduling cares.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Fetched (200 or 304). `ttl` is the largest cache lifetime the feed or the response
+    /// declared; `adaptive` is the interval suggested by the author's publishing frequency.
+    Ok {
+        ttl: Option<(Duration, &'static str)>,
+        adaptive: Option<Duration>,
+    },
+    /// 429 or 503 with Retry-After: throttled, not failed.
+    Throttled { retry_after: Duration },
+    /// Any failure; `failures` counts this one.
+    Failed { failures: u32 },
+}
+
+/// Why a source waits as long as it does (shown by `status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Next {
+    pub wait: Duration,
+    pub reason: String,
+}
+
+/// Parses a 5-field cron expression (minute hour day-of-month month day-of-week), read in UTC.
+pub fn parse_cron(expr: &str) -> Result<Cron, String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 5 {
+        return Err(format!(
+            "expected 5 cron fields (minute hour day month weekday), got {fields} in `{expr}`"
+        ));
     }
-    state.next_due_reason.as_deref() == Some("interval")
-        && state.last_poll.is_some_and(|last| {
-            last + chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX) <= now
-        })
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+        .map_err(|e| format!("invalid cron expression `{expr}`: {e}"))
+}
+
+/// How long to wait after a poll that ended in `result` at `now`.
+pub fn next_wait(
+    policy: &Policy,
+    result: &Outcome,
+    now: DateTime<Utc>,
+    rng: &mut impl Rng,
+) -> Next {
+    let base = |policy: &Policy| -> (Duration, String) {
+        if let Some(cron) = &policy.cron
+            && let Ok(next) = cron.find_next_occurrence(&now, false)
+        {
+            let wait = (next - now).to_std().unwrap_or(Duration::ZERO);
+            return (wait.max(policy.min_interval), "cron".into());
+        }
+        (policy.interval, "interval".into())
+    };
+    let (wait, reason, jitter) = match result {
+        Outcome::Ok { ttl, adaptive } => {
+            let (mut wait, mut reason) = base(policy);
+            let mut jitter = policy.cron.is_none();
+            if policy.adaptive
+                && policy.cron.is_none()
+                && let Some(a) = adaptive
+            {
+                wait = (*a).clamp(policy.min_interval, policy.max_interval);
+                reason = "adaptive (publishing frequency)".into();
+            }
+            if let Some((ttl, what)) = ttl
+                && *ttl > wait
+            {
+                wait = *ttl;
+                reason = (*what).to_string();
+                jitter = false;
+            }
+            (wait, reason, jitter)
+        }
+        Outcome::Throttled { retry_after } => {
+            let (wait, reason) = base(policy);
+            if *retry_after > wait {
+                (*retry_after, "Retry-After".to_string(), false)
+            } else {
+                (wait, reason, true)
+            }
+        }
+        Outcome::Failed { failures } => {
+            let factor = 1u32.checked_shl(*failures).unwrap_or(u32::MAX);
+            (
+                policy.interval.saturating_mul(factor),
+                format!("backoff after {failures} failure(s)"),
+                true,
+            )
+        }
+    };
+    let capped = wait > policy.max_interval;
+    let mut wait = wait.min(policy.max_interval);
+    if jitter && policy.jitter > 0.0 {
+        let f = rng.random_range(1.0 - policy.jitter..=1.0 + policy.jitter);
+        wait = wait.mul_f64(f).min(policy.max_interval);
+    }
+    let capped = if capped {
+        format!("{reason}, capped at max_interval")
+    } else {
+        reason
+    };
+    Next {
+        wait,
+        reason: capped,
+    }
+}
+
+/// The interval the author's publishing frequency suggests: a quarter of the median gap between
+/// the newest (up to 10) dated items. `None` with fewer than 3 dated items.
+pub fn adaptive_interval(published: &[DateTime<Utc>]) -> Option<Duration> {
+    let mut dates: Vec<_> = published.to_vec();
+    dates.sort_unstable_by(|a, b| b.cmp(a));
+    dates.truncate(10);
+    if dates.len() < 3 {
+        return None;
+    }
+    let mut gaps: Vec<Duration> = dates
+        .windows(2)
+        .filter_map(|w| (w[0] - w[1]).to_std().ok())
+        .collect();
+    gaps.sort_unstable();
+    let median = gaps[gaps.len() / 2];
+    Some(median / 4)
+}
+
+/// How long until a source is due, from its stored state: zero for a source never polled,
+/// `None` for a stopped (410) one. A lowered `interval` takes effect at once for sources waiting
+/// on their interval (not for Retry-After, TTL or backoff).
+pub fn wait_until_due(
+    state: Option<&SourceState>,
+    interval: Duration,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let Some(state) = state else {
+        return Some(Duration::ZERO);
+    };
+    if state.gone {
+        return None;
+    }
+    let Some(due) = state.next_due else {
+        return Some(Duration::ZERO);
+    };
+    let mut wait = (due - now).to_std().unwrap_or(Duration::ZERO);
+    // A due time much further out than the interval (more than jitter explains) was set by a
+    // longer interval before the config changed.
+    if state.next_due_reason.as_deref() == Some("interval")
+        && let Some(last) = state.last_poll
+        && (due - last).to_std().unwrap_or_default() > interval.mul_f64(1.5)
+    {
+        let by_interval =
+            (last + chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+        wait = wait.min(by_interval);
+    }
+    Some(wait)
+}
+
+/// Whether a source is due at `now` (see [`wait_until_due`]).
+pub fn is_due(state: Option<&SourceState>, interval: Duration, now: DateTime<Utc>) -> bool {
+    wait_until_due(state, interval, now) == Some(Duration::ZERO)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
-    #[test]
-    fn success_waits_the_interval_with_jitter() {
-        let now = Utc::now();
-        let (due, reason) = next_due(now, Duration::from_secs(1000), &PollOutcome::NotModified, 0);
-        let secs = (due - now).num_seconds();
-        assert!((900..=1100).contains(&secs), "{secs}");
-        assert_eq!(reason, "interval");
+    fn policy() -> Policy {
+        Policy {
+            interval: Duration::from_secs(60),
+            min_interval: Duration::from_secs(60),
+            max_interval: Duration::from_secs(3600),
+            jitter: 0.0,
+            cron: None,
+            adaptive: false,
+        }
+    }
+
+    fn rng() -> rand::rngs::StdRng {
+        rand::rngs::StdRng::seed_from_u64(7)
+    }
+
+    fn ok() -> Outcome {
+        Outcome::Ok {
+            ttl: None,
+            adaptive: None,
+        }
     }
 
     #[test]
-    fn failures_back_off_and_cap() {
-        let now = Utc::now();
-        let failed = PollOutcome::Failed {
-            error: "HTTP 500".into(),
+    fn errors_back_off_exponentially_and_cap() {
+        let p = policy();
+        let waits: Vec<u64> = (1..=7)
+            .map(|n| {
+                next_wait(&p, &Outcome::Failed { failures: n }, Utc::now(), &mut rng())
+                    .wait
+                    .as_secs()
+            })
+            .collect();
+        assert_eq!(waits, [120, 240, 480, 960, 1920, 3600, 3600]);
+    }
+
+    #[test]
+    fn the_largest_server_hint_wins_within_the_bounds() {
+        let p = policy();
+        let ttl = Outcome::Ok {
+            ttl: Some((Duration::from_secs(600), "feed ttl")),
+            adaptive: None,
         };
-        let interval = Duration::from_secs(1800);
-        let mut last = 0;
-        for n in 1..=3 {
-            let (due, reason) = next_due(now, interval, &failed, n);
-            let secs = (due - now).num_seconds();
-            let nominal = 450 * (1 << (n - 1));
-            assert!(
-                secs as f64 >= nominal as f64 * 0.9 - 1.0
-                    && secs as f64 <= nominal as f64 * 1.1 + 1.0,
-                "{n}: {secs}"
-            );
-            assert!(secs > last);
-            last = secs;
-            assert!(reason.contains("backoff"));
-        }
-        let (due, _) = next_due(now, interval, &failed, 40);
-        assert!((due - now).num_seconds() <= 1800 * 8 * 11 / 10);
+        let n = next_wait(&p, &ttl, Utc::now(), &mut rng());
+        assert_eq!((n.wait.as_secs(), n.reason.as_str()), (600, "feed ttl"));
+        let huge = Outcome::Throttled {
+            retry_after: Duration::from_secs(86_400),
+        };
+        let n = next_wait(&p, &huge, Utc::now(), &mut rng());
+        assert_eq!(n.wait.as_secs(), 3600, "a huge Retry-After is capped");
+        assert!(n.reason.contains("Retry-After"));
+        let short = Outcome::Throttled {
+            retry_after: Duration::from_secs(5),
+        };
+        assert_eq!(
+            next_wait(&p, &short, Utc::now(), &mut rng()).wait.as_secs(),
+            60
+        );
+    }
+
+    #[test]
+    fn jitter_spreads_sources() {
+        let mut p = policy();
+        p.interval = Duration::from_secs(1000);
+        p.jitter = 0.1;
+        let mut r = rng();
+        let waits: Vec<u64> = (0..100)
+            .map(|_| next_wait(&p, &ok(), Utc::now(), &mut r).wait.as_secs())
+            .collect();
+        assert!(waits.iter().all(|w| (900..=1100).contains(w)));
+        let distinct: std::collections::HashSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 50, "{} distinct waits", distinct.len());
+    }
+
+    #[test]
+    fn cron_sets_the_next_poll() {
+        let mut p = policy();
+        p.cron = Some(parse_cron("0 3 * * *").unwrap());
+        let now = DateTime::parse_from_rfc3339("2026-11-25T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let n = next_wait(&p, &ok(), now, &mut rng());
+        assert_eq!((n.wait.as_secs(), n.reason.as_str()), (3600, "cron"));
+        assert!(
+            parse_cron("0 0 3 * * *")
+                .unwrap_err()
+                .contains("5 cron fields")
+        );
+        assert!(parse_cron("61 * * * *").is_err());
+    }
+
+    #[test]
+    fn adaptive_interval_follows_publishing_frequency() {
+        let now = Utc::now();
+        let daily: Vec<_> = (0..5).map(|d| now - chrono::Duration::days(d)).collect();
+        assert_eq!(
+            adaptive_interval(&daily),
+            Some(Duration::from_secs(6 * 3600))
+        );
+        assert_eq!(adaptive_interval(&daily[..2]), None);
+        let mut p = policy();
+        p.adaptive = true;
+        p.max_interval = Duration::from_secs(4 * 3600);
+        let r = Outcome::Ok {
+            ttl: None,
+            adaptive: adaptive_interval(&daily),
+        };
+        let n = next_wait(&p, &r, now, &mut rng());
+        assert_eq!(n.wait.as_secs(), 4 * 3600, "bounded by max_interval");
     }
 }

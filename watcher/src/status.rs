@@ -8,9 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Delivery, DeliveryState, Store, StoreError};
 
-/// Consecutive failures after which a source is shown as failing.
-pub const FAILING_AFTER: u32 = 3;
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SourceStatus {
     pub author: String,
@@ -22,6 +19,10 @@ pub struct SourceStatus {
     pub failing: bool,
     pub next_due: Option<DateTime<Utc>>,
     pub next_due_reason: Option<String>,
+    /// Where a permanent redirect moved the source.
+    pub current_url: Option<String>,
+    /// For sites: the feed autodiscovery found.
+    pub discovered_feed: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -66,12 +67,13 @@ fn delivery_status(d: &Delivery) -> DeliveryStatus {
 }
 
 impl StatusReport {
-    pub fn build(store: &Store) -> Result<StatusReport, StoreError> {
+    /// Builds the report; a source with `failing_after` consecutive failures shows as failing.
+    pub fn build(store: &Store, failing_after: u32) -> Result<StatusReport, StoreError> {
         let sources = store
             .sources()?
             .into_iter()
             .map(|(_, s)| SourceStatus {
-                failing: s.consecutive_failures >= FAILING_AFTER,
+                failing: s.consecutive_failures >= failing_after,
                 author: s.author,
                 url: s.url,
                 last_poll: s.last_poll,
@@ -80,6 +82,8 @@ impl StatusReport {
                 consecutive_failures: s.consecutive_failures,
                 next_due: s.next_due,
                 next_due_reason: s.next_due_reason,
+                current_url: s.current_url,
+                discovered_feed: s.discovered_feed,
             })
             .collect();
         let all = store.deliveries()?;
@@ -119,7 +123,17 @@ impl StatusReport {
         let _ = writeln!(out, "SOURCES ({})", self.sources.len());
         for s in &self.sources {
             let flag = if s.failing { "FAILING" } else { "ok" };
-            let _ = writeln!(out, "  {} [{}] {}", s.author, flag, s.url);
+            let url = s
+                .current_url
+                .as_deref()
+                .map(|u| format!("{} (moved to {u})", s.url));
+            let _ = writeln!(
+                out,
+                "  {} [{}] {}",
+                s.author,
+                flag,
+                url.as_deref().unwrap_or(&s.url)
+            );
             let _ = writeln!(
                 out,
                 "    last poll {}: {}",

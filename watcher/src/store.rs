@@ -67,6 +67,14 @@ pub struct SourceState {
     pub identity_version: u32,
     pub next_due: Option<DateTime<Utc>>,
     pub next_due_reason: Option<String>,
+    /// Where the source lives now, after a permanent redirect (301/308).
+    pub current_url: Option<String>,
+    /// 410 Gone: the source is not polled any more.
+    pub gone: bool,
+    /// For `sites` without a selector: the feed found by autodiscovery.
+    pub discovered_feed: Option<String>,
+    /// The feed's own `<ttl>` (seconds), remembered for polls that get a 304.
+    pub feed_ttl_secs: Option<u64>,
 }
 
 /// One known item (kept forever, also after it drops off the feed).

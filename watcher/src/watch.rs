@@ -6,19 +6,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::config::SourceConfig;
 use crate::deliver::Deliverer;
 use crate::error::WatcherError;
 use crate::fetch::Fetcher;
 use crate::identity::Canonicalizer;
 use crate::outbox::{self, DeliveryReport};
-use crate::poll::{PollOptions, PollOutcome, PollReport, Source, poll_source};
+use crate::poll::{PollOptions, PollOutcome, PollReport, poll_source};
 use crate::status::StatusReport;
 use crate::store::{Store, StoreError};
 
@@ -30,12 +36,16 @@ const TICK: Duration = Duration::from_secs(1);
 pub struct OnceOptions {
     pub backfill: bool,
     pub dry_run: bool,
+    /// Poll every source, due or not.
+    pub all: bool,
 }
 
 /// What one pass did.
 #[derive(Debug, Clone, Default)]
 pub struct PassReport {
     pub polls: Vec<PollReport>,
+    /// Sources not due yet, and stopped (410) ones: not polled.
+    pub not_due: usize,
     pub deliveries: Vec<DeliveryReport>,
     /// Dry run: the batches that would be delivered.
     pub would_deliver: Vec<crate::store::Delivery>,
@@ -49,7 +59,7 @@ impl PassReport {
             if let PollOutcome::Failed { error } = &p.outcome {
                 out.push(format!(
                     "source `{}` ({}): {error}",
-                    p.source.configured, p.source.author
+                    p.source.url, p.source.author
                 ));
             }
         }
@@ -62,6 +72,42 @@ impl PassReport {
     }
 }
 
+/// The global and per-host limits on requests in flight.
+pub struct Limits {
+    global: Arc<Semaphore>,
+    per_host: usize,
+    hosts: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Limits {
+    pub fn new(global: usize, per_host: usize) -> Limits {
+        Limits {
+            global: Arc::new(Semaphore::new(global)),
+            per_host,
+            hosts: Default::default(),
+        }
+    }
+
+    /// Waits for a slot on `host` (first, so a busy host holds no global slot) and a global one.
+    pub async fn acquire(&self, host: &str) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+        let host_sem = self
+            .hosts
+            .lock()
+            .expect("not poisoned")
+            .entry(host.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+            .clone();
+        let h = host_sem.acquire_owned().await.expect("never closed");
+        let g = self
+            .global
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        (h, g)
+    }
+}
+
 /// The watcher: config, store, HTTP client and trigger.
 pub struct Watcher {
     config: Config,
@@ -69,6 +115,7 @@ pub struct Watcher {
     fetcher: Fetcher,
     canon: Canonicalizer,
     deliverer: Arc<Deliverer>,
+    limits: Limits,
 }
 
 impl Watcher {
@@ -87,11 +134,12 @@ impl Watcher {
             &config.watcher.tracking_params_by_host,
         );
         Ok(Watcher {
-            config,
             store: Arc::new(store),
             fetcher,
             canon,
+            limits: Limits::new(config.watcher.concurrency, config.watcher.per_host),
             deliverer: Arc::new(deliverer),
+            config,
         })
     }
 
@@ -104,12 +152,12 @@ impl Watcher {
     }
 
     /// Every configured source.
-    pub fn sources(&self) -> Vec<Source> {
-        sources(&self.config)
+    pub fn sources(&self) -> Vec<SourceConfig> {
+        self.config.sources()
     }
 
     pub fn status(&self) -> Result<StatusReport, StoreError> {
-        StatusReport::build(&self.store)
+        StatusReport::build(&self.store, self.config.watcher.failing_after)
     }
 
     fn poll_options(&self, backfill: bool, dry_run: bool) -> PollOptions {
@@ -117,31 +165,70 @@ impl Watcher {
             backfill,
             trigger_on_update: self.config.watcher.trigger_on_update,
             dry_run,
-            interval: self.config.watcher.interval,
         }
     }
 
-    /// One pass: polls every source, groups what it found into batches and delivers every
-    /// pending batch that is due.
-    pub async fn once(&self, opts: OnceOptions) -> Result<PassReport, WatcherError> {
+    /// Polls one source within the limits.
+    pub async fn poll(
+        &self,
+        source: &SourceConfig,
+        opts: PollOptions,
+    ) -> Result<PollReport, StoreError> {
+        let _permits = self.limits.acquire(&source.host()).await;
+        let policy = source.policy(&self.config.watcher);
+        poll_source(
+            &self.store,
+            &self.fetcher,
+            &self.canon,
+            source,
+            &policy,
+            opts,
+        )
+        .await
+    }
+
+    /// One pass: polls every source that is due (every one with `all`), groups what it found
+    /// into batches and delivers every pending batch that is due. `progress` is called after each
+    /// poll with its report, the number done and the number to do.
+    pub async fn once(
+        &self,
+        opts: OnceOptions,
+        mut progress: impl FnMut(&PollReport, usize, usize),
+    ) -> Result<PassReport, WatcherError> {
         let poll_opts = self.poll_options(opts.backfill, opts.dry_run);
-        let polls: Vec<Result<PollReport, StoreError>> = futures_util::stream::iter(self.sources())
-            .map(|source| {
-                let store = &self.store;
-                let fetcher = &self.fetcher;
-                let canon = &self.canon;
-                async move { poll_source(store, fetcher, canon, &source, poll_opts).await }
-            })
-            .buffer_unordered(self.config.watcher.concurrency)
-            .collect()
-            .await;
+        let now = Utc::now();
+        let mut due = Vec::new();
+        let mut not_due = 0;
+        for source in self.sources() {
+            let state = self.store.source(&source.key())?;
+            let gone = state.as_ref().is_some_and(|s| s.gone);
+            if !gone && (opts.all || crate::schedule::is_due(state.as_ref(), source.interval, now))
+            {
+                due.push(source);
+            } else {
+                not_due += 1;
+            }
+        }
+        let total = due.len();
+        let mut running: FuturesUnordered<_> = due
+            .iter()
+            .map(|source| self.poll(source, poll_opts))
+            .collect();
+        let mut polls = Vec::with_capacity(total);
+        while let Some(result) = running.next().await {
+            let report = result?;
+            progress(&report, polls.len() + 1, total);
+            polls.push(report);
+        }
+        drop(running);
+        polls.sort_by(|a: &PollReport, b: &PollReport| {
+            (&a.source.author, &a.source.url).cmp(&(&b.source.author, &b.source.url))
+        });
         let mut report = PassReport {
-            polls: polls.into_iter().collect::<Result<_, _>>()?,
+            polls,
+            not_due,
             ..PassReport::default()
         };
-        report.polls.sort_by(|a, b| {
-            (&a.source.author, &a.source.configured).cmp(&(&b.source.author, &b.source.configured))
-        });
         let now = Utc::now();
         if opts.dry_run {
             report.would_deliver = self.preview(&report.polls, now)?;
@@ -172,7 +259,7 @@ impl Watcher {
             if let PollOutcome::Polled { new, .. } = &p.outcome {
                 staged.extend(new.iter().map(|item| crate::store::StagedItem {
                     author: p.source.author.clone(),
-                    source: p.source.configured.clone(),
+                    source: p.source.url.clone(),
                     found_at: now,
                     item: item.clone(),
                 }));
@@ -206,9 +293,10 @@ impl Watcher {
         outbox::requeue_failed(&self.store, batch).await
     }
 
-    /// The daemon: serves the status endpoint on `listener`, polls each source when due, forms
-    /// batches after the batch window and delivers them, until `cancel` fires. Then it stops
-    /// starting work, waits for in-flight polls and deliveries, and flushes the store.
+    /// The daemon: serves the status endpoint on `listener`, polls each source when due (within
+    /// the global and per-host limits), forms batches after the batch window and delivers them,
+    /// until `cancel` fires. Then it stops starting work, waits for in-flight polls, and flushes
+    /// the store. Timers use tokio's clock, so tests can pause and advance it.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -216,53 +304,34 @@ impl Watcher {
     ) -> Result<(), WatcherError> {
         let this = Arc::new(self);
         let tracker = TaskTracker::new();
-        let control = {
-            let this = this.clone();
-            let cancel = cancel.clone();
-            tokio::spawn(crate::control::serve(listener, this, cancel))
-        };
+        let control = tokio::spawn(crate::control::serve(
+            listener,
+            this.clone(),
+            cancel.clone(),
+        ));
         let sources = this.sources();
         info!(
             sources = sources.len(),
             state_dir = %this.config.watcher.state_dir.display(),
             "watcher started"
         );
-        let limit = Arc::new(tokio::sync::Semaphore::new(this.config.watcher.concurrency));
-        let in_flight = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let mut due = this.initial_due(&sources)?;
+        let (done_tx, mut done_rx) =
+            tokio::sync::mpsc::unbounded_channel::<(String, Option<Duration>)>();
         let poll_opts = this.poll_options(false, false);
         loop {
-            let now = Utc::now();
+            let now = Instant::now();
             for source in &sources {
                 let key = source.key();
-                if in_flight.lock().expect("not poisoned").contains(&key) {
+                if due.get(&key).is_none_or(|d| *d > now) {
                     continue;
                 }
-                let due = match this.store.source(&key) {
-                    Ok(s) => crate::schedule::is_due(s.as_ref(), this.config.watcher.interval, now),
-                    Err(e) => {
-                        error!(source = %source.configured, error = %e, "cannot read source state");
-                        false
-                    }
-                };
-                if !due {
-                    continue;
-                }
-                in_flight.lock().expect("not poisoned").insert(key.clone());
-                let (this, source, limit, in_flight) = (
-                    this.clone(),
-                    source.clone(),
-                    limit.clone(),
-                    in_flight.clone(),
-                );
+                // Absent from `due` while it is being polled.
+                due.remove(&key);
+                let (this, source, done_tx) = (this.clone(), source.clone(), done_tx.clone());
                 tracker.spawn(async move {
-                    let _permit = limit.acquire().await;
-                    if let Err(e) =
-                        poll_source(&this.store, &this.fetcher, &this.canon, &source, poll_opts)
-                            .await
-                    {
-                        error!(source = %source.configured, error = %e, "cannot store poll result");
-                    }
-                    in_flight.lock().expect("not poisoned").remove(&key);
+                    let next = this.poll_in_daemon(&source, poll_opts).await;
+                    let _ = done_tx.send((source.key(), next));
                 });
             }
             if let Err(e) = this
@@ -271,9 +340,20 @@ impl Watcher {
             {
                 error!(error = %crate::error::one_line(&e), "delivery pass failed");
             }
+            let wake = due
+                .values()
+                .min()
+                .copied()
+                .unwrap_or(now + TICK)
+                .min(Instant::now() + TICK);
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(TICK) => {}
+                Some((key, next)) = done_rx.recv() => {
+                    if let Some(wait) = next {
+                        due.insert(key, Instant::now() + wait);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
             }
         }
         info!("shutting down: waiting for in-flight polls");
@@ -288,6 +368,48 @@ impl Watcher {
         Ok(())
     }
 
+    /// When each source is first due, on tokio's clock, from the stored schedule.
+    fn initial_due(
+        &self,
+        sources: &[SourceConfig],
+    ) -> Result<HashMap<String, Instant>, StoreError> {
+        let start = Instant::now();
+        let wall = Utc::now();
+        let mut due = HashMap::new();
+        for source in sources {
+            let state = self.store.source(&source.key())?;
+            let Some(wait) = crate::schedule::wait_until_due(state.as_ref(), source.interval, wall)
+            else {
+                warn!(source = %source.url, "source is stopped (410 Gone); remove it from the config");
+                continue;
+            };
+            due.insert(source.key(), start + wait);
+        }
+        Ok(due)
+    }
+
+    /// One daemon poll; returns how long until the next one (`None`: never again).
+    async fn poll_in_daemon(&self, source: &SourceConfig, opts: PollOptions) -> Option<Duration> {
+        match self.poll(source, opts).await {
+            Ok(report) => {
+                if let Ok(Some(s)) = self.store.source(&source.key())
+                    && s.consecutive_failures == self.config.watcher.failing_after
+                {
+                    warn!(
+                        source = %source.url,
+                        failures = s.consecutive_failures,
+                        "source is failing; it keeps being polled, less often (see `watcher status`)"
+                    );
+                }
+                (report.outcome != PollOutcome::Gone).then_some(report.next.wait)
+            }
+            Err(e) => {
+                error!(source = %source.url, error = %crate::error::one_line(&e), "cannot store poll result");
+                Some(self.config.watcher.interval)
+            }
+        }
+    }
+
     async fn batch_and_deliver(&self, window: Option<Duration>) -> Result<(), StoreError> {
         outbox::form_batches(
             &self.store,
@@ -300,22 +422,4 @@ impl Watcher {
         outbox::deliver_due(&self.store, &self.deliverer, Utc::now()).await?;
         Ok(())
     }
-}
-
-/// Every source in `config`, in config order.
-pub fn sources(config: &Config) -> Vec<Source> {
-    config
-        .authors
-        .iter()
-        .flat_map(|a| {
-            a.feeds.iter().filter_map(move |f| {
-                Some(Source {
-                    author: a.name.clone(),
-                    url: crate::config::parse_source_url(f).ok()?,
-                    configured: f.clone(),
-                    backfill: a.backfill,
-                })
-            })
-        })
-        .collect()
 }

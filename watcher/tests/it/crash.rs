@@ -32,7 +32,7 @@ async fn setup() -> (FeedServer, Receiver, tempfile::TempDir, std::path::PathBuf
 async fn killed_after_the_outbox_commit_the_next_pass_sends_the_same_batch_once() {
     let (_feeds, rx, _dir, cfg) = setup().await;
     let status = watcher_cmd(&cfg)
-        .arg("once")
+        .args(["once", "--all"])
         .env(watcher::crash::ENV, "before-send")
         .status()
         .await
@@ -56,7 +56,7 @@ async fn killed_after_the_outbox_commit_the_next_pass_sends_the_same_batch_once(
 async fn killed_after_the_send_the_receiver_sees_the_same_key_again() {
     let (_feeds, rx, _dir, cfg) = setup().await;
     rx.set_mode(Mode::Hang);
-    let mut child = watcher_cmd(&cfg).arg("once").spawn().unwrap();
+    let mut child = watcher_cmd(&cfg).args(["once", "--all"]).spawn().unwrap();
     rx.wait_for(1).await;
     // The request is in flight and unanswered: the delivery is not marked done yet.
     child.start_kill().unwrap();

@@ -82,7 +82,7 @@ async fn a_receiver_that_never_answers_moves_to_failed_and_retry_requeues() {
 }
 
 async fn pass_with(w: &watcher::watch::Watcher) -> watcher::watch::PassReport {
-    w.once(Default::default()).await.unwrap()
+    w.once(ALL, |_, _, _| {}).await.unwrap()
 }
 
 #[tokio::test]

@@ -40,6 +40,8 @@ pub enum Route {
         content_type: String,
     },
     Status(u16),
+    /// A status with headers (Retry-After, Location...).
+    StatusWith(u16, Vec<(&'static str, String)>),
     /// 200 with a body that never ends.
     Endless,
 }
@@ -47,7 +49,10 @@ pub enum Route {
 #[derive(Default)]
 struct FeedState {
     routes: HashMap<String, Route>,
-    requests: Vec<(String, HeaderMap)>,
+    requests: Vec<(String, HeaderMap, tokio::time::Instant)>,
+    in_flight: usize,
+    max_in_flight: usize,
+    delay: Duration,
 }
 
 /// A feed server whose routes the test changes as it goes.
@@ -83,20 +88,63 @@ impl FeedServer {
             .unwrap()
             .requests
             .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, h)| h.clone())
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, h, _)| h.clone())
             .collect()
+    }
+
+    /// When each request to `path` arrived (tokio's clock, so paused tests see virtual time).
+    pub fn times(&self, path: &str) -> Vec<tokio::time::Instant> {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, _, t)| *t)
+            .collect()
+    }
+
+    pub fn total_requests(&self) -> usize {
+        self.state.lock().unwrap().requests.len()
+    }
+
+    /// The most requests ever in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
+    }
+
+    /// Every answer waits this long first.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
     }
 }
 
 async fn serve_feed(State(state): State<Arc<Mutex<FeedState>>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
-    let route = {
+    let (route, delay) = {
         let mut s = state.lock().unwrap();
-        s.requests.push((path.clone(), req.headers().clone()));
-        s.routes.get(&path).cloned()
+        s.requests.push((
+            path.clone(),
+            req.headers().clone(),
+            tokio::time::Instant::now(),
+        ));
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        (s.routes.get(&path).cloned(), s.delay)
     };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    state.lock().unwrap().in_flight -= 1;
     match route {
+        Some(Route::StatusWith(code, headers)) => {
+            let mut resp = StatusCode::from_u16(code).unwrap().into_response();
+            for (k, v) in headers {
+                resp.headers_mut().insert(k, v.parse().unwrap());
+            }
+            resp
+        }
         None => StatusCode::NOT_FOUND.into_response(),
         Some(Route::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
         Some(Route::Endless) => {
@@ -269,6 +317,7 @@ state_dir = "state"
 output_dir = "out"
 interval = "30m"
 batch_window = "0s"
+min_interval = "0s"
 listen = "127.0.0.1:{port}"
 
 [fetch]
@@ -306,10 +355,17 @@ pub fn load(path: &Path) -> watcher::config::Config {
     watcher::config::Config::load(path).unwrap()
 }
 
-/// One `once` pass in-process.
+/// `once --all`: every source, due or not.
+pub const ALL: watcher::watch::OnceOptions = watcher::watch::OnceOptions {
+    backfill: false,
+    dry_run: false,
+    all: true,
+};
+
+/// One `once --all` pass in-process.
 pub async fn pass(config: &Path) -> watcher::watch::PassReport {
     let w = watcher::watch::Watcher::open(load(config)).unwrap();
-    w.once(Default::default()).await.unwrap()
+    w.once(ALL, |_, _, _| {}).await.unwrap()
 }
 
 /// The watcher binary as a child process.

@@ -7,3 +7,4 @@ mod crash;
 mod daemon;
 mod delivery;
 mod polling;
+mod schedule;

@@ -230,10 +230,14 @@ async fn backfill_delivers_what_the_first_poll_finds() {
     );
     let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
     let report = w
-        .once(watcher::watch::OnceOptions {
-            backfill: true,
-            dry_run: false,
-        })
+        .once(
+            watcher::watch::OnceOptions {
+                backfill: true,
+                dry_run: false,
+                all: true,
+            },
+            |_, _, _| {},
+        )
         .await
         .unwrap();
     assert_eq!(report.deliveries.len(), 1);
@@ -264,9 +268,10 @@ async fn dry_run_shows_the_batch_and_changes_nothing() {
     let dry = watcher::watch::OnceOptions {
         backfill: false,
         dry_run: true,
+        all: true,
     };
     let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
-    let report = w.once(dry).await.unwrap();
+    let report = w.once(dry, |_, _, _| {}).await.unwrap();
     assert_eq!(report.would_deliver.len(), 1);
     assert_eq!(
         report.would_deliver[0].items[0].url,
