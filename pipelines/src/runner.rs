@@ -733,6 +733,14 @@ impl Engine {
         let attempts = stage.retries() + 1;
         let mut outcome = Outcome::Exited(-1);
         for attempt in 1..=attempts {
+            if stops.cancel.is_cancelled() {
+                outcome = Outcome::Cancelled;
+                break;
+            }
+            if stops.kill.is_cancelled() {
+                outcome = Outcome::Killed;
+                break;
+            }
             let now = Utc::now();
             self.update(&run.id, |run| {
                 if let Some(record) = run.stage_mut(stage.name()) {

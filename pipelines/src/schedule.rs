@@ -85,27 +85,45 @@ impl Schedule {
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Sleeps until each firing of `schedule` and calls `fire` with its time, until `cancel`.
-pub async fn run_schedule<F, Fut>(schedule: &Schedule, cancel: CancellationToken, mut fire: F)
+pub async fn run_schedule<F, Fut>(schedule: &Schedule, cancel: CancellationToken, fire: F)
 where
     F: FnMut(DateTime<Utc>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut after = Utc::now();
+    run_schedule_with_clock(schedule, cancel, Utc::now, fire).await;
+}
+
+/// [`run_schedule`] reading the wall clock through `now` (tests pass a clock that follows
+/// tokio's paused time).
+pub async fn run_schedule_with_clock<C, F, Fut>(
+    schedule: &Schedule,
+    cancel: CancellationToken,
+    now: C,
+    mut fire: F,
+) where
+    C: Fn() -> DateTime<Utc>,
+    F: FnMut(DateTime<Utc>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut after = now();
     loop {
         let Some(next) = schedule.next_after(after) else {
             tracing::warn!(schedule = schedule.expr(), "schedule never fires again");
             return;
         };
         loop {
-            let now = Utc::now();
-            if now >= next {
+            let current = now();
+            if current >= next {
                 break;
             }
-            let wait = (next - now).to_std().unwrap_or_default().min(MAX_SLEEP);
+            let wait = (next - current).to_std().unwrap_or_default().min(MAX_SLEEP);
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
             }
+        }
+        if cancel.is_cancelled() {
+            return;
         }
         fire(next).await;
         after = next;
@@ -160,6 +178,42 @@ mod tests {
             schedule.next_after(utc("2025-01-06T09:00:00Z")),
             Some(utc("2025-01-06T09:15:00Z"))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_fires_at_each_occurrence_until_cancelled() {
+        let schedule = Schedule::parse("*/5 * * * *", "UTC").unwrap();
+        let start = utc("2025-01-01T00:03:30Z");
+        let origin = tokio::time::Instant::now();
+        let clock = move || start + (tokio::time::Instant::now() - origin);
+        let cancel = CancellationToken::new();
+        let fired = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (seen, stop) = (fired.clone(), cancel.clone());
+        run_schedule_with_clock(&schedule, cancel, clock, move |at| {
+            let mut seen = seen.lock().unwrap();
+            seen.push((at, clock()));
+            if seen.len() == 3 {
+                stop.cancel();
+            }
+            async {}
+        })
+        .await;
+        let fired = fired.lock().unwrap();
+        let times: Vec<_> = fired.iter().map(|(at, _)| *at).collect();
+        assert_eq!(
+            times,
+            [
+                utc("2025-01-01T00:05:00Z"),
+                utc("2025-01-01T00:10:00Z"),
+                utc("2025-01-01T00:15:00Z")
+            ]
+        );
+        for (at, when) in fired.iter() {
+            assert!(
+                when >= at && *when - *at < chrono::TimeDelta::seconds(1),
+                "{when} for {at}"
+            );
+        }
     }
 
     #[test]

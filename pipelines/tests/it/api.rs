@@ -353,7 +353,7 @@ async fn cancel_queued_running_finished_and_unknown_runs() {
     let running = runner.start("slow", json!({"config": {}})).await;
     let queued = runner.start("slow", json!({"config": {}})).await;
     runner
-        .wait_run(&running, |run| run["status"] == "running")
+        .wait_run(&running, |run| stage(run, "sleep")["status"] == "running")
         .await;
     assert_eq!(
         runner.run(&queued).await["status"],

@@ -373,3 +373,37 @@ run = ["cp", "{config}", "@WORK@/got.yaml"]
     );
     runner.stop().await;
 }
+
+#[tokio::test]
+async fn a_stage_that_cannot_start_fails_with_a_reason() {
+    let chain = r#"
+name = "missing"
+[[stages]]
+name = "ghost"
+run = ["definitely-not-a-program-here", "{config}"]
+[[stages]]
+name = "nowhere"
+workdir = "does/not/exist"
+run = ["true"]
+"#;
+    let runner = spawn_runner(&[("missing", chain)]).await;
+    let id = runner.start("missing", json!({"config": {}})).await;
+    let run = runner.wait_finished(&id).await;
+    assert_eq!(run["status"], "failed", "{run:#}");
+    let ghost = stage(&run, "ghost")["error"].as_str().unwrap().to_owned();
+    assert!(
+        ghost.starts_with("cannot start `definitely-not-a-program-here` in `")
+            && ghost.contains("No such file"),
+        "{ghost}"
+    );
+    let nowhere = stage(&run, "nowhere");
+    assert_eq!(nowhere["status"], "failed");
+    assert!(
+        nowhere["error"]
+            .as_str()
+            .unwrap()
+            .contains("does/not/exist` does not exist"),
+        "{nowhere}"
+    );
+    runner.stop().await;
+}
