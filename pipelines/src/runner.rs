@@ -549,6 +549,9 @@ impl Engine {
         let mut cancelled = cancel.is_cancelled();
         let mut stopping = false;
         loop {
+            // Read the tokens too: a stage may have ended in the same poll that they fired.
+            cancelled |= cancel.is_cancelled();
+            stopping |= self.inner.stopping.is_cancelled();
             if failure.is_none() && !cancelled && !stopping {
                 for (index, stage) in stages.iter().enumerate() {
                     let ready = stage
@@ -598,7 +601,10 @@ impl Engine {
 
         let now = Utc::now();
         let all_done = ends.iter().all(|end| *end == Some(StageEnd::Succeeded));
-        let run = if cancelled {
+        // Every stage succeeded: a cancel or shutdown that came too late changes nothing.
+        let run = if all_done {
+            self.update(run_id, |run| run.finish(RunStatus::Succeeded, None, now))?
+        } else if cancelled {
             self.update(run_id, |run| {
                 run.skip_unstarted("run cancelled", now);
                 run.finish(RunStatus::Cancelled, Some("cancelled".into()), now);
@@ -609,8 +615,6 @@ impl Engine {
                 run.skip_unstarted(reason, now);
                 run.finish(RunStatus::Failed, Some(failure), now);
             })?
-        } else if all_done {
-            self.update(run_id, |run| run.finish(RunStatus::Succeeded, None, now))?
         } else {
             self.update(run_id, |run| {
                 run.skip_unstarted(INTERRUPTED_BY_SHUTDOWN, now);
@@ -689,6 +693,7 @@ impl Engine {
             Some(dir) => copy_config(&run_config, dir, &run.id)?,
             None => run_config.clone(),
         };
+        let _copy = stage.config_dir().map(|_| RemoveOnDrop(config.clone()));
         let values = Values {
             config: &config,
             run_id: &run.id,
@@ -790,9 +795,6 @@ impl Engine {
                 error = outcome.describe().unwrap_or_default(),
                 "stage failed; retrying"
             );
-        }
-        if stage.config_dir().is_some() {
-            let _ = std::fs::remove_file(&config);
         }
         Ok(outcome)
     }
@@ -949,6 +951,15 @@ fn copy_config(config: &Path, dir: &Path, run_id: &str) -> Result<PathBuf, Strin
         )
     })?;
     Ok(target)
+}
+
+/// Removes a stage's copy of the config however the stage ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
