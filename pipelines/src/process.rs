@@ -34,6 +34,8 @@ pub struct Spec {
     pub args: Vec<String>,
     pub workdir: PathBuf,
     pub env: Vec<(String, String)>,
+    /// Variables of the runner's own environment the stage must not see (secrets).
+    pub env_remove: Vec<String>,
     pub log: PathBuf,
     /// Bytes the log file may grow to; the rest of the output is dropped.
     pub log_cap: u64,
@@ -172,7 +174,11 @@ pub async fn spawn(spec: &Spec) -> Result<StageProcess, SpawnError> {
     } else {
         PathBuf::from(&spec.program)
     };
-    let mut child = Command::new(&program)
+    let mut command = Command::new(&program);
+    for name in &spec.env_remove {
+        command.env_remove(name);
+    }
+    let mut child = command
         .args(&spec.args)
         .current_dir(&spec.workdir)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))

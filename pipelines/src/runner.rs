@@ -760,6 +760,7 @@ impl Engine {
                 args: args.to_vec(),
                 workdir: stage.workdir().to_owned(),
                 env: env.clone(),
+                env_remove: vec!["PIPELINES_TOKEN".to_owned()],
                 log: log.clone(),
                 log_cap: inner.log_cap,
                 header: format!(

@@ -16,7 +16,7 @@ name = "long"
 seconds = "300"
 [[stages]]
 name = "work"
-run = ["sh", "-c", "sleep $2 & echo $! > \"$1/child-$2.pid\"; echo $$ > \"$1/leader-$2.pid\"; wait", "sh", "@WORK@", "{param.seconds}"]
+run = ["sh", "-c", "(printenv PIPELINES_TOKEN || echo unset) > \"$1/token-$2\"; sleep $2 & echo $! > \"$1/child-$2.pid\"; echo $$ > \"$1/leader-$2.pid\"; wait", "sh", "@WORK@", "{param.seconds}"]
 
 [[stages]]
 name = "after"
@@ -86,6 +86,11 @@ async fn a_crashed_runners_groups_are_killed_and_its_run_failed_at_the_next_star
     assert_eq!(queued["status"], "queued");
     let leader = wait_pid(&dirs.work_file("leader-300.pid")).await;
     let child = wait_pid(&dirs.work_file("child-300.pid")).await;
+    assert_eq!(
+        std::fs::read_to_string(dirs.work_file("token-300")).unwrap(),
+        "unset\n",
+        "stages never see the runner's PIPELINES_TOKEN"
+    );
 
     // Crash: SIGKILL the runner. Its stage group lives on (it has its own process group).
     process.start_kill().unwrap();
