@@ -240,7 +240,7 @@ pub struct RunArgs {
     )]
     pub url: Option<String>,
 
-    /// With --url: file holding the API token (default: PIPELINES_TOKEN, then <state-dir>/api-token)
+    /// With --url: file holding the API token (default: PIPELINES_TOKEN, then api-token in --state-dir)
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
@@ -295,7 +295,7 @@ pub struct RunsArgs {
     )]
     pub url: Option<String>,
 
-    /// With --url: file holding the API token (default: PIPELINES_TOKEN, then <state-dir>/api-token)
+    /// With --url: file holding the API token (default: PIPELINES_TOKEN, then api-token in --state-dir)
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
