@@ -305,6 +305,22 @@ async fn fake_zenml(version: &'static str, can_run: bool) -> (Shared, url::Url) 
     (server, base)
 }
 
+/// What the server saw so far (a copy, so no lock is held across awaits).
+struct Seen {
+    logins: Vec<HashMap<String, String>>,
+    queries: Vec<(String, HashMap<String, String>)>,
+    bodies: Vec<Value>,
+}
+
+fn snapshot(server: &Shared) -> Seen {
+    let server = server.lock().unwrap();
+    Seen {
+        logins: server.logins.clone(),
+        queries: server.queries.clone(),
+        bodies: server.bodies.clone(),
+    }
+}
+
 fn key_target(base: &url::Url, key: &str) -> (TargetConfig, tempfile::NamedTempFile) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), key).unwrap();
@@ -330,7 +346,7 @@ async fn zenml_098_runs_a_snapshot_with_step_parameters_and_a_direct_api_key() {
         "zenml:9d3c0000-0000-4000-8000-000000000000"
     );
 
-    let server_state = server.lock().unwrap();
+    let server_state = snapshot(&server);
     assert!(
         server_state.logins.is_empty(),
         "0.92+ takes the API key as a bearer token"
@@ -351,7 +367,6 @@ async fn zenml_098_runs_a_snapshot_with_step_parameters_and_a_direct_api_key() {
         Some("digital_data_etl")
     );
     assert_eq!(query.get("project").map(String::as_str), Some("default"));
-    drop(server_state);
 
     let status = client
         .wait(&handle, std::time::Duration::from_secs(5), |_| {})
@@ -369,7 +384,7 @@ async fn zenml_074_runs_a_template_with_a_bare_body_after_an_api_key_login() {
     let (target, _guard) = key_target(&base, API_KEY);
     let client = client(&target);
     let handle = client.trigger(&etl_request("batch-z2")).await.unwrap();
-    let server_state = server.lock().unwrap();
+    let server_state = snapshot(&server);
     assert_eq!(server_state.logins.len(), 1);
     assert_eq!(
         server_state.logins[0].get("grant_type").map(String::as_str),
@@ -389,7 +404,6 @@ async fn zenml_074_runs_a_template_with_a_bare_body_after_an_api_key_login() {
         query.get("project").is_none(),
         "no project scoping before 0.80"
     );
-    drop(server_state);
     assert_eq!(
         client.status(&handle).await.unwrap().state,
         RunState::Running
