@@ -55,7 +55,9 @@ Examples:
   watcher once                       one pass (cron-friendly)
   watcher run                        the daemon
   watcher status                     works while the daemon runs, too
-  watcher retry                      re-queue failed deliveries";
+  watcher retry                      re-queue failed deliveries
+  watcher import-opml subs.opml      add a feed reader's subscriptions
+  watcher export-opml > subs.opml    the reverse";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -95,4 +97,20 @@ pub enum Command {
         /// The batch id to re-queue (as shown by `watcher status`).
         batch: Option<String>,
     },
+    /// Add the feeds of an OPML file (a feed reader's export) to the config.
+    ///
+    /// Each OPML category becomes an author (or all feeds go to --author). Feeds an author
+    /// already has are skipped; comments and layout of the config are kept.
+    ImportOpml {
+        /// The OPML file.
+        file: PathBuf,
+        /// Put every feed under this author (needed when the OPML has no categories).
+        #[arg(long, value_name = "NAME")]
+        author: Option<String>,
+        /// Print the resulting config instead of writing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the configured feeds as OPML (one category per author).
+    ExportOpml,
 }

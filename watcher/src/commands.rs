@@ -202,3 +202,46 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<Outcome, W
     watcher.run(listener, cancel).await?;
     Ok(Outcome::Ok)
 }
+
+/// `watcher import-opml`
+pub fn import_opml(
+    config: &Config,
+    file: &std::path::Path,
+    author: Option<&str>,
+    dry_run: bool,
+    out: &mut impl Write,
+) -> Result<Outcome, WatcherError> {
+    let text = std::fs::read_to_string(&config.path).map_err(|e| {
+        WatcherError::Usage(format!("cannot read `{}`: {e}", config.path.display()))
+    })?;
+    let import = crate::subscriptions::import(&config.path, &text, file, author)
+        .map_err(|e| WatcherError::Usage(crate::error::one_line(&e)))?;
+    // The result must still be a valid config before it replaces the old one.
+    crate::config::Config::parse(&config.path, &import.text)?;
+    for (name, urls) in &import.added {
+        let _ = writeln!(out, "{name}: +{} feed(s)", urls.len());
+        for u in urls {
+            let _ = writeln!(out, "  {u}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} feed(s) added, {} already present",
+        import.added.iter().map(|(_, u)| u.len()).sum::<usize>(),
+        import.skipped
+    );
+    if dry_run {
+        let _ = writeln!(out, "dry run: the config would read:\n{}", import.text);
+    } else if !import.added.is_empty() {
+        crate::subscriptions::write(&config.path, &import.text)
+            .map_err(|e| WatcherError::Usage(crate::error::one_line(&e)))?;
+        let _ = writeln!(out, "wrote {}", config.path.display());
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `watcher export-opml`
+pub fn export_opml(config: &Config, out: &mut impl Write) -> Result<Outcome, WatcherError> {
+    let _ = write!(out, "{}", crate::subscriptions::export(config));
+    Ok(Outcome::Ok)
+}

@@ -24,4 +24,5 @@ pub mod schedule;
 pub mod sites;
 pub mod status;
 pub mod store;
+pub mod subscriptions;
 pub mod watch;

@@ -82,6 +82,12 @@ async fn main() -> ExitCode {
         }
         Command::Status { json } => commands::status(config, json, &mut out).await,
         Command::Retry { batch } => commands::retry(config, batch, &mut out).await,
+        Command::ImportOpml {
+            file,
+            author,
+            dry_run,
+        } => commands::import_opml(&config, &file, author.as_deref(), dry_run, &mut out),
+        Command::ExportOpml => commands::export_opml(&config, &mut out),
         Command::Run => {
             let cancel = CancellationToken::new();
             cancel_on_signals(cancel.clone());

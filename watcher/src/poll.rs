@@ -299,9 +299,13 @@ async fn fetch_items(
     state: &mut SourceState,
     url: &Url,
 ) -> Result<Fetch, FetchError> {
-    let validators = Validators {
-        etag: state.etag.clone(),
-        last_modified: state.last_modified.clone(),
+    let validators = if state.sitemap_index {
+        Validators::default()
+    } else {
+        Validators {
+            etag: state.etag.clone(),
+            last_modified: state.last_modified.clone(),
+        }
     };
     let resp = fetcher.get(url, &validators).await?;
     if let Some(moved) = &resp.moved_to
@@ -329,7 +333,9 @@ async fn fetch_items(
             ttl: None,
         },
         SourceKind::Sitemap { include } => {
-            read_sitemap(fetcher, &fetched, include.as_deref()).await?
+            let (read, index) = read_sitemap(fetcher, &fetched, include.as_deref()).await?;
+            state.sitemap_index = index;
+            read
         }
         SourceKind::Discover if state.discovered_feed.is_some() => read_feed(&fetched)?,
         SourceKind::Discover => {
@@ -356,32 +362,52 @@ fn read_feed(fetched: &Fetched) -> Result<Read, FetchError> {
     })
 }
 
+/// Reads a sitemap, or every child of a sitemap index; says which it was.
 async fn read_sitemap(
     fetcher: &Fetcher,
     fetched: &Fetched,
     include: Option<&str>,
-) -> Result<Read, FetchError> {
+) -> Result<(Read, bool), FetchError> {
     let cap = fetcher.max_body_bytes();
     let parse = |f: &Fetched| {
         sites::parse_sitemap(&f.body, &f.final_url, include, cap)
             .map_err(|e| FetchError::Other(e.to_string()))
     };
-    let items = match parse(fetched)? {
-        sites::Sitemap::Urls(items) => items,
+    let (items, index) = match parse(fetched)? {
+        sites::Sitemap::Urls(items) => (items, false),
         sites::Sitemap::Index(children) => {
+            // A child that fails is skipped (its articles stay known); all failing is an error.
             let mut items = Vec::new();
-            for child in children.iter().take(MAX_CHILD_SITEMAPS) {
-                let resp = fetcher.get(child, &Validators::default()).await?;
-                if let FetchOutcome::Fetched(f) = resp.outcome
-                    && let sites::Sitemap::Urls(more) = parse(&f)?
-                {
-                    items.extend(more);
+            let mut first_error = None;
+            let children: Vec<_> = children.into_iter().take(MAX_CHILD_SITEMAPS).collect();
+            for child in &children {
+                let read = async {
+                    let resp = fetcher.get(child, &Validators::default()).await?;
+                    match resp.outcome {
+                        FetchOutcome::Fetched(f) => match parse(&f)? {
+                            sites::Sitemap::Urls(more) => Ok(more),
+                            sites::Sitemap::Index(_) => Ok(Vec::new()),
+                        },
+                        FetchOutcome::NotModified { .. } => Ok(Vec::new()),
+                    }
+                };
+                match read.await {
+                    Ok(more) => items.extend(more),
+                    Err(e) => {
+                        warn!(sitemap = %child, error = %e, "child sitemap skipped");
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
-            items
+            if let Some(e) = first_error
+                && items.is_empty()
+            {
+                return Err(e);
+            }
+            (items, true)
         }
     };
-    Ok(Read { items, ttl: None })
+    Ok((Read { items, ttl: None }, index))
 }
 
 /// Finds a site's feed: the page itself, its `<link rel="alternate">`s, then well-known paths.

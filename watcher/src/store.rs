@@ -73,6 +73,9 @@ pub struct SourceState {
     pub gone: bool,
     /// For `sites` without a selector: the feed found by autodiscovery.
     pub discovered_feed: Option<String>,
+    /// The sitemap is an index: its children can change while it does not, so it is fetched
+    /// without validators.
+    pub sitemap_index: bool,
     /// The feed's own `<ttl>` (seconds), remembered for polls that get a 304.
     pub feed_ttl_secs: Option<u64>,
 }

@@ -40,6 +40,11 @@ pub enum Route {
         content_type: String,
     },
     Status(u16),
+    /// Raw bytes (gzip, other charsets).
+    Bytes {
+        body: Vec<u8>,
+        content_type: String,
+    },
     /// A status with headers (Retry-After, Location...).
     StatusWith(u16, Vec<(&'static str, String)>),
     /// 200 with a body that never ends.
@@ -69,6 +74,16 @@ impl FeedServer {
 
     pub fn set(&self, path: &str, route: Route) {
         self.state.lock().unwrap().routes.insert(path.into(), route);
+    }
+
+    pub fn set_bytes(&self, path: &str, body: Vec<u8>, content_type: &str) {
+        self.set(
+            path,
+            Route::Bytes {
+                body,
+                content_type: content_type.into(),
+            },
+        );
     }
 
     pub fn set_feed(&self, path: &str, body: &str) {
@@ -138,6 +153,9 @@ async fn serve_feed(State(state): State<Arc<Mutex<FeedState>>>, req: Request) ->
     }
     state.lock().unwrap().in_flight -= 1;
     match route {
+        Some(Route::Bytes { body, content_type }) => {
+            ([("content-type", content_type)], body).into_response()
+        }
         Some(Route::StatusWith(code, headers)) => {
             let mut resp = StatusCode::from_u16(code).unwrap().into_response();
             for (k, v) in headers {

@@ -6,5 +6,7 @@ mod helpers;
 mod crash;
 mod daemon;
 mod delivery;
+mod opml;
 mod polling;
 mod schedule;
+mod sites;
