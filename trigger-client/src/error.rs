@@ -35,6 +35,15 @@ pub enum Error {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
+    /// A pipeline config file cannot be read or parsed.
+    #[error("pipeline config `{}` {problem} (hint: it is YAML or JSON, e.g. `parameters: {{user_full_name: ..., links: [...]}}`)", path.display())]
+    PipelineConfig {
+        path: PathBuf,
+        problem: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
     /// A run handle does not have the `<kind>:<id>` form.
     #[error(
         "invalid run handle `{handle}`: {problem} (expected `<kind>:<id>`, e.g. `prefect:0b7c4a52-...`)"
@@ -113,7 +122,7 @@ pub enum Error {
     Unsupported { kind: &'static str, message: String },
 
     /// Transient failures went on until the retry policy gave up.
-    #[error("{kind} still failing after {attempts} attempts in {}", humantime::format_duration(*elapsed))]
+    #[error("{kind} still failing after {attempts} attempts in {}", humantime::format_duration(rounded(*elapsed)))]
     Exhausted {
         kind: &'static str,
         attempts: u32,
@@ -171,12 +180,22 @@ impl Error {
             Error::Status { status, .. } if *status >= 500 => exit::UNREACHABLE,
             Error::Config { .. }
             | Error::ConfigFile { .. }
+            | Error::PipelineConfig { .. }
             | Error::BadHandle { .. }
             | Error::Request { .. }
             | Error::Status { .. }
             | Error::Auth { .. }
             | Error::Unsupported { .. } => exit::USAGE,
         }
+    }
+}
+
+/// A duration fit for people: whole milliseconds under 10s, whole seconds above.
+fn rounded(duration: Duration) -> Duration {
+    if duration < Duration::from_secs(10) {
+        Duration::from_millis(duration.as_millis() as u64)
+    } else {
+        Duration::from_secs(duration.as_secs())
     }
 }
 
@@ -216,7 +235,7 @@ mod tests {
         let exhausted = Error::Exhausted {
             kind: "webhook",
             attempts: 4,
-            elapsed: Duration::from_millis(1500),
+            elapsed: Duration::from_micros(1_500_321),
             last: Box::new(status(503)),
         };
         assert_eq!(exhausted.exit_code(), exit::UNREACHABLE);

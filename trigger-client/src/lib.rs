@@ -56,6 +56,30 @@ impl RunRequest {
         }
     }
 
+    /// Reads a pipeline config (YAML, which includes JSON) such as the watcher's generated
+    /// `digital_data_etl_*.yaml`.
+    pub fn config_from_file(path: &std::path::Path) -> Result<serde_json::Value, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::PipelineConfig {
+            path: path.to_owned(),
+            problem: "cannot be read".into(),
+            source: Some(Box::new(source)),
+        })?;
+        let value: serde_json::Value =
+            serde_yaml_ng::from_str(&text).map_err(|source| Error::PipelineConfig {
+                path: path.to_owned(),
+                problem: "is not valid YAML".into(),
+                source: Some(Box::new(source)),
+            })?;
+        if !value.is_object() {
+            return Err(Error::PipelineConfig {
+                path: path.to_owned(),
+                problem: "is not a mapping".into(),
+                source: None,
+            });
+        }
+        Ok(value)
+    }
+
     /// The config's `parameters` mapping with `params` merged on top (strings win), which is
     /// what Prefect `parameters` and Airflow `conf` receive.
     pub fn parameters(&self) -> serde_json::Map<String, serde_json::Value> {
@@ -196,6 +220,25 @@ mod tests {
             let err = bad.parse::<RunHandle>().unwrap_err();
             assert!(err.to_string().contains("<kind>:<id>"), "{err}");
         }
+    }
+
+    #[test]
+    fn config_files_are_yaml_mappings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("digital_data_etl_paul_iusztin.yaml");
+        std::fs::write(
+            &path,
+            "parameters:\n  user_full_name: Paul Iusztin\n  links:\n    - https://decodingml.substack.com/p/a\n",
+        )
+        .unwrap();
+        let config = RunRequest::config_from_file(&path).unwrap();
+        assert_eq!(
+            config["parameters"]["links"][0],
+            "https://decodingml.substack.com/p/a"
+        );
+        std::fs::write(&path, "- just\n- a list\n").unwrap();
+        let err = RunRequest::config_from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("is not a mapping"), "{err}");
     }
 
     #[test]

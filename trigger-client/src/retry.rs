@@ -100,7 +100,7 @@ where
             Err(err) => err,
         };
         if attempt >= policy.max_attempts {
-            tracing::warn!(kind, attempt, what, reason = %err, "giving up");
+            tracing::info!(kind, attempt, what, reason = %err, "giving up");
             return Err(Error::Exhausted {
                 kind,
                 attempts: attempt,

@@ -2,6 +2,7 @@
 //! each engine's documented shapes, plus the real-engine tests (skipped unless the engine runs).
 
 mod airflow;
+mod cli;
 mod helpers;
 mod pipelines;
 mod prefect;

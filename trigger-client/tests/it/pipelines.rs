@@ -15,17 +15,17 @@ use trigger_client::{Error, Kind, RunRequest, RunState, exit};
 
 use crate::helpers::{client, spawn, target};
 
-const TOKEN: &str = "pipelines-token-abc";
+pub const TOKEN: &str = "pipelines-token-abc";
 
 #[derive(Default)]
-struct Runner {
+pub struct Runner {
     runs: Vec<Value>,
     by_key: HashMap<String, (Value, usize)>,
     polls: HashMap<usize, usize>,
     requests: Vec<(HeaderMap, Value)>,
 }
 
-type Shared = Arc<Mutex<Runner>>;
+pub type Shared = Arc<Mutex<Runner>>;
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": message}))).into_response()
@@ -138,13 +138,13 @@ async fn cancel(
     Json(run.clone()).into_response()
 }
 
-struct Fake {
+pub struct Fake {
     runner: Shared,
-    target: trigger_client::TargetConfig,
+    pub target: trigger_client::TargetConfig,
     _token: tempfile::NamedTempFile,
 }
 
-async fn fake_runner(token: &str) -> Fake {
+pub async fn fake_runner(token: &str) -> Fake {
     let runner: Shared = Arc::default();
     let router = Router::new()
         .route("/api/v1/chains/{chain}/runs", post(create))

@@ -30,7 +30,7 @@ const DEPLOYMENTS: [(&str, &str, &str); 3] = [
 ];
 
 #[derive(Default)]
-struct Server {
+pub struct Server {
     runs: HashMap<String, Value>,
     keys: HashMap<(String, String), String>,
     polls: HashMap<String, usize>,
@@ -38,7 +38,7 @@ struct Server {
     auth_headers: Vec<Option<String>>,
 }
 
-type Shared = Arc<Mutex<Server>>;
+pub type Shared = Arc<Mutex<Server>>;
 
 fn detail(status: StatusCode, text: &str) -> Response {
     (status, Json(json!({"detail": text}))).into_response()
@@ -189,7 +189,7 @@ async fn set_state_route(
     (StatusCode::CREATED, Json(json!({"status": "ACCEPT", "details": {"type": "accept_details"}, "state": run["state"]}))).into_response()
 }
 
-async fn fake_prefect() -> (Shared, url::Url) {
+pub async fn fake_prefect() -> (Shared, url::Url) {
     let server: Shared = Arc::default();
     let router = Router::new()
         .route("/api/deployments/name/{flow}/{name}", get(by_name))
