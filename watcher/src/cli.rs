@@ -50,6 +50,7 @@ Files:
   <output_dir>/*.yaml  one generated pipeline config per batch
 
 Examples:
+  watcher demo                       see it all work, offline
   watcher check                      validate watcher.toml, no network
   watcher once --dry-run             show what a pass would deliver
   watcher once                       one pass (cron-friendly)
@@ -96,6 +97,28 @@ pub enum Command {
     Retry {
         /// The batch id to re-queue (as shown by `watcher status`).
         batch: Option<String>,
+    },
+    /// Start a batch again whose run failed or was cancelled (or whose delivery failed).
+    ///
+    /// The batch gets a new idempotency key derived from its id (`<batch>-r<N>`), so the engine
+    /// starts a new run instead of returning the failed one.
+    Redeliver {
+        /// The batch id (as shown by `watcher status`).
+        batch: String,
+    },
+    /// Show the whole system working, offline, in seconds (no config needed).
+    ///
+    /// Starts a loopback feed server with two real-world feeds and the embedded pipelines runner
+    /// with the `demo` chain, records the baseline, publishes a new article to one feed, and shows
+    /// detection → config written → run triggered → each stage finishing. Exits 0 only if the
+    /// run succeeded.
+    Demo {
+        /// Where the demo keeps its state, configs and runs (default: a new temp directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The chains directory holding `demo.toml`.
+        #[arg(long, value_name = "DIR", default_value = "pipelines/chains")]
+        chains: PathBuf,
     },
     /// Add the feeds of an OPML file (a feed reader's export) to the config.
     ///

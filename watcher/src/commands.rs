@@ -123,7 +123,29 @@ pub async fn once(
             }
         }
     }
-    let problems = report.problems();
+    let mut problems = report.problems();
+    if watcher.embedded().is_some() && !opts.dry_run {
+        // The embedded runner stops with this process: follow the runs started here.
+        let timeout = watcher.config().trigger.wait_timeout;
+        let waited = watcher
+            .wait_for_runs(&report, timeout, |batch, s| {
+                let _ = writeln!(out, "batch {batch}: run {s}");
+            })
+            .await?;
+        for (batch, result) in waited {
+            match result {
+                Ok(s) if s.state == trigger_client::RunState::Succeeded => {}
+                Ok(s) => problems.push(format!(
+                    "batch {batch}: run {s}; hint: fix the stage, then `watcher redeliver {batch}`"
+                )),
+                Err(e) => problems.push(format!(
+                    "batch {batch}: {e} (waited up to {})",
+                    humantime::format_duration(timeout)
+                )),
+            }
+        }
+    }
+    watcher.shutdown().await?;
     if problems.is_empty() {
         return Ok(Outcome::Ok);
     }
@@ -141,7 +163,7 @@ pub async fn status(
     out: &mut impl Write,
 ) -> Result<Outcome, WatcherError> {
     let listen = config.watcher.listen;
-    let report = match Watcher::open(config) {
+    let report = match Watcher::inspect(config) {
         Ok(w) => w.status()?,
         Err(WatcherError::Store(StoreError::Locked { .. })) => {
             crate::control::remote_status(listen).await?
@@ -171,7 +193,7 @@ pub async fn retry(
     out: &mut impl Write,
 ) -> Result<Outcome, WatcherError> {
     let listen = config.watcher.listen;
-    let n = match Watcher::open(config) {
+    let n = match Watcher::inspect(config) {
         Ok(w) => w.retry(batch.as_deref()).await?,
         Err(WatcherError::Store(StoreError::Locked { .. })) => {
             crate::control::remote_retry(listen, batch.as_deref()).await?
@@ -195,11 +217,45 @@ pub async fn retry(
 /// `watcher run`: the daemon, until `cancel`.
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<Outcome, WatcherError> {
     let addr = config.watcher.listen;
+    // The store first: a second daemon on the same state dir is told which pid holds it.
     let watcher = Watcher::open(config)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| WatcherError::Listen { addr, source })?;
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(source) => {
+            watcher.shutdown().await?;
+            return Err(WatcherError::Listen { addr, source });
+        }
+    };
     watcher.run(listener, cancel).await?;
+    Ok(Outcome::Ok)
+}
+
+/// `watcher redeliver BATCH`
+pub async fn redeliver(
+    config: Config,
+    batch: &str,
+    out: &mut impl Write,
+) -> Result<Outcome, WatcherError> {
+    let listen = config.watcher.listen;
+    match Watcher::inspect(config) {
+        Ok(w) => {
+            let d = w.redeliver(batch).await?;
+            let _ = writeln!(
+                out,
+                "batch {} queued again with idempotency key {}; the next pass (or the running daemon) starts it",
+                d.batch_id,
+                d.idempotency_key()
+            );
+        }
+        Err(WatcherError::Store(StoreError::Locked { .. })) => {
+            let key = crate::control::remote_redeliver(listen, batch).await?;
+            let _ = writeln!(
+                out,
+                "batch {batch} queued again with idempotency key {key}; the daemon starts it"
+            );
+        }
+        Err(e) => return Err(e),
+    }
     Ok(Outcome::Ok)
 }
 

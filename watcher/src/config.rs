@@ -147,8 +147,26 @@ pub struct TriggerSettings {
     /// First delay between delivery attempts; doubles per attempt up to `retry_max_delay`.
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
+    /// Cost guard: new batches wait until this long after the previous run started, and what
+    /// arrives meanwhile joins them.
+    pub min_interval: Duration,
+    /// How long `watcher once` waits for the runs it started (embedded runner), and how often the
+    /// daemon asks an engine about runs it follows.
+    pub wait_timeout: Duration,
+    pub follow_interval: Duration,
+    /// `kind = "embedded"`: the runner inside the watcher.
+    pub embedded: Option<EmbeddedSettings>,
     /// The whole table, handed to the trigger client.
     pub table: toml::Table,
+}
+
+/// `[trigger] kind = "embedded"`: run the pipelines runner inside the watcher.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSettings {
+    /// Directory of chain files (absolute).
+    pub chains_dir: PathBuf,
+    /// How long running stages may finish when the watcher stops.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +178,16 @@ struct RawTrigger {
     retry_base_delay: Duration,
     #[serde(with = "humantime_serde")]
     retry_max_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    min_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    wait_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    follow_interval: Duration,
+    chains_dir: PathBuf,
+    #[serde(with = "humantime_serde")]
+    shutdown_grace: Duration,
+    kind: String,
 }
 
 impl Default for RawTrigger {
@@ -169,12 +197,30 @@ impl Default for RawTrigger {
             max_attempts: 10,
             retry_base_delay: Duration::from_secs(30),
             retry_max_delay: Duration::from_secs(3600),
+            min_interval: Duration::ZERO,
+            wait_timeout: Duration::from_secs(30 * 60),
+            follow_interval: Duration::from_secs(30),
+            chains_dir: PathBuf::from("pipelines/chains"),
+            shutdown_grace: Duration::from_secs(300),
+            kind: String::new(),
         }
     }
 }
 
 /// Keys of `[trigger]` that belong to the watcher, not to the trigger client.
-pub const WATCHER_TRIGGER_KEYS: &[&str] = &["max_attempts", "retry_base_delay", "retry_max_delay"];
+pub const WATCHER_TRIGGER_KEYS: &[&str] = &[
+    "max_attempts",
+    "retry_base_delay",
+    "retry_max_delay",
+    "min_interval",
+    "wait_timeout",
+    "follow_interval",
+    "chains_dir",
+    "shutdown_grace",
+];
+
+/// The trigger kind that runs the pipelines runner inside the watcher.
+pub const EMBEDDED: &str = "embedded";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -473,7 +519,7 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("."));
         let base = std::path::absolute(&base).unwrap_or(base);
         let mut problems = Vec::new();
-        let trigger = validate_trigger(raw.trigger, &mut problems);
+        let trigger = validate_trigger(raw.trigger, &base, &mut problems);
         let mut watcher = raw.watcher;
         let probe = Config {
             path: path.to_path_buf(),
@@ -485,6 +531,10 @@ impl Config {
                 max_attempts: 1,
                 retry_base_delay: Duration::ZERO,
                 retry_max_delay: Duration::ZERO,
+                min_interval: Duration::ZERO,
+                wait_timeout: Duration::ZERO,
+                follow_interval: Duration::ZERO,
+                embedded: None,
                 table: toml::Table::new(),
             },
             authors: raw.authors.clone(),
@@ -561,6 +611,7 @@ fn problem(key: impl Into<String>, message: impl Into<String>) -> ConfigProblem 
 
 fn validate_trigger(
     table: Option<toml::Table>,
+    base: &Path,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<TriggerSettings> {
     let Some(table) = table else {
@@ -580,7 +631,23 @@ fn validate_trigger(
     if raw.max_attempts == 0 {
         problems.push(problem("trigger.max_attempts", "expected at least 1"));
     }
-    if let Err(message) = crate::deliver::validate_target(&table) {
+    let embedded = (raw.kind == EMBEDDED).then(|| EmbeddedSettings {
+        chains_dir: base.join(&raw.chains_dir),
+        shutdown_grace: raw.shutdown_grace,
+    });
+    if let Some(e) = &embedded {
+        if let Err(message) = crate::embedded::validate(&e.chains_dir, &raw.pipeline) {
+            problems.push(problem("trigger.chains_dir", message));
+        }
+        for key in table.keys() {
+            if key != "kind" && key != "pipeline" && !WATCHER_TRIGGER_KEYS.contains(&key.as_str()) {
+                problems.push(problem(
+                    format!("trigger.{key}"),
+                    "not a key of kind = \"embedded\" (the runner runs inside the watcher: no url or token)",
+                ));
+            }
+        }
+    } else if let Err(message) = crate::deliver::validate_target(&table) {
         problems.push(problem("trigger", message));
     }
     Some(TriggerSettings {
@@ -588,6 +655,10 @@ fn validate_trigger(
         max_attempts: raw.max_attempts,
         retry_base_delay: raw.retry_base_delay,
         retry_max_delay: raw.retry_max_delay,
+        min_interval: raw.min_interval,
+        wait_timeout: raw.wait_timeout,
+        follow_interval: raw.follow_interval,
+        embedded,
         table,
     })
 }

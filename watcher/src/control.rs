@@ -26,6 +26,7 @@ pub async fn serve(listener: TcpListener, watcher: Arc<Watcher>, cancel: Cancell
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/status", get(status))
         .route("/retry", post(retry))
+        .route("/redeliver", post(redeliver))
         .with_state(watcher);
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
@@ -55,6 +56,31 @@ async fn retry(State(w): State<Arc<Watcher>>, Query(q): Query<RetryQuery>) -> im
     match w.retry(q.batch.as_deref()).await {
         Ok(n) => Json(serde_json::json!({"requeued": n})).into_response(),
         Err(e) => internal(e).into_response(),
+    }
+}
+
+async fn redeliver(
+    State(w): State<Arc<Watcher>>,
+    Query(q): Query<RetryQuery>,
+) -> impl IntoResponse {
+    let Some(batch) = q.batch else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": "missing ?batch=ID"})),
+        )
+            .into_response();
+    };
+    match w.redeliver(&batch).await {
+        Ok(d) => {
+            Json(serde_json::json!({"batch": d.batch_id, "idempotency_key": d.idempotency_key()}))
+                .into_response()
+        }
+        Err(crate::outbox::RedeliverError::Store(e)) => internal(e).into_response(),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({"error": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
@@ -102,4 +128,32 @@ pub async fn remote_retry(
         .map_err(|e| daemon_error(&url, e))?;
     let v: serde_json::Value = resp.json().await.map_err(|e| daemon_error(&url, e))?;
     Ok(v["requeued"].as_u64().unwrap_or(0) as usize)
+}
+
+/// Asks the daemon at `addr` to redeliver `batch`; returns the new idempotency key.
+pub async fn remote_redeliver(
+    addr: std::net::SocketAddr,
+    batch: &str,
+) -> Result<String, WatcherError> {
+    let url = format!("http://{addr}/redeliver");
+    let resp = client()
+        .post(&url)
+        .query(&[("batch", batch)])
+        .send()
+        .await
+        .map_err(|e| daemon_error(&url, e))?;
+    let ok = resp.status().is_success();
+    let v: serde_json::Value = resp.json().await.map_err(|e| daemon_error(&url, e))?;
+    if !ok {
+        return Err(WatcherError::Usage(
+            v["error"]
+                .as_str()
+                .unwrap_or("redelivery refused")
+                .to_string(),
+        ));
+    }
+    Ok(v["idempotency_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
 }

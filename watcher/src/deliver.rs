@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use trigger_client::{Client, RetryPolicy, RunRequest, TargetConfig};
+use trigger_client::{Client, RetryPolicy, RunHandle, RunRequest, RunStatus, TargetConfig};
 
 use crate::config::{TriggerSettings, WATCHER_TRIGGER_KEYS};
 use crate::emit;
@@ -98,6 +98,7 @@ impl Deliverer {
         let config = emit::config_json(d.format, &d.items);
         let payload = json!({
             "batch_id": d.batch_id,
+            "idempotency_key": d.idempotency_key(),
             "pipeline": self.pipeline,
             "format": d.format.as_str(),
             "author": d.authors.first(),
@@ -112,13 +113,37 @@ impl Deliverer {
                 "source": i.source,
             })).collect::<Vec<_>>(),
         });
-        let mut req = RunRequest::new(self.pipeline.clone(), d.batch_id.clone());
+        let mut req = RunRequest::new(self.pipeline.clone(), d.idempotency_key());
         req.config = config;
         req.payload = Some(payload);
         self.client
             .trigger(&req)
             .await
             .map(|h| h.to_string())
+            .map_err(|e| crate::error::one_line(&e))
+    }
+
+    /// The run's status; `None` when the engine cannot report it (a webhook without status URL).
+    pub async fn status(&self, run: &str) -> Result<Option<RunStatus>, String> {
+        let handle: RunHandle = run.parse().map_err(|e| crate::error::one_line(&e))?;
+        match self.client.status(&handle).await {
+            Ok(status) => Ok(Some(status)),
+            Err(trigger_client::Error::Unsupported { .. }) => Ok(None),
+            Err(e) => Err(crate::error::one_line(&e)),
+        }
+    }
+
+    /// Follows a run until it ends or `timeout`, calling `on_change` on each new state.
+    pub async fn wait(
+        &self,
+        run: &str,
+        timeout: Duration,
+        on_change: impl FnMut(&RunStatus),
+    ) -> Result<RunStatus, String> {
+        let handle: RunHandle = run.parse().map_err(|e| crate::error::one_line(&e))?;
+        self.client
+            .wait(&handle, timeout, on_change)
+            .await
             .map_err(|e| crate::error::one_line(&e))
     }
 }

@@ -14,6 +14,10 @@ pub enum WatcherError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Deliver(#[from] DeliverError),
+    #[error(transparent)]
+    Embedded(#[from] crate::embedded::EmbeddedError),
+    #[error(transparent)]
+    Redeliver(#[from] crate::outbox::RedeliverError),
     #[error("cannot build the HTTP client: {0}")]
     Fetch(#[from] FetchError),
     #[error("cannot listen on `{addr}`: {source}; hint: set [watcher] listen to a free address")]

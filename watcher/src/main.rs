@@ -52,7 +52,22 @@ fn exit_code(e: &WatcherError) -> u8 {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose, cli.quiet);
+    // The demo tells its own story on stdout; its logs only say what went wrong.
+    let demo = matches!(cli.command, Command::Demo { .. });
+    init_tracing(cli.verbose, cli.quiet || (demo && cli.verbose == 0));
+    if let Command::Demo { dir, chains } = &cli.command {
+        let dir = dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("watcher-demo-{}", std::process::id()))
+        });
+        return match watcher::demo::run(&dir, chains, &mut std::io::stdout()).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("error: {}", one_line(&e));
+                ExitCode::from(exit_code(&e))
+            }
+        };
+    }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -82,12 +97,14 @@ async fn main() -> ExitCode {
         }
         Command::Status { json } => commands::status(config, json, &mut out).await,
         Command::Retry { batch } => commands::retry(config, batch, &mut out).await,
+        Command::Redeliver { batch } => commands::redeliver(config, &batch, &mut out).await,
         Command::ImportOpml {
             file,
             author,
             dry_run,
         } => commands::import_opml(&config, &file, author.as_deref(), dry_run, &mut out),
         Command::ExportOpml => commands::export_opml(&config, &mut out),
+        Command::Demo { .. } => unreachable!("handled before the config is loaded"),
         Command::Run => {
             let cancel = CancellationToken::new();
             cancel_on_signals(cancel.clone());

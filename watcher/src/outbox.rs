@@ -34,34 +34,77 @@ pub fn batch_id(format: OutputFormat, items: &[StagedItem]) -> String {
     hex::encode(h.finalize())[..16].to_string()
 }
 
-/// Groups staged items into batches. With `window`, a group waits until its oldest item is that
-/// old (more may join meanwhile); without, every group is ready. Returns the batches formed.
-pub async fn form_batches(
-    store: &Store,
-    output_dir: &Path,
+/// How staged items become batches.
+#[derive(Debug, Clone)]
+pub struct Batching<'a> {
+    pub output_dir: &'a Path,
+    pub format: OutputFormat,
+    /// With a window, a group waits until its oldest item is that old (more may join
+    /// meanwhile); without, every group is ready.
+    pub window: Option<Duration>,
+    /// Cost guard: no batch forms until this long after the previous run started.
+    pub min_interval: Duration,
+}
+
+/// Staged items grouped per batch: per author, or all together for `end_to_end_data`.
+pub fn group_staged<T>(
     format: OutputFormat,
-    window: Option<Duration>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Delivery>, StoreError> {
-    let staged = store.staged()?;
-    let mut groups: BTreeMap<String, Vec<(u64, StagedItem)>> = BTreeMap::new();
-    for (seq, s) in staged {
+    staged: impl IntoIterator<Item = (T, StagedItem)>,
+) -> BTreeMap<String, Vec<(T, StagedItem)>> {
+    let mut groups: BTreeMap<String, Vec<(T, StagedItem)>> = BTreeMap::new();
+    for (key, s) in staged {
         let group = match format {
             OutputFormat::DigitalDataEtl => s.author.clone(),
             OutputFormat::EndToEndData => String::new(),
         };
-        groups.entry(group).or_default().push((seq, s));
+        groups.entry(group).or_default().push((key, s));
+    }
+    groups
+}
+
+/// When the cost guard lets the next batch form, if it holds batches now.
+pub fn held_until(
+    store: &Store,
+    min_interval: Duration,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    if min_interval.is_zero() {
+        return Ok(None);
+    }
+    let last = store
+        .deliveries()?
+        .into_iter()
+        .filter_map(|(_, d)| d.delivered_at)
+        .max();
+    Ok(last
+        .map(|t| t + chrono::Duration::from_std(min_interval).unwrap_or(chrono::Duration::MAX))
+        .filter(|until| *until > now))
+}
+
+/// Groups staged items into batches and moves them to the outbox. Returns the batches formed.
+pub async fn form_batches(
+    store: &Store,
+    batching: &Batching<'_>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Delivery>, StoreError> {
+    let staged = store.staged()?;
+    if staged.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(until) = held_until(store, batching.min_interval, now)? {
+        tracing::debug!(items = staged.len(), %until, "cost guard: holding new articles until then");
+        return Ok(Vec::new());
     }
     let mut formed = Vec::new();
-    for (_, group) in groups {
+    for (_, group) in group_staged(batching.format, staged) {
         let oldest = group.iter().map(|(_, s)| s.found_at).min().unwrap_or(now);
-        if let Some(window) = window
+        if let Some(window) = batching.window
             && now - oldest < chrono::Duration::from_std(window).unwrap_or_default()
         {
             continue;
         }
         let (keys, items): (Vec<u64>, Vec<StagedItem>) = group.into_iter().unzip();
-        let delivery = new_delivery(format, output_dir, &items, now);
+        let delivery = new_delivery(batching.format, batching.output_dir, &items, now);
         if store.form_batch(&keys, &delivery).await? {
             info!(
                 batch = %delivery.batch_id,
@@ -114,6 +157,10 @@ pub fn new_delivery(
         last_error: None,
         run: None,
         delivered_at: None,
+        run_state: None,
+        run_message: None,
+        run_checked_at: None,
+        redeliveries: 0,
     }
 }
 
@@ -199,6 +246,95 @@ async fn deliver_one(deliverer: &Deliverer, d: &Delivery) -> Result<String, Stri
     deliverer.trigger(d).await
 }
 
+/// Asks the engine about every run that has not ended (at most once per `min_age`), and stores
+/// what it says. Returns the deliveries whose run ended now.
+pub async fn follow_runs(
+    store: &Store,
+    deliverer: &Deliverer,
+    min_age: Duration,
+) -> Result<Vec<Delivery>, StoreError> {
+    let mut ended = Vec::new();
+    for (seq, mut d) in store.deliveries()? {
+        if !d.run_open() {
+            continue;
+        }
+        let now = Utc::now();
+        if d.run_checked_at
+            .is_some_and(|t| now - t < chrono::Duration::from_std(min_age).unwrap_or_default())
+        {
+            continue;
+        }
+        let run = d.run.clone().unwrap_or_default();
+        d.run_checked_at = Some(now);
+        match deliverer.status(&run).await {
+            Ok(Some(status)) => {
+                let state = status.state.as_str().to_string();
+                if d.run_state.as_deref() != Some(state.as_str()) {
+                    info!(batch = %d.batch_id, run_id = %run, state = %state, "run state changed");
+                }
+                d.run_state = Some(state);
+                d.run_message = status.message;
+                if status.state.is_terminal() {
+                    if status.state != trigger_client::RunState::Succeeded {
+                        warn!(batch = %d.batch_id, run_id = %run, message = ?d.run_message, "run did not succeed; `watcher redeliver` starts it again");
+                    }
+                    ended.push(d.clone());
+                }
+            }
+            Ok(None) => d.run_state = Some("untracked".into()),
+            Err(e) => {
+                tracing::debug!(batch = %d.batch_id, run_id = %run, error = %e, "run status unavailable")
+            }
+        }
+        store.put_delivery(seq, &d).await?;
+    }
+    Ok(ended)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedeliverError {
+    #[error("no batch `{0}`; hint: `watcher status` lists the batches")]
+    Unknown(String),
+    #[error(
+        "batch `{batch}` is {what}; only a batch whose run failed or was cancelled, or whose delivery failed, can be redelivered"
+    )]
+    NotEnded { batch: String, what: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Queues a batch whose run failed (or whose delivery failed) again, with a new idempotency key
+/// derived from the batch id, so the engine starts a new run.
+pub async fn redeliver(store: &Store, batch: &str) -> Result<Delivery, RedeliverError> {
+    let (seq, mut d) = store
+        .delivery_by_batch(batch)?
+        .ok_or_else(|| RedeliverError::Unknown(batch.to_string()))?;
+    let run_ended_badly = matches!(d.run_state.as_deref(), Some("failed" | "cancelled"));
+    if !(run_ended_badly || d.state == DeliveryState::Failed) {
+        let what = match (&d.state, d.run_state.as_deref()) {
+            (DeliveryState::Pending, _) => "still pending".to_string(),
+            (_, Some(state)) => format!("delivered and its run is {state}"),
+            _ => "delivered".to_string(),
+        };
+        return Err(RedeliverError::NotEnded {
+            batch: batch.to_string(),
+            what,
+        });
+    }
+    d.redeliveries += 1;
+    d.state = DeliveryState::Pending;
+    d.attempts = 0;
+    d.next_attempt_at = Utc::now();
+    d.run = None;
+    d.run_state = None;
+    d.run_message = None;
+    d.run_checked_at = None;
+    d.last_error = None;
+    store.put_delivery(seq, &d).await?;
+    info!(batch = %d.batch_id, key = %d.idempotency_key(), "batch queued for redelivery");
+    Ok(d)
+}
+
 /// Moves failed deliveries back to pending, due now. Returns how many.
 pub async fn requeue_failed(store: &Store, only: Option<&str>) -> Result<usize, StoreError> {
     let mut n = 0;
@@ -275,11 +411,17 @@ mod tests {
             .unwrap();
         let out = dir.path().join("out");
         let f = OutputFormat::DigitalDataEtl;
-        let held = form_batches(&store, &out, f, Some(Duration::from_secs(60)), Utc::now())
+        let batching = |window| Batching {
+            output_dir: &out,
+            format: f,
+            window,
+            min_interval: Duration::ZERO,
+        };
+        let held = form_batches(&store, &batching(Some(Duration::from_secs(60))), Utc::now())
             .await
             .unwrap();
         assert!(held.is_empty());
-        let formed = form_batches(&store, &out, f, None, Utc::now())
+        let formed = form_batches(&store, &batching(None), Utc::now())
             .await
             .unwrap();
         assert_eq!(formed.len(), 2);
@@ -290,5 +432,65 @@ mod tests {
         let again = new_delivery(f, &out, &items[..1], Utc::now());
         assert!(!store.form_batch(&[], &again).await.unwrap());
         assert_eq!(store.deliveries().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_cost_guard_holds_and_merges_new_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let out = dir.path().join("out");
+        let guard = Batching {
+            output_dir: &out,
+            format: OutputFormat::DigitalDataEtl,
+            window: None,
+            min_interval: Duration::from_secs(3600),
+        };
+        let stage = |items: Vec<StagedItem>| crate::store::PollCommit {
+            source_key: "k".into(),
+            state: Default::default(),
+            record: vec![],
+            stage: items,
+        };
+        store
+            .commit_poll(stage(vec![staged("A", "1")]))
+            .await
+            .unwrap();
+        let first = form_batches(&store, &guard, Utc::now()).await.unwrap();
+        assert_eq!(first.len(), 1, "no run yet: nothing to hold");
+        let (seq, mut d) = store.deliveries().unwrap().remove(0);
+        d.state = DeliveryState::Done;
+        d.delivered_at = Some(Utc::now());
+        store.put_delivery(seq, &d).await.unwrap();
+        store
+            .commit_poll(stage(vec![staged("A", "2")]))
+            .await
+            .unwrap();
+        store
+            .commit_poll(stage(vec![staged("A", "3")]))
+            .await
+            .unwrap();
+        assert!(
+            form_batches(&store, &guard, Utc::now())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let later = Utc::now() + chrono::Duration::hours(2);
+        let merged = form_batches(&store, &guard, later).await.unwrap();
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].items.len(), 2, "what arrived meanwhile is merged");
+    }
+
+    #[test]
+    fn redelivery_keys_derive_from_the_batch_id() {
+        let mut d = new_delivery(
+            OutputFormat::DigitalDataEtl,
+            Path::new("/o"),
+            &[staged("A", "1")],
+            Utc::now(),
+        );
+        assert_eq!(d.idempotency_key(), d.batch_id);
+        d.redeliveries = 2;
+        assert_eq!(d.idempotency_key(), format!("{}-r2", d.batch_id));
     }
 }

@@ -36,6 +36,9 @@ pub struct DeliveryStatus {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub run: Option<String>,
+    /// The run's state as the engine last reported it.
+    pub run_state: Option<String>,
+    pub run_message: Option<String>,
     pub config_path: String,
 }
 
@@ -62,6 +65,8 @@ fn delivery_status(d: &Delivery) -> DeliveryStatus {
         next_attempt_at: (d.state == DeliveryState::Pending).then_some(d.next_attempt_at),
         last_error: d.last_error.clone(),
         run: d.run.clone(),
+        run_state: d.run_state.clone(),
+        run_message: d.run_message.clone(),
         config_path: d.config_path.display().to_string(),
     }
 }
@@ -174,6 +179,15 @@ impl StatusReport {
             );
             if let Some(run) = &d.run {
                 let _ = write!(out, ", run {run}");
+                match d.run_state.as_deref() {
+                    Some(s @ ("failed" | "cancelled")) => {
+                        let _ = write!(out, " RUN {}", s.to_uppercase());
+                    }
+                    Some(s) => {
+                        let _ = write!(out, " {s}");
+                    }
+                    None => {}
+                }
             }
             if let Some(next) = d.next_attempt_at {
                 let _ = write!(out, ", next attempt {}", relative(next, now));
@@ -181,6 +195,16 @@ impl StatusReport {
             out.push('\n');
             if let Some(e) = &d.last_error {
                 let _ = writeln!(out, "      last error: {e}");
+            }
+            if let Some(m) = &d.run_message {
+                let _ = writeln!(out, "      run: {m}");
+            }
+            if matches!(d.run_state.as_deref(), Some("failed" | "cancelled")) {
+                let _ = writeln!(
+                    out,
+                    "      hint: fix the cause, then `watcher redeliver {}`",
+                    d.batch_id
+                );
             }
         }
         out

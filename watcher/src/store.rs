@@ -132,6 +132,39 @@ pub struct Delivery {
     pub last_error: Option<String>,
     pub run: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// The run's state as the engine last reported it (queued, running, succeeded, failed,
+    /// cancelled), or `untracked` when the engine cannot report it.
+    #[serde(default)]
+    pub run_state: Option<String>,
+    #[serde(default)]
+    pub run_message: Option<String>,
+    #[serde(default)]
+    pub run_checked_at: Option<DateTime<Utc>>,
+    /// How often `watcher redeliver` started this batch again (each time with a new key).
+    #[serde(default)]
+    pub redeliveries: u32,
+}
+
+impl Delivery {
+    /// The idempotency key of the current attempt: the batch id, then `<batch id>-r<N>` after
+    /// the N-th redelivery.
+    pub fn idempotency_key(&self) -> String {
+        if self.redeliveries == 0 {
+            self.batch_id.clone()
+        } else {
+            format!("{}-r{}", self.batch_id, self.redeliveries)
+        }
+    }
+
+    /// Whether the run still needs following.
+    pub fn run_open(&self) -> bool {
+        self.state == DeliveryState::Done
+            && self.run.is_some()
+            && !matches!(
+                self.run_state.as_deref(),
+                Some("succeeded" | "failed" | "cancelled" | "untracked")
+            )
+    }
 }
 
 /// Everything one successful poll writes, committed in one transaction.

@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::config::SourceConfig;
 use crate::deliver::Deliverer;
+use crate::embedded::Embedded;
 use crate::error::WatcherError;
 use crate::fetch::Fetcher;
 use crate::identity::Canonicalizer;
@@ -114,19 +115,36 @@ pub struct Watcher {
     store: Arc<Store>,
     fetcher: Fetcher,
     canon: Canonicalizer,
-    deliverer: Arc<Deliverer>,
+    /// `None` when opened only to inspect or edit the store (`status`, `retry`, `redeliver`).
+    deliverer: Option<Arc<Deliverer>>,
+    embedded: Option<Embedded>,
     limits: Limits,
 }
 
 impl Watcher {
-    /// Opens the store and builds the HTTP client and the trigger from `config`.
+    /// Opens the store, builds the HTTP client and the trigger from `config`; with
+    /// `kind = "embedded"` it starts the pipelines runner inside this process (needs a tokio
+    /// runtime).
     pub fn open(config: Config) -> Result<Watcher, WatcherError> {
-        let deliverer = Deliverer::new(&config.trigger)?;
-        Watcher::with_deliverer(config, deliverer)
+        let mut w = Watcher::inspect(config)?;
+        let (deliverer, embedded) = match &w.config.trigger.embedded {
+            Some(settings) => {
+                let embedded = Embedded::start(settings, &w.config.watcher.state_dir)?;
+                let target = embedded.target(&w.config.trigger.pipeline);
+                (
+                    Deliverer::with_target(&w.config.trigger, &target)?,
+                    Some(embedded),
+                )
+            }
+            None => (Deliverer::new(&w.config.trigger)?, None),
+        };
+        w.deliverer = Some(Arc::new(deliverer));
+        w.embedded = embedded;
+        Ok(w)
     }
 
-    /// Like [`Watcher::open`], with an explicit trigger (the embedded runner's, or a test's).
-    pub fn with_deliverer(config: Config, deliverer: Deliverer) -> Result<Watcher, WatcherError> {
+    /// Opens the store only: for reading status and re-queueing batches; cannot poll or deliver.
+    pub fn inspect(config: Config) -> Result<Watcher, WatcherError> {
         let store = Store::open(&config.watcher.state_dir)?;
         let fetcher = Fetcher::new(&config.fetch)?;
         let canon = Canonicalizer::new(
@@ -138,9 +156,47 @@ impl Watcher {
             fetcher,
             canon,
             limits: Limits::new(config.watcher.concurrency, config.watcher.per_host),
-            deliverer: Arc::new(deliverer),
+            deliverer: None,
+            embedded: None,
             config,
         })
+    }
+
+    /// Like [`Watcher::open`], with an explicit trigger (a test's).
+    pub fn with_deliverer(config: Config, deliverer: Deliverer) -> Result<Watcher, WatcherError> {
+        let mut w = Watcher::inspect(config)?;
+        w.deliverer = Some(Arc::new(deliverer));
+        Ok(w)
+    }
+
+    fn deliverer(&self) -> &Deliverer {
+        self.deliverer
+            .as_deref()
+            .expect("opened with Watcher::open, which builds the trigger")
+    }
+
+    /// The embedded runner, with `kind = "embedded"`.
+    pub fn embedded(&self) -> Option<&Embedded> {
+        self.embedded.as_ref()
+    }
+
+    /// Stops what the watcher started (the embedded runner lets running stages finish for its
+    /// shutdown grace) and flushes the store.
+    pub async fn shutdown(self) -> Result<(), WatcherError> {
+        if let Some(embedded) = self.embedded {
+            embedded.stop().await;
+        }
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    fn batching(&self, window: Option<Duration>) -> outbox::Batching<'_> {
+        outbox::Batching {
+            output_dir: &self.config.watcher.output_dir,
+            format: self.config.output.format,
+            window,
+            min_interval: self.config.trigger.min_interval,
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -234,16 +290,32 @@ impl Watcher {
             report.would_deliver = self.preview(&report.polls, now)?;
             return Ok(report);
         }
-        outbox::form_batches(
-            &self.store,
-            &self.config.watcher.output_dir,
-            self.config.output.format,
-            None,
-            now,
-        )
-        .await?;
-        report.deliveries = outbox::deliver_due(&self.store, &self.deliverer, Utc::now()).await?;
+        outbox::form_batches(&self.store, &self.batching(None), now).await?;
+        report.deliveries = outbox::deliver_due(&self.store, self.deliverer(), Utc::now()).await?;
         Ok(report)
+    }
+
+    /// Follows the runs this pass started until they end or `timeout` (`once` with the embedded
+    /// runner, which stops with the process), calling `on_change` per run state change. Stores
+    /// each run's outcome.
+    pub async fn wait_for_runs(
+        &self,
+        report: &PassReport,
+        timeout: Duration,
+        mut on_change: impl FnMut(&str, &trigger_client::RunStatus),
+    ) -> Result<Vec<(String, Result<trigger_client::RunStatus, String>)>, StoreError> {
+        let mut out = Vec::new();
+        for d in &report.deliveries {
+            let Ok(run) = &d.outcome else { continue };
+            let result = self
+                .deliverer()
+                .wait(run, timeout, |s| on_change(&d.batch_id, s))
+                .await;
+            out.push((d.batch_id.clone(), result));
+        }
+        // Record the outcomes (a zero min age asks about every open run once more).
+        outbox::follow_runs(&self.store, self.deliverer(), Duration::ZERO).await?;
+        Ok(out)
     }
 
     /// Dry run: the batches the staged items plus this pass's finds would form, and the pending
@@ -266,15 +338,7 @@ impl Watcher {
             }
         }
         let format = self.config.output.format;
-        let mut groups: std::collections::BTreeMap<String, Vec<crate::store::StagedItem>> =
-            Default::default();
-        for s in staged {
-            let key = match format {
-                crate::config::OutputFormat::DigitalDataEtl => s.author.clone(),
-                crate::config::OutputFormat::EndToEndData => String::new(),
-            };
-            groups.entry(key).or_default().push(s);
-        }
+        let groups = outbox::group_staged(format, staged.into_iter().map(|s| ((), s)));
         let mut out: Vec<_> = self
             .store
             .deliveries()?
@@ -282,8 +346,9 @@ impl Watcher {
             .map(|(_, d)| d)
             .filter(|d| d.state == crate::store::DeliveryState::Pending && d.next_attempt_at <= now)
             .collect();
-        out.extend(groups.values().map(|items| {
-            outbox::new_delivery(format, &self.config.watcher.output_dir, items, now)
+        out.extend(groups.values().map(|group| {
+            let items: Vec<_> = group.iter().map(|(_, s)| s.clone()).collect();
+            outbox::new_delivery(format, &self.config.watcher.output_dir, &items, now)
         }));
         Ok(out)
     }
@@ -291,6 +356,14 @@ impl Watcher {
     /// Re-queues failed deliveries (all, or one batch). Returns how many.
     pub async fn retry(&self, batch: Option<&str>) -> Result<usize, StoreError> {
         outbox::requeue_failed(&self.store, batch).await
+    }
+
+    /// Queues a batch whose run failed again, with a new idempotency key.
+    pub async fn redeliver(
+        &self,
+        batch: &str,
+    ) -> Result<crate::store::Delivery, outbox::RedeliverError> {
+        outbox::redeliver(&self.store, batch).await
     }
 
     /// The daemon: serves the status endpoint on `listener`, polls each source when due (within
@@ -359,10 +432,13 @@ impl Watcher {
         info!("shutting down: waiting for in-flight polls");
         tracker.close();
         tracker.wait().await;
-        // Items found by the last polls stay staged (durable) and are batched on the next start.
-        this.store.flush().await?;
         if let Err(e) = control.await {
             warn!(error = %e, "status endpoint task ended badly");
+        }
+        // Items found by the last polls stay staged (durable) and are batched on the next start.
+        match Arc::try_unwrap(this) {
+            Ok(w) => w.shutdown().await?,
+            Err(this) => this.store.flush().await?,
         }
         info!("watcher stopped");
         Ok(())
@@ -411,15 +487,14 @@ impl Watcher {
     }
 
     async fn batch_and_deliver(&self, window: Option<Duration>) -> Result<(), StoreError> {
-        outbox::form_batches(
+        outbox::form_batches(&self.store, &self.batching(window), Utc::now()).await?;
+        outbox::deliver_due(&self.store, self.deliverer(), Utc::now()).await?;
+        outbox::follow_runs(
             &self.store,
-            &self.config.watcher.output_dir,
-            self.config.output.format,
-            window,
-            Utc::now(),
+            self.deliverer(),
+            self.config.trigger.follow_interval,
         )
         .await?;
-        outbox::deliver_due(&self.store, &self.deliverer, Utc::now()).await?;
         Ok(())
     }
 }

@@ -1,0 +1,272 @@
+//! demo.rs: `watcher demo`: the whole system, offline, in seconds. A loopback feed server with
+//! two bundled real-world feeds, the embedded runner with the `demo` chain, a baseline, one new
+//! article published, then detection → config written → run triggered → each stage finishing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+
+use crate::config::Config;
+use crate::error::WatcherError;
+use crate::poll::PollOutcome;
+use crate::watch::{OnceOptions, Watcher};
+
+/// Two real feeds (MIT-licensed captures from the test corpus).
+const FEEDS: &[(&str, &str, &str)] = &[
+    (
+        "Liz Marley",
+        "/liz/feed",
+        include_str!("../testdata/corpus/public/medium-lizmarley.rss.xml"),
+    ),
+    (
+        "Ruben Schade",
+        "/ruben/feed",
+        include_str!("../testdata/corpus/public/rubenerd-hugo.rss.xml"),
+    ),
+];
+
+/// The longest the demo waits for the chain.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+type Feeds = Arc<Mutex<Vec<(String, String)>>>;
+
+async fn serve_feed(State(feeds): State<Feeds>, uri: Uri) -> impl IntoResponse {
+    let feeds = feeds.lock().expect("not poisoned");
+    match feeds.iter().find(|(p, _)| p == uri.path()) {
+        Some((_, body)) => (
+            StatusCode::OK,
+            [("content-type", "application/rss+xml; charset=utf-8")],
+            body.clone(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Adds one item at the top of an RSS feed.
+fn publish(feed: &str, link: &str, title: &str) -> String {
+    let item = format!(
+        "<item><title>{title}</title><link>{link}</link><guid>{link}</guid><description>{title}</description></item>"
+    );
+    match feed.find("<item>") {
+        Some(at) => format!("{}{item}{}", &feed[..at], &feed[at..]),
+        None => feed.to_string(),
+    }
+}
+
+fn demo_config(feed_base: &str, chains: &Path) -> String {
+    let mut text = format!(
+        r#"# written by `watcher demo`
+[watcher]
+state_dir = "state"
+output_dir = "configs"
+interval = "30m"
+listen = "127.0.0.1:0"
+
+[trigger]
+kind = "embedded"
+pipeline = "demo"
+chains_dir = {chains}
+retry_base_delay = "1s"
+"#,
+        chains = serde_json::to_string(&chains.display().to_string()).expect("a string"),
+    );
+    for (name, path, _) in FEEDS {
+        text.push_str(&format!(
+            "\n[[authors]]\nname = \"{name}\"\nfeeds = [\"{feed_base}{path}\"]\n"
+        ));
+    }
+    text
+}
+
+/// Runs the demo in `dir` with the chains in `chains`; returns whether the run succeeded.
+pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool, WatcherError> {
+    let chains = std::path::absolute(chains).unwrap_or_else(|_| chains.to_path_buf());
+    if !chains.join("demo.toml").exists() {
+        return Err(WatcherError::Usage(format!(
+            "no demo chain at `{}`; hint: run from the repository root or pass --chains DIR",
+            chains.join("demo.toml").display()
+        )));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| WatcherError::Usage(format!("cannot create `{}`: {e}", dir.display())))?;
+    let feeds: Feeds = Arc::new(Mutex::new(
+        FEEDS
+            .iter()
+            .map(|(_, p, body)| (p.to_string(), body.to_string()))
+            .collect(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|source| WatcherError::Listen {
+            addr: "127.0.0.1:0".parse().expect("valid"),
+            source,
+        })?;
+    let feed_base = format!("http://{}", listener.local_addr().expect("bound"));
+    let app = axum::Router::new()
+        .fallback(serve_feed)
+        .with_state(feeds.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let config_path = dir.join("watcher.toml");
+    std::fs::write(&config_path, demo_config(&feed_base, &chains))
+        .map_err(|e| WatcherError::Usage(format!("cannot write the demo config: {e}")))?;
+    let config = Config::load(&config_path)?;
+    let _ = writeln!(out, "demo: working in {}", dir.display());
+    let _ = writeln!(
+        out,
+        "demo: feed server on {feed_base} with {} real feeds",
+        FEEDS.len()
+    );
+
+    let watcher = Watcher::open(config)?;
+    let runner = watcher.embedded().expect("the demo config is embedded");
+    let runner_url = runner.url().to_string();
+    let runner_state = runner.state_dir().to_path_buf();
+    let _ = writeln!(
+        out,
+        "demo: embedded pipelines runner on {runner_url}, chain `demo`"
+    );
+
+    let all = OnceOptions {
+        all: true,
+        ..OnceOptions::default()
+    };
+    let first = watcher.once(all, |_, _, _| {}).await?;
+    for p in &first.polls {
+        if let PollOutcome::Baseline { recorded } = p.outcome {
+            let _ = writeln!(
+                out,
+                "1. baseline: {recorded} items recorded for {} (nothing triggered)",
+                p.source.author
+            );
+        }
+    }
+
+    let link = "https://medium.com/@lizmarley/what-the-watcher-saw-0001";
+    {
+        let mut feeds = feeds.lock().expect("not poisoned");
+        feeds[0].1 = publish(&feeds[0].1, link, "What the watcher saw");
+    }
+    let _ = writeln!(
+        out,
+        "2. published a new article to Liz Marley's feed: {link}"
+    );
+
+    let second = watcher.once(all, |_, _, _| {}).await?;
+    for p in &second.polls {
+        if let PollOutcome::Polled { new, .. } = &p.outcome
+            && !new.is_empty()
+        {
+            let _ = writeln!(
+                out,
+                "3. detected {} new article(s) for {}",
+                new.len(),
+                p.source.author
+            );
+        }
+    }
+    let Some(delivery) = second.deliveries.first() else {
+        let _ = writeln!(out, "demo FAILED: nothing was delivered");
+        watcher.shutdown().await?;
+        return Ok(false);
+    };
+    let _ = writeln!(out, "4. config written: {}", delivery.config_path.display());
+    if let Ok(text) = std::fs::read_to_string(&delivery.config_path) {
+        for line in text.lines() {
+            let _ = writeln!(out, "     {line}");
+        }
+    }
+    let run = match &delivery.outcome {
+        Ok(run) => run.clone(),
+        Err(e) => {
+            let _ = writeln!(out, "demo FAILED: the trigger failed: {e}");
+            watcher.shutdown().await?;
+            return Ok(false);
+        }
+    };
+    let _ = writeln!(
+        out,
+        "5. run triggered over REST: {run} (idempotency key {})",
+        delivery.batch_id
+    );
+
+    let run_id = run
+        .split_once(':')
+        .map(|(_, id)| id.to_string())
+        .unwrap_or(run.clone());
+    let final_run = follow_stages(&runner_url, &runner_state, &run_id, out).await;
+    watcher
+        .wait_for_runs(&second, Duration::from_secs(5), |_, _| {})
+        .await?;
+    watcher.shutdown().await?;
+    server.abort();
+    let Some(final_run) = final_run else {
+        let _ = writeln!(out, "demo FAILED: could not follow run {run_id}");
+        return Ok(false);
+    };
+    let status = final_run["status"].as_str().unwrap_or("?");
+    let run_dir = PathBuf::from(final_run["run_dir"].as_str().unwrap_or_default());
+    let outputs = run_dir.join("outputs");
+    let _ = writeln!(out, "7. run {run_id} {status}");
+    let _ = writeln!(out, "   stage outputs: {}", outputs.display());
+    if let Ok(entries) = std::fs::read_dir(&outputs) {
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        for n in names {
+            let _ = writeln!(out, "     {n}");
+        }
+    }
+    let _ = writeln!(out, "   stage logs: {}", run_dir.join("logs").display());
+    let ok = status == "succeeded";
+    let _ = writeln!(out, "demo {}", if ok { "succeeded" } else { "FAILED" });
+    Ok(ok)
+}
+
+/// Prints each stage's changes until the run ends; returns the final run.
+async fn follow_stages(
+    url: &str,
+    runner_state: &Path,
+    run_id: &str,
+    out: &mut impl Write,
+) -> Option<serde_json::Value> {
+    let token = std::fs::read_to_string(runner_state.join("api-token")).ok()?;
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let _ = writeln!(out, "6. following the chain:");
+    while tokio::time::Instant::now() < deadline {
+        let run: serde_json::Value = client
+            .get(format!("{url}/api/v1/runs/{run_id}"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        for stage in run["stages"].as_array().into_iter().flatten() {
+            let name = stage["name"].as_str().unwrap_or("?").to_string();
+            let status = stage["status"].as_str().unwrap_or("?").to_string();
+            if !seen.contains(&(name.clone(), status.clone())) && status != "queued" {
+                let _ = writeln!(out, "   stage {name:<30} {status}");
+                seen.push((name, status));
+            }
+        }
+        if matches!(
+            run["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            return Some(run);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}

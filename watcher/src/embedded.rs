@@ -1,0 +1,109 @@
+//! embedded.rs: `[trigger] kind = "embedded"`: the pipelines runner inside the watcher process,
+//! on loopback with a random port and a generated token, its state in its own sled directory under
+//! the watcher's state dir. The watcher triggers it through the same REST client as a remote
+//! runner (`kind = "pipelines"`): one code path.
+
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use trigger_client::{Kind, TargetConfig};
+
+use crate::config::EmbeddedSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("cannot bind the embedded runner on loopback: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("cannot start the embedded pipelines runner: {0}")]
+    Runner(#[source] pipelines::Error),
+}
+
+/// Checks that `chain` exists and every chain in `chains_dir` is valid (for `watcher check`).
+pub fn validate(chains_dir: &Path, chain: &str) -> Result<(), String> {
+    let chains = pipelines::chain::load(chains_dir)
+        .map_err(|e| format!("the chains in `{}` are invalid:\n{e}", chains_dir.display()))?;
+    if chains.get(chain).is_none() {
+        let mut names: Vec<&str> = chains.iter().map(|c| c.name()).collect();
+        names.sort_unstable();
+        return Err(format!(
+            "no chain `{chain}` in `{}`; expected one of {}; hint: set [trigger] pipeline",
+            chains_dir.display(),
+            names.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// A running embedded runner.
+pub struct Embedded {
+    url: String,
+    token_file: PathBuf,
+    run_dirs: PathBuf,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), pipelines::Error>>,
+}
+
+impl Embedded {
+    /// Starts the runner on 127.0.0.1 (random port); its state lives in `<state_dir>/pipelines`.
+    /// Needs a tokio runtime.
+    pub fn start(settings: &EmbeddedSettings, state_dir: &Path) -> Result<Embedded, EmbeddedError> {
+        let std_listener =
+            std::net::TcpListener::bind("127.0.0.1:0").map_err(EmbeddedError::Bind)?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(EmbeddedError::Bind)?;
+        let listener =
+            tokio::net::TcpListener::from_std(std_listener).map_err(EmbeddedError::Bind)?;
+        let runner_state = state_dir.join("pipelines");
+        // No token given: the runner generates one into <runner state>/api-token (mode 0600),
+        // which the REST client reads.
+        let runner_settings = pipelines::RunnerSettings::new(&settings.chains_dir, &runner_state)
+            .with_shutdown_grace(settings.shutdown_grace);
+        let runner =
+            pipelines::Runner::build(listener, runner_settings).map_err(EmbeddedError::Runner)?;
+        let url = runner.url();
+        info!(%url, chains = %settings.chains_dir.display(), "embedded pipelines runner started");
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(runner.run(cancel.clone()));
+        Ok(Embedded {
+            url,
+            token_file: runner_state.join("api-token"),
+            run_dirs: runner_state,
+            cancel,
+            task,
+        })
+    }
+
+    /// The trigger-client target that reaches this runner over REST.
+    pub fn target(&self, chain: &str) -> TargetConfig {
+        let mut target = TargetConfig::new(
+            Kind::Pipelines,
+            self.url.parse().expect("the runner's URL is valid"),
+        );
+        target.pipeline = Some(chain.to_string());
+        target.token_file = Some(self.token_file.clone());
+        target
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Where the runner keeps its runs (each run's directory holds its config, logs and outputs).
+    pub fn state_dir(&self) -> &Path {
+        &self.run_dirs
+    }
+
+    /// Stops the runner: no new runs; running stages may finish for the shutdown grace.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(error = %crate::error::one_line(&e), "embedded runner stopped with an error")
+            }
+            Err(e) => warn!(error = %e, "embedded runner task failed"),
+        }
+    }
+}
