@@ -168,9 +168,18 @@ impl Backend for Prefect {
             status: String,
             #[serde(default)]
             details: serde_json::Value,
+            #[serde(default)]
+            state: Option<State>,
         }
         let result: Orchestration = reply.json()?;
-        if result.status != "ACCEPT" {
+        // A scheduled run has nothing to terminate: Prefect REJECTs CANCELLING but moves the
+        // run straight to CANCELLED, which is what we asked for.
+        let cancelled = result
+            .state
+            .as_ref()
+            .and_then(|state| state.kind.as_deref())
+            .is_some_and(|kind| matches!(kind, "CANCELLED" | "CANCELLING"));
+        if result.status != "ACCEPT" && !cancelled {
             let reason = result
                 .details
                 .get("reason")

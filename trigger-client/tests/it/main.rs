@@ -6,5 +6,6 @@ mod cli;
 mod helpers;
 mod pipelines;
 mod prefect;
+mod real_prefect;
 mod webhook;
 mod zenml;

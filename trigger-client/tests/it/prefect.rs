@@ -183,6 +183,16 @@ async fn set_state_route(
     if run["state_type"] == "COMPLETED" {
         return (StatusCode::OK, Json(json!({"status": "ABORT", "details": {"type": "abort_details", "reason": "This run has already terminated."}, "state": null}))).into_response();
     }
+    if run["state_type"] == "SCHEDULED" {
+        // BypassCancellingFlowRunsWithNoInfra: reject, but move the run to CANCELLED.
+        set_state(
+            run,
+            "CANCELLED",
+            "Cancelled",
+            Some("Scheduled flow run has no infrastructure to terminate."),
+        );
+        return (StatusCode::OK, Json(json!({"status": "REJECT", "details": {"type": "reject_details", "reason": "Scheduled flow run has no infrastructure to terminate."}, "state": run["state"]}))).into_response();
+    }
     let kind = body["state"]["type"].as_str().unwrap().to_owned();
     let message = body["state"]["message"].as_str().map(str::to_owned);
     set_state(run, &kind, "Cancelling", message.as_deref());
@@ -290,11 +300,26 @@ async fn cancel_sets_cancelling_and_the_run_ends_cancelled() {
         .trigger(&RunRequest::new("slow-flow/ci", "batch-p4"))
         .await
         .unwrap();
+    client.status(&handle).await.unwrap(); // PENDING: infrastructure exists now
     client.cancel(&handle).await.unwrap();
     let status = client
         .wait(&handle, std::time::Duration::from_secs(5), |_| {})
         .await
         .unwrap();
+    assert_eq!(status.state, RunState::Cancelled);
+}
+
+#[tokio::test]
+async fn cancelling_a_scheduled_run_is_rejected_into_cancelled() {
+    let (_server, base) = fake_prefect().await;
+    let (target, _guard) = basic_target(&base, "ci-secret");
+    let client = client(&target);
+    let handle = client
+        .trigger(&RunRequest::new("slow-flow/ci", "batch-p4b"))
+        .await
+        .unwrap();
+    client.cancel(&handle).await.unwrap();
+    let status = client.status(&handle).await.unwrap();
     assert_eq!(status.state, RunState::Cancelled);
 }
 
