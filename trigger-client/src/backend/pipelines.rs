@@ -71,7 +71,7 @@ impl Backend for Pipelines {
         if reply.status == 409 {
             return Err(Error::Request {
                 problem: format!(
-                    "the runner already has a run for idempotency key `{}` with a different config or params ({}) (hint: use a new key for a new run)",
+                    "the runner refused idempotency key `{}`, already used with another config or params: {}",
                     req.idempotency_key,
                     reply.engine_message()
                 ),

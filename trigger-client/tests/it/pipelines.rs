@@ -221,7 +221,7 @@ async fn a_repeated_key_returns_the_same_run_and_another_body_is_a_conflict() {
         "{err}"
     );
     assert!(
-        err.to_string().contains("reused with a different body"),
+        err.to_string().contains("already used with another config or params: idempotency key reused with a different body"),
         "{err}"
     );
 }
