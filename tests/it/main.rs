@@ -1,6 +1,6 @@
-//! End-to-end tests: real loopback HTTP servers, real sled dirs, real child processes.
+//! End-to-end tests across the crates: a loopback feed server → the watcher → the pipelines
+//! runner (embedded, or as its own server) → the demo chain's real child processes.
 
-#[test]
-fn workspace_links() {
-    assert_eq!(env!("CARGO_PKG_NAME"), "e2e-tests");
-}
+mod harness;
+
+mod chain;

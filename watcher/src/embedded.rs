@@ -83,6 +83,8 @@ impl Embedded {
         );
         target.pipeline = Some(chain.to_string());
         target.token_file = Some(self.token_file.clone());
+        // A local runner is cheap to ask: follow runs closely.
+        target.poll_interval = Some(std::time::Duration::from_millis(200));
         target
     }
 

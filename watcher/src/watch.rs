@@ -292,6 +292,13 @@ impl Watcher {
         }
         outbox::form_batches(&self.store, &self.batching(None), now).await?;
         report.deliveries = outbox::deliver_due(&self.store, self.deliverer(), Utc::now()).await?;
+        // One look at the runs earlier passes started (engines that report status).
+        outbox::follow_runs(
+            &self.store,
+            self.deliverer(),
+            self.config.trigger.follow_interval,
+        )
+        .await?;
         Ok(report)
     }
 

@@ -1,0 +1,308 @@
+//! chain.rs: the scenarios: a new article reaches the chain's stages; a crash between publish and
+//! delivery; the runner down then up; two authors in one batch window in both output formats; a
+//! failing stage, then `redeliver` once it is fixed.
+
+use std::time::Duration;
+
+use trigger_client::RunState;
+
+use crate::harness::*;
+
+const LIZ: &str = "medium-lizmarley.rss.xml";
+const RUBEN: &str = "rubenerd-hugo.rss.xml";
+
+#[tokio::test]
+async fn a_new_article_reaches_the_demo_chain_through_the_embedded_runner() {
+    let feeds = spawn_feeds().await;
+    let dir = tempfile::tempdir().unwrap();
+    let liz = corpus_feed(LIZ);
+    feeds.publish("/liz", liz.clone());
+    let cfg = write_config(
+        dir.path(),
+        &[("Liz Marley", feeds.url("/liz"))],
+        &embedded(&repo_chains(), "demo"),
+        "digital_data_etl",
+    );
+    let (baseline, _) = pass(&cfg).await;
+    assert!(baseline.deliveries.is_empty());
+
+    let links = [
+        "https://medium.com/@lizmarley/first-new?utm_source=rss",
+        "https://medium.com/@lizmarley/second-new",
+    ];
+    feeds.publish(
+        "/liz",
+        with_new_item(&with_new_item(&liz, links[0]), links[1]),
+    );
+    let (report, runs) = pass(&cfg).await;
+    assert_eq!(report.deliveries.len(), 1);
+    let run = report.deliveries[0].outcome.clone().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].1.as_ref().unwrap().state, RunState::Succeeded);
+
+    let seen = config_seen(&dir.path().join("state/pipelines"), &run);
+    assert_eq!(seen["parameters"]["user_full_name"], "Liz Marley");
+    let mut got: Vec<&str> = seen["parameters"]["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [
+            "https://medium.com/@lizmarley/first-new",
+            "https://medium.com/@lizmarley/second-new"
+        ],
+        "exactly the new links, canonical"
+    );
+    let s = status(&cfg);
+    assert_eq!(s.deliveries[0].run_state.as_deref(), Some("succeeded"));
+}
+
+#[tokio::test]
+async fn a_crash_between_publish_and_delivery_loses_nothing() {
+    let feeds = spawn_feeds().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ruben = corpus_feed(RUBEN);
+    feeds.publish("/ruben", ruben.clone());
+    let cfg = write_config(
+        dir.path(),
+        &[("Ruben Schade", feeds.url("/ruben"))],
+        &embedded(&repo_chains(), "demo"),
+        "digital_data_etl",
+    );
+    pass(&cfg).await;
+    feeds.publish(
+        "/ruben",
+        with_new_item(&ruben, "https://rubenerd.com/crash-safe/"),
+    );
+    // The real binary dies with SIGKILL after the outbox commit, before the trigger.
+    let status = tokio::process::Command::new(watcher_bin())
+        .args(["--config"])
+        .arg(&cfg)
+        .args(["--quiet", "once", "--all"])
+        .env(watcher::crash::ENV, "before-send")
+        .status()
+        .await
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9));
+
+    // The restarted watcher delivers the same batch, once, and the chain runs it.
+    let (report, runs) = pass(&cfg).await;
+    assert_eq!(report.deliveries.len(), 1);
+    assert_eq!(runs[0].1.as_ref().unwrap().state, RunState::Succeeded);
+    let run = report.deliveries[0].outcome.clone().unwrap();
+    let seen = config_seen(&dir.path().join("state/pipelines"), &run);
+    assert_eq!(
+        seen["parameters"]["links"][0],
+        "https://rubenerd.com/crash-safe/"
+    );
+    let (again, _) = pass(&cfg).await;
+    assert!(again.deliveries.is_empty(), "delivered once");
+}
+
+#[tokio::test]
+async fn the_runner_down_then_up_gets_the_batch_once() {
+    let feeds = spawn_feeds().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ruben = corpus_feed(RUBEN);
+    feeds.publish("/ruben", ruben.clone());
+    let addr: std::net::SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let token_file = dir.path().join("runner-token");
+    std::fs::write(&token_file, "e2e-secret-token\n").unwrap();
+    let trigger = format!(
+        "kind = \"pipelines\"\nurl = \"http://{addr}\"\npipeline = \"demo\"\ntoken_file = \"{}\"",
+        token_file.display()
+    );
+    let cfg = write_config(
+        dir.path(),
+        &[("Ruben Schade", feeds.url("/ruben"))],
+        &trigger,
+        "digital_data_etl",
+    );
+    pass(&cfg).await;
+    feeds.publish(
+        "/ruben",
+        with_new_item(&ruben, "https://rubenerd.com/runner-was-down/"),
+    );
+
+    let (down, _) = pass(&cfg).await;
+    assert!(down.deliveries[0].outcome.is_err(), "nothing listens yet");
+    assert_eq!(status(&cfg).pending, 1);
+
+    let runner_state = dir.path().join("runner");
+    let runner = spawn_runner_at(addr, &repo_chains(), &runner_state, "e2e-secret-token").await;
+    let (up, _) = pass(&cfg).await;
+    let run = up.deliveries[0].outcome.clone().unwrap();
+    assert!(run.starts_with("pipelines:"));
+    // The watcher follows the run to its end through the trigger client.
+    let config = watcher::config::Config::load(&cfg).unwrap();
+    let w = watcher::watch::Watcher::open(config).unwrap();
+    let mut state = None;
+    for _ in 0..200 {
+        w.once(watcher::watch::OnceOptions::default(), |_, _, _| {})
+            .await
+            .unwrap();
+        state = w.status().unwrap().deliveries[0].run_state.clone();
+        if state.as_deref() == Some("succeeded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state.as_deref(), Some("succeeded"));
+    drop(w);
+    let seen = config_seen(&runner_state, &run);
+    assert_eq!(
+        seen["parameters"]["links"][0],
+        "https://rubenerd.com/runner-was-down/"
+    );
+    let runs = std::fs::read_dir(runner_state.join("runs"))
+        .unwrap()
+        .count();
+    assert_eq!(runs, 1, "one run, whatever the retries");
+    runner.stop().await;
+}
+
+async fn two_authors_publish(format: &str) -> (tempfile::TempDir, Vec<serde_json::Value>) {
+    let feeds = spawn_feeds().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (liz, ruben) = (corpus_feed(LIZ), corpus_feed(RUBEN));
+    feeds.publish("/liz", liz.clone());
+    feeds.publish("/ruben", ruben.clone());
+    let cfg = write_config(
+        dir.path(),
+        &[
+            ("Liz Marley", feeds.url("/liz")),
+            ("Ruben Schade", feeds.url("/ruben")),
+        ],
+        &embedded(&repo_chains(), "demo"),
+        format,
+    );
+    pass(&cfg).await;
+    feeds.publish(
+        "/liz",
+        with_new_item(&liz, "https://medium.com/@lizmarley/both"),
+    );
+    feeds.publish(
+        "/ruben",
+        with_new_item(&ruben, "https://rubenerd.com/both/"),
+    );
+    let (report, runs) = pass(&cfg).await;
+    assert!(
+        runs.iter()
+            .all(|(_, r)| r.as_ref().unwrap().state == RunState::Succeeded)
+    );
+    let seen = report
+        .deliveries
+        .iter()
+        .map(|d| {
+            config_seen(
+                &dir.path().join("state/pipelines"),
+                d.outcome.as_ref().unwrap(),
+            )
+        })
+        .collect();
+    (dir, seen)
+}
+
+#[tokio::test]
+async fn two_authors_in_one_window_give_two_digital_data_etl_runs() {
+    let (_dir, seen) = two_authors_publish("digital_data_etl").await;
+    assert_eq!(seen.len(), 2);
+    let mut names: Vec<&str> = seen
+        .iter()
+        .map(|s| s["parameters"]["user_full_name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["Liz Marley", "Ruben Schade"]);
+}
+
+#[tokio::test]
+async fn two_authors_in_one_window_give_one_end_to_end_data_run() {
+    let (_dir, seen) = two_authors_publish("end_to_end_data").await;
+    assert_eq!(seen.len(), 1);
+    let authors = seen[0]["parameters"]["author_links"].as_array().unwrap();
+    assert_eq!(authors.len(), 2);
+    for a in authors {
+        assert_eq!(a["links"].as_array().unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_failing_stage_fails_the_batch_and_redeliver_succeeds_once_fixed() {
+    let feeds = spawn_feeds().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ruben = corpus_feed(RUBEN);
+    feeds.publish("/ruben", ruben.clone());
+    // A chain whose only stage fails until a flag file exists.
+    let chains = dir.path().join("chains");
+    std::fs::create_dir_all(&chains).unwrap();
+    let flag = dir.path().join("fixed");
+    std::fs::write(
+        chains.join("flaky.toml"),
+        format!(
+            r#"name = "flaky"
+[[stages]]
+name = "etl"
+run = ["python3", "-c", "import os, sys; sys.exit(0 if os.path.exists(sys.argv[1]) else 3)", "{}"]
+"#,
+            flag.display()
+        ),
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &[("Ruben Schade", feeds.url("/ruben"))],
+        &embedded(&chains, "flaky"),
+        "digital_data_etl",
+    );
+    pass(&cfg).await;
+    feeds.publish(
+        "/ruben",
+        with_new_item(&ruben, "https://rubenerd.com/flaky/"),
+    );
+    let (report, runs) = pass(&cfg).await;
+    assert_eq!(runs[0].1.as_ref().unwrap().state, RunState::Failed);
+    let batch = report.deliveries[0].batch_id.clone();
+    let s = status(&cfg);
+    assert_eq!(s.deliveries[0].run_state.as_deref(), Some("failed"));
+    let rendered = s.render(chrono::Utc::now());
+    assert!(rendered.contains("RUN FAILED"), "{rendered}");
+    assert!(
+        rendered.contains(&format!("watcher redeliver {batch}")),
+        "{rendered}"
+    );
+
+    std::fs::write(&flag, "").unwrap();
+    let out = tokio::process::Command::new(watcher_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--quiet", "redeliver", &batch])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{batch}-r1")));
+    let (again, runs) = pass(&cfg).await;
+    assert_eq!(again.deliveries.len(), 1);
+    assert_eq!(runs[0].1.as_ref().unwrap().state, RunState::Succeeded);
+    assert_ne!(
+        again.deliveries[0].outcome.as_ref().unwrap(),
+        report.deliveries[0].outcome.as_ref().unwrap(),
+        "a new run, not the failed one"
+    );
+    assert_eq!(
+        status(&cfg).deliveries[0].run_state.as_deref(),
+        Some("succeeded")
+    );
+}

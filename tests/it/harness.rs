@@ -1,0 +1,213 @@
+//! harness.rs: what the end-to-end scenarios share: a feed server whose feeds the test edits, a
+//! watcher config pointed at it and at a chain (embedded runner or a separate `pipelines` server),
+//! and readers for what the chain's stages saw.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use watcher::watch::{OnceOptions, PassReport, Watcher};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The repository's chains (the `demo` chain runs here with nothing else installed).
+pub fn repo_chains() -> PathBuf {
+    repo().join("pipelines/chains")
+}
+
+/// The `watcher` binary of this build (built first if this test binary was built alone).
+pub fn watcher_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        // target/<profile>/deps/it-<hash> → target/<profile>/watcher
+        let bin = exe.parent().unwrap().parent().unwrap().join("watcher");
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .args(["build", "-p", "watcher", "--bin", "watcher"])
+                .current_dir(repo())
+                .status()
+                .unwrap();
+            assert!(status.success(), "cannot build the watcher binary");
+        }
+        bin
+    })
+    .clone()
+}
+
+/// A real feed from the watcher's corpus fixtures.
+pub fn corpus_feed(name: &str) -> String {
+    std::fs::read_to_string(repo().join("watcher/testdata/corpus/public").join(name)).unwrap()
+}
+
+/// The feed with one new item on top.
+pub fn with_new_item(feed: &str, link: &str) -> String {
+    let at = feed.find("<item>").expect("an RSS feed");
+    format!(
+        "{}<item><title>New: {link}</title><link>{link}</link><guid>{link}</guid></item>{}",
+        &feed[..at],
+        &feed[at..]
+    )
+}
+
+/// Feeds served on loopback, editable while the test runs.
+#[derive(Clone)]
+pub struct Feeds {
+    pub addr: SocketAddr,
+    bodies: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Feeds {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn publish(&self, path: &str, body: String) {
+        self.bodies.lock().unwrap().insert(path.to_string(), body);
+    }
+}
+
+pub async fn spawn_feeds() -> Feeds {
+    async fn serve(
+        State(bodies): State<Arc<Mutex<HashMap<String, String>>>>,
+        uri: Uri,
+    ) -> impl IntoResponse {
+        match bodies.lock().unwrap().get(uri.path()) {
+            Some(body) => ([("content-type", "application/rss+xml")], body.clone()).into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        }
+    }
+    let bodies = Arc::new(Mutex::new(HashMap::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .fallback(serve)
+        .with_state(bodies.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Feeds { addr, bodies }
+}
+
+/// A separate `pipelines serve` (the runner as its own server), started and stopped by the test.
+pub struct RunnerServer {
+    pub cancel: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), pipelines::Error>>,
+}
+
+/// Starts a runner on `addr` (a fixed port, so it can come back on the same one).
+pub async fn spawn_runner_at(
+    addr: SocketAddr,
+    chains: &Path,
+    state: &Path,
+    token: &str,
+) -> RunnerServer {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let settings = pipelines::RunnerSettings::new(chains, state).with_token(token);
+    let runner = pipelines::Runner::build(listener, settings).unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(runner.run(cancel.clone()));
+    RunnerServer { cancel, task }
+}
+
+impl RunnerServer {
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Writes watcher.toml in `dir`: `authors` (name, feed URL), the `[trigger]` lines, and
+/// `[output] format`.
+pub fn write_config(
+    dir: &Path,
+    authors: &[(&str, String)],
+    trigger: &str,
+    format: &str,
+) -> PathBuf {
+    let mut text = format!(
+        r#"[watcher]
+state_dir = "state"
+output_dir = "configs"
+listen = "127.0.0.1:0"
+batch_window = "0s"
+
+[output]
+format = "{format}"
+
+[trigger]
+retry_base_delay = "0s"
+retry_max_delay = "0s"
+follow_interval = "0s"
+wait_timeout = "60s"
+{trigger}
+"#
+    );
+    for (name, feed) in authors {
+        text.push_str(&format!(
+            "\n[[authors]]\nname = \"{name}\"\nfeeds = [\"{feed}\"]\n"
+        ));
+    }
+    let path = dir.join("watcher.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `[trigger]` lines for the embedded runner with `chain` from `chains`.
+pub fn embedded(chains: &Path, chain: &str) -> String {
+    format!(
+        "kind = \"embedded\"\npipeline = \"{chain}\"\nchains_dir = \"{}\"\nshutdown_grace = \"10s\"",
+        chains.display()
+    )
+}
+
+/// One `once --all` pass, waiting for the runs it started when the runner is embedded, then
+/// shutting the watcher down (as the CLI does).
+pub async fn pass(
+    config: &Path,
+) -> (
+    PassReport,
+    Vec<(String, Result<trigger_client::RunStatus, String>)>,
+) {
+    let config = watcher::config::Config::load(config).unwrap();
+    let embedded = config.trigger.embedded.is_some();
+    let w = Watcher::open(config).unwrap();
+    let all = OnceOptions {
+        all: true,
+        ..OnceOptions::default()
+    };
+    let report = w.once(all, |_, _, _| {}).await.unwrap();
+    let runs = if embedded {
+        w.wait_for_runs(&report, std::time::Duration::from_secs(60), |_, _| {})
+            .await
+            .unwrap()
+    } else {
+        Vec::new()
+    };
+    w.shutdown().await.unwrap();
+    (report, runs)
+}
+
+pub fn status(config: &Path) -> watcher::status::StatusReport {
+    let config = watcher::config::Config::load(config).unwrap();
+    Watcher::inspect(config).unwrap().status().unwrap()
+}
+
+/// What the demo chain's first stage read, for the run `pipelines:<id>`.
+pub fn config_seen(runner_state: &Path, run: &str) -> serde_json::Value {
+    let id = run.strip_prefix("pipelines:").unwrap();
+    let path = runner_state
+        .join("runs")
+        .join(id)
+        .join("outputs/config_seen.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
