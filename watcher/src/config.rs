@@ -777,10 +777,28 @@ pub fn parse_source_url(text: &str) -> Result<Url, String> {
             "expected an http(s) URL, got scheme `{}` in `{text}`",
             url.scheme()
         )),
+        Err(url::ParseError::RelativeUrlWithoutBase)
+            if Url::parse(&format!("https://{}", text.trim())).is_ok() =>
+        {
+            Err(format!(
+                "expected an absolute http(s) URL, got `{text}`; did you mean `https://{}`?",
+                text.trim()
+            ))
+        }
         Err(e) => Err(format!(
             "expected an absolute http(s) URL, got `{text}` ({e})"
         )),
     }
+}
+
+/// The candidate closest to `word` (a likely typo), if any is close enough.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
 }
 
 #[cfg(test)]

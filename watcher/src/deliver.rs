@@ -23,19 +23,22 @@ pub fn validate_target(table: &toml::Table) -> Result<(), String> {
         })
         .collect();
     if !unknown.is_empty() {
+        let known: Vec<&str> = TargetConfig::KEYS
+            .iter()
+            .chain(WATCHER_TRIGGER_KEYS)
+            .copied()
+            .collect();
+        let described: Vec<String> = unknown
+            .iter()
+            .map(|k| match crate::config::closest(k, &known) {
+                Some(close) => format!("`{k}` (did you mean `{close}`?)"),
+                None => format!("`{k}`"),
+            })
+            .collect();
         return Err(format!(
             "unknown key(s) {}; expected one of {}",
-            unknown
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            TargetConfig::KEYS
-                .iter()
-                .chain(WATCHER_TRIGGER_KEYS)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(", ")
+            described.join(", "),
+            known.join(", ")
         ));
     }
     if target.url.is_none() {
