@@ -94,3 +94,46 @@ pub fn client(target: &TargetConfig) -> Client {
         .with_retry(RetryPolicy::immediate(4))
         .with_poll_interval(std::time::Duration::from_millis(10))
 }
+
+/// The value of `var`, which names a real engine started by `scripts/engines/*.sh`. Unset means
+/// no engine: the test prints a note and should pass, except under `CI=true`, where a missing
+/// engine is a failure.
+pub fn real_engine(var: &str, test: &str, script: &str) -> Option<String> {
+    use std::io::Write;
+    if let Some(value) = std::env::var(var).ok().filter(|value| !value.is_empty()) {
+        return Some(value);
+    }
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("CI=true but {var} is not set: run this test under `{script} run -- ...`");
+    }
+    // Straight to the process's stderr: libtest captures only the print macros.
+    let _ = writeln!(
+        std::io::stderr(),
+        "note: skipping {test}: {var} is not set (start the engine with {script})"
+    );
+    None
+}
+
+/// Runs the `trigger-client` binary.
+pub async fn trigger_client_bin(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_trigger-client"))
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+}
+
+/// A key no earlier test run used.
+pub fn unique_key(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("it-{name}-{nanos}")
+}
+
+/// The digital_data_etl-shaped config fixture.
+pub fn etl_fixture() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/digital_data_etl_paul_iusztin.yaml")
+}

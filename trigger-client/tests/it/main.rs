@@ -6,6 +6,7 @@ mod cli;
 mod helpers;
 mod pipelines;
 mod prefect;
+mod real_airflow;
 mod real_prefect;
 mod webhook;
 mod zenml;

@@ -8,13 +8,14 @@
 //! TRIGGER_PREFECT_OUTPUT_DIR); without it they print a note and pass, except under CI=true,
 //! where a missing engine is a failure.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use trigger_client::{Client, Error, Kind, RetryPolicy, RunRequest, RunState, TargetConfig};
 use url::Url;
+
+use crate::helpers::{etl_fixture, real_engine, trigger_client_bin, unique_key};
 
 struct Engine {
     url: Url,
@@ -24,19 +25,7 @@ struct Engine {
 
 /// The running engine, or `None` (with a note) when there is none and CI is not set.
 fn engine(test: &str) -> Option<Engine> {
-    let Ok(url) = std::env::var("PREFECT_API_URL") else {
-        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-            panic!(
-                "CI=true but PREFECT_API_URL is not set: run this test under `scripts/engines/prefect.sh run -- ...`"
-            );
-        }
-        // Straight to the process's stderr: libtest captures only the print macros.
-        let _ = writeln!(
-            std::io::stderr(),
-            "note: skipping {test}: PREFECT_API_URL is not set (start a server with scripts/engines/prefect.sh)"
-        );
-        return None;
-    };
+    let url = real_engine("PREFECT_API_URL", test, "scripts/engines/prefect.sh")?;
     Some(Engine {
         url: Url::parse(&url).expect("PREFECT_API_URL is a URL"),
         auth: std::env::var("PREFECT_API_AUTH_STRING")
@@ -67,26 +56,6 @@ impl Engine {
     }
 }
 
-fn unique_key(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("it-{name}-{nanos}")
-}
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/digital_data_etl_paul_iusztin.yaml")
-}
-
-async fn cli(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_trigger-client"))
-        .args(args)
-        .output()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 #[ignore = "needs a real Prefect server: scripts/engines/prefect.sh run -- cargo test ... -- --ignored"]
 async fn real_prefect_cli_run_wait_completes_with_the_configs_parameters() {
@@ -96,7 +65,7 @@ async fn real_prefect_cli_run_wait_completes_with_the_configs_parameters() {
     };
     let url = engine.url.to_string();
     let key = unique_key("etl");
-    let config_path = fixture();
+    let config_path = etl_fixture();
     let mut args = vec![
         "run",
         "--kind",
@@ -118,14 +87,14 @@ async fn real_prefect_cli_run_wait_completes_with_the_configs_parameters() {
     if engine.auth.is_some() {
         args.extend(["--auth-string-env", "PREFECT_API_AUTH_STRING"]);
     }
-    let output = cli(&args).await;
+    let output = trigger_client_bin(&args).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
     let result: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(result["state"], "succeeded", "{result}");
     assert_eq!(result["raw_state"], "COMPLETED", "{result}");
 
-    let config = RunRequest::config_from_file(&fixture()).unwrap();
+    let config = RunRequest::config_from_file(&etl_fixture()).unwrap();
     let id = result["id"].as_str().unwrap();
     let Some(dir) = engine.output_dir else {
         eprintln!(
@@ -150,7 +119,7 @@ async fn real_prefect_repeated_key_returns_the_same_run() {
     };
     let client = engine.client();
     let mut req = RunRequest::new("digital_data_etl/ci", unique_key("repeat"));
-    req.config = RunRequest::config_from_file(&fixture()).unwrap();
+    req.config = RunRequest::config_from_file(&etl_fixture()).unwrap();
     let first = client.trigger(&req).await.unwrap();
     let again = client.trigger(&req).await.unwrap();
     assert_eq!(
@@ -189,7 +158,7 @@ async fn real_prefect_failing_flow_exits_1_with_the_engines_message() {
     if engine.auth.is_some() {
         args.extend(["--auth-string-env", "PREFECT_API_AUTH_STRING"]);
     }
-    let output = cli(&args).await;
+    let output = trigger_client_bin(&args).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
     assert!(
