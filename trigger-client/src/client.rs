@@ -127,7 +127,8 @@ impl Client {
 
     /// Polls until the run is terminal or `timeout` passes, calling `on_change` with the first
     /// status and with every change. A run that ends failed or cancelled is `Ok` here: look at
-    /// the returned state.
+    /// the returned state. An engine that stops answering for a while (each poll already
+    /// retried) is waited out until the deadline; other errors end the wait at once.
     pub async fn wait(
         &self,
         run: &RunHandle,
@@ -137,7 +138,19 @@ impl Client {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last: Option<RunStatus> = None;
         loop {
-            let status = self.status(run).await?;
+            let status = match self.status(run).await {
+                Ok(status) => status,
+                Err(err) if outage(&err) && tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(run = %run, reason = %err, "cannot read the run's state; still waiting");
+                    tokio::time::sleep(
+                        self.poll_interval
+                            .min(deadline - tokio::time::Instant::now()),
+                    )
+                    .await;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             if last.as_ref() != Some(&status) {
                 tracing::info!(run = %run, state = %status.state, raw_state = %status.raw_state, "run state");
                 on_change(&status);
@@ -193,6 +206,11 @@ impl Client {
             ),
         })
     }
+}
+
+/// True for errors that mean "the engine is unreachable for now", not "the answer is no".
+fn outage(err: &Error) -> bool {
+    err.is_transient() || matches!(err, Error::Exhausted { .. })
 }
 
 /// The transport: one `reqwest::Client`, the retry policy, and the engine kind for messages.

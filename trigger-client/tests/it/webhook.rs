@@ -384,3 +384,36 @@ async fn secrets_never_reach_errors_or_debug() {
     }
     assert!(err.to_string().contains("check or renew"), "{err}");
 }
+
+#[tokio::test]
+async fn wait_outlasts_an_engine_that_stops_answering_for_a_while() {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let router = Router::new()
+        .route(
+            "/runs/{id}",
+            get(|State(polls): State<Arc<AtomicUsize>>| async move {
+                match polls.fetch_add(1, Ordering::SeqCst) {
+                    0 => (StatusCode::OK, axum::Json(json!({"status": "running"}))).into_response(),
+                    1..=3 => (StatusCode::BAD_GATEWAY, "restarting").into_response(),
+                    _ => {
+                        (StatusCode::OK, axum::Json(json!({"status": "succeeded"}))).into_response()
+                    }
+                }
+            }),
+        )
+        .with_state(polls.clone());
+    let base = spawn(router).await;
+    let mut target = target(Kind::Webhook, &base, "hook");
+    target.status_url = Some(format!("{base}runs/{{id}}"));
+    let client = client(&target).with_retry(RetryPolicy::immediate(1));
+    let status = client
+        .wait(
+            &"webhook:b".parse().unwrap(),
+            Duration::from_secs(5),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.state, RunState::Succeeded);
+    assert_eq!(polls.load(Ordering::SeqCst), 5);
+}
