@@ -85,7 +85,18 @@ impl State {
     /// Opens (or creates) the database in `dir`; fails with [`StateError::Locked`] if another
     /// process has it open.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        let db = sled::Config::new().path(dir).open().map_err(|source| {
+        // A store this process just closed keeps sled's lock until its background flusher
+        // stops, within moments; a lock still taken after a short wait is another process's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let mut opened = sled::Config::new().path(dir).open();
+        while let Err(e) = &opened
+            && e.to_string().contains("could not acquire lock")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            opened = sled::Config::new().path(dir).open();
+        }
+        let db = opened.map_err(|source| {
             if source.to_string().contains("could not acquire lock") {
                 StateError::Locked {
                     path: dir.to_owned(),

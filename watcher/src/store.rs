@@ -235,10 +235,7 @@ impl Store {
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         let lock = acquire_lock(dir)?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_sled(&dir.join("db"))?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             Some(v) => {
@@ -430,6 +427,30 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
         Ok(())
+    }
+}
+
+/// Opens sled. We hold the state dir's lock, so no other live watcher uses it; a sled lock that
+/// is still taken belongs to a store this process (or one that just exited) is closing, whose
+/// background flusher lets go within moments: wait for it, briefly.
+fn open_sled(path: &Path) -> Result<sled::Db, StoreError> {
+    let mut wait = std::time::Duration::from_millis(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(std::time::Duration::from_millis(200));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 
