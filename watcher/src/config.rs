@@ -254,8 +254,7 @@ pub struct Author {
 }
 
 /// A string or a list of strings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Default)]
 pub enum OneOrMany {
     #[default]
     None,
@@ -273,53 +272,82 @@ impl OneOrMany {
     }
 }
 
-/// Per-source schedule overrides.
+/// A source given as a table: its URL, schedule overrides, and the keys of its kind.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SourceTable<Extra> {
+pub struct SourceTable {
     pub url: String,
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
     #[serde(default)]
     pub cron: Option<String>,
-    #[serde(flatten)]
-    pub extra: Extra,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct NoExtra {}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct SiteExtra {
+    /// `sites`: the CSS selector of article links (none: discover the site's feed).
     #[serde(default)]
     pub selector: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct SitemapExtra {
+    /// `sitemaps`: keep only URLs whose path contains this.
     #[serde(default)]
     pub include: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum Spec<Extra> {
+/// A source: a URL, or a table `{ url, ... }`.
+#[derive(Debug, Clone)]
+pub enum Spec {
     Url(String),
-    Table(SourceTable<Extra>),
+    Table(SourceTable),
 }
 
-pub type FeedSpec = Spec<NoExtra>;
-pub type SiteSpec = Spec<SiteExtra>;
-pub type SitemapSpec = Spec<SitemapExtra>;
+// Hand-written instead of `#[serde(untagged)]`, whose only error is "did not match any variant":
+// a typo inside a source table must be named.
+impl<'de> Deserialize<'de> for Spec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(url) => Ok(Spec::Url(url)),
+            toml::Value::Table(t) => SourceTable::deserialize(toml::Value::Table(t))
+                .map(Spec::Table)
+                .map_err(|e| D::Error::custom(e.message().trim())),
+            other => Err(D::Error::custom(format!(
+                "expected a URL string or a table {{ url = \"...\" }}, got {}",
+                other.type_str()
+            ))),
+        }
+    }
+}
 
-impl<Extra: Default + Clone> Spec<Extra> {
-    pub fn table(&self) -> SourceTable<Extra> {
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(one) => Ok(OneOrMany::One(one)),
+            toml::Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => Ok(s),
+                    other => Err(D::Error::custom(format!(
+                        "expected a list of strings, found {}",
+                        other.type_str()
+                    ))),
+                })
+                .collect::<Result<_, _>>()
+                .map(OneOrMany::Many),
+            other => Err(D::Error::custom(format!(
+                "expected a string or a list of strings, got {}",
+                other.type_str()
+            ))),
+        }
+    }
+}
+
+pub type FeedSpec = Spec;
+pub type SiteSpec = Spec;
+pub type SitemapSpec = Spec;
+
+impl Spec {
+    pub fn table(&self) -> SourceTable {
         match self {
             Spec::Url(url) => SourceTable {
                 url: url.clone(),
-                interval: None,
-                cron: None,
-                extra: Extra::default(),
+                ..SourceTable::default()
             },
             Spec::Table(t) => t.clone(),
         }
@@ -383,7 +411,7 @@ impl Config {
             }
             for site in &a.sites {
                 let t = site.table();
-                let kind = match t.extra.selector {
+                let kind = match t.selector {
                     Some(selector) => SourceKind::Page { selector },
                     None => SourceKind::Discover,
                 };
@@ -393,9 +421,7 @@ impl Config {
                 let t = sm.table();
                 push(
                     t.url,
-                    SourceKind::Sitemap {
-                        include: t.extra.include,
-                    },
+                    SourceKind::Sitemap { include: t.include },
                     t.interval,
                     t.cron,
                 );
@@ -571,6 +597,36 @@ impl Config {
         if watcher.per_host == 0 {
             problems.push(problem("watcher.per_host", "expected at least 1"));
         }
+        if watcher.failing_after == 0 {
+            problems.push(problem("watcher.failing_after", "expected at least 1"));
+        }
+        if watcher.max_interval > Duration::from_secs(7 * 24 * 3600) {
+            problems.push(problem(
+                "watcher.max_interval",
+                "expected at most 7d, so that no source is silently disabled",
+            ));
+        }
+        if !watcher.listen.ip().is_loopback() {
+            problems.push(problem(
+                "watcher.listen",
+                format!(
+                    "`{}` is not a loopback address; the status endpoint has no authentication, so it only listens on 127.0.0.1 or ::1",
+                    watcher.listen
+                ),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for src in probe.sources() {
+            if !seen.insert((
+                src.author.clone(),
+                src.url.trim_end_matches('/').to_string(),
+            )) {
+                problems.push(problem(
+                    format!("authors `{}`", src.author),
+                    format!("`{}` is listed twice (a shortcut and a URL can name the same feed); keep one", src.url),
+                ));
+            }
+        }
         if watcher.interval.is_zero() {
             problems.push(problem(
                 "watcher.interval",
@@ -663,6 +719,22 @@ fn validate_trigger(
     })
 }
 
+/// `selector` belongs to `sites`, `include` to `sitemaps`.
+fn misplaced(problems: &mut Vec<ConfigProblem>, key: String, t: &SourceTable, list: &str) {
+    if t.selector.is_some() && list != "sites" {
+        problems.push(problem(
+            format!("{key}.selector"),
+            format!("`selector` is a key of `sites`, not of `{list}`"),
+        ));
+    }
+    if t.include.is_some() && list != "sitemaps" {
+        problems.push(problem(
+            format!("{key}.include"),
+            format!("`include` is a key of `sitemaps`, not of `{list}`"),
+        ));
+    }
+}
+
 fn validate_authors(
     config_sources: &[SourceConfig],
     authors: &[Author],
@@ -723,16 +795,18 @@ fn validate_authors(
                 &t.url,
                 t.cron.as_ref(),
             );
+            misplaced(problems, format!("authors[{i}].feeds[{j}]"), &t, "feeds");
         }
         for (j, f) in author.sites.iter().enumerate() {
             let t = f.table();
+            misplaced(problems, format!("authors[{i}].sites[{j}]"), &t, "sites");
             check(
                 problems,
                 format!("authors[{i}].sites[{j}]"),
                 &t.url,
                 t.cron.as_ref(),
             );
-            if let Some(sel) = &t.extra.selector
+            if let Some(sel) = &t.selector
                 && let Err(message) = crate::sites::validate_selector(sel)
             {
                 problems.push(problem(
@@ -743,6 +817,12 @@ fn validate_authors(
         }
         for (j, f) in author.sitemaps.iter().enumerate() {
             let t = f.table();
+            misplaced(
+                problems,
+                format!("authors[{i}].sitemaps[{j}]"),
+                &t,
+                "sitemaps",
+            );
             check(
                 problems,
                 format!("authors[{i}].sitemaps[{j}]"),
@@ -864,6 +944,39 @@ name = "a"
             err.to_string()
                 .contains("w.toml: authors[0].feeds[0]: expected an http(s) URL")
         );
+    }
+
+    #[test]
+    fn typos_inside_source_tables_are_named() {
+        let text = GOOD.replace(
+            "feeds = [\"https://decodingml.substack.com/feed\"]",
+            "feeds = [{ url = \"https://a.example/feed\", intervall = \"1h\" }]",
+        );
+        let err = Config::parse(Path::new("w.toml"), &text).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `intervall`"),
+            "{err}"
+        );
+        let text = GOOD.replace(
+            "feeds = [\"https://decodingml.substack.com/feed\"]",
+            "feeds = [{ url = \"https://a.example/feed\", selector = \"a\" }]\nsubstack = \"decodingml\"",
+        );
+        let err = Config::parse(Path::new("w.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`selector` is a key of `sites`"), "{err}");
+    }
+
+    #[test]
+    fn the_same_feed_twice_is_refused() {
+        let text = GOOD.replace(
+            "feeds = [\"https://decodingml.substack.com/feed\"]",
+            "feeds = [\"https://decodingml.substack.com/feed\"]\nsubstack = \"decodingml\"",
+        );
+        let err = Config::parse(Path::new("w.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is listed twice"), "{err}");
     }
 
     #[test]

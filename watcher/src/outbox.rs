@@ -17,11 +17,17 @@ use crate::deliver::Deliverer;
 use crate::emit;
 use crate::store::{Delivery, DeliveryItem, DeliveryState, StagedItem, Store, StoreError};
 
-/// sha256 over the format, the authors and the sorted (source, item id) pairs; 16 hex chars.
+/// sha256 over the format and the sorted (author, source, item id, content hash) of its items;
+/// 16 hex chars. The content hash makes an updated article (`trigger_on_update`) a new batch.
 pub fn batch_id(format: OutputFormat, items: &[StagedItem]) -> String {
     let mut keys: Vec<String> = items
         .iter()
-        .map(|s| format!("{}\u{1f}{}\u{1f}{}", s.author, s.source, s.item.id))
+        .map(|s| {
+            format!(
+                "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+                s.author, s.source, s.item.id, s.item.content_hash
+            )
+        })
         .collect();
     keys.sort();
     keys.dedup();
@@ -105,7 +111,11 @@ pub async fn form_batches(
         }
         let (keys, items): (Vec<u64>, Vec<StagedItem>) = group.into_iter().unzip();
         let delivery = new_delivery(batching.format, batching.output_dir, &items, now);
-        if store.form_batch(&keys, &delivery).await? {
+        let added = store.form_batch(&keys, &delivery).await?;
+        if !added {
+            // Only a batch rebuilt after a crash (the same items) is already in the outbox.
+            info!(batch = %delivery.batch_id, "batch already in the outbox; not added twice");
+        } else {
             info!(
                 batch = %delivery.batch_id,
                 authors = ?delivery.authors,
@@ -321,7 +331,12 @@ pub async fn redeliver(store: &Store, batch: &str) -> Result<Delivery, Redeliver
             what,
         });
     }
-    d.redeliveries += 1;
+    // A delivery that failed to send may still have reached the engine: keep its key, so the
+    // engine answers with that run instead of starting a second. Only a run that ended badly
+    // needs a new key.
+    if run_ended_badly {
+        d.redeliveries += 1;
+    }
     d.state = DeliveryState::Pending;
     d.attempts = 0;
     d.next_attempt_at = Utc::now();

@@ -110,12 +110,10 @@ pub async fn poll_source(
                 .into_iter()
                 .flatten()
                 .max_by_key(|(d, _)| *d);
+            let adaptive = state.adaptive_secs.map(std::time::Duration::from_secs);
             (
                 PollOutcome::NotModified,
-                schedule::Outcome::Ok {
-                    ttl,
-                    adaptive: None,
-                },
+                schedule::Outcome::Ok { ttl, adaptive },
             )
         }
         Ok((response_headers, Some((read, validators)))) => {
@@ -139,10 +137,9 @@ pub async fn poll_source(
             }
             state.identity_mode = identified.mode;
             state.identity_version = IDENTITY_VERSION;
-            let sched = schedule::Outcome::Ok {
-                ttl,
-                adaptive: schedule::adaptive_interval(&dates),
-            };
+            let adaptive = schedule::adaptive_interval(&dates);
+            state.adaptive_secs = adaptive.map(|d| d.as_secs());
+            let sched = schedule::Outcome::Ok { ttl, adaptive };
             let next = schedule::next_wait(policy, &sched, Utc::now(), &mut rand::rng());
             return record(store, source, state, key, identified.items, next, opts).await;
         }
@@ -250,6 +247,12 @@ async fn record(
         if opts.trigger_on_update {
             stage.extend(d.updated.iter().cloned());
         }
+        // The pipelines crawl links: an item without one is recorded, never delivered.
+        let before = stage.len();
+        stage.retain(|i| i.canonical_url.is_some());
+        if stage.len() < before {
+            warn!(url = %source.url, items = before - stage.len(), "new item(s) without a link: recorded, not delivered");
+        }
         state.last_result = Some(format!(
             "ok: {} new, {} updated",
             d.new.len(),
@@ -308,12 +311,7 @@ async fn fetch_items(
         }
     };
     let resp = fetcher.get(url, &validators).await?;
-    if let Some(moved) = &resp.moved_to
-        && state.discovered_feed.is_none()
-    {
-        warn!(from = %url, to = %moved, "source moved permanently: polling the new URL from now on (update the config)");
-        state.current_url = Some(moved.to_string());
-    }
+    let moved_to = resp.moved_to.clone();
     let headers = resp.headers().clone();
     let fetched = match resp.outcome {
         FetchOutcome::NotModified { .. } => return Ok((headers, None)),
@@ -346,6 +344,14 @@ async fn fetch_items(
             return Ok((feed.headers.clone(), Some((read_feed(&feed)?, validators))));
         }
     };
+    // Follow a permanent move only once the new place answered with something readable (not a
+    // parking page for a lapsed domain).
+    if let Some(moved) = moved_to
+        && state.discovered_feed.is_none()
+    {
+        warn!(from = %url, to = %moved, "source moved permanently: polling the new URL from now on (update the config)");
+        state.current_url = Some(moved.to_string());
+    }
     Ok((headers, Some((read, validators))))
 }
 

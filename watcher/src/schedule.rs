@@ -78,6 +78,8 @@ pub fn next_wait(
         }
         (policy.interval, "interval".into())
     };
+    // What jitter may never go below: the server's own numbers and min_interval.
+    let mut floor = policy.min_interval;
     let (wait, reason, jitter) = match result {
         Outcome::Ok { ttl, adaptive } => {
             let (mut wait, mut reason) = base(policy);
@@ -96,9 +98,13 @@ pub fn next_wait(
                 reason = (*what).to_string();
                 jitter = false;
             }
+            if let Some((ttl, _)) = ttl {
+                floor = floor.max(*ttl);
+            }
             (wait, reason, jitter)
         }
         Outcome::Throttled { retry_after } => {
+            floor = floor.max(*retry_after);
             let (wait, reason) = base(policy);
             if *retry_after > wait {
                 (*retry_after, "Retry-After".to_string(), false)
@@ -119,7 +125,7 @@ pub fn next_wait(
     let mut wait = wait.min(policy.max_interval);
     if jitter && policy.jitter > 0.0 {
         let f = rng.random_range(1.0 - policy.jitter..=1.0 + policy.jitter);
-        wait = wait.mul_f64(f).min(policy.max_interval);
+        wait = wait.mul_f64(f).max(floor).min(policy.max_interval);
     }
     let capped = if capped {
         format!("{reason}, capped at max_interval")
@@ -264,6 +270,20 @@ mod tests {
         assert!(waits.iter().all(|w| (900..=1100).contains(w)));
         let distinct: std::collections::HashSet<_> = waits.iter().collect();
         assert!(distinct.len() > 50, "{} distinct waits", distinct.len());
+    }
+
+    #[test]
+    fn jitter_never_undercuts_retry_after_or_min_interval() {
+        let mut p = policy();
+        p.jitter = 0.5;
+        let mut r = rng();
+        for _ in 0..1000 {
+            let ra = Outcome::Throttled {
+                retry_after: Duration::from_secs(60),
+            };
+            assert!(next_wait(&p, &ra, Utc::now(), &mut r).wait >= Duration::from_secs(60));
+            assert!(next_wait(&p, &ok(), Utc::now(), &mut r).wait >= p.min_interval);
+        }
     }
 
     #[test]

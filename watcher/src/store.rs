@@ -78,6 +78,8 @@ pub struct SourceState {
     pub sitemap_index: bool,
     /// The feed's own `<ttl>` (seconds), remembered for polls that get a 304.
     pub feed_ttl_secs: Option<u64>,
+    /// The interval the author's publishing frequency suggests (seconds), remembered for 304s.
+    pub adaptive_secs: Option<u64>,
 }
 
 /// One known item (kept forever, also after it drops off the feed).
@@ -322,6 +324,21 @@ impl Store {
         (&self.sources, &self.items, &self.urls, &self.staged)
             .transaction(|(sources, items, urls, staged)| {
                 let mut state = commit.state.clone();
+                // An article another source of this author recorded since our diff (two sources
+                // for one blog, polled at once) is not staged twice.
+                let mut to_stage = Vec::with_capacity(commit.stage.len());
+                for st in &commit.stage {
+                    let mine = item_key(&commit.source_key, &st.item.id);
+                    let elsewhere = match &st.item.canonical_url {
+                        Some(url) if !st.item.link_shared => urls
+                            .get(url_key(&author, url))?
+                            .is_some_and(|owner| owner.as_ref() != mine.as_slice()),
+                        _ => false,
+                    };
+                    if !elsewhere {
+                        to_stage.push(st);
+                    }
+                }
                 for item in &commit.record {
                     let key = item_key(&commit.source_key, &item.id);
                     let first_seen = match items.get(&key)? {
@@ -342,12 +359,12 @@ impl Store {
                         first_seen,
                         content_hash: item.content_hash.clone(),
                     };
-                    items.insert(key, to_json(&rec))?;
+                    items.insert(key.as_slice(), to_json(&rec))?;
                     if let Some(url) = &item.canonical_url {
-                        urls.insert(url_key(&author, url), item.id.as_bytes())?;
+                        urls.insert(url_key(&author, url), key.as_slice())?;
                     }
                 }
-                for s in &commit.stage {
+                for s in to_stage {
                     let seq = staged.generate_id()?;
                     staged.insert(&seq.to_be_bytes(), to_json(s))?;
                 }
@@ -355,7 +372,14 @@ impl Store {
                 Ok(())
             })
             .map_err(tx_err)?;
-        self.flush().await
+        // Staged items owe a delivery: durable before anything is sent. Recorded items and
+        // validators alone may wait for sled's background flush (a crash then means one
+        // refetch, never a lost article), which spares an fsync per poll.
+        if commit.stage.is_empty() {
+            Ok(())
+        } else {
+            self.flush().await
+        }
     }
 
     /// Staged items, oldest first, with their keys.
@@ -439,7 +463,7 @@ fn open_sled(path: &Path) -> Result<sled::Db, StoreError> {
     loop {
         match sled::Config::new()
             .path(path)
-            .mode(sled::Mode::HighThroughput)
+            .mode(sled::Mode::LowSpace)
             .open()
         {
             Err(sled::Error::Io(e))

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod bench;
 mod crash;
 mod daemon;
 mod delivery;
