@@ -45,7 +45,7 @@ async fn bench_passes_over_a_thousand_sources() {
         );
     std::fs::write(&cfg, text).unwrap();
 
-    let mut timed = |label: &str, t: Instant, polls: usize| {
+    let timed = |label: &str, t: Instant, polls: usize| {
         let secs = t.elapsed().as_secs_f64();
         println!(
             "{label:<34} {secs:>6.2} s  {:>7.0} sources/s  peak RSS {:>6.1} MiB",
