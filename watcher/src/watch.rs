@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -31,6 +31,9 @@ use crate::store::{Store, StoreError};
 
 /// How often the daemon looks for due sources and deliveries when nothing is due sooner.
 const TICK: Duration = Duration::from_secs(1);
+
+/// At shutdown, how long a delivery in flight may take before it is cut off.
+const DELIVERY_DRAIN: Duration = Duration::from_secs(20);
 
 /// Options of one pass.
 #[derive(Debug, Clone, Copy, Default)]
@@ -230,17 +233,46 @@ impl Watcher {
         source: &SourceConfig,
         opts: PollOptions,
     ) -> Result<PollReport, StoreError> {
-        let _permits = self.limits.acquire(&source.host()).await;
+        let never = CancellationToken::new();
+        self.poll_unless(source, opts, &never)
+            .await
+            .expect("never cancelled")
+    }
+
+    /// Polls one source within the limits, unless `cancel` fires while it waits for a slot
+    /// (`None`). The per-host slot is taken for the host actually polled (after a permanent
+    /// redirect, or the feed autodiscovery found).
+    async fn poll_unless(
+        &self,
+        source: &SourceConfig,
+        opts: PollOptions,
+        cancel: &CancellationToken,
+    ) -> Option<Result<PollReport, StoreError>> {
+        let host = match self.store.source(&source.key()) {
+            Ok(Some(state)) => state
+                .current_url
+                .or(state.discovered_feed)
+                .and_then(|u| url::Url::parse(&u).ok())
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .unwrap_or_else(|| source.host()),
+            _ => source.host(),
+        };
+        let _permits = tokio::select! {
+            _ = cancel.cancelled() => return None,
+            permits = self.limits.acquire(&host) => permits,
+        };
         let policy = source.policy(&self.config.watcher);
-        poll_source(
-            &self.store,
-            &self.fetcher,
-            &self.canon,
-            source,
-            &policy,
-            opts,
+        Some(
+            poll_source(
+                &self.store,
+                &self.fetcher,
+                &self.canon,
+                source,
+                &policy,
+                opts,
+            )
+            .await,
         )
-        .await
     }
 
     /// One pass: polls every source that is due (every one with `all`), groups what it found
@@ -399,6 +431,8 @@ impl Watcher {
         let (done_tx, mut done_rx) =
             tokio::sync::mpsc::unbounded_channel::<(String, Option<Duration>)>();
         let poll_opts = this.poll_options(false, false);
+        let mut delivering: Option<tokio::task::JoinHandle<()>> = None;
+        let mut next_delivery = Instant::now();
         loop {
             let now = Instant::now();
             for source in &sources {
@@ -408,17 +442,41 @@ impl Watcher {
                 }
                 // Absent from `due` while it is being polled.
                 due.remove(&key);
-                let (this, source, done_tx) = (this.clone(), source.clone(), done_tx.clone());
+                let (this, source, done_tx, cancel) = (
+                    this.clone(),
+                    source.clone(),
+                    done_tx.clone(),
+                    cancel.clone(),
+                );
                 tracker.spawn(async move {
-                    let next = this.poll_in_daemon(&source, poll_opts).await;
+                    let poll = std::panic::AssertUnwindSafe(
+                        this.poll_in_daemon(&source, poll_opts, &cancel),
+                    );
+                    let next = match poll.catch_unwind().await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            error!(source = %source.url, "poll panicked; polling it again after its interval");
+                            Some(source.interval)
+                        }
+                    };
                     let _ = done_tx.send((source.key(), next));
                 });
             }
-            if let Err(e) = this
-                .batch_and_deliver(Some(this.config.watcher.batch_window))
-                .await
+            // Deliveries run beside polling, one pass at a time, so a slow engine delays
+            // neither polls nor shutdown.
+            if delivering.as_ref().is_none_or(|d| d.is_finished())
+                && Instant::now() >= next_delivery
             {
-                error!(error = %crate::error::one_line(&e), "delivery pass failed");
+                next_delivery = Instant::now() + TICK;
+                let this = this.clone();
+                delivering = Some(tokio::spawn(async move {
+                    if let Err(e) = this
+                        .batch_and_deliver(Some(this.config.watcher.batch_window))
+                        .await
+                    {
+                        error!(error = %crate::error::one_line(&e), "delivery pass failed");
+                    }
+                }));
             }
             let wake = due
                 .values()
@@ -436,9 +494,19 @@ impl Watcher {
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
-        info!("shutting down: waiting for in-flight polls");
+        info!("shutting down: waiting for in-flight polls and deliveries");
         tracker.close();
         tracker.wait().await;
+        if let Some(mut d) = delivering {
+            // A delivery cut off here is sent again, with the same key, on the next start.
+            if tokio::time::timeout(DELIVERY_DRAIN, &mut d).await.is_err() {
+                warn!(
+                    "a delivery is still in flight after {DELIVERY_DRAIN:?}; it is retried on the next start"
+                );
+                d.abort();
+                let _ = d.await;
+            }
+        }
         if let Err(e) = control.await {
             warn!(error = %e, "status endpoint task ended badly");
         }
@@ -472,8 +540,13 @@ impl Watcher {
     }
 
     /// One daemon poll; returns how long until the next one (`None`: never again).
-    async fn poll_in_daemon(&self, source: &SourceConfig, opts: PollOptions) -> Option<Duration> {
-        match self.poll(source, opts).await {
+    async fn poll_in_daemon(
+        &self,
+        source: &SourceConfig,
+        opts: PollOptions,
+        cancel: &CancellationToken,
+    ) -> Option<Duration> {
+        match self.poll_unless(source, opts, cancel).await? {
             Ok(report) => {
                 if let Ok(Some(s)) = self.store.source(&source.key())
                     && s.consecutive_failures == self.config.watcher.failing_after
