@@ -61,6 +61,9 @@ pub struct WatcherSettings {
     pub failing_after: u32,
     /// Poll authors who publish often more often (within min_interval..max_interval).
     pub adaptive: bool,
+    /// Done deliveries (whose run ended) are removed from the store after this long.
+    #[serde(with = "humantime_serde")]
+    pub keep_deliveries: Duration,
 }
 
 impl Default for WatcherSettings {
@@ -81,6 +84,7 @@ impl Default for WatcherSettings {
             jitter: 0.1,
             failing_after: 5,
             adaptive: false,
+            keep_deliveries: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

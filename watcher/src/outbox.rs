@@ -171,8 +171,12 @@ pub fn new_delivery(
         run_message: None,
         run_checked_at: None,
         redeliveries: 0,
+        run_errors: 0,
     }
 }
+
+/// Status failures in a row after which a followed run counts as lost (the engine forgot it).
+pub const LOST_AFTER: u32 = 20;
 
 /// Capped exponential backoff with ±20% jitter: `base × 2^(attempt-1)`, at most `max`.
 pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
@@ -276,8 +280,10 @@ pub async fn follow_runs(
         }
         let run = d.run.clone().unwrap_or_default();
         d.run_checked_at = Some(now);
+        let before = (d.run_state.clone(), d.run_message.clone(), d.run_errors);
         match deliverer.status(&run).await {
             Ok(Some(status)) => {
+                d.run_errors = 0;
                 let state = status.state.as_str().to_string();
                 if d.run_state.as_deref() != Some(state.as_str()) {
                     info!(batch = %d.batch_id, run_id = %run, state = %state, "run state changed");
@@ -293,10 +299,23 @@ pub async fn follow_runs(
             }
             Ok(None) => d.run_state = Some("untracked".into()),
             Err(e) => {
-                tracing::debug!(batch = %d.batch_id, run_id = %run, error = %e, "run status unavailable")
+                d.run_errors += 1;
+                tracing::debug!(batch = %d.batch_id, run_id = %run, error = %e, "run status unavailable");
+                if d.run_errors >= LOST_AFTER {
+                    warn!(batch = %d.batch_id, run_id = %run, error = %e, "run lost: the engine no longer reports it; `watcher redeliver` can start the batch again");
+                    d.run_state = Some("lost".into());
+                    d.run_message = Some(format!(
+                        "status unavailable {LOST_AFTER} times in a row: {e}"
+                    ));
+                }
             }
         }
-        store.put_delivery(seq, &d).await?;
+        // Only a change is worth a disk write now; the check time rides along lazily.
+        if before != (d.run_state.clone(), d.run_message.clone(), d.run_errors) {
+            store.put_delivery(seq, &d).await?;
+        } else {
+            store.put_delivery_lazy(seq, &d)?;
+        }
     }
     Ok(ended)
 }
@@ -319,7 +338,10 @@ pub async fn redeliver(store: &Store, batch: &str) -> Result<Delivery, Redeliver
     let (seq, mut d) = store
         .delivery_by_batch(batch)?
         .ok_or_else(|| RedeliverError::Unknown(batch.to_string()))?;
-    let run_ended_badly = matches!(d.run_state.as_deref(), Some("failed" | "cancelled"));
+    let run_ended_badly = matches!(
+        d.run_state.as_deref(),
+        Some("failed" | "cancelled" | "lost")
+    );
     if !(run_ended_badly || d.state == DeliveryState::Failed) {
         let what = match (&d.state, d.run_state.as_deref()) {
             (DeliveryState::Pending, _) => "still pending".to_string(),
@@ -494,6 +516,27 @@ mod tests {
         let merged = form_batches(&store, &guard, later).await.unwrap();
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].items.len(), 2, "what arrived meanwhile is merged");
+    }
+
+    #[tokio::test]
+    async fn pruned_deliveries_stay_known_as_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let items = [staged("A", "1")];
+        let mut d = new_delivery(OutputFormat::DigitalDataEtl, dir.path(), &items, Utc::now());
+        assert!(store.form_batch(&[], &d).await.unwrap());
+        let (seq, _) = store.deliveries().unwrap().remove(0);
+        d.state = DeliveryState::Done;
+        d.delivered_at = Some(Utc::now() - chrono::Duration::days(100));
+        d.run_state = Some("succeeded".into());
+        store.put_delivery(seq, &d).await.unwrap();
+        let cutoff = Utc::now() - chrono::Duration::days(90);
+        assert_eq!(store.prune_deliveries(cutoff).await.unwrap(), 1);
+        assert!(store.deliveries().unwrap().is_empty());
+        assert!(
+            !store.form_batch(&[], &d).await.unwrap(),
+            "its batch id is still known"
+        );
     }
 
     #[test]

@@ -145,6 +145,9 @@ pub struct Delivery {
     /// How often `watcher redeliver` started this batch again (each time with a new key).
     #[serde(default)]
     pub redeliveries: u32,
+    /// Consecutive failures to get the run's status; past a limit the run counts as lost.
+    #[serde(default)]
+    pub run_errors: u32,
 }
 
 impl Delivery {
@@ -164,7 +167,7 @@ impl Delivery {
             && self.run.is_some()
             && !matches!(
                 self.run_state.as_deref(),
-                Some("succeeded" | "failed" | "cancelled" | "untracked")
+                Some("succeeded" | "failed" | "cancelled" | "untracked" | "lost")
             )
     }
 }
@@ -420,15 +423,44 @@ impl Store {
     }
 
     /// Every delivery in the outbox, oldest first.
+    /// Every delivery in the outbox, oldest first. A record that cannot be read is skipped (and
+    /// reported once), so one bad record does not stop every delivery.
     pub fn deliveries(&self) -> Result<Vec<(u64, Delivery)>, StoreError> {
-        self.outbox
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
-                Ok((seq, from_json(&k, &v)?))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.outbox.iter() {
+            let (k, v) = kv?;
+            let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+            match from_json(&k, &v) {
+                Ok(d) => out.push((seq, d)),
+                Err(e) => report_corrupt(seq, &e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes done deliveries whose run ended (or is not followed) before `cutoff`. Their batch
+    /// ids stay known, so a batch rebuilt after a crash is still never added twice.
+    pub async fn prune_deliveries(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for (seq, d) in self.deliveries()? {
+            if d.state == DeliveryState::Done
+                && !d.run_open()
+                && d.delivered_at.is_some_and(|t| t < cutoff)
+            {
+                self.outbox.remove(seq.to_be_bytes())?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.flush().await?;
+        }
+        Ok(n)
+    }
+
+    /// Stores a delivery's new state without waiting for the disk (run-following bookkeeping).
+    pub fn put_delivery_lazy(&self, seq: u64, delivery: &Delivery) -> Result<(), StoreError> {
+        self.outbox.insert(seq.to_be_bytes(), to_json(delivery))?;
+        Ok(())
     }
 
     pub fn delivery_by_batch(&self, batch_id: &str) -> Result<Option<(u64, Delivery)>, StoreError> {
@@ -451,6 +483,16 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
         Ok(())
+    }
+}
+
+/// Logs an unreadable outbox record once per process.
+fn report_corrupt(seq: u64, e: &StoreError) {
+    static SEEN: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if !seen.contains(&seq) {
+        seen.push(seq);
+        tracing::error!(record = seq, error = %crate::error::one_line(e), "outbox record skipped: it cannot be read");
     }
 }
 

@@ -32,6 +32,9 @@ use crate::store::{Store, StoreError};
 /// How often the daemon looks for due sources and deliveries when nothing is due sooner.
 const TICK: Duration = Duration::from_secs(1);
 
+/// How often the daemon prunes old done deliveries.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// At shutdown, how long a delivery in flight may take before it is cut off.
 const DELIVERY_DRAIN: Duration = Duration::from_secs(20);
 
@@ -324,6 +327,7 @@ impl Watcher {
         }
         outbox::form_batches(&self.store, &self.batching(None), now).await?;
         report.deliveries = outbox::deliver_due(&self.store, self.deliverer(), Utc::now()).await?;
+        self.prune().await?;
         // One look at the runs earlier passes started (engines that report status).
         outbox::follow_runs(
             &self.store,
@@ -433,6 +437,7 @@ impl Watcher {
         let poll_opts = this.poll_options(false, false);
         let mut delivering: Option<tokio::task::JoinHandle<()>> = None;
         let mut next_delivery = Instant::now();
+        let mut next_prune = Instant::now();
         loop {
             let now = Instant::now();
             for source in &sources {
@@ -468,6 +473,12 @@ impl Watcher {
                 && Instant::now() >= next_delivery
             {
                 next_delivery = Instant::now() + TICK;
+                if Instant::now() >= next_prune {
+                    next_prune = Instant::now() + PRUNE_EVERY;
+                    if let Err(e) = this.prune().await {
+                        error!(error = %crate::error::one_line(&e), "pruning old deliveries failed");
+                    }
+                }
                 let this = this.clone();
                 delivering = Some(tokio::spawn(async move {
                     if let Err(e) = this
@@ -564,6 +575,17 @@ impl Watcher {
                 Some(self.config.watcher.interval)
             }
         }
+    }
+
+    /// Removes old done deliveries (`[watcher] keep_deliveries`).
+    async fn prune(&self) -> Result<(), StoreError> {
+        let keep = chrono::Duration::from_std(self.config.watcher.keep_deliveries)
+            .unwrap_or(chrono::Duration::MAX);
+        let n = self.store.prune_deliveries(Utc::now() - keep).await?;
+        if n > 0 {
+            info!(removed = n, "old done deliveries pruned");
+        }
+        Ok(())
     }
 
     async fn batch_and_deliver(&self, window: Option<Duration>) -> Result<(), StoreError> {
