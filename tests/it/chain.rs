@@ -306,3 +306,74 @@ run = ["python3", "-c", "import os, sys; sys.exit(0 if os.path.exists(sys.argv[1
         Some("succeeded")
     );
 }
+
+#[tokio::test]
+async fn the_daemon_lets_a_running_stage_finish_when_it_stops() {
+    let feeds = spawn_feeds().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ruben = corpus_feed(RUBEN);
+    feeds.publish("/ruben", ruben.clone());
+    let chains = dir.path().join("chains");
+    std::fs::create_dir_all(&chains).unwrap();
+    let (started, finished) = (dir.path().join("started"), dir.path().join("finished"));
+    std::fs::write(
+        chains.join("slow.toml"),
+        format!(
+            r#"name = "slow"
+[[stages]]
+name = "etl"
+run = ["python3", "-c", "import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); time.sleep(1.5); pathlib.Path(sys.argv[2]).touch()", "{}", "{}"]
+"#,
+            started.display(),
+            finished.display()
+        ),
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &[("Ruben Schade", feeds.url("/ruben"))],
+        &embedded(&chains, "slow"),
+        "digital_data_etl",
+    );
+    pass(&cfg).await;
+    feeds.publish(
+        "/ruben",
+        with_new_item(&ruben, "https://rubenerd.com/slow/"),
+    );
+    // Make the source due at once for the daemon.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "batch_window = \"0s\"",
+        "batch_window = \"0s\"\ninterval = \"1m\"\nmin_interval = \"1s\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let config = watcher::config::Config::load(&cfg).unwrap();
+    let w = watcher::watch::Watcher::open(config).unwrap();
+    // Force a poll now: the baseline scheduled the next one 1m out.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    w.once(
+        watcher::watch::OnceOptions {
+            all: true,
+            ..Default::default()
+        },
+        |_, _, _| {},
+    )
+    .await
+    .unwrap();
+    let daemon = tokio::spawn(w.run(listener, cancel.clone()));
+    for _ in 0..100 {
+        if started.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started.exists(), "the stage started");
+    assert!(!finished.exists());
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(30), daemon)
+        .await
+        .expect("the daemon stops")
+        .unwrap()
+        .unwrap();
+    assert!(finished.exists(), "the running stage was let finish");
+}
