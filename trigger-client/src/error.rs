@@ -175,7 +175,6 @@ impl Error {
             Error::Connect { .. }
             | Error::Timeout { .. }
             | Error::Transport { .. }
-            | Error::Protocol { .. }
             | Error::Exhausted { .. } => exit::UNREACHABLE,
             Error::Status { status, .. } if *status >= 500 => exit::UNREACHABLE,
             Error::Config { .. }
@@ -185,6 +184,8 @@ impl Error {
             | Error::Request { .. }
             | Error::Status { .. }
             | Error::Auth { .. }
+            // An answer we cannot read: most likely the wrong URL (not retried, so not "unreachable").
+            | Error::Protocol { .. }
             | Error::Unsupported { .. } => exit::USAGE,
         }
     }

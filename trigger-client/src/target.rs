@@ -105,7 +105,7 @@ impl<'de> Deserialize<'de> for AirflowApi {
 /// The `[trigger]` table. Unknown keys are ignored (the watcher keeps its own keys in the same
 /// table and deserializes it with `#[serde(flatten)]`); [`TargetConfig::KEYS`] lists ours, and
 /// [`TargetConfig::load_named`] warns about any other key.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct TargetConfig {
     /// Which engine: `webhook`, `pipelines`, `zenml`, `airflow` or `prefect`.
     pub kind: Kind,
@@ -182,6 +182,34 @@ pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default status poll interval for `wait`.
 pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Like a derived `Debug`, but a password inside `url` is redacted (the other secrets are only
+/// ever names of env vars or files).
+impl std::fmt::Debug for TargetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetConfig")
+            .field("kind", &self.kind)
+            .field("url", &self.url.as_ref().map(crate::client::redact))
+            .field("pipeline", &self.pipeline)
+            .field("secret_env", &self.secret_env)
+            .field("secret_file", &self.secret_file)
+            .field("status_url", &self.status_url)
+            .field("token_env", &self.token_env)
+            .field("token_file", &self.token_file)
+            .field("username", &self.username)
+            .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
+            .field("auth_string_env", &self.auth_string_env)
+            .field("zenml_pipeline", &self.zenml_pipeline)
+            .field("project", &self.project)
+            .field("step_params", &self.step_params)
+            .field("airflow_version", &self.airflow_version)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("poll_interval", &self.poll_interval)
+            .finish()
+    }
+}
 
 impl TargetConfig {
     /// Every key this table understands (other keys are ignored).
@@ -294,7 +322,10 @@ impl TargetConfig {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Error::Config {
                 key: "url".into(),
-                problem: format!("`{url}` must be an http:// or https:// URL"),
+                problem: format!(
+                    "`{}` must be an http:// or https:// URL",
+                    crate::client::redact(&url)
+                ),
             });
         }
         Ok(url)

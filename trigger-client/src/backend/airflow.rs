@@ -92,7 +92,7 @@ impl Airflow {
             kind: "airflow",
             message: format!(
                 "no Airflow 2 or 3 REST API answers at `{}` (neither /api/v2/monitor/health nor /api/v1/health) (hint: check `url`, or set `airflow_version`)",
-                self.base
+                crate::client::redact(&self.base)
             ),
         })
     }

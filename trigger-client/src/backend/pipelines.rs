@@ -60,11 +60,14 @@ struct Stage {
 impl Backend for Pipelines {
     async fn trigger(&self, http: &Http, chain: &str, req: &RunRequest) -> Result<String, Error> {
         let url = endpoint(&self.base, &["api", "v1", "chains", chain, "runs"]);
-        let body = json!({
-            "config": req.config,
+        // No config at all (an empty mapping) lets the chain's `default_config` apply.
+        let mut body = json!({
             "idempotency_key": req.idempotency_key,
             "params": req.params,
         });
+        if req.config.as_object().is_none_or(|m| !m.is_empty()) {
+            body["config"] = req.config.clone();
+        }
         let reply = http
             .send(&Call::post(url, Body::json(&body)), &self.auth)
             .await?;
@@ -98,9 +101,12 @@ impl Backend for Pipelines {
 
     async fn cancel(&self, http: &Http, id: &str) -> Result<(), Error> {
         let url = endpoint(&self.base, &["api", "v1", "runs", id, "cancel"]);
-        http.send(&Call::post(url, Body::Empty), &self.auth)
-            .await?
-            .success(&self.auth)?;
+        let reply = http.send(&Call::post(url, Body::Empty), &self.auth).await?;
+        // A retried cancel whose first attempt already worked finds the run cancelled: success.
+        if reply.status == 409 && self.status(http, id).await?.state == RunState::Cancelled {
+            return Ok(());
+        }
+        reply.success(&self.auth)?;
         Ok(())
     }
 }

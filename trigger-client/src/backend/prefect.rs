@@ -117,6 +117,11 @@ impl Backend for Prefect {
         let reply = http
             .send(&Call::post(url, Body::json(&body)), &self.auth)
             .await?;
+        if reply.status == 404 {
+            // The deployment was deleted (and maybe recreated under a new id): look it up again
+            // on the next attempt.
+            self.deployments.lock().await.remove(pipeline);
+        }
         if reply.status == 200 {
             tracing::info!(key = %req.idempotency_key, "prefect already had a run for this idempotency key");
         }

@@ -49,6 +49,10 @@ pub(crate) struct Webhook {
     status_urls: Mutex<HashMap<String, Url>>,
 }
 
+/// Status URLs remembered at most (per process); a forgotten one makes `status` fall back to the
+/// `status_url` template, or report the run as untracked.
+const MAX_STATUS_URLS: usize = 10_000;
+
 impl Webhook {
     pub(crate) fn new(target: &TargetConfig) -> Result<Self, Error> {
         let auth = match target.token()? {
@@ -171,10 +175,12 @@ impl Backend for Webhook {
             .and_then(|raw| reply.url.join(&raw).ok())
             .or_else(|| reply.location());
         if let Some(url) = status_url {
-            self.status_urls
-                .lock()
-                .expect("not poisoned")
-                .insert(id.clone(), url);
+            let mut urls = self.status_urls.lock().expect("not poisoned");
+            // Bounded for a process that runs for months: the oldest runs are long finished.
+            if urls.len() >= MAX_STATUS_URLS {
+                urls.clear();
+            }
+            urls.insert(id.clone(), url);
         }
         Ok(id)
     }

@@ -9,11 +9,11 @@
 //! (0.92+) or exchanged at `POST /api/v1/login`, a password login, or a ready token. A 405 on
 //! the trigger means an open-source server that cannot start runs at all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 use url::Url;
 
 use super::{Backend, IdValue, endpoint, safe_identifier};
@@ -40,8 +40,6 @@ pub(crate) struct Zenml {
     /// Config parameter -> (step invocation id, step parameter).
     step_params: BTreeMap<String, (String, String)>,
     server: OnceCell<Server>,
-    /// Snapshot/template ids by name.
-    ids: Mutex<HashMap<String, String>>,
 }
 
 /// What `/api/v1/info` told us, and the auth that fits that version.
@@ -94,7 +92,6 @@ impl Zenml {
             pipeline_filter: target.zenml_pipeline.clone(),
             step_params,
             server: OnceCell::new(),
-            ids: Mutex::new(HashMap::new()),
         })
     }
 
@@ -160,12 +157,9 @@ impl Zenml {
         }
     }
 
-    /// The id of the snapshot (0.90+) or run template named `name`.
+    /// The id of the newest snapshot (0.90+) or run template named `name`. Looked up on every
+    /// trigger (triggers are rare): a snapshot re-created under the same name is the one that runs.
     async fn source_id(&self, http: &Http, server: &Server, name: &str) -> Result<String, Error> {
-        let mut ids = self.ids.lock().await;
-        if let Some(id) = ids.get(name) {
-            return Ok(id.clone());
-        }
         let (collection, what) = if server.snapshots {
             ("pipeline_snapshots", "snapshot")
         } else {
@@ -217,7 +211,6 @@ impl Zenml {
             }
             [first, ..] => first.id.clone().into_string(),
         };
-        ids.insert(name.to_owned(), id.clone());
         Ok(id)
     }
 

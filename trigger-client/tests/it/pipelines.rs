@@ -245,7 +245,7 @@ async fn a_failed_stage_is_reported_with_its_exit_code() {
 }
 
 #[tokio::test]
-async fn cancel_then_cancel_again_is_refused_with_the_runners_text() {
+async fn cancel_is_idempotent() {
     let fake = fake_runner(TOKEN).await;
     let client = client(&fake.target);
     let handle = client.trigger(&request("batch-4")).await.unwrap();
@@ -254,11 +254,9 @@ async fn cancel_then_cancel_again_is_refused_with_the_runners_text() {
         client.status(&handle).await.unwrap().state,
         RunState::Cancelled
     );
-    let err = client.cancel(&handle).await.unwrap_err();
-    assert!(
-        err.to_string().contains("409") && err.to_string().contains("already finished"),
-        "{err}"
-    );
+    // A retried cancel (its first answer lost) finds the run cancelled: that is success, even
+    // though the runner answers 409 "already finished".
+    client.cancel(&handle).await.unwrap();
 }
 
 #[tokio::test]
