@@ -197,8 +197,8 @@ pub struct ServeArgs {
     long_about = "\
 Start one run of CHAIN.
 
-With --url the run is started through that runner's REST API (token from PIPELINES_TOKEN or
---token-file); add --wait to follow it to its end. Without --url the run executes in this
+With --url the run is started through that runner's REST API (token from --token-file, else
+PIPELINES_TOKEN); add --wait to follow it to its end. Without --url the run executes in this
 process, which needs the state directory to be free (stop `pipelines serve` first, or use
 --url); it always waits, and Ctrl-C cancels the run. Queued runs of the same chain that are
 older run first.
@@ -761,20 +761,25 @@ pub fn parse_params(given: &[String]) -> Result<BTreeMap<String, String>, Error>
         .collect()
 }
 
-/// The token for `--url`: PIPELINES_TOKEN, then --token-file, then the state dir's token file.
+/// The token for `--url`: an explicit `--token-file` (the flag wins over the environment), then
+/// PIPELINES_TOKEN, then the state dir's token file.
 fn client_token(
     env: Option<String>,
     file: Option<&Path>,
     state_dir: &Path,
 ) -> Result<String, Error> {
-    if let Some(token) = env.filter(|token| !token.trim().is_empty()) {
-        return Ok(token.trim().to_owned());
-    }
-    let default = state_dir.join(TOKEN_FILE);
     let path = match file {
         Some(path) => path.to_owned(),
-        None if default.exists() => default,
-        None => return Err(Error::NoToken),
+        None => {
+            if let Some(token) = env.filter(|token| !token.trim().is_empty()) {
+                return Ok(token.trim().to_owned());
+            }
+            let default = state_dir.join(TOKEN_FILE);
+            if !default.exists() {
+                return Err(Error::NoToken);
+            }
+            default
+        }
     };
     let text =
         std::fs::read_to_string(&path).map_err(|source| Error::TokenFile { path, source })?;
@@ -850,6 +855,33 @@ mod tests {
         assert_eq!(parsed["c"], "");
         assert!(parse_params(&["novalue".into()]).is_err());
         assert!(parse_params(&["bad name=1".into()]).is_err());
+    }
+
+    #[test]
+    fn an_explicit_token_file_wins_over_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("my-token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        std::fs::write(dir.path().join(TOKEN_FILE), "from-state-dir\n").unwrap();
+        let env = || Some("from-env".to_owned());
+
+        let token = client_token(env(), Some(&file), dir.path()).unwrap();
+        assert_eq!(token, "from-file");
+        assert_eq!(client_token(env(), None, dir.path()).unwrap(), "from-env");
+        assert_eq!(
+            client_token(Some("  ".into()), None, dir.path()).unwrap(),
+            "from-state-dir"
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            client_token(None, None, empty.path()),
+            Err(Error::NoToken)
+        ));
+        let missing = client_token(env(), Some(&dir.path().join("nope")), dir.path());
+        assert!(
+            matches!(missing, Err(Error::TokenFile { .. })),
+            "{missing:?}"
+        );
     }
 
     #[test]
