@@ -1,8 +1,9 @@
 //! Cron schedules: parsing a chain's 5-field `schedule` with its `timezone`, computing the next
 //! firing time (pure), and the loop that sleeps until then and fires.
 //!
-//! Missed firings while the runner is down are not caught up: after a restart the next firing is
-//! computed from the current time.
+//! Missed firings are not caught up: after a restart the next firing is computed from the current
+//! time, and after a suspend or a clock jump the one firing that was due fires (late) once and the
+//! slots in between are skipped.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -126,7 +127,9 @@ pub async fn run_schedule_with_clock<C, F, Fut>(
             return;
         }
         fire(next).await;
-        after = next;
+        // After a suspend or a clock jump `next` lies far behind: go on from now, so the slots
+        // in between are skipped instead of all firing at once.
+        after = next.max(now());
     }
 }
 
@@ -214,6 +217,57 @@ mod tests {
                 "{when} for {at}"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clock_jump_fires_the_due_slot_once_and_skips_the_missed_ones() {
+        let schedule = Schedule::parse("*/15 * * * *", "UTC").unwrap();
+        let start = utc("2025-01-01T00:03:30Z");
+        let origin = tokio::time::Instant::now();
+        // The wall clock: paused tokio time plus a jump the test sets (a suspend of 8 hours).
+        let jump = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let clock = {
+            let jump = jump.clone();
+            move || {
+                start
+                    + (tokio::time::Instant::now() - origin)
+                    + chrono::TimeDelta::seconds(jump.load(std::sync::atomic::Ordering::SeqCst))
+            }
+        };
+        let cancel = CancellationToken::new();
+        let fired = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let schedule_task = tokio::spawn({
+            let (fired, stop, cancel) = (fired.clone(), cancel.clone(), cancel.clone());
+            let now = clock.clone();
+            async move {
+                run_schedule_with_clock(&schedule, cancel, now, move |at| {
+                    let mut fired = fired.lock().unwrap();
+                    fired.push((at, clock()));
+                    if at >= utc("2025-01-01T08:00:00Z") || fired.len() > 40 {
+                        stop.cancel();
+                    }
+                    async {}
+                })
+                .await;
+            }
+        });
+        // While the loop waits for 00:15, the machine sleeps for 8 hours.
+        tokio::time::sleep(Duration::from_secs(5 * 60)).await;
+        jump.store(8 * 3600, std::sync::atomic::Ordering::SeqCst);
+        schedule_task.await.unwrap();
+
+        let fired = fired.lock().unwrap();
+        let times: Vec<_> = fired.iter().map(|(at, _)| *at).collect();
+        assert_eq!(
+            times,
+            [utc("2025-01-01T00:15:00Z"), utc("2025-01-01T08:15:00Z")],
+            "the slot due at the jump fires once, the 31 after it are skipped"
+        );
+        let (at, when) = fired[1];
+        assert!(
+            when >= at && when - at < chrono::TimeDelta::seconds(1),
+            "{when} for {at}"
+        );
     }
 
     #[test]
