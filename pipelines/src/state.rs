@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{TransactionError, abort};
 
 use crate::process::GroupRecord;
 use crate::run::{Run, RunStatus};
@@ -127,27 +129,38 @@ impl State {
             .write
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        if let Some((key, fingerprint)) = idempotency {
-            if let Some(bytes) = self.idempotency.get(key)? {
-                let entry: IdempotencyEntry = decode(key, &bytes)?;
-                let existing = self
-                    .get_run(&entry.run_id)?
-                    .ok_or(StateError::RunNotFound { id: entry.run_id })?;
-                return Ok(Inserted::Existing {
-                    run: Box::new(existing),
-                    same_request: entry.fingerprint == fingerprint,
-                });
-            }
-            let entry = IdempotencyEntry {
-                run_id: run.id.clone(),
-                fingerprint: fingerprint.to_owned(),
-            };
+        let Some((key, fingerprint)) = idempotency else {
             self.runs.insert(run.id.as_bytes(), encode(run))?;
-            self.idempotency.insert(key, encode(&entry))?;
-        } else {
-            self.runs.insert(run.id.as_bytes(), encode(run))?;
-        }
-        Ok(Inserted::New)
+            return Ok(Inserted::New);
+        };
+        let record = encode(run);
+        let entry = encode(&IdempotencyEntry {
+            run_id: run.id.clone(),
+            fingerprint: fingerprint.to_owned(),
+        });
+        // One transaction over both trees: a crash never leaves a run without its key (which
+        // would let a retry with the same key start a second run) or a key without its run.
+        (&self.runs, &self.idempotency)
+            .transaction(|(runs, keys)| {
+                if let Some(bytes) = keys.get(key)? {
+                    let found: IdempotencyEntry = decode(key, &bytes).or_else(abort)?;
+                    let Some(existing) = runs.get(found.run_id.as_bytes())? else {
+                        return abort(StateError::RunNotFound { id: found.run_id });
+                    };
+                    let existing: Run = decode(&found.run_id, &existing).or_else(abort)?;
+                    return Ok(Inserted::Existing {
+                        run: Box::new(existing),
+                        same_request: found.fingerprint == fingerprint,
+                    });
+                }
+                runs.insert(run.id.as_bytes(), record.as_slice())?;
+                keys.insert(key, entry.as_slice())?;
+                Ok(Inserted::New)
+            })
+            .map_err(|err| match err {
+                TransactionError::Abort(err) => err,
+                TransactionError::Storage(err) => StateError::Sled(err),
+            })
     }
 
     /// The run an idempotency key names, with the fingerprint of the request that created it.
@@ -289,6 +302,29 @@ mod tests {
             params: Default::default(),
             run_dir: "/tmp/x".into(),
         }
+    }
+
+    #[test]
+    fn a_run_and_its_idempotency_key_are_stored_together() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let state = State::open(dir.path()).unwrap();
+            let first = run("01", "a", RunStatus::Queued);
+            state.insert_run(&first, Some(("k", "f1"))).unwrap();
+            state.db.flush().unwrap();
+        }
+        let state = State::open(dir.path()).unwrap();
+        let (found, fingerprint) = state.idempotent_run("k").unwrap().unwrap();
+        assert_eq!((found.id.as_str(), fingerprint.as_str()), ("01", "f1"));
+        // An entry whose run is missing is reported, and nothing is inserted in its place.
+        state.runs.remove("01").unwrap();
+        assert!(matches!(
+            state
+                .insert_run(&run("02", "a", RunStatus::Queued), Some(("k", "f1")))
+                .unwrap_err(),
+            StateError::RunNotFound { .. }
+        ));
+        assert!(state.get_run("02").unwrap().is_none());
     }
 
     #[test]
