@@ -145,7 +145,10 @@ pub struct StageProcess {
 
 /// Starts `spec` as the leader of a new process group with its output going to the log file.
 pub async fn spawn(spec: &Spec) -> Result<StageProcess, SpawnError> {
-    if !spec.workdir.is_dir() {
+    if !tokio::fs::metadata(&spec.workdir)
+        .await
+        .is_ok_and(|meta| meta.is_dir())
+    {
         return Err(SpawnError::NoWorkdir {
             path: spec.workdir.clone(),
         });
@@ -280,7 +283,7 @@ fn exit_outcome(status: io::Result<ExitStatus>) -> Outcome {
 /// SIGTERM to the group, up to `grace` for every member to exit, then SIGKILL; reaps the leader.
 async fn terminate(child: &mut Child, pgid: Pid, grace: Duration) {
     let _ = child.try_wait();
-    if !group_alive(pgid) {
+    if !group_alive_async(pgid).await {
         let _ = child.wait().await;
         return;
     }
@@ -288,7 +291,7 @@ async fn terminate(child: &mut Child, pgid: Pid, grace: Duration) {
     let deadline = tokio::time::Instant::now() + grace;
     loop {
         let _ = child.try_wait();
-        if !group_alive(pgid) {
+        if !group_alive_async(pgid).await {
             break;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -303,6 +306,13 @@ async fn terminate(child: &mut Child, pgid: Pid, grace: Duration) {
         tokio::time::sleep(POLL).await;
     }
     let _ = child.wait().await;
+}
+
+/// [`group_alive`] off the async runtime's threads (it reads all of `/proc`).
+async fn group_alive_async(pgid: Pid) -> bool {
+    tokio::task::spawn_blocking(move || group_alive(pgid))
+        .await
+        .unwrap_or(true)
 }
 
 /// Whether any process of the group is alive (zombies do not count).

@@ -291,12 +291,18 @@ impl Engine {
         }
         let config = match request.config {
             Some(config) => Value::Object(config),
-            None => read_default_config(&chain)?,
+            None => read_default_config(&chain).await?,
         };
 
         let id = uuid::Uuid::now_v7().to_string();
         let run_dir = inner.runs_dir.join(&id);
-        write_run_dir(&run_dir, &config).map_err(|source| SubmitError::RunDir {
+        let prepared = {
+            let run_dir = run_dir.clone();
+            tokio::task::spawn_blocking(move || write_run_dir(&run_dir, &config))
+                .await
+                .unwrap_or_else(|join| Err(std::io::Error::other(join)))
+        };
+        prepared.map_err(|source| SubmitError::RunDir {
             path: run_dir.clone(),
             source,
         })?;
@@ -332,7 +338,7 @@ impl Engine {
             Inserted::New => {}
             Inserted::Existing { run, same_request } => {
                 // Lost a race with the same key: drop what this request prepared.
-                let _ = std::fs::remove_dir_all(&run_dir);
+                let _ = tokio::fs::remove_dir_all(&run_dir).await;
                 return if same_request {
                     Ok(Submitted::Existing(*run))
                 } else {
@@ -690,7 +696,7 @@ impl Engine {
         let stage = &chain.stages()[index];
         let run_config = run.run_dir.join("config.yaml");
         let config = match stage.config_dir() {
-            Some(dir) => copy_config(&run_config, dir, &run.id)?,
+            Some(dir) => copy_config(&run_config, dir, &run.id).await?,
             None => run_config.clone(),
         };
         let _copy = stage.config_dir().map(|_| RemoveOnDrop(config.clone()));
@@ -777,6 +783,7 @@ impl Engine {
             if let Err(err) = inner
                 .state
                 .record_group(&child.record(&run.id, stage.name()))
+                .await
             {
                 tracing::error!(error = %err, pgid, "recording a process group failed");
             }
@@ -914,7 +921,7 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-fn read_default_config(chain: &Chain) -> Result<Value, SubmitError> {
+async fn read_default_config(chain: &Chain) -> Result<Value, SubmitError> {
     let path = chain
         .default_config()
         .ok_or_else(|| SubmitError::NoConfig {
@@ -925,7 +932,9 @@ fn read_default_config(chain: &Chain) -> Result<Value, SubmitError> {
         path: path.to_owned(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|err| error(err.to_string()))?;
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|err| error(err.to_string()))?;
     let value: Value = serde_yaml_ng::from_str(&text).map_err(|err| error(err.to_string()))?;
     if !value.is_object() {
         return Err(error("expected a mapping at the top level".into()));
@@ -943,9 +952,9 @@ fn write_run_dir(run_dir: &Path, config: &Value) -> std::io::Result<()> {
 }
 
 /// Copies the run's config into a stage's `config_dir` under a name unique to the run.
-fn copy_config(config: &Path, dir: &Path, run_id: &str) -> Result<PathBuf, String> {
+async fn copy_config(config: &Path, dir: &Path, run_id: &str) -> Result<PathBuf, String> {
     let target = dir.join(format!("pipelines-{run_id}.yaml"));
-    std::fs::copy(config, &target).map_err(|err| {
+    tokio::fs::copy(config, &target).await.map_err(|err| {
         format!(
             "cannot copy the config into `config_dir` `{}`: {err}; check that the directory exists",
             dir.display()

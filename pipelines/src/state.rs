@@ -238,11 +238,11 @@ impl State {
         Ok(found)
     }
 
-    /// Records a stage's process group (call right after spawn).
-    pub fn record_group(&self, group: &GroupRecord) -> Result<(), StateError> {
+    /// Records a stage's process group durably (call right after spawn).
+    pub async fn record_group(&self, group: &GroupRecord) -> Result<(), StateError> {
         self.groups
             .insert(group.pgid.to_be_bytes(), encode(group))?;
-        self.groups.flush()?;
+        self.groups.flush_async().await?;
         Ok(())
     }
 
