@@ -141,6 +141,9 @@ pub struct StageProcess {
     child: Child,
     pgid: Pid,
     log: JoinHandle<()>,
+    /// Set once [`wait`](Self::wait) has ended the whole group; until then, dropping this (the
+    /// stage's task was aborted or panicked) kills the group.
+    ended: bool,
 }
 
 /// Starts `spec` as the leader of a new process group with its output going to the log file.
@@ -189,6 +192,7 @@ pub async fn spawn(spec: &Spec) -> Result<StageProcess, SpawnError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
+        .kill_on_drop(true)
         .spawn()
         .map_err(|source| SpawnError::Spawn {
             program: spec.program.clone(),
@@ -204,7 +208,12 @@ pub async fn spawn(spec: &Spec) -> Result<StageProcess, SpawnError> {
             tracing::warn!(error = %err, "writing a stage log failed");
         }
     });
-    Ok(StageProcess { child, pgid, log })
+    Ok(StageProcess {
+        child,
+        pgid,
+        log,
+        ended: false,
+    })
 }
 
 impl StageProcess {
@@ -262,7 +271,29 @@ impl StageProcess {
             );
             self.log.abort();
         }
+        self.ended = true;
         outcome
+    }
+}
+
+impl Drop for StageProcess {
+    /// Kills the whole group if the stage's task stopped before [`wait`](Self::wait) ended it, so
+    /// no stage process outlives its run.
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        // While the leader is not reaped (alive or a zombie) its pid, and so the group id, cannot
+        // be reused: the signal reaches this group only. Once it is reaped, live members still
+        // hold the group id; with none left there is nothing to kill.
+        let leader_unreaped = self.child.id().is_some();
+        if leader_unreaped || group_alive(self.pgid) {
+            tracing::warn!(
+                pgid = self.pgid.as_raw(),
+                "a stage's task ended before its process group did; killing the group"
+            );
+            let _ = killpg(self.pgid, Signal::SIGKILL);
+        }
     }
 }
 
@@ -512,6 +543,69 @@ mod tests {
                 .as_deref(),
             Some("timed out after 1m 30s")
         );
+    }
+
+    /// Whether `pid` is alive (a zombie is dead).
+    fn alive(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| parse_stat(&stat))
+            .is_some_and(|info| !matches!(info.state, 'Z' | 'X'))
+    }
+
+    async fn read_pid(path: &Path) -> i32 {
+        for _ in 0..500 {
+            if let Ok(text) = std::fs::read_to_string(path)
+                && text.ends_with('\n')
+            {
+                return text.trim().parse().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} never appeared", path.display());
+    }
+
+    #[tokio::test]
+    async fn a_stage_whose_waiting_task_is_aborted_loses_its_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (leader, child) = (dir.path().join("leader"), dir.path().join("child"));
+        let script = format!(
+            "sleep 30 & echo $! > '{}'; echo $$ > '{}'; wait",
+            child.display(),
+            leader.display()
+        );
+        let spec = Spec {
+            program: "sh".into(),
+            args: vec!["-c".into(), script],
+            workdir: dir.path().to_owned(),
+            env: vec![],
+            env_remove: vec![],
+            log: dir.path().join("stage.log"),
+            log_cap: 1024,
+            header: String::new(),
+        };
+        let process = spawn(&spec).await.unwrap();
+        let stops = Stops {
+            timeout: None,
+            cancel: CancellationToken::new(),
+            kill: CancellationToken::new(),
+            grace: Duration::from_secs(5),
+        };
+        let waiting = tokio::spawn(async move { process.wait(&stops).await });
+        let pids = [read_pid(&leader).await, read_pid(&child).await];
+
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+        for _ in 0..250 {
+            if !pids.iter().any(|&pid| alive(pid)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        panic!("the stage's processes outlived the aborted task: {pids:?}");
     }
 
     #[tokio::test]

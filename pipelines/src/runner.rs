@@ -36,6 +36,13 @@ use crate::state::{Inserted, RunFilter, RunPage, State, StateError};
 pub const INTERRUPTED_BY_RESTART: &str = "interrupted by restart";
 /// The error a run gets when the runner shuts down before its stages could all start.
 pub const INTERRUPTED_BY_SHUTDOWN: &str = "interrupted by shutdown";
+/// The error of a stage whose runner task panicked (its process group is killed).
+pub const STAGE_TASK_PANICKED: &str =
+    "the runner's task for this stage panicked; its processes were killed";
+/// The error of a stage whose runner task was stopped before the stage ended (its process group
+/// is killed).
+pub const STAGE_TASK_STOPPED: &str =
+    "the runner's task for this stage was stopped; its processes were killed";
 
 /// A request to start a run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -550,7 +557,10 @@ impl Engine {
         let stages = chain.stages();
         let mut ends: Vec<Option<StageEnd>> = vec![None; stages.len()];
         let mut started = vec![false; stages.len()];
+        // Dropping the set (an early return, a panic) aborts the stage tasks, and each one's
+        // guards then kill its process group and mark the stage failed.
         let mut tasks = JoinSet::new();
+        let mut task_stage = HashMap::new();
         let mut failure: Option<String> = None;
         let mut cancelled = cancel.is_cancelled();
         let mut stopping = false;
@@ -573,10 +583,11 @@ impl Engine {
                     let run = run.clone();
                     let cancel = cancel.clone();
                     let span = tracing::info_span!("stage", stage = stage.name());
-                    tasks.spawn(
+                    let task = tasks.spawn(
                         async move { (index, engine.run_stage(&chain, index, &run, cancel).await) }
                             .instrument(span),
                     );
+                    task_stage.insert(task.id(), index);
                 }
             }
             if tasks.is_empty() {
@@ -587,16 +598,23 @@ impl Engine {
                     Some(Ok((index, end))) => {
                         ends[index] = Some(end);
                         if end == StageEnd::Failed && failure.is_none() {
-                            let stage = &stages[index];
-                            let why = self
-                                .run(run_id)?
-                                .and_then(|run| run.stage(stage.name()).and_then(|s| s.error.clone()))
-                                .unwrap_or_else(|| "failed".into());
-                            failure = Some(format!("stage `{}` failed: {why}", stage.name()));
+                            failure = Some(self.stage_failure(run_id, stages[index].name()));
                         }
                     }
                     Some(Err(err)) => {
-                        failure.get_or_insert_with(|| format!("a stage task crashed: {err}"));
+                        // The task panicked; its guard has marked the stage failed.
+                        tracing::error!(error = %err, "a stage task crashed");
+                        match task_stage.get(&err.id()) {
+                            Some(&index) => {
+                                ends[index] = Some(StageEnd::Failed);
+                                if failure.is_none() {
+                                    failure = Some(self.stage_failure(run_id, stages[index].name()));
+                                }
+                            }
+                            None => {
+                                failure.get_or_insert_with(|| format!("a stage task crashed: {err}"));
+                            }
+                        }
                     }
                     None => {}
                 },
@@ -637,6 +655,23 @@ impl Engine {
         Ok(())
     }
 
+    /// "stage `x` failed: <its recorded error>" for the run's error.
+    fn stage_failure(&self, run_id: &str, stage: &str) -> String {
+        // Only a message is at stake: a failed read must not end the run loop, whose stage tasks
+        // (and their processes) would go with it.
+        let why = match self.run(run_id) {
+            Ok(run) => run.and_then(|run| run.stage(stage).and_then(|s| s.error.clone())),
+            Err(err) => {
+                tracing::error!(error = %err, "reading a failed stage's error failed");
+                None
+            }
+        };
+        format!(
+            "stage `{stage}` failed: {}",
+            why.as_deref().unwrap_or("failed")
+        )
+    }
+
     /// Runs one stage (with its retries) and records its end.
     async fn run_stage(
         &self,
@@ -647,7 +682,14 @@ impl Engine {
     ) -> StageEnd {
         let stage = &chain.stages()[index];
         let name = stage.name();
+        let mut guard = StageGuard {
+            engine: self,
+            run_id: &run.id,
+            stage: name,
+            armed: true,
+        };
         let result = self.try_run_stage(chain, index, run, cancel).await;
+        guard.armed = false;
         let (status, exit_code, error, end) = match result {
             Ok(outcome) => {
                 let status = match outcome {
@@ -963,6 +1005,44 @@ async fn copy_config(config: &Path, dir: &Path, run_id: &str) -> Result<PathBuf,
     Ok(target)
 }
 
+/// Marks a stage `failed` if its task ends before the stage's end is recorded: a panic, or an
+/// abort when the run's task goes away. (The stage's process group is killed by the dropped
+/// [`process::StageProcess`].)
+struct StageGuard<'a> {
+    engine: &'a Engine,
+    run_id: &'a str,
+    stage: &'a str,
+    armed: bool,
+}
+
+impl Drop for StageGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let error = if std::thread::panicking() {
+            STAGE_TASK_PANICKED
+        } else {
+            STAGE_TASK_STOPPED
+        };
+        tracing::error!(stage = self.stage, error, "stage task ended early");
+        let now = Utc::now();
+        let recorded = self.engine.update(self.run_id, |run| {
+            if let Some(record) = run.stage_mut(self.stage)
+                && !record.status.is_finished()
+            {
+                record.status = StageStatus::Failed;
+                record.finished_at = Some(now);
+                record.started_at.get_or_insert(now);
+                record.error = Some(error.into());
+            }
+        });
+        if let Err(err) = recorded {
+            tracing::error!(error = %err, "recording a stage's early end failed");
+        }
+    }
+}
+
 /// Removes a stage's copy of the config however the stage ends.
 struct RemoveOnDrop(PathBuf);
 
@@ -1017,6 +1097,113 @@ mod tests {
         let mut with_param = request(r#"{"a": 1, "b": {"x": [1, 2], "y": null}}"#);
         with_param.params.insert("p".into(), "v".into());
         assert_ne!(a, fingerprint("c", &with_param));
+    }
+
+    fn alive(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            let state = stat[stat.rfind(')').unwrap() + 1..].trim_start();
+            !state.starts_with(['Z', 'X'])
+        })
+    }
+
+    async fn read_pid(path: &Path) -> i32 {
+        for _ in 0..500 {
+            if let Ok(text) = std::fs::read_to_string(path)
+                && text.ends_with('\n')
+            {
+                return text.trim().parse().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} never appeared", path.display());
+    }
+
+    /// An engine over a chain `slow` whose one stage writes its pid and its child's pid into the
+    /// run directory and sleeps; and a running run of it (not dispatched: tests drive it).
+    async fn slow_stage_run() -> (tempfile::TempDir, Engine, Arc<Chain>, Run) {
+        let dir = tempfile::tempdir().unwrap();
+        let chains = dir.path().join("chains");
+        std::fs::create_dir_all(&chains).unwrap();
+        std::fs::write(
+            chains.join("slow.toml"),
+            r#"
+name = "slow"
+[[stages]]
+name = "sleep"
+run = ["sh", "-c", "sleep 30 & echo $! > \"$PIPELINES_RUN_DIR/child\"; echo $$ > \"$PIPELINES_RUN_DIR/leader\"; wait"]
+"#,
+        )
+        .unwrap();
+        let settings = RunnerSettings::new(&chains, dir.path().join("state"))
+            .with_kill_grace(Duration::from_millis(300));
+        let engine = Engine::open(&settings).unwrap();
+        let chain = Arc::clone(engine.chains().get("slow").unwrap());
+        let id = uuid::Uuid::now_v7().to_string();
+        let run_dir = engine.inner.runs_dir.join(&id);
+        write_run_dir(&run_dir, &serde_json::json!({})).unwrap();
+        let run = Run {
+            id,
+            chain: "slow".into(),
+            status: RunStatus::Running,
+            trigger: Trigger::Api,
+            created_at: Utc::now(),
+            started_at: Some(Utc::now()),
+            finished_at: None,
+            stages: vec![StageRun {
+                name: "sleep".into(),
+                status: StageStatus::Queued,
+                exit_code: None,
+                started_at: None,
+                finished_at: None,
+                attempts: 0,
+                error: None,
+            }],
+            error: None,
+            idempotency_key: None,
+            params: BTreeMap::new(),
+            run_dir,
+        };
+        engine.inner.state.insert_run(&run, None).unwrap();
+        (dir, engine, chain, run)
+    }
+
+    #[tokio::test]
+    async fn an_aborted_stage_task_kills_its_process_group_and_fails_the_stage() {
+        let (_dir, engine, chain, run) = slow_stage_run().await;
+        let task = tokio::spawn({
+            let (engine, chain, run) = (engine.clone(), Arc::clone(&chain), run.clone());
+            async move {
+                engine
+                    .run_stage(&chain, 0, &run, CancellationToken::new())
+                    .await
+            }
+        });
+        let pids = [
+            read_pid(&run.run_dir.join("leader")).await,
+            read_pid(&run.run_dir.join("child")).await,
+        ];
+
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while pids.iter().any(|&pid| alive(pid)) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let survivors: Vec<i32> = pids.into_iter().filter(|&pid| alive(pid)).collect();
+        for &pid in &survivors {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(
+            survivors.is_empty(),
+            "processes outlived the stage task: {survivors:?}"
+        );
+        let stage = engine.run(&run.id).unwrap().unwrap().stages[0].clone();
+        assert_eq!(stage.status, StageStatus::Failed, "{stage:?}");
+        assert_eq!(stage.error.as_deref(), Some(STAGE_TASK_STOPPED));
+        assert!(stage.finished_at.is_some());
     }
 
     #[test]
