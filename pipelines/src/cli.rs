@@ -628,6 +628,9 @@ fn print_run(run: &Run) {
     println!("status     {}", run.status);
     println!("trigger    {}", run.trigger);
     println!("created    {}", run.created_at.to_rfc3339());
+    if let Some(at) = run.cancel_requested_at {
+        println!("cancel     requested {}", at.to_rfc3339());
+    }
     if let Some(error) = &run.error {
         println!("error      {error}");
     }

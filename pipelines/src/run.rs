@@ -140,6 +140,10 @@ pub struct Run {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// When a cancel of the run was accepted (the run ends `cancelled` shortly after, unless it
+    /// ended otherwise first).
+    #[serde(default)]
+    pub cancel_requested_at: Option<DateTime<Utc>>,
     /// Stages in the chain file's order.
     pub stages: Vec<StageRun>,
     /// Why the run failed or was cancelled.

@@ -322,6 +322,7 @@ impl Engine {
             created_at: now,
             started_at: None,
             finished_at: None,
+            cancel_requested_at: None,
             stages: chain
                 .stages()
                 .iter()
@@ -390,8 +391,11 @@ impl Engine {
         self.inner.state.list_runs(filter)
     }
 
-    /// Cancels a queued or running run and returns it once it has ended: a queued run at once,
-    /// a running one after its stages' process groups are gone (at most the kill grace period).
+    /// Cancels a queued or running run without waiting for it to end. A queued run is
+    /// `cancelled` at once. For a running one the request is recorded (`cancel_requested_at`)
+    /// and its stages are stopped in the background (SIGTERM, at most the kill grace, SIGKILL):
+    /// the run returned is usually still `running` and becomes `cancelled` shortly after
+    /// ([`wait`](Self::wait) for it). Cancelling a run that is already being cancelled is fine.
     pub async fn cancel(&self, id: &str) -> Result<Run, CancelError> {
         let run = self
             .inner
@@ -407,34 +411,42 @@ impl Engine {
         let dequeued = {
             let mut queues = self.lock_queues();
             let queue = queues.entry(run.chain.clone()).or_default();
-            if let Some(pos) = queue.waiting.iter().position(|queued| queued == id) {
-                queue.waiting.remove(pos);
-                true
-            } else {
-                if let Some(token) = queue.active.get(id) {
-                    token.cancel();
-                }
-                false
-            }
+            let position = queue.waiting.iter().position(|queued| queued == id);
+            position.and_then(|pos| queue.waiting.remove(pos)).is_some()
         };
+        let now = Utc::now();
         if dequeued {
             tracing::info!(chain = %run.chain, run_id = id, "queued run cancelled");
-            let now = Utc::now();
             let run = self.update(id, |run| {
+                run.cancel_requested_at.get_or_insert(now);
                 run.skip_unstarted("run cancelled", now);
                 run.finish(RunStatus::Cancelled, Some("cancelled".into()), now);
             })?;
             return Ok(run);
         }
-        tracing::info!(chain = %run.chain, run_id = id, "cancelling running run");
-        let run = self.wait(id).await?;
-        if run.status != RunStatus::Cancelled {
+        // Recorded before the run's token fires, so a run that has not reached its executor yet
+        // (or a restarted runner's re-queued run) sees the request when it starts.
+        let run = self.update(id, |run| {
+            if !run.status.is_finished() {
+                run.cancel_requested_at.get_or_insert(now);
+            }
+        })?;
+        if run.status.is_finished() {
             // It ended by itself just before the cancel reached it.
             return Err(CancelError::Finished {
                 id: id.to_owned(),
                 status: run.status,
             });
         }
+        self.inner.state.flush().await?;
+        if let Some(token) = self
+            .lock_queues()
+            .get(&run.chain)
+            .and_then(|queue| queue.active.get(id))
+        {
+            token.cancel();
+        }
+        tracing::info!(chain = %run.chain, run_id = id, "cancelling running run");
         Ok(run)
     }
 
@@ -550,6 +562,9 @@ impl Engine {
             run.status = RunStatus::Running;
             run.started_at = Some(Utc::now());
         })?;
+        if run.cancel_requested_at.is_some() {
+            cancel.cancel();
+        }
         // Durable before any process starts: a crash from here on is "interrupted by restart",
         // never a second execution of the same run.
         self.inner.state.flush().await?;
@@ -1149,6 +1164,7 @@ run = ["sh", "-c", "sleep 30 & echo $! > \"$PIPELINES_RUN_DIR/child\"; echo $$ >
             created_at: Utc::now(),
             started_at: Some(Utc::now()),
             finished_at: None,
+            cancel_requested_at: None,
             stages: vec![StageRun {
                 name: "sleep".into(),
                 status: StageStatus::Queued,

@@ -296,6 +296,7 @@ mod tests {
             created_at: Utc::now(),
             started_at: None,
             finished_at: None,
+            cancel_requested_at: None,
             stages: vec![],
             error: None,
             idempotency_key: None,

@@ -366,8 +366,17 @@ async fn cancel_queued_running_finished_and_unknown_runs() {
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(stage(&cancelled, "sleep")["status"], "skipped");
 
-    let (status, cancelled) = runner.post(&format!("/api/v1/runs/{running}/cancel")).await;
-    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    let (status, cancelling) = runner.post(&format!("/api/v1/runs/{running}/cancel")).await;
+    assert_eq!(status, StatusCode::OK, "{cancelling}");
+    assert!(
+        matches!(cancelling["status"].as_str(), Some("running" | "cancelled")),
+        "{cancelling:#}"
+    );
+    assert!(
+        cancelling["cancel_requested_at"].is_string(),
+        "{cancelling:#}"
+    );
+    let cancelled = runner.wait_finished(&running).await;
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(cancelled["error"], "cancelled");
     assert_eq!(stage(&cancelled, "sleep")["status"], "cancelled");

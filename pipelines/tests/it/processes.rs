@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{alive, reap, spawn_runner, spawn_runner_in, stage, wait_dead, wait_pid};
+use crate::helpers::{
+    Dirs, alive, reap, spawn_runner, spawn_runner_in, stage, wait_dead, wait_pid,
+};
 
 /// The leader (sh) starts a child (sleep) in the same group and waits; both pids are written.
 const SLEEPER: &str = r#"
@@ -39,6 +41,8 @@ async fn cancel_kills_the_running_stages_whole_process_group() {
 
     let (status, run) = runner.post(&format!("/api/v1/runs/{id}/cancel")).await;
     assert_eq!(status, 200, "{run}");
+    assert!(run["cancel_requested_at"].is_string(), "{run:#}");
+    let run = runner.wait_finished(&id).await;
     assert_eq!(run["status"], "cancelled");
     assert_eq!(stage(&run, "sleep")["status"], "cancelled");
     assert_eq!(stage(&run, "sleep")["error"], "cancelled");
@@ -46,7 +50,55 @@ async fn cancel_kills_the_running_stages_whole_process_group() {
     let gone = !alive(leader) && !alive(child);
     reap(leader);
     reap(child);
-    assert!(gone, "cancel returns once the group is gone");
+    assert!(gone, "the run ends once the group is gone");
+    runner.stop().await;
+}
+
+/// The whole group ignores SIGTERM and no timeout: only a cancel's SIGKILL ends it.
+const DEAF: &str = r#"
+name = "deaf"
+[[stages]]
+name = "sleep"
+run = ["sh", "-c", "trap '' TERM; sleep 300 & echo $! > \"$1/child.pid\"; echo $$ > \"$1/leader.pid\"; wait", "sh", "@WORK@"]
+"#;
+
+#[tokio::test]
+async fn cancel_answers_at_once_and_the_run_ends_cancelled_after_the_kill_grace() {
+    let dirs = Dirs::new(&[("deaf", DEAF)]);
+    let grace = Duration::from_secs(2);
+    let settings = dirs.settings().with_kill_grace(grace);
+    let runner = spawn_runner_in(dirs, settings).await;
+    let id = runner.start("deaf", json!({"config": {}})).await;
+    let leader = wait_pid(&runner.dirs.work_file("leader.pid")).await;
+    let child = wait_pid(&runner.dirs.work_file("child.pid")).await;
+
+    let asked = Instant::now();
+    let (status, run) = runner.post(&format!("/api/v1/runs/{id}/cancel")).await;
+    let answered = asked.elapsed();
+    assert_eq!(status, 200, "{run}");
+    assert!(answered < grace / 2, "cancel waited {answered:?}");
+    assert_eq!(run["status"], "running", "{run:#}");
+    let requested = run["cancel_requested_at"].clone();
+    assert!(requested.is_string(), "{run:#}");
+    // A client that timed out and retries is told the same, not that the run finished.
+    let (status, again) = runner.post(&format!("/api/v1/runs/{id}/cancel")).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["cancel_requested_at"], requested);
+
+    let run = runner.wait_finished(&id).await;
+    let ended = asked.elapsed();
+    reap(leader);
+    reap(child);
+    assert_eq!(run["status"], "cancelled", "{run:#}");
+    assert_eq!(stage(&run, "sleep")["status"], "cancelled");
+    assert!(
+        ended >= grace,
+        "SIGKILL after the grace, ended after {ended:?}"
+    );
+    wait_dead(leader).await;
+    wait_dead(child).await;
+    let (status, _) = runner.post(&format!("/api/v1/runs/{id}/cancel")).await;
+    assert_eq!(status, 409);
     runner.stop().await;
 }
 
