@@ -168,12 +168,16 @@ starts the queued ones in order. On SIGINT/SIGTERM it stops accepting connection
 running stages finish for --shutdown-grace, then stops them (SIGTERM, --kill-grace, SIGKILL);
 queued runs stay queued for the next start.
 
+Finished runs are deleted --keep-runs after they ended (record, run directory, idempotency
+key), at start and then hourly; queued and running runs are never deleted.
+
 The API listens on loopback unless --allow-remote is given with another address.",
     after_long_help = "\
 EXAMPLES:
     pipelines serve
     PIPELINES_TOKEN=$(openssl rand -hex 32) pipelines serve --listen 127.0.0.1:9000
-    pipelines serve --listen 0.0.0.0:8731 --allow-remote --shutdown-grace 10m"
+    pipelines serve --listen 0.0.0.0:8731 --allow-remote --shutdown-grace 10m
+    pipelines serve --keep-runs 90d"
 )]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -186,6 +190,11 @@ pub struct ServeArgs {
     /// Allow a non-loopback --listen address (the API is then reachable from the network)
     #[arg(long)]
     pub allow_remote: bool,
+
+    /// Delete finished runs (record, run directory with logs and outputs, idempotency key) this
+    /// long after they ended; checked at start and hourly (e.g. 30d, 12h, 90d)
+    #[arg(long, default_value = "30d", value_parser = parse_retention, value_name = "DURATION")]
+    pub keep_runs: Duration,
 
     #[command(flatten)]
     pub stopping: Stopping,
@@ -384,7 +393,9 @@ async fn serve(
             addr: args.listen,
             source,
         })?;
-    let runner = Runner::build(listener, runner_settings(&args.dirs, &args.stopping, token))?;
+    let settings =
+        runner_settings(&args.dirs, &args.stopping, token).with_keep_runs(args.keep_runs);
+    let runner = Runner::build(listener, settings)?;
     println!("pipelines runner listening on {}", runner.url());
     println!(
         "chains: {} from {}",
@@ -798,6 +809,16 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|err| format!("{err}; expected e.g. 500ms, 10s, 5m"))
 }
 
+/// Parses the retention of finished runs: a positive duration such as `30d`.
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!(
+            "bad retention `{text}`; expected a positive duration such as 30d or 12h"
+        )),
+        keep => Ok(keep),
+    }
+}
+
 /// Parses a byte size: `1048576`, `512KiB`, `10MiB`, `1GiB` (K/M/G and KB/MB/GB mean the same).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
@@ -848,6 +869,22 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("ten").is_err());
         assert!(parse_size("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn retention() {
+        assert_eq!(
+            parse_retention("30d"),
+            Ok(Duration::from_secs(30 * 24 * 3600))
+        );
+        assert_eq!(parse_retention("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert!(parse_retention("0s").is_err());
+        assert!(parse_retention("forever").is_err());
+        let cli = Cli::try_parse_from(["pipelines", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.keep_runs, settings::DEFAULT_KEEP_RUNS);
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 /// Default cap of one stage's log file.
 pub const DEFAULT_LOG_CAP: u64 = 10 * 1024 * 1024;
+/// Default time a finished run (record, run directory, idempotency key) is kept.
+pub const DEFAULT_KEEP_RUNS: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Everything the runner needs besides its listener and its cancellation token.
 #[derive(Clone)]
@@ -30,6 +32,9 @@ pub struct RunnerSettings {
     pub shutdown_grace: Duration,
     /// Bytes one stage's log file may grow to.
     pub log_cap: u64,
+    /// How long a finished run (succeeded, failed or cancelled) is kept, counted from its end:
+    /// then its record, its run directory and its idempotency key are deleted.
+    pub keep_runs: Duration,
 }
 
 impl fmt::Debug for RunnerSettings {
@@ -41,6 +46,7 @@ impl fmt::Debug for RunnerSettings {
             .field("kill_grace", &self.kill_grace)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("log_cap", &self.log_cap)
+            .field("keep_runs", &self.keep_runs)
             .finish()
     }
 }
@@ -55,6 +61,7 @@ impl RunnerSettings {
             kill_grace: DEFAULT_KILL_GRACE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             log_cap: DEFAULT_LOG_CAP,
+            keep_runs: DEFAULT_KEEP_RUNS,
         }
     }
 
@@ -72,6 +79,10 @@ impl RunnerSettings {
     }
     pub fn with_log_cap(mut self, bytes: u64) -> Self {
         self.log_cap = bytes;
+        self
+    }
+    pub fn with_keep_runs(mut self, keep: Duration) -> Self {
+        self.keep_runs = keep;
         self
     }
 }

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{TransactionError, abort};
@@ -238,6 +239,45 @@ impl State {
         Ok(found)
     }
 
+    /// Deletes every finished run (succeeded, failed, cancelled) that ended before `cutoff`
+    /// (runs without an end time count from their creation), with its idempotency key, in one
+    /// transaction per run; queued and running runs are never touched. Returns the deleted runs.
+    pub fn prune_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<Run>, StateError> {
+        let _guard = self
+            .write
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut pruned = Vec::new();
+        for item in self.runs.iter() {
+            let (key, bytes) = item?;
+            let Ok(run) = serde_json::from_slice::<Run>(&bytes) else {
+                // Unreadable records are reported where they are read, never deleted blindly.
+                continue;
+            };
+            if !run.status.is_finished() || run.finished_at.unwrap_or(run.created_at) >= cutoff {
+                continue;
+            }
+            (&self.runs, &self.idempotency)
+                .transaction(|(runs, keys)| {
+                    runs.remove(&key)?;
+                    if let Some(idempotency_key) = &run.idempotency_key
+                        && let Some(entry) = keys.get(idempotency_key.as_bytes())?
+                        && serde_json::from_slice::<IdempotencyEntry>(&entry)
+                            .is_ok_and(|entry| entry.run_id == run.id)
+                    {
+                        keys.remove(idempotency_key.as_bytes())?;
+                    }
+                    Ok::<_, sled::transaction::ConflictableTransactionError<StateError>>(())
+                })
+                .map_err(|err| match err {
+                    TransactionError::Abort(err) => err,
+                    TransactionError::Storage(err) => StateError::Sled(err),
+                })?;
+            pruned.push(run);
+        }
+        Ok(pruned)
+    }
+
     /// Records a stage's process group durably (call right after spawn).
     pub async fn record_group(&self, group: &GroupRecord) -> Result<(), StateError> {
         self.groups
@@ -326,6 +366,69 @@ mod tests {
             StateError::RunNotFound { .. }
         ));
         assert!(state.get_run("02").unwrap().is_none());
+    }
+
+    #[test]
+    fn pruning_deletes_old_finished_runs_with_their_keys_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let days = |n| now - chrono::TimeDelta::days(n);
+        let at = |id: &str, status, created: DateTime<Utc>, finished: Option<DateTime<Utc>>| {
+            let mut run = run(id, "a", status);
+            run.created_at = created;
+            run.finished_at = finished;
+            run.idempotency_key = Some(format!("key-{id}"));
+            run
+        };
+        let runs = [
+            at("01", RunStatus::Succeeded, days(40), Some(days(40))),
+            at("02", RunStatus::Failed, days(40), Some(days(31))),
+            at("03", RunStatus::Cancelled, days(40), None),
+            at("04", RunStatus::Succeeded, days(40), Some(days(29))),
+            at("05", RunStatus::Queued, days(40), None),
+            at("06", RunStatus::Running, days(40), None),
+        ];
+        for run in &runs {
+            let key = run.idempotency_key.clone().unwrap();
+            state.insert_run(run, Some((&key, "f"))).unwrap();
+        }
+        // A key that a newer run took over after its first run is not the old run's to delete.
+        state
+            .idempotency
+            .insert(
+                "key-01",
+                encode(&IdempotencyEntry {
+                    run_id: "04".into(),
+                    fingerprint: "f".into(),
+                }),
+            )
+            .unwrap();
+
+        let pruned = state.prune_runs(days(30)).unwrap();
+        let ids: Vec<_> = pruned.iter().map(|run| run.id.as_str()).collect();
+        assert_eq!(ids, ["01", "02", "03"]);
+        for id in ["01", "02", "03"] {
+            assert!(state.get_run(id).unwrap().is_none(), "{id}");
+        }
+        for id in ["04", "05", "06"] {
+            assert!(state.get_run(id).unwrap().is_some(), "{id}");
+            assert!(
+                state
+                    .idempotent_run(&format!("key-{id}"))
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        assert_eq!(state.idempotent_run("key-01").unwrap().unwrap().0.id, "04");
+        assert!(state.idempotent_run("key-02").unwrap().is_none());
+        // A pruned run's key can start a new run.
+        let again = run("07", "a", RunStatus::Queued);
+        assert!(matches!(
+            state.insert_run(&again, Some(("key-02", "g"))).unwrap(),
+            Inserted::New
+        ));
+        assert!(state.prune_runs(days(30)).unwrap().is_empty());
     }
 
     #[test]

@@ -7,3 +7,4 @@ mod cli;
 mod helpers;
 mod processes;
 mod restart;
+mod retention;
