@@ -474,7 +474,8 @@ fn jekyll_urlset() {
 }
 
 /// Yoast: an xml-stylesheet PI, a comment after the root, 4 child sitemaps with relative
-/// `<loc>`s.
+/// `<loc>`s, listed newest `<lastmod>` first (post and category share the newest date and keep
+/// their document order).
 #[test]
 fn yoast_sitemap_index() {
     let body = fixture("yoast-sitemap-index.xml");
@@ -488,9 +489,9 @@ fn yoast_sitemap_index() {
         parsed.unwrap(),
         Sitemap::Index(vec![
             url("https://adcert.local/post-sitemap.xml"),
-            url("https://adcert.local/page-sitemap.xml"),
             url("https://adcert.local/category-sitemap.xml"),
             url("https://adcert.local/author-sitemap.xml"),
+            url("https://adcert.local/page-sitemap.xml"),
         ])
     );
     // `include` filters pages, never the child sitemaps to fetch.

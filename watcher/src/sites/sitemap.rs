@@ -144,7 +144,7 @@ struct Collector<'u> {
     kind: Kind,
     base: &'u Url,
     items: Vec<RawItem>,
-    children: Vec<Url>,
+    children: Vec<(Url, Option<DateTime<Utc>>)>,
     seen: std::collections::HashSet<Url>,
     skipped: usize,
 }
@@ -177,7 +177,9 @@ impl<'u> Collector<'u> {
             return;
         }
         match self.kind {
-            Kind::Index => self.children.push(link),
+            Kind::Index => self
+                .children
+                .push((link, entry.lastmod.as_deref().and_then(parse_w3c_datetime))),
             Kind::Urlset => {
                 let lastmod = entry.lastmod.as_deref().and_then(parse_w3c_datetime);
                 let published = entry
@@ -204,7 +206,13 @@ impl<'u> Collector<'u> {
         }
         match self.kind {
             Kind::Urlset => Sitemap::Urls(self.items),
-            Kind::Index => Sitemap::Index(self.children),
+            Kind::Index => {
+                // Newest first (by `<lastmod>`; undated ones after, in document order), so that
+                // a reader that stops after N children reads the ones new articles are in.
+                let mut children = self.children;
+                children.sort_by(|a, b| b.1.cmp(&a.1));
+                Sitemap::Index(children.into_iter().map(|(u, _)| u).collect())
+            }
         }
     }
 }
@@ -551,6 +559,23 @@ mod tests {
         );
         // The host is not part of what `include` looks at.
         assert!(urls(URLSET.as_bytes(), Some("example.com")).is_empty());
+    }
+
+    #[test]
+    fn index_lists_the_newest_children_first() {
+        let index = br#"<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+  <sitemap><loc>old.xml</loc><lastmod>2020-01-01</lastmod></sitemap>
+  <sitemap><loc>undated.xml</loc></sitemap>
+  <sitemap><loc>new.xml</loc><lastmod>2026-11-01T00:00:00Z</lastmod></sitemap>
+</sitemapindex>"#;
+        let Sitemap::Index(children) = parse_sitemap(index, &url(), None, CAP).unwrap() else {
+            panic!("an index")
+        };
+        let names: Vec<&str> = children
+            .iter()
+            .map(|u| u.path_segments().unwrap().next_back().unwrap())
+            .collect();
+        assert_eq!(names, ["new.xml", "old.xml", "undated.xml"]);
     }
 
     #[test]
