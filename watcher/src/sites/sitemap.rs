@@ -210,7 +210,7 @@ impl<'u> Collector<'u> {
                 // Newest first (by `<lastmod>`; undated ones after, in document order), so that
                 // a reader that stops after N children reads the ones new articles are in.
                 let mut children = self.children;
-                children.sort_by(|a, b| b.1.cmp(&a.1));
+                children.sort_by_key(|c| std::cmp::Reverse(c.1));
                 Sitemap::Index(children.into_iter().map(|(u, _)| u).collect())
             }
         }
