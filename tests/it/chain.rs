@@ -8,39 +8,25 @@ use trigger_client::RunState;
 
 use crate::harness::*;
 
-const LIZ: &str = "medium-lizmarley.rss.xml";
-const RUBEN: &str = "rubenerd-hugo.rss.xml";
-
 #[tokio::test]
 async fn a_new_article_reaches_the_demo_chain_through_the_embedded_runner() {
-    let feeds = spawn_feeds().await;
     let dir = tempfile::tempdir().unwrap();
-    let liz = corpus_feed(LIZ);
-    feeds.publish("/liz", liz.clone());
-    let cfg = write_config(
-        dir.path(),
-        &[("Liz Marley", feeds.url("/liz"))],
-        &embedded(&repo_chains(), "demo"),
-        "digital_data_etl",
-    );
-    let (baseline, _) = pass(&cfg).await;
+    let t = serve_one_author(dir, LIZ, &embedded(&repo_chains(), "demo")).await;
+    let cfg = &t.cfg;
+    let (baseline, _) = pass(cfg).await;
     assert!(baseline.deliveries.is_empty());
 
-    let links = [
+    t.publish_new(&[
         "https://medium.com/@lizmarley/first-new?utm_source=rss",
         "https://medium.com/@lizmarley/second-new",
-    ];
-    feeds.publish(
-        "/liz",
-        with_new_item(&with_new_item(&liz, links[0]), links[1]),
-    );
-    let (report, runs) = pass(&cfg).await;
+    ]);
+    let (report, runs) = pass(cfg).await;
     assert_eq!(report.deliveries.len(), 1);
     let run = report.deliveries[0].outcome.clone().unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].1.as_ref().unwrap().state, RunState::Succeeded);
 
-    let seen = config_seen(&dir.path().join("state/pipelines"), &run);
+    let seen = config_seen(&t.embedded_runner_state(), &run);
     assert_eq!(seen["parameters"]["user_full_name"], "Liz Marley");
     let mut got: Vec<&str> = seen["parameters"]["links"]
         .as_array()
@@ -57,32 +43,20 @@ async fn a_new_article_reaches_the_demo_chain_through_the_embedded_runner() {
         ],
         "exactly the new links, canonical"
     );
-    let s = status(&cfg);
+    let s = status(cfg);
     assert_eq!(s.deliveries[0].run_state.as_deref(), Some("succeeded"));
 }
 
 #[tokio::test]
 async fn a_crash_between_publish_and_delivery_loses_nothing() {
-    let feeds = spawn_feeds().await;
     let dir = tempfile::tempdir().unwrap();
-    let ruben = corpus_feed(RUBEN);
-    feeds.publish("/ruben", ruben.clone());
-    let cfg = write_config(
-        dir.path(),
-        &[("Ruben Schade", feeds.url("/ruben"))],
-        &embedded(&repo_chains(), "demo"),
-        "digital_data_etl",
-    );
-    pass(&cfg).await;
-    feeds.publish(
-        "/ruben",
-        with_new_item(&ruben, "https://rubenerd.com/crash-safe/"),
-    );
+    let t = serve_one_author(dir, RUBEN, &embedded(&repo_chains(), "demo")).await;
+    let cfg = &t.cfg;
+    t.baseline_then_publish("https://rubenerd.com/crash-safe/")
+        .await;
     // The real binary dies with SIGKILL after the outbox commit, before the trigger.
-    let status = tokio::process::Command::new(watcher_bin())
-        .args(["--config"])
-        .arg(&cfg)
-        .args(["--quiet", "once", "--all"])
+    let status = watcher_cmd(cfg)
+        .args(["once", "--all"])
         .env(watcher::crash::ENV, "before-send")
         .status()
         .await
@@ -91,25 +65,22 @@ async fn a_crash_between_publish_and_delivery_loses_nothing() {
     assert_eq!(status.signal(), Some(9));
 
     // The restarted watcher delivers the same batch, once, and the chain runs it.
-    let (report, runs) = pass(&cfg).await;
+    let (report, runs) = pass(cfg).await;
     assert_eq!(report.deliveries.len(), 1);
     assert_eq!(runs[0].1.as_ref().unwrap().state, RunState::Succeeded);
     let run = report.deliveries[0].outcome.clone().unwrap();
-    let seen = config_seen(&dir.path().join("state/pipelines"), &run);
+    let seen = config_seen(&t.embedded_runner_state(), &run);
     assert_eq!(
         seen["parameters"]["links"][0],
         "https://rubenerd.com/crash-safe/"
     );
-    let (again, _) = pass(&cfg).await;
+    let (again, _) = pass(cfg).await;
     assert!(again.deliveries.is_empty(), "delivered once");
 }
 
 #[tokio::test]
 async fn the_runner_down_then_up_gets_the_batch_once() {
-    let feeds = spawn_feeds().await;
     let dir = tempfile::tempdir().unwrap();
-    let ruben = corpus_feed(RUBEN);
-    feeds.publish("/ruben", ruben.clone());
     let addr: std::net::SocketAddr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
@@ -120,30 +91,22 @@ async fn the_runner_down_then_up_gets_the_batch_once() {
         "kind = \"pipelines\"\nurl = \"http://{addr}\"\npipeline = \"demo\"\ntoken_file = \"{}\"",
         token_file.display()
     );
-    let cfg = write_config(
-        dir.path(),
-        &[("Ruben Schade", feeds.url("/ruben"))],
-        &trigger,
-        "digital_data_etl",
-    );
-    pass(&cfg).await;
-    feeds.publish(
-        "/ruben",
-        with_new_item(&ruben, "https://rubenerd.com/runner-was-down/"),
-    );
+    let t = serve_one_author(dir, RUBEN, &trigger).await;
+    let cfg = &t.cfg;
+    t.baseline_then_publish("https://rubenerd.com/runner-was-down/")
+        .await;
 
-    let (down, _) = pass(&cfg).await;
+    let (down, _) = pass(cfg).await;
     assert!(down.deliveries[0].outcome.is_err(), "nothing listens yet");
-    assert_eq!(status(&cfg).pending, 1);
+    assert_eq!(status(cfg).pending, 1);
 
-    let runner_state = dir.path().join("runner");
+    let runner_state = t.dir.path().join("runner");
     let runner = spawn_runner_at(addr, &repo_chains(), &runner_state, "e2e-secret-token").await;
-    let (up, _) = pass(&cfg).await;
+    let (up, _) = pass(cfg).await;
     let run = up.deliveries[0].outcome.clone().unwrap();
     assert!(run.starts_with("pipelines:"));
     // The watcher follows the run to its end through the trigger client.
-    let config = watcher::config::Config::load(&cfg).unwrap();
-    let w = watcher::watch::Watcher::open(config).unwrap();
+    let w = open_watcher(cfg);
     let mut state = None;
     for _ in 0..200 {
         w.once(watcher::watch::OnceOptions::default(), |_, _, _| {})
@@ -172,25 +135,23 @@ async fn the_runner_down_then_up_gets_the_batch_once() {
 async fn two_authors_publish(format: &str) -> (tempfile::TempDir, Vec<serde_json::Value>) {
     let feeds = spawn_feeds().await;
     let dir = tempfile::tempdir().unwrap();
-    let (liz, ruben) = (corpus_feed(LIZ), corpus_feed(RUBEN));
-    feeds.publish("/liz", liz.clone());
-    feeds.publish("/ruben", ruben.clone());
+    let (liz, ruben) = (feeds.publish_corpus(&LIZ), feeds.publish_corpus(&RUBEN));
     let cfg = write_config(
         dir.path(),
         &[
-            ("Liz Marley", feeds.url("/liz")),
-            ("Ruben Schade", feeds.url("/ruben")),
+            (LIZ.name, feeds.url(LIZ.path)),
+            (RUBEN.name, feeds.url(RUBEN.path)),
         ],
         &embedded(&repo_chains(), "demo"),
         format,
     );
     pass(&cfg).await;
     feeds.publish(
-        "/liz",
+        LIZ.path,
         with_new_item(&liz, "https://medium.com/@lizmarley/both"),
     );
     feeds.publish(
-        "/ruben",
+        RUBEN.path,
         with_new_item(&ruben, "https://rubenerd.com/both/"),
     );
     let (report, runs) = pass(&cfg).await;
@@ -236,41 +197,22 @@ async fn two_authors_in_one_window_give_one_end_to_end_data_run() {
 
 #[tokio::test]
 async fn a_failing_stage_fails_the_batch_and_redeliver_succeeds_once_fixed() {
-    let feeds = spawn_feeds().await;
     let dir = tempfile::tempdir().unwrap();
-    let ruben = corpus_feed(RUBEN);
-    feeds.publish("/ruben", ruben.clone());
     // A chain whose only stage fails until a flag file exists.
-    let chains = dir.path().join("chains");
-    std::fs::create_dir_all(&chains).unwrap();
     let flag = dir.path().join("fixed");
-    std::fs::write(
-        chains.join("flaky.toml"),
-        format!(
-            r#"name = "flaky"
-[[stages]]
-name = "etl"
-run = ["python3", "-c", "import os, sys; sys.exit(0 if os.path.exists(sys.argv[1]) else 3)", "{}"]
-"#,
-            flag.display()
-        ),
-    )
-    .unwrap();
-    let cfg = write_config(
+    let chains = python_stage_chain(
         dir.path(),
-        &[("Ruben Schade", feeds.url("/ruben"))],
-        &embedded(&chains, "flaky"),
-        "digital_data_etl",
+        "flaky",
+        "import os, sys; sys.exit(0 if os.path.exists(sys.argv[1]) else 3)",
+        &[&flag],
     );
-    pass(&cfg).await;
-    feeds.publish(
-        "/ruben",
-        with_new_item(&ruben, "https://rubenerd.com/flaky/"),
-    );
-    let (report, runs) = pass(&cfg).await;
+    let t = serve_one_author(dir, RUBEN, &embedded(&chains, "flaky")).await;
+    let cfg = &t.cfg;
+    t.baseline_then_publish("https://rubenerd.com/flaky/").await;
+    let (report, runs) = pass(cfg).await;
     assert_eq!(runs[0].1.as_ref().unwrap().state, RunState::Failed);
     let batch = report.deliveries[0].batch_id.clone();
-    let s = status(&cfg);
+    let s = status(cfg);
     assert_eq!(s.deliveries[0].run_state.as_deref(), Some("failed"));
     let rendered = s.render(chrono::Utc::now());
     assert!(rendered.contains("RUN FAILED"), "{rendered}");
@@ -280,10 +222,8 @@ run = ["python3", "-c", "import os, sys; sys.exit(0 if os.path.exists(sys.argv[1
     );
 
     std::fs::write(&flag, "").unwrap();
-    let out = tokio::process::Command::new(watcher_bin())
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--quiet", "redeliver", &batch])
+    let out = watcher_cmd(cfg)
+        .args(["redeliver", &batch])
         .output()
         .await
         .unwrap();
@@ -293,7 +233,7 @@ run = ["python3", "-c", "import os, sys; sys.exit(0 if os.path.exists(sys.argv[1
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{batch}-r1")));
-    let (again, runs) = pass(&cfg).await;
+    let (again, runs) = pass(cfg).await;
     assert_eq!(again.deliveries.len(), 1);
     assert_eq!(runs[0].1.as_ref().unwrap().state, RunState::Succeeded);
     assert_ne!(
@@ -302,64 +242,34 @@ run = ["python3", "-c", "import os, sys; sys.exit(0 if os.path.exists(sys.argv[1
         "a new run, not the failed one"
     );
     assert_eq!(
-        status(&cfg).deliveries[0].run_state.as_deref(),
+        status(cfg).deliveries[0].run_state.as_deref(),
         Some("succeeded")
     );
 }
 
 #[tokio::test]
 async fn the_daemon_lets_a_running_stage_finish_when_it_stops() {
-    let feeds = spawn_feeds().await;
     let dir = tempfile::tempdir().unwrap();
-    let ruben = corpus_feed(RUBEN);
-    feeds.publish("/ruben", ruben.clone());
-    let chains = dir.path().join("chains");
-    std::fs::create_dir_all(&chains).unwrap();
     let (started, finished) = (dir.path().join("started"), dir.path().join("finished"));
-    std::fs::write(
-        chains.join("slow.toml"),
-        format!(
-            r#"name = "slow"
-[[stages]]
-name = "etl"
-run = ["python3", "-c", "import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); time.sleep(1.5); pathlib.Path(sys.argv[2]).touch()", "{}", "{}"]
-"#,
-            started.display(),
-            finished.display()
-        ),
-    )
-    .unwrap();
-    let cfg = write_config(
+    let chains = python_stage_chain(
         dir.path(),
-        &[("Ruben Schade", feeds.url("/ruben"))],
-        &embedded(&chains, "slow"),
-        "digital_data_etl",
+        "slow",
+        "import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); time.sleep(1.5); pathlib.Path(sys.argv[2]).touch()",
+        &[&started, &finished],
     );
-    pass(&cfg).await;
-    feeds.publish(
-        "/ruben",
-        with_new_item(&ruben, "https://rubenerd.com/slow/"),
-    );
+    let t = serve_one_author(dir, RUBEN, &embedded(&chains, "slow")).await;
+    t.baseline_then_publish("https://rubenerd.com/slow/").await;
     // Make the source due at once for the daemon.
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+    edit_config(
+        &t.cfg,
         "batch_window = \"0s\"",
         "batch_window = \"0s\"\ninterval = \"1m\"\nmin_interval = \"1s\"",
     );
-    std::fs::write(&cfg, text).unwrap();
-    let config = watcher::config::Config::load(&cfg).unwrap();
-    let w = watcher::watch::Watcher::open(config).unwrap();
+    let w = open_watcher(&t.cfg);
     // Force a poll now: the baseline scheduled the next one 1m out.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();
-    w.once(
-        watcher::watch::OnceOptions {
-            all: true,
-            ..Default::default()
-        },
-        |_, _, _| {},
-    )
-    .await
-    .unwrap();
+    w.once(all_sources(), |_, _, _| {}).await.unwrap();
     let daemon = tokio::spawn(w.run(listener, cancel.clone()));
     for _ in 0..100 {
         if started.exists() {

@@ -46,6 +46,26 @@ pub fn watcher_bin() -> PathBuf {
     .clone()
 }
 
+/// An author whose feed is a corpus fixture, served at `path`.
+#[derive(Clone, Copy)]
+pub struct CorpusAuthor {
+    pub name: &'static str,
+    pub path: &'static str,
+    pub fixture: &'static str,
+}
+
+pub const LIZ: CorpusAuthor = CorpusAuthor {
+    name: "Liz Marley",
+    path: "/liz",
+    fixture: "medium-lizmarley.rss.xml",
+};
+
+pub const RUBEN: CorpusAuthor = CorpusAuthor {
+    name: "Ruben Schade",
+    path: "/ruben",
+    fixture: "rubenerd-hugo.rss.xml",
+};
+
 /// A real feed from the watcher's corpus fixtures.
 pub fn corpus_feed(name: &str) -> String {
     std::fs::read_to_string(repo().join("watcher/testdata/corpus/public").join(name)).unwrap()
@@ -75,6 +95,13 @@ impl Feeds {
 
     pub fn publish(&self, path: &str, body: String) {
         self.bodies.lock().unwrap().insert(path.to_string(), body);
+    }
+
+    /// Serves `author`'s fixture feed at its path and returns it.
+    pub fn publish_corpus(&self, author: &CorpusAuthor) -> String {
+        let feed = corpus_feed(author.fixture);
+        self.publish(author.path, feed.clone());
+        feed
     }
 }
 
@@ -162,6 +189,111 @@ wait_timeout = "60s"
     path
 }
 
+/// Replaces `from` with `to` in the config file at `config`.
+pub fn edit_config(config: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(config).unwrap().replace(from, to);
+    std::fs::write(config, text).unwrap();
+}
+
+/// A feed server with one author's feed and a watcher config for them, in `digital_data_etl`
+/// format, in a temp dir.
+pub struct OneAuthor {
+    pub feeds: Feeds,
+    pub dir: tempfile::TempDir,
+    pub cfg: PathBuf,
+    author: CorpusAuthor,
+    /// The fixture feed as first served.
+    original: String,
+}
+
+/// Serves `author`'s fixture feed and writes watcher.toml for them into `dir` with the
+/// `[trigger]` lines `trigger`. No pass has run yet.
+pub async fn serve_one_author(
+    dir: tempfile::TempDir,
+    author: CorpusAuthor,
+    trigger: &str,
+) -> OneAuthor {
+    let feeds = spawn_feeds().await;
+    let original = feeds.publish_corpus(&author);
+    let cfg = write_config(
+        dir.path(),
+        &[(author.name, feeds.url(author.path))],
+        trigger,
+        "digital_data_etl",
+    );
+    OneAuthor {
+        feeds,
+        dir,
+        cfg,
+        author,
+        original,
+    }
+}
+
+impl OneAuthor {
+    /// Serves the original feed with new items at `links` on top (the last one topmost).
+    pub fn publish_new(&self, links: &[&str]) {
+        let feed = links.iter().fold(self.original.clone(), |feed, link| {
+            with_new_item(&feed, link)
+        });
+        self.feeds.publish(self.author.path, feed);
+    }
+
+    /// The baseline pass, then one new item: the next pass finds exactly that article.
+    pub async fn baseline_then_publish(&self, link: &str) {
+        pass(&self.cfg).await;
+        self.publish_new(&[link]);
+    }
+
+    /// Where the embedded runner keeps its runs.
+    pub fn embedded_runner_state(&self) -> PathBuf {
+        self.dir.path().join("state/pipelines")
+    }
+}
+
+/// Writes `<dir>/chains/<name>.toml`, a chain whose one stage `etl` runs `python3 -c code args…`,
+/// and returns the chains dir.
+pub fn python_stage_chain(dir: &Path, name: &str, code: &str, args: &[&Path]) -> PathBuf {
+    let chains = dir.join("chains");
+    std::fs::create_dir_all(&chains).unwrap();
+    let args: String = args
+        .iter()
+        .map(|a| format!(", \"{}\"", a.display()))
+        .collect();
+    std::fs::write(
+        chains.join(format!("{name}.toml")),
+        format!(
+            r#"name = "{name}"
+[[stages]]
+name = "etl"
+run = ["python3", "-c", "{code}"{args}]
+"#
+        ),
+    )
+    .unwrap();
+    chains
+}
+
+/// The built `watcher` binary, quiet, with the config at `config`.
+pub fn watcher_cmd(config: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(watcher_bin());
+    cmd.arg("--config").arg(config).arg("--quiet");
+    cmd
+}
+
+/// `once` options that poll every source, due or not (`once --all`).
+pub fn all_sources() -> OnceOptions {
+    OnceOptions {
+        all: true,
+        ..OnceOptions::default()
+    }
+}
+
+/// Opens the watcher configured at `config`.
+pub fn open_watcher(config: &Path) -> Watcher {
+    Watcher::open(watcher::config::Config::load(config).unwrap()).unwrap()
+}
+
 /// `[trigger]` lines for the embedded runner with `chain` from `chains`.
 pub fn embedded(chains: &Path, chain: &str) -> String {
     format!(
@@ -181,11 +313,7 @@ pub async fn pass(
     let config = watcher::config::Config::load(config).unwrap();
     let embedded = config.trigger.embedded.is_some();
     let w = Watcher::open(config).unwrap();
-    let all = OnceOptions {
-        all: true,
-        ..OnceOptions::default()
-    };
-    let report = w.once(all, |_, _, _| {}).await.unwrap();
+    let report = w.once(all_sources(), |_, _, _| {}).await.unwrap();
     let runs = if embedded {
         w.wait_for_runs(&report, std::time::Duration::from_secs(60), |_, _| {})
             .await

@@ -5,33 +5,19 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
-async fn setup() -> (FeedServer, Receiver, tempfile::TempDir, std::path::PathBuf) {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let original = fixture("rubenerd-hugo.rss.xml");
-    feeds.set_feed("/feed", &original);
-    let cfg = write_config(
-        dir.path(),
-        &[AuthorFeeds {
-            name: "Ruben",
-            feeds: vec![feeds.url("/feed")],
-        }],
-        &rx.url(),
-        "",
-    );
-    pass(&cfg).await;
-    feeds.set_feed(
-        "/feed",
-        &publish_rss(&original, "https://rubenerd.com/crash/", "Crash"),
-    );
-    (feeds, rx, dir, cfg)
+/// One author, the baseline done, and one new article the next pass will deliver.
+async fn one_article_to_deliver() -> OneAuthor {
+    let t = spawn_one_author("Ruben", "rubenerd-hugo.rss.xml").await;
+    t.baseline_then_publish("https://rubenerd.com/crash/", "Crash")
+        .await;
+    t
 }
 
 #[tokio::test]
 async fn killed_after_the_outbox_commit_the_next_pass_sends_the_same_batch_once() {
-    let (_feeds, rx, _dir, cfg) = setup().await;
-    let status = watcher_cmd(&cfg)
+    let t = one_article_to_deliver().await;
+    let (rx, cfg) = (&t.rx, &t.cfg);
+    let status = watcher_cmd(cfg)
         .args(["once", "--all"])
         .env(watcher::crash::ENV, "before-send")
         .status()
@@ -44,19 +30,20 @@ async fn killed_after_the_outbox_commit_the_next_pass_sends_the_same_batch_once(
         "nothing was sent before the crash"
     );
 
-    let report = pass(&cfg).await;
+    let report = pass(cfg).await;
     assert_eq!(report.deliveries.len(), 1);
     assert!(report.deliveries[0].outcome.is_ok());
     assert_eq!(rx.keys(), vec![report.deliveries[0].batch_id.clone()]);
-    assert!(pass(&cfg).await.deliveries.is_empty());
+    assert!(pass(cfg).await.deliveries.is_empty());
     assert_eq!(rx.received().len(), 1);
 }
 
 #[tokio::test]
 async fn killed_after_the_send_the_receiver_sees_the_same_key_again() {
-    let (_feeds, rx, _dir, cfg) = setup().await;
+    let t = one_article_to_deliver().await;
+    let (rx, cfg) = (&t.rx, &t.cfg);
     rx.set_mode(Mode::Hang);
-    let mut child = watcher_cmd(&cfg).args(["once", "--all"]).spawn().unwrap();
+    let mut child = watcher_cmd(cfg).args(["once", "--all"]).spawn().unwrap();
     rx.wait_for(1).await;
     // The request is in flight and unanswered: the delivery is not marked done yet.
     child.start_kill().unwrap();
@@ -67,7 +54,7 @@ async fn killed_after_the_send_the_receiver_sees_the_same_key_again() {
     assert!(!status.success());
 
     rx.set_mode(Mode::Accept);
-    let report = pass(&cfg).await;
+    let report = pass(cfg).await;
     assert!(report.deliveries[0].outcome.is_ok());
     let keys = rx.keys();
     assert_eq!(keys.len(), 2);

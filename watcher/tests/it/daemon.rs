@@ -21,35 +21,17 @@ async fn wait_healthy(addr: &str) {
 
 #[tokio::test]
 async fn run_delivers_serves_status_refuses_a_twin_and_stops_on_sigterm() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let original = fixture("rubenerd-hugo.rss.xml");
-    feeds.set_feed("/feed", &original);
-    let cfg = write_config(
-        dir.path(),
-        &[AuthorFeeds {
-            name: "Ruben",
-            feeds: vec![feeds.url("/feed")],
-        }],
-        &rx.url(),
-        "",
-    );
+    let t = spawn_one_author("Ruben", "rubenerd-hugo.rss.xml").await;
+    let (rx, cfg) = (&t.rx, &t.cfg);
     // Baseline in-process first, then publish, so the daemon's first poll finds one article.
-    pass(&cfg).await;
-    feeds.set_feed(
-        "/feed",
-        &publish_rss(&original, "https://rubenerd.com/daemon/", "Daemon"),
-    );
+    t.baseline_then_publish("https://rubenerd.com/daemon/", "Daemon")
+        .await;
     // Make the source due now (the baseline pass scheduled it 30m out): a fresh state would
     // baseline again, so instead lower the interval for this run.
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("interval = \"30m\"", "interval = \"1s\"");
-    std::fs::write(&cfg, text).unwrap();
-    let listen = load(&cfg).watcher.listen.to_string();
+    edit_config(cfg, "interval = \"30m\"", "interval = \"1s\"");
+    let listen = load(cfg).watcher.listen.to_string();
 
-    let mut daemon = watcher_cmd(&cfg).arg("run").spawn().unwrap();
+    let mut daemon = watcher_cmd(cfg).arg("run").spawn().unwrap();
     wait_healthy(&listen).await;
     rx.wait_for(1).await;
     assert_eq!(
@@ -57,7 +39,7 @@ async fn run_delivers_serves_status_refuses_a_twin_and_stops_on_sigterm() {
         "https://rubenerd.com/daemon/"
     );
 
-    let out = watcher_cmd(&cfg)
+    let out = watcher_cmd(cfg)
         .args(["status", "--json"])
         .output()
         .await
@@ -71,7 +53,7 @@ async fn run_delivers_serves_status_refuses_a_twin_and_stops_on_sigterm() {
     assert_eq!(status["sources"][0]["author"], "Ruben");
     assert_eq!(status["sources"][0]["items_known"], 11);
 
-    let twin = watcher_cmd(&cfg).arg("run").output().await.unwrap();
+    let twin = watcher_cmd(cfg).arg("run").output().await.unwrap();
     assert_eq!(twin.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&twin.stderr);
     let pid = daemon.id().unwrap();

@@ -4,71 +4,45 @@ use crate::helpers::*;
 
 const FEED: &str = "rubenerd-hugo.rss.xml";
 
-async fn baseline_then_publish(feeds: &FeedServer, cfg: &std::path::Path, link: &str) {
-    let original = fixture(FEED);
-    feeds.set_feed("/feed", &original);
-    pass(cfg).await;
-    feeds.set_feed("/feed", &publish_rss(&original, link, "Fresh"));
-}
-
 #[tokio::test]
 async fn receiver_down_then_back_delivers_once_with_the_same_key() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &[AuthorFeeds {
-            name: "Ruben",
-            feeds: vec![feeds.url("/feed")],
-        }],
-        &rx.url(),
-        "",
-    );
-    baseline_then_publish(&feeds, &cfg, "https://rubenerd.com/fresh/").await;
+    let t = spawn_one_author("Ruben", FEED).await;
+    let (rx, cfg) = (&t.rx, &t.cfg);
+    t.baseline_then_publish("https://rubenerd.com/fresh/", "Fresh")
+        .await;
 
     rx.set_mode(Mode::Fail(503));
-    let down = pass(&cfg).await;
+    let down = pass(cfg).await;
     assert_eq!(down.deliveries.len(), 1);
     assert!(down.deliveries[0].outcome.is_err());
     assert_eq!(down.problems().len(), 1, "a failed delivery is a problem");
-    let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
-    assert_eq!(w.status().unwrap().pending, 1);
-    drop(w);
+    assert_eq!(status(cfg).pending, 1);
 
     rx.set_mode(Mode::Accept);
-    let back = pass(&cfg).await;
+    let back = pass(cfg).await;
     assert!(back.deliveries[0].outcome.is_ok(), "{:?}", back.deliveries);
     let keys = rx.keys();
     assert!(keys.len() >= 2);
     assert!(keys.iter().all(|k| k == &keys[0]), "{keys:?}");
     assert_eq!(keys[0], back.deliveries[0].batch_id);
 
-    let after = pass(&cfg).await;
+    let after = pass(cfg).await;
     assert!(after.deliveries.is_empty(), "delivered once");
 }
 
 #[tokio::test]
 async fn a_receiver_that_never_answers_moves_to_failed_and_retry_requeues() {
-    let feeds = spawn_feed_server().await;
-    let dir = tempfile::tempdir().unwrap();
+    let t = spawn_one_author("Ruben", FEED).await;
     let closed = format!("http://127.0.0.1:{}/hook", free_port());
-    let cfg = write_config(
-        dir.path(),
-        &[AuthorFeeds {
-            name: "Ruben",
-            feeds: vec![feeds.url("/feed")],
-        }],
-        &closed,
-        "",
-    );
-    baseline_then_publish(&feeds, &cfg, "https://rubenerd.com/fresh/").await;
+    t.rewrite_config(&closed, "");
+    t.baseline_then_publish("https://rubenerd.com/fresh/", "Fresh")
+        .await;
     // max_attempts = 3 with zero delays: three passes exhaust it.
     for _ in 0..3 {
-        let r = pass(&cfg).await;
+        let r = pass(&t.cfg).await;
         assert!(r.deliveries[0].outcome.is_err());
     }
-    let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
+    let w = open_watcher(&t.cfg);
     let status = w.status().unwrap();
     assert_eq!((status.pending, status.failed), (0, 1));
     let error = status.deliveries[0].last_error.clone().unwrap();
@@ -88,23 +62,17 @@ async fn pass_with(w: &watcher::watch::Watcher) -> watcher::watch::PassReport {
 #[tokio::test]
 async fn deliveries_are_signed_when_a_secret_is_configured() {
     use hmac::{Hmac, Mac};
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("secret");
+    let t = spawn_one_author("Ruben", FEED).await;
+    let secret = t.dir.path().join("secret");
     std::fs::write(&secret, "s3cret\n").unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &[AuthorFeeds {
-            name: "Ruben",
-            feeds: vec![feeds.url("/feed")],
-        }],
-        &rx.url(),
+    t.rewrite_config(
+        &t.rx.url(),
         &format!("secret_file = \"{}\"", secret.display()),
     );
-    baseline_then_publish(&feeds, &cfg, "https://rubenerd.com/signed/").await;
-    pass(&cfg).await;
-    let got = &rx.received()[0];
+    t.baseline_then_publish("https://rubenerd.com/signed/", "Fresh")
+        .await;
+    pass(&t.cfg).await;
+    let got = &t.rx.received()[0];
     let sig = got.headers["x-watcher-signature"].to_str().unwrap();
     let (t, v1) = sig
         .strip_prefix("t=")

@@ -96,28 +96,30 @@ impl FeedServer {
         );
     }
 
-    /// Headers of every request made to `path`, in order.
-    pub fn requests(&self, path: &str) -> Vec<HeaderMap> {
+    /// What `pick` takes from every request made to `path`, in order.
+    fn each_request_to<T>(
+        &self,
+        path: &str,
+        pick: impl Fn(&HeaderMap, tokio::time::Instant) -> T,
+    ) -> Vec<T> {
         self.state
             .lock()
             .unwrap()
             .requests
             .iter()
             .filter(|(p, _, _)| p == path)
-            .map(|(_, h, _)| h.clone())
+            .map(|(_, h, t)| pick(h, *t))
             .collect()
+    }
+
+    /// Headers of every request made to `path`, in order.
+    pub fn requests(&self, path: &str) -> Vec<HeaderMap> {
+        self.each_request_to(path, |h, _| h.clone())
     }
 
     /// When each request to `path` arrived (tokio's clock, so paused tests see virtual time).
     pub fn times(&self, path: &str) -> Vec<tokio::time::Instant> {
-        self.state
-            .lock()
-            .unwrap()
-            .requests
-            .iter()
-            .filter(|(p, _, _)| p == path)
-            .map(|(_, _, t)| *t)
-            .collect()
+        self.each_request_to(path, |_, t| t)
     }
 
     pub fn total_requests(&self) -> usize {
@@ -371,6 +373,114 @@ retry_max_delay = "0s"
 
 pub fn load(path: &Path) -> watcher::config::Config {
     watcher::config::Config::load(path).unwrap()
+}
+
+/// Opens the store of the watcher configured at `config` (no other watcher may hold it).
+pub fn open_watcher(config: &Path) -> watcher::watch::Watcher {
+    watcher::watch::Watcher::open(load(config)).unwrap()
+}
+
+/// `status` of the watcher configured at `config`, its store opened and closed again.
+pub fn status(config: &Path) -> watcher::status::StatusReport {
+    open_watcher(config).status().unwrap()
+}
+
+/// Replaces `from` with `to` in the config file at `config`.
+pub fn edit_config(config: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(config).unwrap().replace(from, to);
+    std::fs::write(config, text).unwrap();
+}
+
+/// A feed server, a webhook receiver, and a temp dir for watcher.toml, its state and output.
+pub struct Scene {
+    pub feeds: FeedServer,
+    pub rx: Receiver,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn spawn_scene() -> Scene {
+    Scene {
+        feeds: spawn_feed_server().await,
+        rx: spawn_receiver().await,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Scene {
+    /// An author whose feeds are `paths` on the scene's feed server.
+    pub fn author<'a>(&self, name: &'a str, paths: &[&str]) -> AuthorFeeds<'a> {
+        AuthorFeeds {
+            name,
+            feeds: paths.iter().map(|p| self.feeds.url(p)).collect(),
+        }
+    }
+
+    /// watcher.toml in the temp dir for `authors`, delivering to the receiver.
+    pub fn config(&self, authors: &[AuthorFeeds]) -> PathBuf {
+        write_config(self.dir.path(), authors, &self.rx.url(), "")
+    }
+
+    /// watcher.toml in the temp dir for one author whose feeds are `paths`, delivering to the
+    /// receiver.
+    pub fn one_author_config(&self, name: &str, paths: &[&str]) -> PathBuf {
+        self.config(&[self.author(name, paths)])
+    }
+}
+
+/// Where [`OneAuthor`]'s feed is served.
+pub const FEED_PATH: &str = "/feed";
+
+/// A [`Scene`] with a config for one author whose one feed, at [`FEED_PATH`], serves a fixture.
+pub struct OneAuthor {
+    pub feeds: FeedServer,
+    pub rx: Receiver,
+    pub dir: tempfile::TempDir,
+    pub cfg: PathBuf,
+    /// The fixture feed as first served.
+    pub original: String,
+    name: String,
+}
+
+/// Serves the fixture `fixture_name` at [`FEED_PATH`] and writes a config for one author `name`
+/// with that feed, delivering to the receiver. No pass has run yet.
+pub async fn spawn_one_author(name: &str, fixture_name: &str) -> OneAuthor {
+    let scene = spawn_scene().await;
+    let original = fixture(fixture_name);
+    scene.feeds.set_feed(FEED_PATH, &original);
+    let cfg = scene.one_author_config(name, &[FEED_PATH]);
+    let Scene { feeds, rx, dir } = scene;
+    OneAuthor {
+        feeds,
+        rx,
+        dir,
+        cfg,
+        original,
+        name: name.into(),
+    }
+}
+
+impl OneAuthor {
+    /// Writes the config again for the same author, delivering to `hook_url` with `extra` lines
+    /// in `[trigger]`.
+    pub fn rewrite_config(&self, hook_url: &str, extra: &str) {
+        let author = AuthorFeeds {
+            name: &self.name,
+            feeds: vec![self.feeds.url(FEED_PATH)],
+        };
+        write_config(self.dir.path(), &[author], hook_url, extra);
+    }
+
+    /// Serves the original feed with one new item on top.
+    pub fn publish(&self, link: &str, title: &str) {
+        self.feeds
+            .set_feed(FEED_PATH, &publish_rss(&self.original, link, title));
+    }
+
+    /// The baseline pass, then one new item: the next pass finds exactly that article.
+    pub async fn baseline_then_publish(&self, link: &str, title: &str) {
+        pass(&self.cfg).await;
+        self.publish(link, title);
+    }
 }
 
 /// `once --all`: every source, due or not.

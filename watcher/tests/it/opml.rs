@@ -2,45 +2,54 @@
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn opml_round_trip_through_the_cli() {
-    let a = tempfile::tempdir().unwrap();
-    let from = write_config(
-        a.path(),
-        &[
-            AuthorFeeds {
-                name: "Paul Iusztin",
-                feeds: vec![
-                    "https://decodingml.substack.com/feed".into(),
-                    "https://medium.com/feed/@pauliusztin".into(),
-                ],
-            },
-            AuthorFeeds {
-                name: "Maxime Labonne",
-                feeds: vec!["https://maximelabonne.substack.com/feed".into()],
-            },
-        ],
-        "http://127.0.0.1:9/hook",
-        "",
-    );
-    let exported = watcher_cmd(&from)
+/// A config in `dir` for `authors` (name, feed URLs); nothing is ever delivered.
+fn offline_config(dir: &std::path::Path, authors: &[(&str, &[&str])]) -> std::path::PathBuf {
+    let authors: Vec<AuthorFeeds> = authors
+        .iter()
+        .map(|&(name, feeds)| AuthorFeeds {
+            name,
+            feeds: feeds.iter().map(|f| f.to_string()).collect(),
+        })
+        .collect();
+    write_config(dir, &authors, "http://127.0.0.1:9/hook", "")
+}
+
+async fn export_opml(config: &std::path::Path) -> std::process::Output {
+    watcher_cmd(config)
         .arg("export-opml")
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn opml_round_trip_through_the_cli() {
+    let a = tempfile::tempdir().unwrap();
+    let from = offline_config(
+        a.path(),
+        &[
+            (
+                "Paul Iusztin",
+                &[
+                    "https://decodingml.substack.com/feed",
+                    "https://medium.com/feed/@pauliusztin",
+                ],
+            ),
+            (
+                "Maxime Labonne",
+                &["https://maximelabonne.substack.com/feed"],
+            ),
+        ],
+    );
+    let exported = export_opml(&from).await;
     assert!(exported.status.success());
     let opml = a.path().join("subs.opml");
     std::fs::write(&opml, &exported.stdout).unwrap();
 
     let b = tempfile::tempdir().unwrap();
-    let into = write_config(
+    let into = offline_config(
         b.path(),
-        &[AuthorFeeds {
-            name: "Paul Iusztin",
-            feeds: vec!["https://decodingml.substack.com/feed".into()],
-        }],
-        "http://127.0.0.1:9/hook",
-        "",
+        &[("Paul Iusztin", &["https://decodingml.substack.com/feed"])],
     );
     let imported = watcher_cmd(&into)
         .arg("import-opml")
@@ -79,11 +88,7 @@ async fn opml_round_trip_through_the_cli() {
         feeds("Maxime Labonne"),
         ["https://maximelabonne.substack.com/feed"]
     );
-    let again = watcher_cmd(&into)
-        .arg("export-opml")
-        .output()
-        .await
-        .unwrap();
+    let again = export_opml(&into).await;
     assert_eq!(
         again.stdout, exported.stdout,
         "export → import → export is stable"

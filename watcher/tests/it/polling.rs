@@ -8,22 +8,10 @@ const MEDIUM: &str = "medium-lizmarley.rss.xml";
 
 #[tokio::test]
 async fn baseline_then_one_new_article_gives_exactly_one_delivery() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let original = fixture(MEDIUM);
-    feeds.set_feed("/feed", &original);
-    let cfg = write_config(
-        dir.path(),
-        &[AuthorFeeds {
-            name: "Liz Marley",
-            feeds: vec![feeds.url("/feed")],
-        }],
-        &rx.url(),
-        "",
-    );
+    let t = spawn_one_author("Liz Marley", MEDIUM).await;
+    let (feeds, rx, cfg) = (&t.feeds, &t.rx, &t.cfg);
 
-    let first = pass(&cfg).await;
+    let first = pass(cfg).await;
     assert_eq!(
         first.polls[0].outcome,
         PollOutcome::Baseline { recorded: 10 }
@@ -32,8 +20,8 @@ async fn baseline_then_one_new_article_gives_exactly_one_delivery() {
     assert!(rx.received().is_empty(), "the first run triggers nothing");
 
     let link = "https://medium.com/@lizmarley/a-new-article-0123?utm_source=rss&source=rss";
-    feeds.set_feed("/feed", &publish_rss(&original, link, "A new article"));
-    let second = pass(&cfg).await;
+    t.publish(link, "A new article");
+    let second = pass(cfg).await;
     assert!(second.problems().is_empty(), "{:?}", second.problems());
     assert_eq!(second.deliveries.len(), 1);
     let d = &second.deliveries[0];
@@ -53,41 +41,28 @@ async fn baseline_then_one_new_article_gives_exactly_one_delivery() {
     assert_eq!(body["config"]["parameters"]["user_full_name"], "Liz Marley");
     assert_eq!(body["config"]["parameters"]["links"][0], canonical);
     assert_eq!(body["items"][0]["title"], "A new article");
-    assert_eq!(body["items"][0]["source"], feeds.url("/feed"));
+    assert_eq!(body["items"][0]["source"], feeds.url(FEED_PATH));
 
-    let third = pass(&cfg).await;
+    let third = pass(cfg).await;
     assert!(third.deliveries.is_empty());
     assert_eq!(rx.received().len(), 1, "a second pass delivers nothing");
 }
 
 #[tokio::test]
 async fn restart_keeps_state_and_a_304_does_no_parse_work() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    feeds.set_feed("/feed", &fixture(MEDIUM));
-    let cfg = write_config(
-        dir.path(),
-        &[AuthorFeeds {
-            name: "Liz",
-            feeds: vec![feeds.url("/feed")],
-        }],
-        &rx.url(),
-        "",
-    );
+    let t = spawn_one_author("Liz", MEDIUM).await;
     // Each pass opens and closes the store: a restart between passes.
-    pass(&cfg).await;
-    let again = pass(&cfg).await;
+    pass(&t.cfg).await;
+    let again = pass(&t.cfg).await;
     assert_eq!(again.polls[0].outcome, PollOutcome::NotModified);
-    let reqs = feeds.requests("/feed");
+    let reqs = t.feeds.requests(FEED_PATH);
     assert_eq!(reqs.len(), 2);
     assert!(reqs[0].get("if-none-match").is_none());
     assert!(
         reqs[1].get("if-none-match").is_some(),
         "the stored ETag is sent after a restart"
     );
-    let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
-    let status = w.status().unwrap();
+    let status = status(&t.cfg);
     assert_eq!(status.sources[0].items_known, 10);
     assert_eq!(
         status.sources[0].last_result.as_deref(),
@@ -97,9 +72,8 @@ async fn restart_keeps_state_and_a_304_does_no_parse_work() {
 
 #[tokio::test]
 async fn broken_sources_fail_alone_and_show_in_status() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
+    let scene = spawn_scene().await;
+    let (feeds, rx) = (&scene.feeds, &scene.rx);
     let good = fixture("rubenerd-hugo.rss.xml");
     feeds.set_feed("/good", &good);
     feeds.set("/500", Route::Status(500));
@@ -111,21 +85,10 @@ async fn broken_sources_fail_alone_and_show_in_status() {
             content_type: "text/html".into(),
         },
     );
-    let cfg = write_config(
-        dir.path(),
-        &[
-            AuthorFeeds {
-                name: "Broken",
-                feeds: vec![feeds.url("/500"), feeds.url("/garbage"), feeds.url("/html")],
-            },
-            AuthorFeeds {
-                name: "Ruben",
-                feeds: vec![feeds.url("/good")],
-            },
-        ],
-        &rx.url(),
-        "",
-    );
+    let cfg = scene.config(&[
+        scene.author("Broken", &["/500", "/garbage", "/html"]),
+        scene.author("Ruben", &["/good"]),
+    ]);
     pass(&cfg).await;
     feeds.set_feed(
         "/good",
@@ -143,8 +106,7 @@ async fn broken_sources_fail_alone_and_show_in_status() {
     );
     assert!(problems.iter().all(|p| !p.contains('\n')), "one line each");
 
-    let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
-    let status = w.status().unwrap();
+    let status = status(&cfg);
     let broken: Vec<_> = status
         .sources
         .iter()
@@ -159,19 +121,9 @@ async fn broken_sources_fail_alone_and_show_in_status() {
 
 #[tokio::test]
 async fn an_endless_body_is_cut_off_at_the_cap() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    feeds.set("/endless", Route::Endless);
-    let cfg = write_config(
-        dir.path(),
-        &[AuthorFeeds {
-            name: "Endless",
-            feeds: vec![feeds.url("/endless")],
-        }],
-        &rx.url(),
-        "",
-    );
+    let scene = spawn_scene().await;
+    scene.feeds.set("/endless", Route::Endless);
+    let cfg = scene.one_author_config("Endless", &["/endless"]);
     let report = pass(&cfg).await;
     let PollOutcome::Failed { error } = &report.polls[0].outcome else {
         panic!("{:?}", report.polls[0].outcome)
@@ -184,25 +136,14 @@ async fn an_endless_body_is_cut_off_at_the_cap() {
 
 #[tokio::test]
 async fn a_feed_that_rewrites_all_its_guids_triggers_nothing() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let original = fixture(MEDIUM);
-    feeds.set_feed("/feed", &original);
-    let cfg = write_config(
-        dir.path(),
-        &[AuthorFeeds {
-            name: "Liz",
-            feeds: vec![feeds.url("/feed")],
-        }],
-        &rx.url(),
-        "",
-    );
-    pass(&cfg).await;
-    let rewritten = original.replace("https://medium.com/p/", "https://medium.com/p/v2-");
-    assert_ne!(rewritten, original, "the fixture's GUIDs were rewritten");
-    feeds.set_feed("/feed", &rewritten);
-    let report = pass(&cfg).await;
+    let t = spawn_one_author("Liz", MEDIUM).await;
+    pass(&t.cfg).await;
+    let rewritten = t
+        .original
+        .replace("https://medium.com/p/", "https://medium.com/p/v2-");
+    assert_ne!(rewritten, t.original, "the fixture's GUIDs were rewritten");
+    t.feeds.set_feed(FEED_PATH, &rewritten);
+    let report = pass(&t.cfg).await;
     assert!(report.deliveries.is_empty());
     assert_eq!(
         report.polls[0].outcome,
@@ -215,20 +156,8 @@ async fn a_feed_that_rewrites_all_its_guids_triggers_nothing() {
 
 #[tokio::test]
 async fn backfill_delivers_what_the_first_poll_finds() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    feeds.set_feed("/feed", &fixture(MEDIUM));
-    let cfg = write_config(
-        dir.path(),
-        &[AuthorFeeds {
-            name: "Liz",
-            feeds: vec![feeds.url("/feed")],
-        }],
-        &rx.url(),
-        "",
-    );
-    let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
+    let t = spawn_one_author("Liz", MEDIUM).await;
+    let w = open_watcher(&t.cfg);
     let report = w
         .once(
             watcher::watch::OnceOptions {
@@ -246,31 +175,15 @@ async fn backfill_delivers_what_the_first_poll_finds() {
 
 #[tokio::test]
 async fn dry_run_shows_the_batch_and_changes_nothing() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let original = fixture(MEDIUM);
-    feeds.set_feed("/feed", &original);
-    let cfg = write_config(
-        dir.path(),
-        &[AuthorFeeds {
-            name: "Liz",
-            feeds: vec![feeds.url("/feed")],
-        }],
-        &rx.url(),
-        "",
-    );
-    pass(&cfg).await;
-    feeds.set_feed(
-        "/feed",
-        &publish_rss(&original, "https://medium.com/@l/new", "New"),
-    );
+    let t = spawn_one_author("Liz", MEDIUM).await;
+    t.baseline_then_publish("https://medium.com/@l/new", "New")
+        .await;
     let dry = watcher::watch::OnceOptions {
         backfill: false,
         dry_run: true,
         all: true,
     };
-    let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
+    let w = open_watcher(&t.cfg);
     let report = w.once(dry, |_, _, _| {}).await.unwrap();
     assert_eq!(report.would_deliver.len(), 1);
     assert_eq!(
@@ -279,8 +192,8 @@ async fn dry_run_shows_the_batch_and_changes_nothing() {
     );
     assert!(!report.would_deliver[0].config_path.exists());
     drop(w);
-    assert!(rx.received().is_empty());
+    assert!(t.rx.received().is_empty());
     // The real pass still finds the article: the dry run recorded nothing.
-    let real = pass(&cfg).await;
+    let real = pass(&t.cfg).await;
     assert_eq!(real.deliveries.len(), 1);
 }

@@ -61,6 +61,38 @@ async fn spawn_daemon(cfg: &Path) -> (CancellationToken, tokio::task::JoinHandle
     (cancel, handle)
 }
 
+/// A feed server whose one feed, at `/f`, is rubenerd's, and a config in a temp dir that polls
+/// it with `watcher_keys`.
+async fn one_rubenerd_feed(watcher_keys: &str) -> (FeedServer, tempfile::TempDir, PathBuf) {
+    let feeds = spawn_feed_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    feeds.set_feed("/f", &fixture("rubenerd-hugo.rss.xml"));
+    let cfg = schedule_config(dir.path(), &feeds, &["/f".to_string()], watcher_keys);
+    (feeds, dir, cfg)
+}
+
+/// Serves the fixture `fixture_name` at `n` paths `{prefix}0`, `{prefix}1`…, and returns them.
+fn serve_copies(feeds: &FeedServer, fixture_name: &str, prefix: &str, n: usize) -> Vec<String> {
+    let body = fixture(fixture_name);
+    let paths: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    for p in &paths {
+        feeds.set_feed(p, &body);
+    }
+    paths
+}
+
+/// The source whose URL ends with `suffix`.
+fn source_ending<'a>(
+    status: &'a watcher::status::StatusReport,
+    suffix: &str,
+) -> &'a watcher::status::SourceStatus {
+    status
+        .sources
+        .iter()
+        .find(|s| s.url.ends_with(suffix))
+        .unwrap()
+}
+
 fn gaps(times: &[tokio::time::Instant]) -> Vec<u64> {
     times
         .windows(2)
@@ -109,13 +141,8 @@ async fn retry_after_holds_one_source_while_its_neighbours_keep_their_schedule()
     cancel.cancel();
     daemon.await.unwrap();
 
-    let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
-    let status = w.status().unwrap();
-    let t = status
-        .sources
-        .iter()
-        .find(|s| s.url.ends_with("/throttled"))
-        .unwrap();
+    let status = status(&cfg);
+    let t = source_ending(&status, "/throttled");
     assert_eq!(t.consecutive_failures, 0, "throttling is not a failure");
     assert_eq!(t.next_due_reason.as_deref(), Some("Retry-After"));
 }
@@ -143,8 +170,8 @@ async fn consecutive_errors_back_off_exponentially_and_the_source_is_still_polle
     for (g, w) in got.iter().zip(want) {
         assert!(g.abs_diff(w) <= 2, "gaps {got:?}, want {want:?}");
     }
-    let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
-    let s = &w.status().unwrap().sources[0];
+    let status = status(&cfg);
+    let s = &status.sources[0];
     assert_eq!(s.consecutive_failures, 7);
     assert!(s.failing);
     assert_eq!(
@@ -157,11 +184,7 @@ async fn consecutive_errors_back_off_exponentially_and_the_source_is_still_polle
 async fn jitter_spreads_a_hundred_sources() {
     let feeds = spawn_feed_server().await;
     let dir = tempfile::tempdir().unwrap();
-    let body = fixture("medium-lizmarley.rss.xml");
-    let paths: Vec<String> = (0..100).map(|i| format!("/f{i}")).collect();
-    for p in &paths {
-        feeds.set_feed(p, &body);
-    }
+    let paths = serve_copies(&feeds, "medium-lizmarley.rss.xml", "/f", 100);
     let cfg = schedule_config(
         dir.path(),
         &feeds,
@@ -194,11 +217,7 @@ async fn jitter_spreads_a_hundred_sources() {
 async fn one_host_never_sees_more_than_its_limit() {
     let feeds = spawn_feed_server().await;
     let dir = tempfile::tempdir().unwrap();
-    let body = fixture("rubenerd-hugo.rss.xml");
-    let paths: Vec<String> = (0..200).map(|i| format!("/h{i}")).collect();
-    for p in &paths {
-        feeds.set_feed(p, &body);
-    }
+    let paths = serve_copies(&feeds, "rubenerd-hugo.rss.xml", "/h", 200);
     feeds.set_delay(Duration::from_millis(5));
     let cfg = schedule_config(dir.path(), &feeds, &paths, "concurrency = 32");
     let report = pass(&cfg).await;
@@ -213,12 +232,9 @@ async fn one_host_never_sees_more_than_its_limit() {
 
 #[tokio::test]
 async fn once_polls_only_the_sources_that_are_due() {
-    let feeds = spawn_feed_server().await;
-    let dir = tempfile::tempdir().unwrap();
-    feeds.set_feed("/f", &fixture("rubenerd-hugo.rss.xml"));
-    let cfg = schedule_config(dir.path(), &feeds, &["/f".to_string()], "");
+    let (feeds, _dir, cfg) = one_rubenerd_feed("").await;
     let due_only = watcher::watch::OnceOptions::default();
-    let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
+    let w = open_watcher(&cfg);
     let first = w.once(due_only, |_, _, _| {}).await.unwrap();
     assert_eq!(
         (first.polls.len(), first.not_due),
@@ -273,23 +289,15 @@ async fn gone_stops_a_source_and_permanent_redirects_move_it() {
         2,
         "a 302 does not move the source"
     );
-    let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
-    let status = w.status().unwrap();
-    let g = status
-        .sources
-        .iter()
-        .find(|s| s.url.ends_with("/gone"))
-        .unwrap();
+    let status = status(&cfg);
+    let g = source_ending(&status, "/gone");
     assert!(g.last_result.as_deref().unwrap().contains("gone (410)"));
 }
 
 #[tokio::test]
 async fn a_feed_ttl_stretches_the_interval_also_after_304s() {
-    let feeds = spawn_feed_server().await;
-    let dir = tempfile::tempdir().unwrap();
     // rubenerd's feed says <ttl>30</ttl> (minutes).
-    feeds.set_feed("/f", &fixture("rubenerd-hugo.rss.xml"));
-    let cfg = schedule_config(dir.path(), &feeds, &["/f".to_string()], "interval = \"5m\"");
+    let (_feeds, _dir, cfg) = one_rubenerd_feed("interval = \"5m\"").await;
     for _ in 0..2 {
         let report = pass(&cfg).await;
         let next = &report.polls[0].next;

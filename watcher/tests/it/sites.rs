@@ -5,9 +5,9 @@ use std::io::Write;
 
 use crate::helpers::*;
 
-/// A config with one author whose sources are given as raw TOML lines.
-fn site_config(dir: &std::path::Path, hook: &str, sources: &str) -> std::path::PathBuf {
-    let path = write_config(dir, &[], hook, "");
+/// A config in the scene with one author whose sources are given as raw TOML lines.
+fn site_config(scene: &Scene, sources: &str) -> std::path::PathBuf {
+    let path = scene.config(&[]);
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str(&format!(
         "\n[[authors]]\nname = \"Site Author\"\n{sources}\n"
@@ -23,6 +23,13 @@ fn html(body: String) -> Route {
     }
 }
 
+fn xml(body: String) -> Route {
+    Route::Feed {
+        body,
+        content_type: "application/xml".into(),
+    }
+}
+
 /// The one link of the one delivery the pass made.
 fn delivered_link(report: &watcher::watch::PassReport) -> Vec<String> {
     assert!(report.problems().is_empty(), "{:?}", report.problems());
@@ -32,14 +39,12 @@ fn delivered_link(report: &watcher::watch::PassReport) -> Vec<String> {
 
 #[tokio::test]
 async fn a_page_read_by_css_selector_delivers_a_new_article() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
+    let scene = spawn_scene().await;
+    let feeds = &scene.feeds;
     let page = fixture("cowboyprogrammer-home.html");
     feeds.set("/", html(page.clone()));
     let cfg = site_config(
-        dir.path(),
-        &rx.url(),
+        &scene,
         &format!(
             "sites = [{{ url = \"{}\", selector = \"h1.article-title\" }}]",
             feeds.url("/")
@@ -78,17 +83,11 @@ fn sitemap_with(extra_url: Option<&str>) -> String {
 
 #[tokio::test]
 async fn a_plain_sitemap_delivers_a_new_url_matching_include() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let xml = |body: String| Route::Feed {
-        body,
-        content_type: "application/xml".into(),
-    };
+    let scene = spawn_scene().await;
+    let feeds = &scene.feeds;
     feeds.set("/sitemap.xml", xml(sitemap_with(None)));
     let cfg = site_config(
-        dir.path(),
-        &rx.url(),
+        &scene,
         &format!(
             "sitemaps = [{{ url = \"{}\", include = \"/hack-the-box/\" }}]",
             feeds.url("/sitemap.xml")
@@ -114,16 +113,12 @@ async fn a_plain_sitemap_delivers_a_new_url_matching_include() {
 
 #[tokio::test]
 async fn a_sitemap_index_with_a_gzipped_child_delivers_a_new_url() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
+    let scene = spawn_scene().await;
+    let feeds = &scene.feeds;
     // The real Yoast index names four relative children; two are served, gzipped and plain.
     feeds.set(
         "/sitemap_index.xml",
-        Route::Feed {
-            body: fixture("yoast-sitemap-index.xml"),
-            content_type: "application/xml".into(),
-        },
+        xml(fixture("yoast-sitemap-index.xml")),
     );
     let gz = |text: &str| {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -137,14 +132,10 @@ async fn a_sitemap_index_with_a_gzipped_child_delivers_a_new_url() {
     );
     feeds.set(
         "/page-sitemap.xml",
-        Route::Feed {
-            body: "<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\"><url><loc>https://example.org/about/</loc></url></urlset>".into(),
-            content_type: "application/xml".into(),
-        },
+        xml("<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\"><url><loc>https://example.org/about/</loc></url></urlset>".into()),
     );
     let cfg = site_config(
-        dir.path(),
-        &rx.url(),
+        &scene,
         &format!("sitemaps = [\"{}\"]", feeds.url("/sitemap_index.xml")),
     );
     let first = pass(&cfg).await;
@@ -166,9 +157,8 @@ async fn a_sitemap_index_with_a_gzipped_child_delivers_a_new_url() {
 
 #[tokio::test]
 async fn autodiscovery_finds_the_feed_remembers_it_and_delivers_a_new_article() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
+    let scene = spawn_scene().await;
+    let feeds = &scene.feeds;
     // A real page whose <link rel="alternate"> is made relative, so it points at this server.
     let page = fixture("inessential-home.html")
         .replace("http://inessential.com/xml/rss.xml", "/xml/rss.xml");
@@ -182,8 +172,7 @@ async fn autodiscovery_finds_the_feed_remembers_it_and_delivers_a_new_article() 
     );
     feeds.set_feed("/feed", &fixture("rubenerd-hugo.rss.xml"));
     let cfg = site_config(
-        dir.path(),
-        &rx.url(),
+        &scene,
         &format!(
             "sites = [\"{}\", \"{}\"]",
             feeds.url("/"),
@@ -192,8 +181,7 @@ async fn autodiscovery_finds_the_feed_remembers_it_and_delivers_a_new_article() 
     );
     let first = pass(&cfg).await;
     assert!(first.problems().is_empty(), "{:?}", first.problems());
-    let w = watcher::watch::Watcher::open(load(&cfg)).unwrap();
-    let status = w.status().unwrap();
+    let status = status(&cfg);
     let discovered: Vec<_> = status
         .sources
         .iter()
@@ -204,7 +192,6 @@ async fn autodiscovery_finds_the_feed_remembers_it_and_delivers_a_new_article() 
         "{discovered:?}"
     );
     assert!(discovered.contains(&feeds.url("/feed")), "{discovered:?}");
-    drop(w);
     feeds.set_feed(
         "/xml/rss.xml",
         &publish_rss(
@@ -227,15 +214,10 @@ async fn autodiscovery_finds_the_feed_remembers_it_and_delivers_a_new_article() 
 
 #[tokio::test]
 async fn a_site_without_any_feed_is_one_clear_error() {
-    let feeds = spawn_feed_server().await;
-    let rx = spawn_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
+    let scene = spawn_scene().await;
+    let feeds = &scene.feeds;
     feeds.set("/", html("<html><body>no feed here</body></html>".into()));
-    let cfg = site_config(
-        dir.path(),
-        &rx.url(),
-        &format!("sites = [\"{}\"]", feeds.url("/")),
-    );
+    let cfg = site_config(&scene, &format!("sites = [\"{}\"]", feeds.url("/")));
     let problems = pass(&cfg).await.problems();
     assert_eq!(problems.len(), 1);
     assert!(problems[0].contains("no feed found at"), "{}", problems[0]);
