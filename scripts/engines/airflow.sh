@@ -23,49 +23,13 @@ VENV=${AIRFLOW_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/article-watcher/airflow-$AI
 STATE=${AIRFLOW_STATE_DIR:-$REPO/target/engines/airflow}
 COMPONENTS=(dag-processor scheduler api-server)
 
-log() { printf 'airflow.sh: %s\n' "$*" >&2; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+ENGINE=airflow
+# shellcheck source=scripts/engines/lib.sh
+source "$HERE/lib.sh"
 
-install() {
-    if [[ -x $VENV/bin/airflow ]] &&
-        [[ $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("apache-airflow"))' 2>/dev/null) == "$AIRFLOW_VERSION" ]]; then
-        log "airflow $AIRFLOW_VERSION already installed in $VENV"
-        return
-    fi
-    local t0; t0=$(now)
-    log "installing apache-airflow $AIRFLOW_VERSION into $VENV"
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -U pip
-    # The constraints file pins every transitive dependency (pip freeze of a working install).
-    "$VENV/bin/pip" install -q --disable-pip-version-check \
-        -c "$HERE/airflow-constraints.txt" "apache-airflow==$AIRFLOW_VERSION"
-    log "installed in $(since "$t0")"
-}
+installed_version() { "$VENV/bin/python" -c 'from importlib.metadata import version; print(version("apache-airflow"))'; }
 
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-# Stops the process group whose leader's pid is in $1: TERM, up to $2 seconds, then KILL.
-stop_group() {
-    local pidfile=$1 grace=$2 pid
-    [[ -f $pidfile ]] || return 0
-    pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM -- "-$pid" 2>/dev/null || true
-        for _ in $(seq $((grace * 4))); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.25
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "pid $pid ignored SIGTERM for ${grace}s; killing its group"
-            kill -KILL -- "-$pid" 2>/dev/null || true
-        fi
-    fi
-    # Workers forked into the group may outlive their leader.
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    rm -f "$pidfile"
-}
+install() { pip_install_pinned "apache-airflow==$AIRFLOW_VERSION" "$HERE/airflow-constraints.txt"; }
 
 stop() {
     local component
@@ -73,28 +37,6 @@ stop() {
         stop_group "$STATE/$component.pid" 15
     done
     log "stopped"
-}
-
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
-
-# Waits until curl succeeds on $1 (extra curl args after $3), failing after $2 seconds or when
-# the process of pidfile $3 dies.
-wait_for() {
-    local url=$1 timeout=$2 pidfile=$3; shift 3
-    local deadline=$((SECONDS + timeout))
-    until curl -sf -o /dev/null "$@" "$url"; do
-        if ! alive "$pidfile"; then
-            log "process of $pidfile died; its log:"; tail -n 40 "${pidfile%.pid}.log" >&2; return 1
-        fi
-        if ((SECONDS >= deadline)); then
-            log "timed out after ${timeout}s waiting for $url; log:"; tail -n 40 "${pidfile%.pid}.log" >&2; return 1
-        fi
-        sleep 0.25
-    done
 }
 
 start_component() {
@@ -161,26 +103,4 @@ start() {
     log "dags registered after $(since "$t0"); env in $STATE/env"
 }
 
-run() {
-    start
-    trap stop EXIT
-    # shellcheck disable=SC1091
-    source "$STATE/env"
-    "$@"
-}
-
-case ${1:-} in
-    install) install ;;
-    start) start ;;
-    stop) stop ;;
-    run)
-        shift
-        [[ ${1:-} == -- ]] && shift
-        (($# > 0)) || { log "usage: airflow.sh run -- CMD..."; exit 2; }
-        run "$@"
-        ;;
-    *)
-        sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-        exit 2
-        ;;
-esac
+engine_main "$@"
