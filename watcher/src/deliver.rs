@@ -92,10 +92,6 @@ impl Deliverer {
         })
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Starts the batch's run; returns the run handle as `<kind>:<id>`.
     pub async fn trigger(&self, d: &Delivery) -> Result<String, String> {
         let config = emit::config_json(d.format, &d.items);

@@ -559,14 +559,6 @@ fn acquire_lock(dir: &Path) -> Result<nix::fcntl::Flock<File>, StoreError> {
     }
 }
 
-/// The pid recorded in a state dir's lock file, if any (for messages when the store is busy).
-pub fn lock_owner(dir: &Path) -> Option<String> {
-    std::fs::read_to_string(dir.join("lock"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

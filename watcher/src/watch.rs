@@ -168,13 +168,6 @@ impl Watcher {
         })
     }
 
-    /// Like [`Watcher::open`], with an explicit trigger (a test's).
-    pub fn with_deliverer(config: Config, deliverer: Deliverer) -> Result<Watcher, WatcherError> {
-        let mut w = Watcher::inspect(config)?;
-        w.deliverer = Some(Arc::new(deliverer));
-        Ok(w)
-    }
-
     fn deliverer(&self) -> &Deliverer {
         self.deliverer
             .as_deref()
@@ -207,10 +200,6 @@ impl Watcher {
 
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     /// Every configured source.
