@@ -321,7 +321,8 @@ async fn list_runs(
         cursor: query.cursor.filter(|cursor| !cursor.is_empty()),
     };
     let page = engine
-        .runs(&filter)
+        .runs(filter)
+        .await
         .map_err(|err| ApiError::internal(&err))?;
     Ok(axum::Json(RunList {
         runs: page.runs,

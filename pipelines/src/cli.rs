@@ -586,7 +586,7 @@ async fn runs(args: RunsArgs, token: Option<String>) -> Result<Status, Error> {
                     .ok_or_else(|| crate::state::StateError::RunNotFound { id: id.clone() })?;
                 (Some(run), None)
             }
-            None => (None, Some(state.list_runs(&filter)?)),
+            None => (None, Some(state.list_runs_blocking(&filter)?)),
         }
     };
     if args.json {

@@ -354,8 +354,8 @@ impl Engine {
             params,
             run_dir: run_dir.clone(),
         };
-        let idempotency = key.as_deref().map(|key| (key, fingerprint.as_str()));
-        match inner.state.insert_run(&run, idempotency)? {
+        let idempotency = key.clone().map(|key| (key, fingerprint.clone()));
+        match inner.state.insert_run(run.clone(), idempotency).await? {
             Inserted::New => {}
             Inserted::Existing { run, same_request } => {
                 // Lost a race with the same key: drop what this request prepared.
@@ -400,8 +400,8 @@ impl Engine {
     }
 
     /// Runs matching `filter`, newest first.
-    pub fn runs(&self, filter: &RunFilter) -> Result<RunPage, StateError> {
-        self.inner.state.list_runs(filter)
+    pub async fn runs(&self, filter: RunFilter) -> Result<RunPage, StateError> {
+        self.inner.state.list_runs(filter).await
     }
 
     /// Cancels a queued or running run without waiting for it to end. A queued run is
@@ -430,20 +430,24 @@ impl Engine {
         let now = Utc::now();
         if dequeued {
             tracing::info!(chain = %run.chain, run_id = id, "queued run cancelled");
-            let run = self.update(id, |run| {
-                run.cancel_requested_at.get_or_insert(now);
-                run.skip_unstarted("run cancelled", now);
-                run.finish(RunStatus::Cancelled, Some("cancelled".into()), now);
-            })?;
+            let run = self
+                .update(id, move |run| {
+                    run.cancel_requested_at.get_or_insert(now);
+                    run.skip_unstarted("run cancelled", now);
+                    run.finish(RunStatus::Cancelled, Some("cancelled".into()), now);
+                })
+                .await?;
             return Ok(run);
         }
         // Recorded before the run's token fires, so a run that has not reached its executor yet
         // (or a restarted runner's re-queued run) sees the request when it starts.
-        let run = self.update(id, |run| {
-            if !run.status.is_finished() {
-                run.cancel_requested_at.get_or_insert(now);
-            }
-        })?;
+        let run = self
+            .update(id, move |run| {
+                if !run.status.is_finished() {
+                    run.cancel_requested_at.get_or_insert(now);
+                }
+            })
+            .await?;
         if run.status.is_finished() {
             // It ended by itself just before the cancel reached it.
             return Err(CancelError::Finished {
@@ -585,9 +589,20 @@ impl Engine {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Changes a run record and wakes whoever waits for changes.
-    fn update(&self, id: &str, change: impl FnOnce(&mut Run)) -> Result<Run, StateError> {
-        let run = self.inner.state.update_run(id, change)?;
+    /// Changes a run record (on the blocking pool) and wakes whoever waits for changes.
+    async fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Run) + Send + 'static,
+    ) -> Result<Run, StateError> {
+        let run = self.inner.state.update_run(id, change).await?;
+        self.inner.changed.notify_waiters();
+        Ok(run)
+    }
+
+    /// [`update`](Self::update) on the calling thread: for recovery at startup and drop guards.
+    fn update_blocking(&self, id: &str, change: impl FnOnce(&mut Run)) -> Result<Run, StateError> {
+        let run = self.inner.state.update_run_blocking(id, change)?;
         self.inner.changed.notify_waiters();
         Ok(run)
     }
@@ -632,10 +647,16 @@ impl Engine {
         if let Err(err) = self.try_execute_run(chain, run_id, cancel).await {
             tracing::error!(error = %err, "run bookkeeping failed");
             let now = Utc::now();
-            let _ = self.update(run_id, |run| {
-                run.skip_unstarted("runner error", now);
-                run.finish(RunStatus::Failed, Some(format!("runner error: {err}")), now);
-            });
+            let error = format!("runner error: {err}");
+            let recorded = self
+                .update(run_id, move |run| {
+                    run.skip_unstarted("runner error", now);
+                    run.finish(RunStatus::Failed, Some(error), now);
+                })
+                .await;
+            if let Err(err) = recorded {
+                tracing::error!(error = %err, "recording a run's failure failed");
+            }
         }
     }
 
@@ -645,10 +666,12 @@ impl Engine {
         run_id: &str,
         cancel: CancellationToken,
     ) -> Result<(), StateError> {
-        let run = self.update(run_id, |run| {
-            run.status = RunStatus::Running;
-            run.started_at = Some(Utc::now());
-        })?;
+        let run = self
+            .update(run_id, |run| {
+                run.status = RunStatus::Running;
+                run.started_at = Some(Utc::now());
+            })
+            .await?;
         if run.cancel_requested_at.is_some() {
             cancel.cancel();
         }
@@ -729,23 +752,29 @@ impl Engine {
         let all_done = ends.iter().all(|end| *end == Some(StageEnd::Succeeded));
         // Every stage succeeded: a cancel or shutdown that came too late changes nothing.
         let run = if all_done {
-            self.update(run_id, |run| run.finish(RunStatus::Succeeded, None, now))?
+            self.update(run_id, move |run| {
+                run.finish(RunStatus::Succeeded, None, now)
+            })
+            .await?
         } else if cancelled {
-            self.update(run_id, |run| {
+            self.update(run_id, move |run| {
                 run.skip_unstarted("run cancelled", now);
                 run.finish(RunStatus::Cancelled, Some("cancelled".into()), now);
-            })?
+            })
+            .await?
         } else if let Some(failure) = failure {
             let reason = "skipped because an earlier stage failed";
-            self.update(run_id, |run| {
+            self.update(run_id, move |run| {
                 run.skip_unstarted(reason, now);
                 run.finish(RunStatus::Failed, Some(failure), now);
-            })?
+            })
+            .await?
         } else {
-            self.update(run_id, |run| {
+            self.update(run_id, move |run| {
                 run.skip_unstarted(INTERRUPTED_BY_SHUTDOWN, now);
                 run.finish(RunStatus::Failed, Some(INTERRUPTED_BY_SHUTDOWN.into()), now);
-            })?
+            })
+            .await?
         };
         self.inner.state.flush().await?;
         match run.status {
@@ -813,15 +842,18 @@ impl Engine {
             Some(error) => tracing::warn!(%error, "stage did not succeed"),
         }
         let now = Utc::now();
-        let recorded = self.update(&run.id, |run| {
-            if let Some(record) = run.stage_mut(name) {
-                record.status = status;
-                record.exit_code = exit_code;
-                record.finished_at = Some(now);
-                record.started_at.get_or_insert(now);
-                record.error = error;
-            }
-        });
+        let stage_name = name.to_owned();
+        let recorded = self
+            .update(&run.id, move |run| {
+                if let Some(record) = run.stage_mut(&stage_name) {
+                    record.status = status;
+                    record.exit_code = exit_code;
+                    record.finished_at = Some(now);
+                    record.started_at.get_or_insert(now);
+                    record.error = error;
+                }
+            })
+            .await;
         if let Err(err) = recorded {
             tracing::error!(error = %err, "recording a stage's end failed");
         }
@@ -897,13 +929,15 @@ impl Engine {
                 break;
             }
             let now = Utc::now();
-            self.update(&run.id, |run| {
-                if let Some(record) = run.stage_mut(stage.name()) {
+            let stage_name = stage.name().to_owned();
+            self.update(&run.id, move |run| {
+                if let Some(record) = run.stage_mut(&stage_name) {
                     record.status = StageStatus::Running;
                     record.attempts = attempt;
                     record.started_at.get_or_insert(now);
                 }
             })
+            .await
             .map_err(|err| err.to_string())?;
             let spec = process::Spec {
                 program: program.clone(),
@@ -932,7 +966,7 @@ impl Engine {
                 tracing::error!(error = %err, pgid, "recording a process group failed");
             }
             outcome = child.wait(&stops).await;
-            if let Err(err) = inner.state.forget_group(pgid) {
+            if let Err(err) = inner.state.forget_group(pgid).await {
                 tracing::error!(error = %err, pgid, "forgetting a process group failed");
             }
             let retryable = !outcome.succeeded()
@@ -985,12 +1019,12 @@ impl Engine {
                     "recorded process group belongs to an earlier boot or another process; left alone"
                 ),
             }
-            state.forget_group(group.pgid)?;
+            state.forget_group_blocking(group.pgid)?;
         }
         let now = Utc::now();
         for run in state.runs_with_status(&[RunStatus::Running])? {
             tracing::warn!(chain = %run.chain, run_id = %run.id, "run was interrupted by a restart; marking it failed");
-            self.update(&run.id, |run| {
+            self.update_blocking(&run.id, |run| {
                 for stage in &mut run.stages {
                     if stage.status == StageStatus::Running {
                         stage.status = StageStatus::Failed;
@@ -1011,7 +1045,7 @@ impl Engine {
                     .push_back(run.id);
             } else {
                 let error = format!("chain `{}` is no longer in the chains directory", run.chain);
-                self.update(&run.id, |run| {
+                self.update_blocking(&run.id, |run| {
                     run.skip_unstarted(&error, now);
                     run.finish(RunStatus::Failed, Some(error.clone()), now);
                 })?;
@@ -1129,7 +1163,7 @@ impl Drop for StageGuard<'_> {
         };
         tracing::error!(stage = self.stage, error, "stage task ended early");
         let now = Utc::now();
-        let recorded = self.engine.update(self.run_id, |run| {
+        let recorded = self.engine.update_blocking(self.run_id, |run| {
             if let Some(record) = run.stage_mut(self.stage)
                 && !record.status.is_finished()
             {
@@ -1277,7 +1311,7 @@ run = ["sh", "-c", "sleep 30 & echo $! > \"$PIPELINES_RUN_DIR/child\"; echo $$ >
             params: BTreeMap::new(),
             run_dir,
         };
-        engine.inner.state.insert_run(&run, None).unwrap();
+        engine.inner.state.insert_run_blocking(&run, None).unwrap();
         (dir, engine, chain, run)
     }
 

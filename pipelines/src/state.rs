@@ -4,9 +4,17 @@
 //! `idempotency` (idempotency key → run id + request fingerprint) and `groups` (process group id
 //! → the stage process that leads it, recorded at spawn and removed once the group is gone, so a
 //! restarted runner can kill what a crashed one left behind).
+//!
+//! sled discipline (shared with the watcher's store, see `sled_gate`): transactions run under
+//! `sled_gate::exclusive`, single-key writes and flushes under `sled_gate::shared`, so a
+//! transaction never overlaps a flush (sled 0.34 deadlocks when one does); durability is a group
+//! commit. Everything that can wait for the disk or for the gate (transactions, flushes, scans,
+//! read-modify-writes) runs on tokio's blocking pool through the async methods, so the REST API
+//! and `/healthz` keep answering while the store is busy; the `_blocking` variants are for code
+//! that already runs there (startup recovery, retention, drop guards).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -73,15 +81,15 @@ pub struct RunPage {
     pub next: Option<String>,
 }
 
-/// The sled database of a runner.
-#[derive(Debug)]
+/// The sled database of a runner. Cheap to clone: every clone is the same database.
+#[derive(Debug, Clone)]
 pub struct State {
-    db: sled::Db,
     runs: sled::Tree,
     idempotency: sled::Tree,
     groups: sled::Tree,
     /// Serialises read-modify-write of run records (sled itself is only per-key atomic).
-    write: Mutex<()>,
+    write: Arc<Mutex<()>>,
+    commit: sled_gate::GroupCommit,
 }
 
 impl State {
@@ -115,23 +123,36 @@ impl State {
             runs: db.open_tree("runs")?,
             idempotency: db.open_tree("idempotency")?,
             groups: db.open_tree("groups")?,
-            db,
-            write: Mutex::new(()),
+            commit: sled_gate::GroupCommit::new(db),
+            write: Arc::new(Mutex::new(())),
         })
     }
 
-    /// Stores a new run; with an idempotency key, returns the run that key already names instead.
-    pub fn insert_run(
+    /// Stores a new run; with an idempotency key (and the request's fingerprint), returns the run
+    /// that key already names instead. Not yet durable: [`flush`](Self::flush) before relying on it.
+    pub async fn insert_run(
+        &self,
+        run: Run,
+        idempotency: Option<(String, String)>,
+    ) -> Result<Inserted, StateError> {
+        let this = self.clone();
+        sled_gate::blocking(move || {
+            let idempotency = idempotency.as_ref().map(|(k, f)| (k.as_str(), f.as_str()));
+            this.insert_run_blocking(&run, idempotency)
+        })
+        .await
+    }
+
+    /// [`insert_run`](Self::insert_run), on the calling thread.
+    pub fn insert_run_blocking(
         &self,
         run: &Run,
         idempotency: Option<(&str, &str)>,
     ) -> Result<Inserted, StateError> {
-        let _guard = self
-            .write
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        // A new run's record is not touched by read-modify-writes until it exists, and the
+        // transaction settles races on the key, so `write` is not needed here.
         let Some((key, fingerprint)) = idempotency else {
-            self.runs.insert(run.id.as_bytes(), encode(run))?;
+            sled_gate::shared(|| self.runs.insert(run.id.as_bytes(), encode(run)))?;
             return Ok(Inserted::New);
         };
         let record = encode(run);
@@ -141,8 +162,8 @@ impl State {
         });
         // One transaction over both trees: a crash never leaves a run without its key (which
         // would let a retry with the same key start a second run) or a key without its run.
-        (&self.runs, &self.idempotency)
-            .transaction(|(runs, keys)| {
+        sled_gate::exclusive(|| {
+            (&self.runs, &self.idempotency).transaction(|(runs, keys)| {
                 if let Some(bytes) = keys.get(key)? {
                     let found: IdempotencyEntry = decode(key, &bytes).or_else(abort)?;
                     let Some(existing) = runs.get(found.run_id.as_bytes())? else {
@@ -158,7 +179,8 @@ impl State {
                 keys.insert(key, entry.as_slice())?;
                 Ok(Inserted::New)
             })
-            .map_err(|err| match err {
+        })
+        .map_err(|err| match err {
                 TransactionError::Abort(err) => err,
                 TransactionError::Storage(err) => StateError::Sled(err),
             })
@@ -183,8 +205,22 @@ impl State {
             .transpose()
     }
 
-    /// Reads, changes and writes back one run record.
-    pub fn update_run(&self, id: &str, change: impl FnOnce(&mut Run)) -> Result<Run, StateError> {
+    /// Reads, changes and writes back one run record (on the blocking pool).
+    pub async fn update_run(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Run) + Send + 'static,
+    ) -> Result<Run, StateError> {
+        let (this, id) = (self.clone(), id.to_owned());
+        sled_gate::blocking(move || this.update_run_blocking(&id, change)).await
+    }
+
+    /// [`update_run`](Self::update_run), on the calling thread.
+    pub fn update_run_blocking(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Run),
+    ) -> Result<Run, StateError> {
         let _guard = self
             .write
             .lock()
@@ -193,12 +229,18 @@ impl State {
             .get_run(id)?
             .ok_or_else(|| StateError::RunNotFound { id: id.to_owned() })?;
         change(&mut run);
-        self.runs.insert(id.as_bytes(), encode(&run))?;
+        sled_gate::shared(|| self.runs.insert(id.as_bytes(), encode(&run)))?;
         Ok(run)
     }
 
-    /// Runs matching `filter`, newest first.
-    pub fn list_runs(&self, filter: &RunFilter) -> Result<RunPage, StateError> {
+    /// Runs matching `filter`, newest first (a scan, on the blocking pool).
+    pub async fn list_runs(&self, filter: RunFilter) -> Result<RunPage, StateError> {
+        let this = self.clone();
+        sled_gate::blocking(move || this.list_runs_blocking(&filter)).await
+    }
+
+    /// [`list_runs`](Self::list_runs), on the calling thread.
+    pub fn list_runs_blocking(&self, filter: &RunFilter) -> Result<RunPage, StateError> {
         let limit = filter.limit.max(1);
         let iter = match &filter.cursor {
             Some(cursor) => self.runs.range(..cursor.as_bytes().to_vec()),
@@ -257,8 +299,8 @@ impl State {
             if !run.status.is_finished() || run.finished_at.unwrap_or(run.created_at) >= cutoff {
                 continue;
             }
-            (&self.runs, &self.idempotency)
-                .transaction(|(runs, keys)| {
+            sled_gate::exclusive(|| {
+                (&self.runs, &self.idempotency).transaction(|(runs, keys)| {
                     runs.remove(&key)?;
                     if let Some(idempotency_key) = &run.idempotency_key
                         && let Some(entry) = keys.get(idempotency_key.as_bytes())?
@@ -269,7 +311,8 @@ impl State {
                     }
                     Ok::<_, sled::transaction::ConflictableTransactionError<StateError>>(())
                 })
-                .map_err(|err| match err {
+            })
+            .map_err(|err| match err {
                     TransactionError::Abort(err) => err,
                     TransactionError::Storage(err) => StateError::Sled(err),
                 })?;
@@ -280,15 +323,24 @@ impl State {
 
     /// Records a stage's process group durably (call right after spawn).
     pub async fn record_group(&self, group: &GroupRecord) -> Result<(), StateError> {
-        self.groups
-            .insert(group.pgid.to_be_bytes(), encode(group))?;
-        self.groups.flush_async().await?;
+        let (this, pgid, record) = (self.clone(), group.pgid, encode(group));
+        sled_gate::blocking(move || {
+            sled_gate::shared(|| this.groups.insert(pgid.to_be_bytes(), record))?;
+            this.commit.sync()
+        })
+        .await?;
         Ok(())
     }
 
     /// Forgets a process group once nothing of it is left.
-    pub fn forget_group(&self, pgid: i32) -> Result<(), StateError> {
-        self.groups.remove(pgid.to_be_bytes())?;
+    pub async fn forget_group(&self, pgid: i32) -> Result<(), StateError> {
+        let this = self.clone();
+        sled_gate::blocking(move || this.forget_group_blocking(pgid)).await
+    }
+
+    /// [`forget_group`](Self::forget_group), on the calling thread.
+    pub fn forget_group_blocking(&self, pgid: i32) -> Result<(), StateError> {
+        sled_gate::shared(|| self.groups.remove(pgid.to_be_bytes()))?;
         Ok(())
     }
 
@@ -303,9 +355,15 @@ impl State {
             .collect()
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable (a group commit, on the blocking pool).
     pub async fn flush(&self) -> Result<(), StateError> {
-        self.db.flush_async().await?;
+        self.commit.sync_async().await?;
+        Ok(())
+    }
+
+    /// [`flush`](Self::flush), on the calling thread.
+    pub fn flush_blocking(&self) -> Result<(), StateError> {
+        self.commit.sync()?;
         Ok(())
     }
 }
@@ -351,8 +409,8 @@ mod tests {
         {
             let state = State::open(dir.path()).unwrap();
             let first = run("01", "a", RunStatus::Queued);
-            state.insert_run(&first, Some(("k", "f1"))).unwrap();
-            state.db.flush().unwrap();
+            state.insert_run_blocking(&first, Some(("k", "f1"))).unwrap();
+            state.flush_blocking().unwrap();
         }
         let state = State::open(dir.path()).unwrap();
         let (found, fingerprint) = state.idempotent_run("k").unwrap().unwrap();
@@ -361,7 +419,7 @@ mod tests {
         state.runs.remove("01").unwrap();
         assert!(matches!(
             state
-                .insert_run(&run("02", "a", RunStatus::Queued), Some(("k", "f1")))
+                .insert_run_blocking(&run("02", "a", RunStatus::Queued), Some(("k", "f1")))
                 .unwrap_err(),
             StateError::RunNotFound { .. }
         ));
@@ -391,7 +449,7 @@ mod tests {
         ];
         for run in &runs {
             let key = run.idempotency_key.clone().unwrap();
-            state.insert_run(run, Some((&key, "f"))).unwrap();
+            state.insert_run_blocking(run, Some((&key, "f"))).unwrap();
         }
         // A key that a newer run took over after its first run is not the old run's to delete.
         state
@@ -425,7 +483,7 @@ mod tests {
         // A pruned run's key can start a new run.
         let again = run("07", "a", RunStatus::Queued);
         assert!(matches!(
-            state.insert_run(&again, Some(("key-02", "g"))).unwrap(),
+            state.insert_run_blocking(&again, Some(("key-02", "g"))).unwrap(),
             Inserted::New
         ));
         assert!(state.prune_runs(days(30)).unwrap().is_empty());
@@ -442,11 +500,11 @@ mod tests {
 
         let first = run("01", "a", RunStatus::Queued);
         assert!(matches!(
-            state.insert_run(&first, Some(("k", "f1"))).unwrap(),
+            state.insert_run_blocking(&first, Some(("k", "f1"))).unwrap(),
             Inserted::New
         ));
         match state
-            .insert_run(&run("02", "a", RunStatus::Queued), Some(("k", "f1")))
+            .insert_run_blocking(&run("02", "a", RunStatus::Queued), Some(("k", "f1")))
             .unwrap()
         {
             Inserted::Existing { run, same_request } => {
@@ -456,7 +514,7 @@ mod tests {
             Inserted::New => panic!("key reused"),
         }
         match state
-            .insert_run(&run("02", "a", RunStatus::Queued), Some(("k", "f2")))
+            .insert_run_blocking(&run("02", "a", RunStatus::Queued), Some(("k", "f2")))
             .unwrap()
         {
             Inserted::Existing { same_request, .. } => assert!(!same_request),
@@ -467,11 +525,11 @@ mod tests {
             ("03", "a", RunStatus::Succeeded),
             ("04", "a", RunStatus::Queued),
         ] {
-            state.insert_run(&run(id, chain, status), None).unwrap();
+            state.insert_run_blocking(&run(id, chain, status), None).unwrap();
         }
 
         let page = state
-            .list_runs(&RunFilter {
+            .list_runs_blocking(&RunFilter {
                 chain: Some("a".into()),
                 limit: 2,
                 ..Default::default()
@@ -481,7 +539,7 @@ mod tests {
         assert_eq!(ids, ["04", "03"]);
         assert_eq!(page.next.as_deref(), Some("03"));
         let page = state
-            .list_runs(&RunFilter {
+            .list_runs_blocking(&RunFilter {
                 chain: Some("a".into()),
                 limit: 2,
                 cursor: page.next,
@@ -497,7 +555,7 @@ mod tests {
         assert_eq!(ids, ["01", "04"]);
 
         let updated = state
-            .update_run("04", |run| run.status = RunStatus::Running)
+            .update_run_blocking("04", |run| run.status = RunStatus::Running)
             .unwrap();
         assert_eq!(updated.status, RunStatus::Running);
         assert_eq!(
@@ -505,7 +563,7 @@ mod tests {
             RunStatus::Running
         );
         assert!(matches!(
-            state.update_run("nope", |_| {}).unwrap_err(),
+            state.update_run_blocking("nope", |_| {}).unwrap_err(),
             StateError::RunNotFound { .. }
         ));
     }
