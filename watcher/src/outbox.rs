@@ -314,7 +314,7 @@ pub async fn follow_runs(
         if before != (d.run_state.clone(), d.run_message.clone(), d.run_errors) {
             store.put_delivery(seq, &d).await?;
         } else {
-            store.put_delivery_lazy(seq, &d)?;
+            store.put_delivery_lazy(seq, &d).await?;
         }
     }
     Ok(ended)

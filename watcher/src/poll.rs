@@ -149,7 +149,7 @@ pub async fn poll_source(
     if !opts.dry_run {
         // Only the source's bookkeeping changed: sled's background flush (every 500 ms) is
         // durable enough, and a 304 every few minutes for months costs no fsync.
-        store.put_source(&key, &state)?;
+        store.put_source(&key, &state).await?;
     }
     Ok(PollReport {
         source: source.clone(),

@@ -2,11 +2,20 @@
 //! identity mode. Per item: id, canonical URL, title, first seen, content hash (items that drop off
 //! a feed stay: a tombstone). The staged items and the outbox of deliveries. A schema version, and
 //! an flock'd lock file that records the owner's pid.
+//!
+//! sled discipline (shared with the embedded runner's state in this process, see `sled_gate`):
+//! transactions run under `sled_gate::exclusive` and never call `generate_id`; single-key writes
+//! and flushes run under `sled_gate::shared`; so a transaction never overlaps a flush, which
+//! deadlocks sled 0.34. Durability is a group commit: concurrent stagings share fsyncs. Writes,
+//! transactions and flushes run on tokio's blocking pool (the async methods), so polls, the
+//! status endpoint and shutdown keep going while the disk is slow; point reads (served from
+//! sled's cache) and the small scans stay on the caller's thread.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -183,16 +192,19 @@ pub struct PollCommit {
     pub stage: Vec<StagedItem>,
 }
 
-/// The sled store of one state dir, held exclusively by this process.
+/// The sled store of one state dir, held exclusively by this process. Cheap to clone: every
+/// clone is the same store (and holds the lock).
+#[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    commit: sled_gate::GroupCommit,
     sources: sled::Tree,
     items: sled::Tree,
     urls: sled::Tree,
     staged: sled::Tree,
     outbox: sled::Tree,
     batches: sled::Tree,
-    _lock: nix::fcntl::Flock<File>,
+    _lock: Arc<nix::fcntl::Flock<File>>,
 }
 
 /// Key of a source: author and configured URL.
@@ -253,7 +265,7 @@ impl Store {
                 }
             }
             None => {
-                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+                sled_gate::shared(|| meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes()))?;
             }
         }
         Ok(Store {
@@ -263,8 +275,9 @@ impl Store {
             staged: db.open_tree("staged")?,
             outbox: db.open_tree("outbox")?,
             batches: db.open_tree("batches")?,
+            commit: sled_gate::GroupCommit::new(db.clone()),
             db,
-            _lock: lock,
+            _lock: Arc::new(lock),
         })
     }
 
@@ -275,8 +288,10 @@ impl Store {
             .transpose()
     }
 
-    pub fn put_source(&self, key: &str, state: &SourceState) -> Result<(), StoreError> {
-        self.sources.insert(key, to_json(state))?;
+    /// Stores a source's state without waiting for the disk (a crash means one refetch).
+    pub async fn put_source(&self, key: &str, state: &SourceState) -> Result<(), StoreError> {
+        let (sources, key, value) = (self.sources.clone(), key.to_owned(), to_json(state));
+        sled_gate::blocking(move || sled_gate::shared(|| sources.insert(key, value))).await?;
         Ok(())
     }
 
@@ -322,67 +337,82 @@ impl Store {
     /// Records a poll's items, stages those that owe a delivery and stores the source's new
     /// state (validators included) in one transaction, then flushes.
     pub async fn commit_poll(&self, commit: PollCommit) -> Result<(), StoreError> {
-        let author = commit.state.author.clone();
-        let now = Utc::now();
-        (&self.sources, &self.items, &self.urls, &self.staged)
-            .transaction(|(sources, items, urls, staged)| {
-                let mut state = commit.state.clone();
-                // An article another source of this author recorded since our diff (two sources
-                // for one blog, polled at once) is not staged twice.
-                let mut to_stage = Vec::with_capacity(commit.stage.len());
-                for st in &commit.stage {
-                    let mine = item_key(&commit.source_key, &st.item.id);
-                    let elsewhere = match &st.item.canonical_url {
-                        Some(url) if !st.item.link_shared => urls
-                            .get(url_key(&author, url))?
-                            .is_some_and(|owner| owner.as_ref() != mine.as_slice()),
-                        _ => false,
-                    };
-                    if !elsewhere {
-                        to_stage.push(st);
-                    }
-                }
-                for item in &commit.record {
-                    let key = item_key(&commit.source_key, &item.id);
-                    let first_seen = match items.get(&key)? {
-                        Some(old) => {
-                            from_json::<ItemRecord>(&key, &old)
-                                .map_err(abort)?
-                                .first_seen
-                        }
-                        None => {
-                            state.items_known += 1;
-                            now
-                        }
-                    };
-                    let rec = ItemRecord {
-                        id: item.id.clone(),
-                        canonical_url: item.canonical_url.clone(),
-                        title: item.title.clone(),
-                        first_seen,
-                        content_hash: item.content_hash.clone(),
-                    };
-                    items.insert(key.as_slice(), to_json(&rec))?;
-                    if let Some(url) = &item.canonical_url {
-                        urls.insert(url_key(&author, url), key.as_slice())?;
-                    }
-                }
-                for s in to_stage {
-                    let seq = staged.generate_id()?;
-                    staged.insert(&seq.to_be_bytes(), to_json(s))?;
-                }
-                sources.insert(commit.source_key.as_bytes(), to_json(&state))?;
-                Ok(())
-            })
-            .map_err(tx_err)?;
+        let this = self.clone();
+        let must_sync = !commit.stage.is_empty();
+        sled_gate::blocking(move || this.commit_poll_blocking(&commit)).await?;
         // Staged items owe a delivery: durable before anything is sent. Recorded items and
         // validators alone may wait for sled's background flush (a crash then means one
         // refetch, never a lost article), which spares an fsync per poll.
-        if commit.stage.is_empty() {
-            Ok(())
-        } else {
+        if must_sync {
             self.flush().await
+        } else {
+            Ok(())
         }
+    }
+
+    fn commit_poll_blocking(&self, commit: &PollCommit) -> Result<(), StoreError> {
+        let author = commit.state.author.clone();
+        let now = Utc::now();
+        // Keys for staged items, taken before the transaction (see the module header); a key
+        // left unused is a harmless gap.
+        let seqs = sled_gate::shared(|| {
+            (0..commit.stage.len())
+                .map(|_| self.db.generate_id())
+                .collect::<Result<Vec<u64>, _>>()
+        })?;
+        sled_gate::exclusive(|| {
+            (&self.sources, &self.items, &self.urls, &self.staged).transaction(
+                |(sources, items, urls, staged)| {
+                    let mut state = commit.state.clone();
+                    // An article another source of this author recorded since our diff (two sources
+                    // for one blog, polled at once) is not staged twice.
+                    let mut to_stage = Vec::with_capacity(commit.stage.len());
+                    for st in &commit.stage {
+                        let mine = item_key(&commit.source_key, &st.item.id);
+                        let elsewhere = match &st.item.canonical_url {
+                            Some(url) if !st.item.link_shared => urls
+                                .get(url_key(&author, url))?
+                                .is_some_and(|owner| owner.as_ref() != mine.as_slice()),
+                            _ => false,
+                        };
+                        if !elsewhere {
+                            to_stage.push(st);
+                        }
+                    }
+                    for item in &commit.record {
+                        let key = item_key(&commit.source_key, &item.id);
+                        let first_seen = match items.get(&key)? {
+                            Some(old) => {
+                                from_json::<ItemRecord>(&key, &old)
+                                    .map_err(abort)?
+                                    .first_seen
+                            }
+                            None => {
+                                state.items_known += 1;
+                                now
+                            }
+                        };
+                        let rec = ItemRecord {
+                            id: item.id.clone(),
+                            canonical_url: item.canonical_url.clone(),
+                            title: item.title.clone(),
+                            first_seen,
+                            content_hash: item.content_hash.clone(),
+                        };
+                        items.insert(key.as_slice(), to_json(&rec))?;
+                        if let Some(url) = &item.canonical_url {
+                            urls.insert(url_key(&author, url), key.as_slice())?;
+                        }
+                    }
+                    for (s, seq) in to_stage.into_iter().zip(&seqs) {
+                        staged.insert(&seq.to_be_bytes(), to_json(s))?;
+                    }
+                    sources.insert(commit.source_key.as_bytes(), to_json(&state))?;
+                    Ok(())
+                },
+            )
+        })
+        .map_err(tx_err)
     }
 
     /// Staged items, oldest first, with their keys.
@@ -404,25 +434,32 @@ impl Store {
         staged_keys: &[u64],
         delivery: &Delivery,
     ) -> Result<bool, StoreError> {
-        let added = (&self.staged, &self.outbox, &self.batches)
-            .transaction(|(staged, outbox, batches)| {
-                for seq in staged_keys {
-                    staged.remove(&seq.to_be_bytes())?;
-                }
-                if batches.get(delivery.batch_id.as_bytes())?.is_some() {
-                    return Ok(false);
-                }
-                let seq = outbox.generate_id()?;
-                outbox.insert(&seq.to_be_bytes(), to_json(delivery))?;
-                batches.insert(delivery.batch_id.as_bytes(), &seq.to_be_bytes())?;
-                Ok(true)
+        let (this, staged_keys, delivery) = (self.clone(), staged_keys.to_vec(), delivery.clone());
+        let added = sled_gate::blocking(move || {
+            // Taken before the transaction (see the module header).
+            let seq = sled_gate::shared(|| this.db.generate_id())?;
+            sled_gate::exclusive(|| {
+                (&this.staged, &this.outbox, &this.batches).transaction(
+                    |(staged, outbox, batches)| {
+                        for seq in &staged_keys {
+                            staged.remove(&seq.to_be_bytes())?;
+                        }
+                        if batches.get(delivery.batch_id.as_bytes())?.is_some() {
+                            return Ok(false);
+                        }
+                        outbox.insert(&seq.to_be_bytes(), to_json(&delivery))?;
+                        batches.insert(delivery.batch_id.as_bytes(), &seq.to_be_bytes())?;
+                        Ok(true)
+                    },
+                )
             })
-            .map_err(tx_err)?;
+            .map_err(tx_err)
+        })
+        .await?;
         self.flush().await?;
         Ok(added)
     }
 
-    /// Every delivery in the outbox, oldest first.
     /// Every delivery in the outbox, oldest first. A record that cannot be read is skipped (and
     /// reported once), so one bad record does not stop every delivery.
     pub fn deliveries(&self) -> Result<Vec<(u64, Delivery)>, StoreError> {
@@ -441,16 +478,21 @@ impl Store {
     /// Removes done deliveries whose run ended (or is not followed) before `cutoff`. Their batch
     /// ids stay known, so a batch rebuilt after a crash is still never added twice.
     pub async fn prune_deliveries(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for (seq, d) in self.deliveries()? {
-            if d.state == DeliveryState::Done
-                && !d.run_open()
-                && d.delivered_at.is_some_and(|t| t < cutoff)
-            {
-                self.outbox.remove(seq.to_be_bytes())?;
-                n += 1;
+        let this = self.clone();
+        let n = sled_gate::blocking(move || {
+            let mut n = 0;
+            for (seq, d) in this.deliveries()? {
+                if d.state == DeliveryState::Done
+                    && !d.run_open()
+                    && d.delivered_at.is_some_and(|t| t < cutoff)
+                {
+                    sled_gate::shared(|| this.outbox.remove(seq.to_be_bytes()))?;
+                    n += 1;
+                }
             }
-        }
+            Ok::<_, StoreError>(n)
+        })
+        .await?;
         if n > 0 {
             self.flush().await?;
         }
@@ -458,8 +500,10 @@ impl Store {
     }
 
     /// Stores a delivery's new state without waiting for the disk (run-following bookkeeping).
-    pub fn put_delivery_lazy(&self, seq: u64, delivery: &Delivery) -> Result<(), StoreError> {
-        self.outbox.insert(seq.to_be_bytes(), to_json(delivery))?;
+    pub async fn put_delivery_lazy(&self, seq: u64, delivery: &Delivery) -> Result<(), StoreError> {
+        let (outbox, value) = (self.outbox.clone(), to_json(delivery));
+        sled_gate::blocking(move || sled_gate::shared(|| outbox.insert(seq.to_be_bytes(), value)))
+            .await?;
         Ok(())
     }
 
@@ -476,12 +520,13 @@ impl Store {
 
     /// Stores a delivery's new state and flushes.
     pub async fn put_delivery(&self, seq: u64, delivery: &Delivery) -> Result<(), StoreError> {
-        self.outbox.insert(seq.to_be_bytes(), to_json(delivery))?;
+        self.put_delivery_lazy(seq, delivery).await?;
         self.flush().await
     }
 
+    /// Makes every write so far durable (a group commit, on the blocking pool).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        self.commit.sync_async().await?;
         Ok(())
     }
 }
