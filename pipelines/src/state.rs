@@ -181,9 +181,9 @@ impl State {
             })
         })
         .map_err(|err| match err {
-                TransactionError::Abort(err) => err,
-                TransactionError::Storage(err) => StateError::Sled(err),
-            })
+            TransactionError::Abort(err) => err,
+            TransactionError::Storage(err) => StateError::Sled(err),
+        })
     }
 
     /// The run an idempotency key names, with the fingerprint of the request that created it.
@@ -313,9 +313,9 @@ impl State {
                 })
             })
             .map_err(|err| match err {
-                    TransactionError::Abort(err) => err,
-                    TransactionError::Storage(err) => StateError::Sled(err),
-                })?;
+                TransactionError::Abort(err) => err,
+                TransactionError::Storage(err) => StateError::Sled(err),
+            })?;
             pruned.push(run);
         }
         Ok(pruned)
@@ -409,7 +409,9 @@ mod tests {
         {
             let state = State::open(dir.path()).unwrap();
             let first = run("01", "a", RunStatus::Queued);
-            state.insert_run_blocking(&first, Some(("k", "f1"))).unwrap();
+            state
+                .insert_run_blocking(&first, Some(("k", "f1")))
+                .unwrap();
             state.flush_blocking().unwrap();
         }
         let state = State::open(dir.path()).unwrap();
@@ -483,7 +485,9 @@ mod tests {
         // A pruned run's key can start a new run.
         let again = run("07", "a", RunStatus::Queued);
         assert!(matches!(
-            state.insert_run_blocking(&again, Some(("key-02", "g"))).unwrap(),
+            state
+                .insert_run_blocking(&again, Some(("key-02", "g")))
+                .unwrap(),
             Inserted::New
         ));
         assert!(state.prune_runs(days(30)).unwrap().is_empty());
@@ -500,7 +504,9 @@ mod tests {
 
         let first = run("01", "a", RunStatus::Queued);
         assert!(matches!(
-            state.insert_run_blocking(&first, Some(("k", "f1"))).unwrap(),
+            state
+                .insert_run_blocking(&first, Some(("k", "f1")))
+                .unwrap(),
             Inserted::New
         ));
         match state
@@ -525,7 +531,9 @@ mod tests {
             ("03", "a", RunStatus::Succeeded),
             ("04", "a", RunStatus::Queued),
         ] {
-            state.insert_run_blocking(&run(id, chain, status), None).unwrap();
+            state
+                .insert_run_blocking(&run(id, chain, status), None)
+                .unwrap();
         }
 
         let page = state

@@ -148,8 +148,7 @@ mod tests {
                 let (db, commit) = (db.clone(), commit.clone());
                 std::thread::spawn(move || {
                     for j in 0..20u32 {
-                        shared(|| db.insert(format!("{i}/{j}"), &j.to_be_bytes()[..]))
-                            .unwrap();
+                        shared(|| db.insert(format!("{i}/{j}"), &j.to_be_bytes()[..])).unwrap();
                         commit.sync().unwrap();
                     }
                 })
