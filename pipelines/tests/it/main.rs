@@ -7,4 +7,5 @@ mod cli;
 mod helpers;
 mod processes;
 mod restart;
+mod rest_shape;
 mod retention;
