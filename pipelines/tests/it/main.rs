@@ -5,6 +5,7 @@ mod api;
 mod chains;
 mod cli;
 mod helpers;
+mod load;
 mod processes;
 mod restart;
 mod rest_shape;
