@@ -158,7 +158,7 @@ mod tests {
             t.join().unwrap();
         }
         let flushes = commit.flushes();
-        assert!(flushes >= 1 && flushes < 64 * 20, "{flushes} flushes");
+        assert!((1..64 * 20).contains(&flushes), "{flushes} flushes");
         assert_eq!(db.len(), 64 * 20);
     }
 

@@ -7,6 +7,6 @@ mod cli;
 mod helpers;
 mod load;
 mod processes;
-mod restart;
 mod rest_shape;
+mod restart;
 mod retention;

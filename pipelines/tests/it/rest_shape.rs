@@ -130,7 +130,10 @@ async fn every_answer_keeps_its_json_shape() {
     record(
         "POST /api/v1/chains/shape/runs (same key, other body)",
         runner
-            .post_run("shape", json!({"config": {"a": 2}, "idempotency_key": "k1"}))
+            .post_run(
+                "shape",
+                json!({"config": {"a": 2}, "idempotency_key": "k1"}),
+            )
             .await,
     );
     record(
