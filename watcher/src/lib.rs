@@ -13,6 +13,7 @@ pub mod crash;
 pub mod deliver;
 pub mod demo;
 pub mod diff;
+mod due;
 pub mod embedded;
 pub mod emit;
 pub mod error;

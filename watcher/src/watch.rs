@@ -20,12 +20,14 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::config::SourceConfig;
 use crate::deliver::Deliverer;
+use crate::due::DueQueue;
 use crate::embedded::Embedded;
 use crate::error::WatcherError;
 use crate::fetch::Fetcher;
 use crate::identity::Canonicalizer;
 use crate::outbox::{self, DeliveryReport};
 use crate::poll::{PollOptions, PollOutcome, PollReport, poll_source};
+use crate::schedule::Policy;
 use crate::status::StatusReport;
 use crate::store::{Store, StoreError};
 
@@ -97,13 +99,17 @@ impl Limits {
 
     /// Waits for a slot on `host` (first, so a busy host holds no global slot) and a global one.
     pub async fn acquire(&self, host: &str) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
-        let host_sem = self
-            .hosts
-            .lock()
-            .expect("not poisoned")
-            .entry(host.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
-            .clone();
+        let host_sem = {
+            let mut hosts = self.hosts.lock().expect("not poisoned");
+            // Looked up before inserting, so a known host costs no allocation.
+            match hosts.get(host) {
+                Some(sem) => sem.clone(),
+                None => hosts
+                    .entry(host.to_string())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+                    .clone(),
+            }
+        };
         let h = host_sem.acquire_owned().await.expect("never closed");
         let g = self
             .global
@@ -112,6 +118,26 @@ impl Limits {
             .await
             .expect("never closed");
         (h, g)
+    }
+}
+
+/// One source with what every poll of it needs worked out once: its store key, the host its
+/// config names and its scheduling policy (a cron expression parsed once, not per poll).
+struct Planned {
+    config: SourceConfig,
+    key: String,
+    host: String,
+    policy: Policy,
+}
+
+impl Planned {
+    fn new(config: SourceConfig, settings: &crate::config::WatcherSettings) -> Planned {
+        Planned {
+            key: config.key(),
+            host: config.host(),
+            policy: config.policy(settings),
+            config,
+        }
     }
 }
 
@@ -226,7 +252,8 @@ impl Watcher {
         opts: PollOptions,
     ) -> Result<PollReport, StoreError> {
         let never = CancellationToken::new();
-        self.poll_unless(source, opts, &never)
+        let planned = Planned::new(source.clone(), &self.config.watcher);
+        self.poll_unless(&planned, opts, &never)
             .await
             .expect("never cancelled")
     }
@@ -236,31 +263,30 @@ impl Watcher {
     /// redirect, or the feed autodiscovery found).
     async fn poll_unless(
         &self,
-        source: &SourceConfig,
+        source: &Planned,
         opts: PollOptions,
         cancel: &CancellationToken,
     ) -> Option<Result<PollReport, StoreError>> {
-        let host = match self.store.source(&source.key()) {
+        let host = match self.store.source(&source.key) {
             Ok(Some(state)) => state
                 .current_url
                 .or(state.discovered_feed)
                 .and_then(|u| url::Url::parse(&u).ok())
-                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-                .unwrap_or_else(|| source.host()),
-            _ => source.host(),
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase)),
+            _ => None,
         };
+        let host = host.as_deref().unwrap_or(&source.host);
         let _permits = tokio::select! {
             _ = cancel.cancelled() => return None,
-            permits = self.limits.acquire(&host) => permits,
+            permits = self.limits.acquire(host) => permits,
         };
-        let policy = source.policy(&self.config.watcher);
         Some(
             poll_source(
                 &self.store,
                 &self.fetcher,
                 &self.canon,
-                source,
-                &policy,
+                &source.config,
+                &source.policy,
                 opts,
             )
             .await,
@@ -414,46 +440,48 @@ impl Watcher {
             this.clone(),
             cancel.clone(),
         ));
-        let sources = this.sources();
+        // Sources are known by their index in `sources` from here on: the due queue and the
+        // polls' completions carry it, so no step of a poll walks every source.
+        let sources: Arc<[Planned]> = this
+            .sources()
+            .into_iter()
+            .map(|s| Planned::new(s, &this.config.watcher))
+            .collect();
+        let mut due = this.initial_due(&sources)?;
         info!(
             sources = sources.len(),
+            scheduled = due.len(),
             state_dir = %this.config.watcher.state_dir.display(),
             "watcher started"
         );
-        let mut due = this.initial_due(&sources)?;
         let (done_tx, mut done_rx) =
-            tokio::sync::mpsc::unbounded_channel::<(String, Option<Duration>)>();
+            tokio::sync::mpsc::unbounded_channel::<(usize, Option<Duration>)>();
         let poll_opts = this.poll_options(false, false);
         let mut delivering: Option<tokio::task::JoinHandle<()>> = None;
         let mut next_delivery = Instant::now();
         let mut next_prune = Instant::now();
         loop {
-            let now = Instant::now();
-            for source in &sources {
-                let key = source.key();
-                if due.get(&key).is_none_or(|d| *d > now) {
-                    continue;
-                }
-                // Absent from `due` while it is being polled.
-                due.remove(&key);
-                let (this, source, done_tx, cancel) = (
+            // A source leaves the queue while it is being polled; its completion puts it back.
+            while let Some(index) = due.pop_due(Instant::now()) {
+                let (this, sources, done_tx, cancel) = (
                     this.clone(),
-                    source.clone(),
+                    sources.clone(),
                     done_tx.clone(),
                     cancel.clone(),
                 );
                 tracker.spawn(async move {
+                    let source = &sources[index];
                     let poll = std::panic::AssertUnwindSafe(
-                        this.poll_in_daemon(&source, poll_opts, &cancel),
+                        this.poll_in_daemon(source, poll_opts, &cancel),
                     );
                     let next = match poll.catch_unwind().await {
                         Ok(next) => next,
                         Err(_) => {
-                            error!(source = %source.url, "poll panicked; polling it again after its interval");
-                            Some(source.interval)
+                            error!(source = %source.config.url, "poll panicked; polling it again after its interval");
+                            Some(source.config.interval)
                         }
                     };
-                    let _ = done_tx.send((source.key(), next));
+                    let _ = done_tx.send((index, next));
                 });
             }
             // Deliveries run beside polling, one pass at a time, so a slow engine delays
@@ -478,17 +506,20 @@ impl Watcher {
                     }
                 }));
             }
-            let wake = due
-                .values()
-                .min()
-                .copied()
-                .unwrap_or(now + TICK)
-                .min(Instant::now() + TICK);
+            let tick = Instant::now() + TICK;
+            let wake = due.next().map_or(tick, |at| at.min(tick));
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                Some((key, next)) = done_rx.recv() => {
-                    if let Some(wait) = next {
-                        due.insert(key, Instant::now() + wait);
+                Some(done) = done_rx.recv() => {
+                    // Every poll that finished meanwhile, so a burst of completions costs one
+                    // turn of the loop.
+                    let now = Instant::now();
+                    let mut done = Some(done);
+                    while let Some((index, next)) = done {
+                        if let Some(wait) = next {
+                            due.insert(now + wait, index);
+                        }
+                        done = done_rx.try_recv().ok();
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => {}
@@ -519,22 +550,21 @@ impl Watcher {
         Ok(())
     }
 
-    /// When each source is first due, on tokio's clock, from the stored schedule.
-    fn initial_due(
-        &self,
-        sources: &[SourceConfig],
-    ) -> Result<HashMap<String, Instant>, StoreError> {
+    /// When each source (by its index in `sources`) is first due, on tokio's clock, from the
+    /// stored schedule. Stopped (410) sources are left out: they are never polled again.
+    fn initial_due(&self, sources: &[Planned]) -> Result<DueQueue, StoreError> {
         let start = Instant::now();
         let wall = Utc::now();
-        let mut due = HashMap::new();
-        for source in sources {
-            let state = self.store.source(&source.key())?;
-            let Some(wait) = crate::schedule::wait_until_due(state.as_ref(), source.interval, wall)
+        let mut due = DueQueue::default();
+        for (index, source) in sources.iter().enumerate() {
+            let state = self.store.source(&source.key)?;
+            let Some(wait) =
+                crate::schedule::wait_until_due(state.as_ref(), source.config.interval, wall)
             else {
-                warn!(source = %source.url, "source is stopped (410 Gone); remove it from the config");
+                warn!(source = %source.config.url, "source is stopped (410 Gone); remove it from the config");
                 continue;
             };
-            due.insert(source.key(), start + wait);
+            due.insert(start + wait, index);
         }
         Ok(due)
     }
@@ -542,17 +572,25 @@ impl Watcher {
     /// One daemon poll; returns how long until the next one (`None`: never again).
     async fn poll_in_daemon(
         &self,
-        source: &SourceConfig,
+        source: &Planned,
         opts: PollOptions,
         cancel: &CancellationToken,
     ) -> Option<Duration> {
         match self.poll_unless(source, opts, cancel).await? {
             Ok(report) => {
-                if let Ok(Some(s)) = self.store.source(&source.key())
+                // A fetched (200, 304) poll reset the failure count: no need to read it back.
+                let fetched = matches!(
+                    report.outcome,
+                    PollOutcome::NotModified
+                        | PollOutcome::Baseline { .. }
+                        | PollOutcome::Polled { .. }
+                );
+                if !fetched
+                    && let Ok(Some(s)) = self.store.source(&source.key)
                     && s.consecutive_failures == self.config.watcher.failing_after
                 {
                     warn!(
-                        source = %source.url,
+                        source = %source.config.url,
                         failures = s.consecutive_failures,
                         "source is failing; it keeps being polled, less often (see `watcher status`)"
                     );
@@ -560,7 +598,7 @@ impl Watcher {
                 (report.outcome != PollOutcome::Gone).then_some(report.next.wait)
             }
             Err(e) => {
-                error!(source = %source.url, error = %crate::error::one_line(&e), "cannot store poll result");
+                error!(source = %source.config.url, error = %crate::error::one_line(&e), "cannot store poll result");
                 Some(self.config.watcher.interval)
             }
         }
