@@ -43,7 +43,7 @@ async fn a_new_article_reaches_the_demo_chain_through_the_embedded_runner() {
         ],
         "exactly the new links, canonical"
     );
-    let s = status(cfg);
+    let s = status(cfg).await;
     assert_eq!(s.deliveries[0].run_state.as_deref(), Some("succeeded"));
 }
 
@@ -98,7 +98,7 @@ async fn the_runner_down_then_up_gets_the_batch_once() {
 
     let (down, _) = pass(cfg).await;
     assert!(down.deliveries[0].outcome.is_err(), "nothing listens yet");
-    assert_eq!(status(cfg).pending, 1);
+    assert_eq!(status(cfg).await.pending, 1);
 
     let runner_state = t.dir.path().join("runner");
     let runner = spawn_runner_at(addr, &repo_chains(), &runner_state, "e2e-secret-token").await;
@@ -112,7 +112,7 @@ async fn the_runner_down_then_up_gets_the_batch_once() {
         w.once(watcher::watch::OnceOptions::default(), |_, _, _| {})
             .await
             .unwrap();
-        state = w.status().unwrap().deliveries[0].run_state.clone();
+        state = w.status().await.unwrap().deliveries[0].run_state.clone();
         if state.as_deref() == Some("succeeded") {
             break;
         }
@@ -212,7 +212,7 @@ async fn a_failing_stage_fails_the_batch_and_redeliver_succeeds_once_fixed() {
     let (report, runs) = pass(cfg).await;
     assert_eq!(runs[0].1.as_ref().unwrap().state, RunState::Failed);
     let batch = report.deliveries[0].batch_id.clone();
-    let s = status(cfg);
+    let s = status(cfg).await;
     assert_eq!(s.deliveries[0].run_state.as_deref(), Some("failed"));
     let rendered = s.render(chrono::Utc::now());
     assert!(rendered.contains("RUN FAILED"), "{rendered}");
@@ -242,7 +242,7 @@ async fn a_failing_stage_fails_the_batch_and_redeliver_succeeds_once_fixed() {
         "a new run, not the failed one"
     );
     assert_eq!(
-        status(cfg).deliveries[0].run_state.as_deref(),
+        status(cfg).await.deliveries[0].run_state.as_deref(),
         Some("succeeded")
     );
 }

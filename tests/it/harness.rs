@@ -325,9 +325,9 @@ pub async fn pass(
     (report, runs)
 }
 
-pub fn status(config: &Path) -> watcher::status::StatusReport {
+pub async fn status(config: &Path) -> watcher::status::StatusReport {
     let config = watcher::config::Config::load(config).unwrap();
-    Watcher::inspect(config).unwrap().status().unwrap()
+    Watcher::inspect(config).unwrap().status().await.unwrap()
 }
 
 /// What the demo chain's first stage read, for the run `pipelines:<id>`.

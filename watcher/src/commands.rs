@@ -164,7 +164,7 @@ pub async fn status(
 ) -> Result<Outcome, WatcherError> {
     let listen = config.watcher.listen;
     let report = match Watcher::inspect(config) {
-        Ok(w) => w.status()?,
+        Ok(w) => w.status().await?,
         Err(WatcherError::Store(StoreError::Locked { .. })) => {
             crate::control::remote_status(listen).await?
         }

@@ -41,7 +41,7 @@ fn internal(e: impl std::error::Error) -> (StatusCode, Json<serde_json::Value>) 
 }
 
 async fn status(State(w): State<Arc<Watcher>>) -> impl IntoResponse {
-    match w.status() {
+    match w.status().await {
         Ok(report) => Json(report).into_response(),
         Err(e) => internal(e).into_response(),
     }

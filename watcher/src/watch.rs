@@ -233,8 +233,11 @@ impl Watcher {
         self.config.sources()
     }
 
-    pub fn status(&self) -> Result<StatusReport, StoreError> {
-        StatusReport::build(&self.store, self.config.watcher.failing_after)
+    /// The status report: a scan of the store, on the blocking pool (the daemon's status
+    /// endpoint answers while polls and deliveries write).
+    pub async fn status(&self) -> Result<StatusReport, StoreError> {
+        let (store, failing_after) = (Store::clone(&self.store), self.config.watcher.failing_after);
+        sled_gate::blocking(move || StatusReport::build(&store, failing_after)).await
     }
 
     fn poll_options(&self, backfill: bool, dry_run: bool) -> PollOptions {

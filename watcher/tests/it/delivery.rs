@@ -16,7 +16,7 @@ async fn receiver_down_then_back_delivers_once_with_the_same_key() {
     assert_eq!(down.deliveries.len(), 1);
     assert!(down.deliveries[0].outcome.is_err());
     assert_eq!(down.problems().len(), 1, "a failed delivery is a problem");
-    assert_eq!(status(cfg).pending, 1);
+    assert_eq!(status(cfg).await.pending, 1);
 
     rx.set_mode(Mode::Accept);
     let back = pass(cfg).await;
@@ -43,7 +43,7 @@ async fn a_receiver_that_never_answers_moves_to_failed_and_retry_requeues() {
         assert!(r.deliveries[0].outcome.is_err());
     }
     let w = open_watcher(&t.cfg);
-    let status = w.status().unwrap();
+    let status = w.status().await.unwrap();
     assert_eq!((status.pending, status.failed), (0, 1));
     let error = status.deliveries[0].last_error.clone().unwrap();
     assert!(error.contains("cannot connect"), "{error}");
@@ -52,7 +52,7 @@ async fn a_receiver_that_never_answers_moves_to_failed_and_retry_requeues() {
         "failed stays failed"
     );
     assert_eq!(w.retry(None).await.unwrap(), 1);
-    assert_eq!(w.status().unwrap().pending, 1);
+    assert_eq!(w.status().await.unwrap().pending, 1);
 }
 
 async fn pass_with(w: &watcher::watch::Watcher) -> watcher::watch::PassReport {

@@ -381,8 +381,8 @@ pub fn open_watcher(config: &Path) -> watcher::watch::Watcher {
 }
 
 /// `status` of the watcher configured at `config`, its store opened and closed again.
-pub fn status(config: &Path) -> watcher::status::StatusReport {
-    open_watcher(config).status().unwrap()
+pub async fn status(config: &Path) -> watcher::status::StatusReport {
+    open_watcher(config).status().await.unwrap()
 }
 
 /// Replaces `from` with `to` in the config file at `config`.

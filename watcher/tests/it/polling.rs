@@ -62,7 +62,7 @@ async fn restart_keeps_state_and_a_304_does_no_parse_work() {
         reqs[1].get("if-none-match").is_some(),
         "the stored ETag is sent after a restart"
     );
-    let status = status(&t.cfg);
+    let status = status(&t.cfg).await;
     assert_eq!(status.sources[0].items_known, 10);
     assert_eq!(
         status.sources[0].last_result.as_deref(),
@@ -106,7 +106,7 @@ async fn broken_sources_fail_alone_and_show_in_status() {
     );
     assert!(problems.iter().all(|p| !p.contains('\n')), "one line each");
 
-    let status = status(&cfg);
+    let status = status(&cfg).await;
     let broken: Vec<_> = status
         .sources
         .iter()

@@ -141,7 +141,7 @@ async fn retry_after_holds_one_source_while_its_neighbours_keep_their_schedule()
     cancel.cancel();
     daemon.await.unwrap();
 
-    let status = status(&cfg);
+    let status = status(&cfg).await;
     let t = source_ending(&status, "/throttled");
     assert_eq!(t.consecutive_failures, 0, "throttling is not a failure");
     assert_eq!(t.next_due_reason.as_deref(), Some("Retry-After"));
@@ -170,7 +170,7 @@ async fn consecutive_errors_back_off_exponentially_and_the_source_is_still_polle
     for (g, w) in got.iter().zip(want) {
         assert!(g.abs_diff(w) <= 2, "gaps {got:?}, want {want:?}");
     }
-    let status = status(&cfg);
+    let status = status(&cfg).await;
     let s = &status.sources[0];
     assert_eq!(s.consecutive_failures, 7);
     assert!(s.failing);
@@ -289,7 +289,7 @@ async fn gone_stops_a_source_and_permanent_redirects_move_it() {
         2,
         "a 302 does not move the source"
     );
-    let status = status(&cfg);
+    let status = status(&cfg).await;
     let g = source_ending(&status, "/gone");
     assert!(g.last_result.as_deref().unwrap().contains("gone (410)"));
 }

@@ -181,7 +181,7 @@ async fn autodiscovery_finds_the_feed_remembers_it_and_delivers_a_new_article() 
     );
     let first = pass(&cfg).await;
     assert!(first.problems().is_empty(), "{:?}", first.problems());
-    let status = status(&cfg);
+    let status = status(&cfg).await;
     let discovered: Vec<_> = status
         .sources
         .iter()
