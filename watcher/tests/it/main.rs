@@ -11,3 +11,4 @@ mod opml;
 mod polling;
 mod schedule;
 mod sites;
+mod store_fixture;
