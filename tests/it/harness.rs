@@ -308,7 +308,10 @@ pub async fn pass(
     config: &Path,
 ) -> (
     PassReport,
-    Vec<(String, Result<trigger_client::RunStatus, String>)>,
+    Vec<(
+        String,
+        Result<trigger_client::RunStatus, trigger_client::Error>,
+    )>,
 ) {
     let config = watcher::config::Config::load(config).unwrap();
     let embedded = config.trigger.embedded.is_some();
@@ -331,11 +334,11 @@ pub async fn status(config: &Path) -> watcher::status::StatusReport {
 }
 
 /// What the demo chain's first stage read, for the run `pipelines:<id>`.
-pub fn config_seen(runner_state: &Path, run: &str) -> serde_json::Value {
-    let id = run.strip_prefix("pipelines:").unwrap();
+pub fn config_seen(runner_state: &Path, run: &trigger_client::RunHandle) -> serde_json::Value {
+    assert_eq!(run.kind, "pipelines");
     let path = runner_state
         .join("runs")
-        .join(id)
+        .join(&run.id)
         .join("outputs/config_seen.json");
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }

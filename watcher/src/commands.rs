@@ -119,7 +119,12 @@ pub async fn once(
                 );
             }
             Err(e) => {
-                let _ = writeln!(out, "delivery of batch {} failed: {e}", d.batch_id);
+                let _ = writeln!(
+                    out,
+                    "delivery of batch {} failed: {}",
+                    d.batch_id,
+                    crate::error::one_line(e)
+                );
             }
         }
     }
@@ -139,7 +144,8 @@ pub async fn once(
                     "batch {batch}: run {s}; hint: fix the stage, then `watcher redeliver {batch}`"
                 )),
                 Err(e) => problems.push(format!(
-                    "batch {batch}: {e} (waited up to {})",
+                    "batch {batch}: {} (waited up to {})",
+                    crate::error::one_line(&e),
                     humantime::format_duration(timeout)
                 )),
             }
@@ -182,7 +188,7 @@ fn print_status(report: &StatusReport, json: bool, out: &mut impl Write) {
             serde_json::to_string_pretty(report).expect("status serializes")
         );
     } else {
-        let _ = write!(out, "{}", report.render(Utc::now()));
+        let _ = report.write(Utc::now(), out);
     }
 }
 

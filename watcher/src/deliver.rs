@@ -1,15 +1,17 @@
 //! deliver.rs: the bridge from a batch to the trigger client: builds the run request (the config,
 //! and for webhooks the JSON payload describing the batch) and starts the run with the batch id
-//! as idempotency key. The trigger client owns HTTP, auth, signing and per-request retries.
+//! as idempotency key; asks about runs. The trigger client owns HTTP, auth, signing and
+//! per-request retries; the outbox's own retry policy (across passes) is kept here too.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use trigger_client::{Client, RetryPolicy, RunHandle, RunRequest, RunStatus, TargetConfig};
 
 use crate::config::{TriggerSettings, WATCHER_TRIGGER_KEYS};
-use crate::emit;
-use crate::store::Delivery;
+use crate::delivery::Delivery;
 
 /// Checks the `[trigger]` table's trigger-client part without touching the network.
 pub fn validate_target(table: &toml::Table) -> Result<(), String> {
@@ -48,16 +50,31 @@ pub fn validate_target(table: &toml::Table) -> Result<(), String> {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up the trigger: {0}")]
+#[error("cannot set up the trigger")]
 pub struct DeliverError(#[from] trigger_client::Error);
+
+/// Why sending a batch failed (the outbox retries it).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    #[error(
+        "cannot write config `{}`; hint: check output_dir permissions and free disk space",
+        path.display()
+    )]
+    WriteConfig {
+        path: PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("trigger failed")]
+    Trigger(#[source] Arc<trigger_client::Error>),
+}
 
 /// Starts runs for batches.
 pub struct Deliverer {
     client: Client,
     pipeline: String,
-    pub max_attempts: u32,
-    pub retry_base_delay: Duration,
-    pub retry_max_delay: Duration,
+    /// Across passes: attempts before a delivery fails for good, and the backoff between them.
+    outbox_policy: RetryPolicy,
 }
 
 impl Deliverer {
@@ -86,15 +103,25 @@ impl Deliverer {
         Ok(Deliverer {
             client: Client::new(target)?.with_retry(policy),
             pipeline: settings.pipeline.clone(),
-            max_attempts: settings.max_attempts,
-            retry_base_delay: settings.retry_base_delay,
-            retry_max_delay: settings.retry_max_delay,
+            outbox_policy: RetryPolicy {
+                max_attempts: settings.max_attempts,
+                base_delay: settings.retry_base_delay,
+                max_delay: settings.retry_max_delay,
+            },
         })
     }
 
-    /// Starts the batch's run; returns the run handle as `<kind>:<id>`.
-    pub async fn trigger(&self, d: &Delivery) -> Result<String, String> {
-        let config = emit::config_json(d.format, &d.items);
+    /// The outbox's policy: attempts per delivery and the backoff between passes.
+    pub fn outbox_policy(&self) -> RetryPolicy {
+        self.outbox_policy
+    }
+
+    /// Starts the batch's run with its rendered `config`.
+    pub async fn trigger(
+        &self,
+        d: &Delivery,
+        config: serde_json::Value,
+    ) -> Result<RunHandle, SendError> {
         let payload = json!({
             "batch_id": d.batch_id,
             "idempotency_key": d.idempotency_key(),
@@ -118,31 +145,28 @@ impl Deliverer {
         self.client
             .trigger(&req)
             .await
-            .map(|h| h.to_string())
-            .map_err(|e| crate::error::one_line(&e))
+            .map_err(|e| SendError::Trigger(Arc::new(e)))
     }
 
     /// The run's status; `None` when the engine cannot report it (a webhook without status URL).
-    pub async fn status(&self, run: &str) -> Result<Option<RunStatus>, String> {
-        let handle: RunHandle = run.parse().map_err(|e| crate::error::one_line(&e))?;
-        match self.client.status(&handle).await {
+    pub async fn status(
+        &self,
+        run: &RunHandle,
+    ) -> Result<Option<RunStatus>, trigger_client::Error> {
+        match self.client.status(run).await {
             Ok(status) => Ok(Some(status)),
             Err(trigger_client::Error::Unsupported { .. }) => Ok(None),
-            Err(e) => Err(crate::error::one_line(&e)),
+            Err(e) => Err(e),
         }
     }
 
     /// Follows a run until it ends or `timeout`, calling `on_change` on each new state.
     pub async fn wait(
         &self,
-        run: &str,
+        run: &RunHandle,
         timeout: Duration,
         on_change: impl FnMut(&RunStatus),
-    ) -> Result<RunStatus, String> {
-        let handle: RunHandle = run.parse().map_err(|e| crate::error::one_line(&e))?;
-        self.client
-            .wait(&handle, timeout, on_change)
-            .await
-            .map_err(|e| crate::error::one_line(&e))
+    ) -> Result<RunStatus, trigger_client::Error> {
+        self.client.wait(run, timeout, on_change).await
     }
 }

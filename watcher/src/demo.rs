@@ -185,7 +185,7 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
     let run = match &delivery.outcome {
         Ok(run) => run.clone(),
         Err(e) => {
-            let _ = writeln!(out, "demo FAILED: the trigger failed: {e}");
+            let _ = writeln!(out, "demo FAILED: {}", crate::error::one_line(e));
             watcher.shutdown().await?;
             return Ok(false);
         }
@@ -196,10 +196,7 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
         delivery.batch_id
     );
 
-    let run_id = run
-        .split_once(':')
-        .map(|(_, id)| id.to_string())
-        .unwrap_or(run.clone());
+    let run_id = run.id.clone();
     let final_run = follow_stages(&runner_url, &runner_state, &run_id, out).await;
     watcher
         .wait_for_runs(&second, Duration::from_secs(5), |_, _| {})

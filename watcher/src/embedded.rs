@@ -13,9 +13,9 @@ use crate::config::EmbeddedSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
-    #[error("cannot bind the embedded runner on loopback: {0}")]
+    #[error("cannot bind the embedded runner on loopback")]
     Bind(#[source] std::io::Error),
-    #[error("cannot start the embedded pipelines runner: {0}")]
+    #[error("cannot start the embedded pipelines runner")]
     Runner(#[source] pipelines::Error),
 }
 

@@ -18,9 +18,9 @@ pub enum WatcherError {
     Embedded(#[from] crate::embedded::EmbeddedError),
     #[error(transparent)]
     Redeliver(#[from] crate::outbox::RedeliverError),
-    #[error("cannot build the HTTP client: {0}")]
+    #[error("cannot build the HTTP client")]
     Fetch(#[from] FetchError),
-    #[error("cannot listen on `{addr}`: {source}; hint: set [watcher] listen to a free address")]
+    #[error("cannot listen on `{addr}`; hint: set [watcher] listen to a free address")]
     Listen {
         addr: std::net::SocketAddr,
         #[source]

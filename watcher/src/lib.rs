@@ -3,7 +3,8 @@
 //! the trigger client.
 //!
 //! Data flow: source → [`fetch`] (conditional GET) → [`parse`] → [`identity`] → [`diff`] against
-//! [`store`] → staged items → [`outbox`] batches → [`emit`] config file → [`deliver`] trigger.
+//! [`store`] → staged items → [`outbox`] batches ([`delivery`]) → [`emit`] config file →
+//! [`deliver`] trigger.
 
 pub mod cli;
 pub mod commands;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod crash;
 pub mod deliver;
+pub mod delivery;
 pub mod demo;
 pub mod diff;
 mod due;

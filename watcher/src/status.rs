@@ -1,12 +1,13 @@
 //! status.rs: the status report (per source and per delivery), built from the store, served as
 //! JSON by the daemon, and rendered for humans by the CLI.
 
-use std::fmt::Write as _;
+use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Delivery, DeliveryState, Store, StoreError};
+use crate::delivery::{Delivery, Phase, RunFollow};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SourceStatus {
@@ -28,7 +29,7 @@ pub struct SourceStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeliveryStatus {
     pub batch_id: String,
-    pub state: DeliveryState,
+    pub state: Phase,
     pub authors: Vec<String>,
     pub links: usize,
     pub created_at: DateTime<Utc>,
@@ -55,19 +56,27 @@ pub struct StatusReport {
 }
 
 fn delivery_status(d: &Delivery) -> DeliveryStatus {
+    let run = d.run();
     DeliveryStatus {
         batch_id: d.batch_id.clone(),
-        state: d.state,
+        state: d.phase(),
         authors: d.authors.clone(),
         links: d.items.len(),
         created_at: d.created_at,
         attempts: d.attempts,
-        next_attempt_at: (d.state == DeliveryState::Pending).then_some(d.next_attempt_at),
+        next_attempt_at: (d.phase() == Phase::Pending).then_some(d.next_attempt_at),
         last_error: d.last_error.clone(),
-        run: d.run.clone(),
-        run_state: d.run_state.clone(),
-        run_message: d.run_message.clone(),
+        run: run.map(|r| r.handle.to_string()),
+        run_state: run.and_then(|r| r.follow.name()).map(str::to_owned),
+        run_message: run.and_then(|r| r.message.clone()),
         config_path: d.config_path.display().to_string(),
+    }
+}
+
+impl DeliveryStatus {
+    /// The run's state, typed (a name this build does not know reads as not asked yet).
+    pub fn run_follow(&self) -> RunFollow {
+        RunFollow::from_name(self.run_state.as_deref()).unwrap_or_default()
     }
 }
 
@@ -92,60 +101,66 @@ impl StatusReport {
             })
             .collect();
         let all = store.deliveries()?;
-        let count = |st| all.iter().filter(|(_, d)| d.state == st).count();
+        let count = |phase| all.iter().filter(|(_, d)| d.phase() == phase).count();
         let done: Vec<&Delivery> = all
             .iter()
             .map(|(_, d)| d)
-            .filter(|d| d.state == DeliveryState::Done)
+            .filter(|d| d.phase() == Phase::Done)
             .collect();
         let recent_done = &done[done.len().saturating_sub(10)..];
         let deliveries = all
             .iter()
             .map(|(_, d)| d)
             .filter(|d| {
-                d.state != DeliveryState::Done
-                    || recent_done.iter().any(|r| r.batch_id == d.batch_id)
+                d.phase() != Phase::Done || recent_done.iter().any(|r| r.batch_id == d.batch_id)
             })
             .map(delivery_status)
             .collect();
         Ok(StatusReport {
             sources,
             staged: store.staged()?.len(),
-            pending: count(DeliveryState::Pending),
-            failed: count(DeliveryState::Failed),
-            done: count(DeliveryState::Done),
+            pending: count(Phase::Pending),
+            failed: count(Phase::Failed),
+            done: count(Phase::Done),
             deliveries,
         })
     }
 
     /// A plain-text table for humans.
     pub fn render(&self, now: DateTime<Utc>) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
+        self.write(now, &mut out)
+            .expect("writing to memory does not fail");
+        String::from_utf8(out).expect("the table is UTF-8")
+    }
+
+    /// The plain-text table, written to `out`.
+    pub fn write(&self, now: DateTime<Utc>, out: &mut impl Write) -> std::io::Result<()> {
         let ago = |t: Option<DateTime<Utc>>| match t {
             None => "never".to_string(),
             Some(t) => relative(t, now),
         };
-        let _ = writeln!(out, "SOURCES ({})", self.sources.len());
+        writeln!(out, "SOURCES ({})", self.sources.len())?;
         for s in &self.sources {
             let flag = if s.failing { "FAILING" } else { "ok" };
             let url = s
                 .current_url
                 .as_deref()
                 .map(|u| format!("{} (moved to {u})", s.url));
-            let _ = writeln!(
+            writeln!(
                 out,
                 "  {} [{}] {}",
                 s.author,
                 flag,
                 url.as_deref().unwrap_or(&s.url)
-            );
-            let _ = writeln!(
+            )?;
+            writeln!(
                 out,
                 "    last poll {}: {}",
                 ago(s.last_poll),
                 s.last_result.as_deref().unwrap_or("-")
-            );
-            let _ = writeln!(
+            )?;
+            writeln!(
                 out,
                 "    items known {}, consecutive failures {}, next poll {}{}",
                 s.items_known,
@@ -155,20 +170,27 @@ impl StatusReport {
                     .as_deref()
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
-            );
+            )?;
         }
-        let _ = writeln!(
+        writeln!(
             out,
             "DELIVERIES: {} pending, {} failed, {} done; {} item(s) waiting for the batch window",
             self.pending, self.failed, self.done, self.staged
-        );
+        )?;
         for d in &self.deliveries {
             let state = match d.state {
-                DeliveryState::Pending => "pending",
-                DeliveryState::Failed => "FAILED",
-                DeliveryState::Done => "done",
+                Phase::Pending => "pending",
+                Phase::Failed => "FAILED",
+                Phase::Done => "done",
             };
-            let _ = write!(
+            let follow = d.run_follow();
+            let ended_badly = matches!(
+                follow,
+                RunFollow::Reported(
+                    trigger_client::RunState::Failed | trigger_client::RunState::Cancelled
+                )
+            );
+            write!(
                 out,
                 "  {} {:<7} {} link(s) for {}, attempts {}",
                 d.batch_id,
@@ -176,38 +198,34 @@ impl StatusReport {
                 d.links,
                 d.authors.join(", "),
                 d.attempts
-            );
+            )?;
             if let Some(run) = &d.run {
-                let _ = write!(out, ", run {run}");
-                match d.run_state.as_deref() {
-                    Some(s @ ("failed" | "cancelled")) => {
-                        let _ = write!(out, " RUN {}", s.to_uppercase());
-                    }
-                    Some(s) => {
-                        let _ = write!(out, " {s}");
-                    }
+                write!(out, ", run {run}")?;
+                match follow.name() {
+                    Some(s) if ended_badly => write!(out, " RUN {}", s.to_uppercase())?,
+                    Some(s) => write!(out, " {s}")?,
                     None => {}
                 }
             }
             if let Some(next) = d.next_attempt_at {
-                let _ = write!(out, ", next attempt {}", relative(next, now));
+                write!(out, ", next attempt {}", relative(next, now))?;
             }
-            out.push('\n');
+            writeln!(out)?;
             if let Some(e) = &d.last_error {
-                let _ = writeln!(out, "      last error: {e}");
+                writeln!(out, "      last error: {e}")?;
             }
             if let Some(m) = &d.run_message {
-                let _ = writeln!(out, "      run: {m}");
+                writeln!(out, "      run: {m}")?;
             }
-            if matches!(d.run_state.as_deref(), Some("failed" | "cancelled")) {
-                let _ = writeln!(
+            if ended_badly {
+                writeln!(
                     out,
                     "      hint: fix the cause, then `watcher redeliver {}`",
                     d.batch_id
-                );
+                )?;
             }
         }
-        out
+        Ok(())
     }
 }
 

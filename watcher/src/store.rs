@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use crate::delivery::{Delivery, Phase};
 use crate::diff::Known;
 use crate::identity::{IdentityMode, Item};
 
@@ -35,7 +36,7 @@ pub enum StoreError {
         dir.display()
     )]
     Locked { dir: PathBuf, pid: String },
-    #[error("cannot use state dir `{}`: {source}; hint: check that it exists and is writable", dir.display())]
+    #[error("cannot use state dir `{}`; hint: check that it exists and is writable", dir.display())]
     Io {
         dir: PathBuf,
         #[source]
@@ -46,9 +47,9 @@ pub enum StoreError {
         dir.display()
     )]
     NewerSchema { dir: PathBuf, found: u32 },
-    #[error("sled store failed: {0}; hint: check free disk space and permissions of the state dir")]
+    #[error("sled store failed; hint: check free disk space and permissions of the state dir")]
     Sled(#[from] sled::Error),
-    #[error("stored record `{key}` is corrupt: {source}")]
+    #[error("stored record `{key}` is corrupt")]
     Corrupt {
         key: String,
         #[source]
@@ -108,77 +109,6 @@ pub struct StagedItem {
     pub source: String,
     pub found_at: DateTime<Utc>,
     pub item: Item,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    Pending,
-    Done,
-    Failed,
-}
-
-/// One article in a delivery.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DeliveryItem {
-    pub author: String,
-    pub source: String,
-    pub url: String,
-    pub title: Option<String>,
-    pub published: Option<DateTime<Utc>>,
-}
-
-/// A batch in the outbox: the config it writes and the trigger it owes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Delivery {
-    pub batch_id: String,
-    pub created_at: DateTime<Utc>,
-    pub format: crate::config::OutputFormat,
-    pub authors: Vec<String>,
-    pub items: Vec<DeliveryItem>,
-    pub config_path: PathBuf,
-    pub state: DeliveryState,
-    pub attempts: u32,
-    pub next_attempt_at: DateTime<Utc>,
-    pub last_error: Option<String>,
-    pub run: Option<String>,
-    pub delivered_at: Option<DateTime<Utc>>,
-    /// The run's state as the engine last reported it (queued, running, succeeded, failed,
-    /// cancelled), or `untracked` when the engine cannot report it.
-    #[serde(default)]
-    pub run_state: Option<String>,
-    #[serde(default)]
-    pub run_message: Option<String>,
-    #[serde(default)]
-    pub run_checked_at: Option<DateTime<Utc>>,
-    /// How often `watcher redeliver` started this batch again (each time with a new key).
-    #[serde(default)]
-    pub redeliveries: u32,
-    /// Consecutive failures to get the run's status; past a limit the run counts as lost.
-    #[serde(default)]
-    pub run_errors: u32,
-}
-
-impl Delivery {
-    /// The idempotency key of the current attempt: the batch id, then `<batch id>-r<N>` after
-    /// the N-th redelivery.
-    pub fn idempotency_key(&self) -> String {
-        if self.redeliveries == 0 {
-            self.batch_id.clone()
-        } else {
-            format!("{}-r{}", self.batch_id, self.redeliveries)
-        }
-    }
-
-    /// Whether the run still needs following.
-    pub fn run_open(&self) -> bool {
-        self.state == DeliveryState::Done
-            && self.run.is_some()
-            && !matches!(
-                self.run_state.as_deref(),
-                Some("succeeded" | "failed" | "cancelled" | "untracked" | "lost")
-            )
-    }
 }
 
 /// Everything one successful poll writes, committed in one transaction.
@@ -482,7 +412,7 @@ impl Store {
         let n = sled_gate::blocking(move || {
             let mut n = 0;
             for (seq, d) in this.deliveries()? {
-                if d.state == DeliveryState::Done
+                if d.phase() == Phase::Done
                     && !d.run_open()
                     && d.delivered_at.is_some_and(|t| t < cutoff)
                 {

@@ -57,7 +57,7 @@ pub struct PassReport {
     pub not_due: usize,
     pub deliveries: Vec<DeliveryReport>,
     /// Dry run: the batches that would be delivered.
-    pub would_deliver: Vec<crate::store::Delivery>,
+    pub would_deliver: Vec<crate::delivery::Delivery>,
 }
 
 impl PassReport {
@@ -74,7 +74,11 @@ impl PassReport {
         }
         for d in &self.deliveries {
             if let Err(e) = &d.outcome {
-                out.push(format!("delivery {}: {e}", d.batch_id));
+                out.push(format!(
+                    "delivery {}: {}",
+                    d.batch_id,
+                    crate::error::one_line(e)
+                ));
             }
         }
         out
@@ -364,7 +368,13 @@ impl Watcher {
         report: &PassReport,
         timeout: Duration,
         mut on_change: impl FnMut(&str, &trigger_client::RunStatus),
-    ) -> Result<Vec<(String, Result<trigger_client::RunStatus, String>)>, StoreError> {
+    ) -> Result<
+        Vec<(
+            String,
+            Result<trigger_client::RunStatus, trigger_client::Error>,
+        )>,
+        StoreError,
+    > {
         let mut out = Vec::new();
         for d in &report.deliveries {
             let Ok(run) = &d.outcome else { continue };
@@ -379,18 +389,17 @@ impl Watcher {
         Ok(out)
     }
 
-    /// Dry run: the batches the staged items plus this pass's finds would form, and the pending
-    /// deliveries that are due.
+    /// Dry run: the pending deliveries that are due and the batches the staged items plus this
+    /// pass's finds would form.
     fn preview(
         &self,
         polls: &[PollReport],
         now: DateTime<Utc>,
-    ) -> Result<Vec<crate::store::Delivery>, StoreError> {
-        let mut staged: Vec<crate::store::StagedItem> =
-            self.store.staged()?.into_iter().map(|(_, s)| s).collect();
+    ) -> Result<Vec<crate::delivery::Delivery>, StoreError> {
+        let mut found = Vec::new();
         for p in polls {
             if let PollOutcome::Polled { new, .. } = &p.outcome {
-                staged.extend(new.iter().map(|item| crate::store::StagedItem {
+                found.extend(new.iter().map(|item| crate::store::StagedItem {
                     author: p.source.author.clone(),
                     source: p.source.url.clone(),
                     found_at: now,
@@ -398,20 +407,13 @@ impl Watcher {
                 }));
             }
         }
-        let format = self.config.output.format;
-        let groups = outbox::group_staged(format, staged.into_iter().map(|s| ((), s)));
-        let mut out: Vec<_> = self
-            .store
-            .deliveries()?
-            .into_iter()
-            .map(|(_, d)| d)
-            .filter(|d| d.state == crate::store::DeliveryState::Pending && d.next_attempt_at <= now)
-            .collect();
-        out.extend(groups.values().map(|group| {
-            let items: Vec<_> = group.iter().map(|(_, s)| s.clone()).collect();
-            outbox::new_delivery(format, &self.config.watcher.output_dir, &items, now)
-        }));
-        Ok(out)
+        outbox::preview(
+            &self.store,
+            self.config.output.format,
+            &self.config.watcher.output_dir,
+            found,
+            now,
+        )
     }
 
     /// Re-queues failed deliveries (all, or one batch). Returns how many.
@@ -423,7 +425,7 @@ impl Watcher {
     pub async fn redeliver(
         &self,
         batch: &str,
-    ) -> Result<crate::store::Delivery, outbox::RedeliverError> {
+    ) -> Result<crate::delivery::Delivery, outbox::RedeliverError> {
         outbox::redeliver(&self.store, batch).await
     }
 

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use watcher::store::{Delivery, DeliveryState, Store, source_key};
+use trigger_client::RunState;
+use watcher::delivery::{Delivery, DeliveryState, Phase, RunFollow};
+use watcher::store::{Store, source_key};
 
 use crate::helpers::*;
 
@@ -235,22 +237,22 @@ async fn write_store_fixture() {
         let store = Store::open(&dir.path().join("state")).unwrap();
         for (seq, mut d) in store.deliveries().unwrap() {
             let url = first_url(&d).to_string();
-            let checked = Some(chrono::Utc::now());
+            let DeliveryState::Done(run) = &mut d.state else {
+                continue;
+            };
+            run.checked_at = Some(chrono::Utc::now());
             if url == bob(2).0 {
-                d.run_state = Some("running".into());
-                d.run_checked_at = checked;
+                run.follow = RunFollow::Reported(RunState::Running);
             } else if url == ada(4).0 {
-                d.run_state = Some("succeeded".into());
-                d.run_message = Some("all stages succeeded".into());
-                d.run_checked_at = checked;
+                run.follow = RunFollow::Reported(RunState::Succeeded);
+                run.message = Some("all stages succeeded".into());
             } else if url == bob(3).0 {
-                d.run_state = Some("lost".into());
-                d.run_errors = 20;
-                d.run_message = Some(
+                run.follow = RunFollow::Lost;
+                run.errors = 20;
+                run.message = Some(
                     "status unavailable 20 times in a row: run `r1` is not known to the engine"
                         .into(),
                 );
-                d.run_checked_at = checked;
             } else {
                 continue;
             }
@@ -376,22 +378,22 @@ async fn the_v1_state_dir_is_read_whole_and_a_pass_over_the_same_feeds_triggers_
         1,
         "one article, though two feeds carry it"
     );
-    let runs: Vec<(DeliveryState, Option<&str>)> = [ada(3), bob(2), ada(4), bob(3), ada(5), bob(4)]
+    let runs: Vec<(Phase, Option<RunFollow>)> = [ada(3), bob(2), ada(4), bob(3), ada(5), bob(4)]
         .iter()
         .map(|(url, _)| {
             let d = by_url(url);
-            (d.state, d.run_state.as_deref())
+            (d.phase(), d.run().map(|r| r.follow))
         })
         .collect();
     assert_eq!(
         runs,
         [
-            (DeliveryState::Done, Some("untracked")),
-            (DeliveryState::Done, Some("running")),
-            (DeliveryState::Done, Some("succeeded")),
-            (DeliveryState::Done, Some("lost")),
-            (DeliveryState::Failed, None),
-            (DeliveryState::Pending, None),
+            (Phase::Done, Some(RunFollow::Untracked)),
+            (Phase::Done, Some(RunFollow::Reported(RunState::Running))),
+            (Phase::Done, Some(RunFollow::Reported(RunState::Succeeded))),
+            (Phase::Done, Some(RunFollow::Lost)),
+            (Phase::Failed, None),
+            (Phase::Pending, None),
         ]
     );
     assert!(by_url(&bob(2).0).run_open(), "a running run is followed");
@@ -401,10 +403,11 @@ async fn the_v1_state_dir_is_read_whole_and_a_pass_over_the_same_feeds_triggers_
     assert!(pending.next_attempt_at > chrono::Utc::now() + chrono::Duration::days(365));
     assert!(
         by_url(&ada(3).0)
-            .run
-            .as_deref()
-            .is_some_and(|r| r.starts_with("webhook:"))
+            .run()
+            .is_some_and(|r| r.handle.kind == "webhook")
     );
+    let lost = by_url(&bob(3).0).run().unwrap();
+    assert_eq!((lost.errors, lost.follow.ended_badly()), (20, true));
 
     // A pass over the same feeds: polled, nothing new, nothing sent.
     let feeds = spawn_feed_server().await;
