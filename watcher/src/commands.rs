@@ -279,7 +279,7 @@ pub fn import_opml(
     let import = crate::subscriptions::import(&config.path, &text, file, author)
         .map_err(|e| WatcherError::Usage(crate::error::one_line(&e)))?;
     // The result must still be a valid config before it replaces the old one.
-    crate::config::Config::parse(&config.path, &import.text)?;
+    crate::preflight::parse(&config.path, &import.text)?;
     for (name, urls) in &import.added {
         let _ = writeln!(out, "{name}: +{} feed(s)", urls.len());
         for u in urls {

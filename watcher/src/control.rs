@@ -14,19 +14,30 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::error::WatcherError;
+use crate::outbox::RedeliverError;
 use crate::status::StatusReport;
-use crate::watch::Watcher;
+use crate::store::{Delivery, StoreError};
+
+/// What the endpoint asks of the daemon (the watcher implements it).
+pub trait Daemon: Send + Sync + 'static {
+    fn status(&self) -> impl Future<Output = Result<StatusReport, StoreError>> + Send;
+    fn retry(&self, batch: Option<&str>) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    fn redeliver(
+        &self,
+        batch: &str,
+    ) -> impl Future<Output = Result<Delivery, RedeliverError>> + Send;
+}
 
 /// Serves the endpoint until `cancel` fires.
-pub async fn serve(listener: TcpListener, watcher: Arc<Watcher>, cancel: CancellationToken) {
+pub async fn serve<D: Daemon>(listener: TcpListener, watcher: Arc<D>, cancel: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "status endpoint listening");
     }
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/status", get(status))
-        .route("/retry", post(retry))
-        .route("/redeliver", post(redeliver))
+        .route("/status", get(status::<D>))
+        .route("/retry", post(retry::<D>))
+        .route("/redeliver", post(redeliver::<D>))
         .with_state(watcher);
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
@@ -40,7 +51,7 @@ fn internal(e: impl std::error::Error) -> (StatusCode, Json<serde_json::Value>) 
     )
 }
 
-async fn status(State(w): State<Arc<Watcher>>) -> impl IntoResponse {
+async fn status<D: Daemon>(State(w): State<Arc<D>>) -> impl IntoResponse {
     match w.status().await {
         Ok(report) => Json(report).into_response(),
         Err(e) => internal(e).into_response(),
@@ -52,15 +63,18 @@ struct RetryQuery {
     batch: Option<String>,
 }
 
-async fn retry(State(w): State<Arc<Watcher>>, Query(q): Query<RetryQuery>) -> impl IntoResponse {
+async fn retry<D: Daemon>(
+    State(w): State<Arc<D>>,
+    Query(q): Query<RetryQuery>,
+) -> impl IntoResponse {
     match w.retry(q.batch.as_deref()).await {
         Ok(n) => Json(serde_json::json!({"requeued": n})).into_response(),
         Err(e) => internal(e).into_response(),
     }
 }
 
-async fn redeliver(
-    State(w): State<Arc<Watcher>>,
+async fn redeliver<D: Daemon>(
+    State(w): State<Arc<D>>,
     Query(q): Query<RetryQuery>,
 ) -> impl IntoResponse {
     let Some(batch) = q.batch else {
@@ -75,7 +89,7 @@ async fn redeliver(
             Json(serde_json::json!({"batch": d.batch_id, "idempotency_key": d.idempotency_key()}))
                 .into_response()
         }
-        Err(crate::outbox::RedeliverError::Store(e)) => internal(e).into_response(),
+        Err(RedeliverError::Store(e)) => internal(e).into_response(),
         Err(e) => (
             StatusCode::CONFLICT,
             Json(serde_json::json!({"error": e.to_string()})),

@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 
-use crate::config::Config;
 use crate::error::WatcherError;
 use crate::poll::PollOutcome;
 use crate::watch::{OnceOptions, Watcher};
@@ -116,7 +115,7 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
     let config_path = dir.join("watcher.toml");
     std::fs::write(&config_path, demo_config(&feed_base, &chains))
         .map_err(|e| WatcherError::Usage(format!("cannot write the demo config: {e}")))?;
-    let config = Config::load(&config_path)?;
+    let config = crate::preflight::load(&config_path)?;
     let _ = writeln!(out, "demo: working in {}", dir.display());
     let _ = writeln!(
         out,

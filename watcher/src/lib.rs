@@ -25,6 +25,7 @@ pub mod opml;
 pub mod outbox;
 pub mod parse;
 pub mod poll;
+pub mod preflight;
 pub mod schedule;
 pub mod sites;
 pub mod status;

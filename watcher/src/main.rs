@@ -7,7 +7,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use watcher::cli::{Cli, Command};
 use watcher::commands::{self, Outcome};
-use watcher::config::{Config, ConfigError};
+use watcher::config::ConfigError;
 use watcher::error::{WatcherError, one_line};
 use watcher::store::StoreError;
 use watcher::watch::OnceOptions;
@@ -69,7 +69,7 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let config = match Config::load(&cli.config) {
+    let config = match watcher::preflight::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));

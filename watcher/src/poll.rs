@@ -76,7 +76,7 @@ pub async fn poll_source(
     policy: &Policy,
     opts: PollOptions,
 ) -> Result<PollReport, StoreError> {
-    let key = source.key();
+    let key = crate::store::source_key(&source.author, &source.url);
     let mut state = store.source(&key)?.unwrap_or_else(|| SourceState {
         author: source.author.clone(),
         url: source.url.clone(),
@@ -85,15 +85,7 @@ pub async fn poll_source(
     });
     let now = Utc::now();
     state.last_poll = Some(now);
-    let url = state
-        .current_url
-        .clone()
-        .or_else(|| state.discovered_feed.clone())
-        .unwrap_or_else(|| source.url.clone());
-    let url = Url::parse(&url).map_err(|_| StoreError::Io {
-        dir: std::path::PathBuf::from(&url),
-        source: std::io::Error::other("stored source URL is invalid"),
-    })?;
+    let url = state.poll_url()?;
 
     let fetched = fetch_items(fetcher, source, &mut state, &url).await;
     let (outcome, sched) = match fetched {

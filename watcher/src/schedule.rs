@@ -6,12 +6,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use croner::Cron;
-use croner::parser::{CronParser, Seconds, Year};
+use pipelines::schedule::Schedule;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::store::SourceState;
+use crate::config::{SourceConfig, WatcherSettings};
 
 /// The scheduling settings that apply to one source.
 #[derive(Debug, Clone)]
@@ -20,8 +19,33 @@ pub struct Policy {
     pub min_interval: Duration,
     pub max_interval: Duration,
     pub jitter: f64,
-    pub cron: Option<Cron>,
+    pub cron: Option<Schedule>,
     pub adaptive: bool,
+}
+
+impl Policy {
+    /// The policy of `source` under the `[watcher]` bounds.
+    pub fn for_source(source: &SourceConfig, w: &WatcherSettings) -> Policy {
+        Policy {
+            interval: source.interval,
+            min_interval: w.min_interval,
+            max_interval: w.max_interval,
+            jitter: w.jitter,
+            cron: source.cron.clone(),
+            adaptive: w.adaptive,
+        }
+    }
+}
+
+/// What the store remembers of a source's schedule.
+#[derive(Debug, Clone, Default)]
+pub struct Due {
+    /// Stopped (410 Gone): never due again.
+    pub gone: bool,
+    pub last_poll: Option<DateTime<Utc>>,
+    pub next_due: Option<DateTime<Utc>>,
+    /// The next poll time was set by the interval (not Retry-After, TTL or backoff).
+    pub by_interval: bool,
 }
 
 /// What the last poll of a source came to, as far as scheduling cares.
@@ -46,22 +70,6 @@ pub struct Next {
     pub reason: String,
 }
 
-/// Parses a 5-field cron expression (minute hour day-of-month month day-of-week), read in UTC.
-pub fn parse_cron(expr: &str) -> Result<Cron, String> {
-    let fields = expr.split_whitespace().count();
-    if fields != 5 {
-        return Err(format!(
-            "expected 5 cron fields (minute hour day month weekday), got {fields} in `{expr}`"
-        ));
-    }
-    CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .year(Year::Disallowed)
-        .build()
-        .parse(expr)
-        .map_err(|e| format!("invalid cron expression `{expr}`: {e}"))
-}
-
 /// How long to wait after a poll that ended in `result` at `now`.
 pub fn next_wait(
     policy: &Policy,
@@ -71,7 +79,7 @@ pub fn next_wait(
 ) -> Next {
     let base = |policy: &Policy| -> (Duration, String) {
         if let Some(cron) = &policy.cron
-            && let Ok(next) = cron.find_next_occurrence(&now, false)
+            && let Some(next) = cron.next_after(now)
         {
             let wait = (next - now).to_std().unwrap_or(Duration::ZERO);
             return (wait.max(policy.min_interval), "cron".into());
@@ -156,11 +164,11 @@ pub fn adaptive_interval(published: &[DateTime<Utc>]) -> Option<Duration> {
     Some(median / 4)
 }
 
-/// How long until a source is due, from its stored state: zero for a source never polled,
+/// How long until a source is due, from its stored schedule: zero for a source never polled,
 /// `None` for a stopped (410) one. A lowered `interval` takes effect at once for sources waiting
 /// on their interval (not for Retry-After, TTL or backoff).
 pub fn wait_until_due(
-    state: Option<&SourceState>,
+    state: Option<&Due>,
     interval: Duration,
     now: DateTime<Utc>,
 ) -> Option<Duration> {
@@ -176,7 +184,7 @@ pub fn wait_until_due(
     let mut wait = (due - now).to_std().unwrap_or(Duration::ZERO);
     // A due time much further out than the interval (more than jitter explains) was set by a
     // longer interval before the config changed.
-    if state.next_due_reason.as_deref() == Some("interval")
+    if state.by_interval
         && let Some(last) = state.last_poll
         && (due - last).to_std().unwrap_or_default() > interval.mul_f64(1.5)
     {
@@ -190,7 +198,7 @@ pub fn wait_until_due(
 }
 
 /// Whether a source is due at `now` (see [`wait_until_due`]).
-pub fn is_due(state: Option<&SourceState>, interval: Duration, now: DateTime<Utc>) -> bool {
+pub fn is_due(state: Option<&Due>, interval: Duration, now: DateTime<Utc>) -> bool {
     wait_until_due(state, interval, now) == Some(Duration::ZERO)
 }
 
@@ -289,18 +297,12 @@ mod tests {
     #[test]
     fn cron_sets_the_next_poll() {
         let mut p = policy();
-        p.cron = Some(parse_cron("0 3 * * *").unwrap());
+        p.cron = Some(crate::config::parse_cron("0 3 * * *").unwrap());
         let now = DateTime::parse_from_rfc3339("2026-11-25T02:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
         let n = next_wait(&p, &ok(), now, &mut rng());
         assert_eq!((n.wait.as_secs(), n.reason.as_str()), (3600, "cron"));
-        assert!(
-            parse_cron("0 0 3 * * *")
-                .unwrap_err()
-                .contains("5 cron fields")
-        );
-        assert!(parse_cron("61 * * * *").is_err());
     }
 
     #[test]

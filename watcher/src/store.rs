@@ -55,6 +55,13 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("the URL `{url}` stored for source `{source_url}` is invalid")]
+    InvalidUrl {
+        source_url: String,
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
 }
 
 /// What the store knows about one source.
@@ -90,6 +97,31 @@ pub struct SourceState {
     pub feed_ttl_secs: Option<u64>,
     /// The interval the author's publishing frequency suggests (seconds), remembered for 304s.
     pub adaptive_secs: Option<u64>,
+}
+
+impl SourceState {
+    /// The URL to poll: where the source moved to (301/308), else the feed autodiscovery found,
+    /// else the configured one.
+    pub fn poll_url(&self) -> Result<url::Url, StoreError> {
+        let url = (self.current_url.as_deref())
+            .or(self.discovered_feed.as_deref())
+            .unwrap_or(&self.url);
+        url::Url::parse(url).map_err(|source| StoreError::InvalidUrl {
+            source_url: self.url.clone(),
+            url: url.to_owned(),
+            source,
+        })
+    }
+
+    /// What scheduling needs of this state.
+    pub fn due(&self) -> crate::schedule::Due {
+        crate::schedule::Due {
+            gone: self.gone,
+            last_poll: self.last_poll,
+            next_due: self.next_due,
+            by_interval: self.next_due_reason.as_deref() == Some("interval"),
+        }
+    }
 }
 
 /// One known item (kept forever, also after it drops off the feed).

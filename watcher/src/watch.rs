@@ -137,9 +137,9 @@ struct Planned {
 impl Planned {
     fn new(config: SourceConfig, settings: &crate::config::WatcherSettings) -> Planned {
         Planned {
-            key: config.key(),
+            key: crate::store::source_key(&config.author, &config.url),
             host: config.host(),
-            policy: config.policy(settings),
+            policy: Policy::for_source(&config, settings),
             config,
         }
     }
@@ -276,9 +276,8 @@ impl Watcher {
     ) -> Option<Result<PollReport, StoreError>> {
         let host = match self.store.source(&source.key) {
             Ok(Some(state)) => state
-                .current_url
-                .or(state.discovered_feed)
-                .and_then(|u| url::Url::parse(&u).ok())
+                .poll_url()
+                .ok()
                 .and_then(|u| u.host_str().map(str::to_ascii_lowercase)),
             _ => None,
         };
@@ -313,10 +312,12 @@ impl Watcher {
         let mut due = Vec::new();
         let mut not_due = 0;
         for source in self.sources() {
-            let state = self.store.source(&source.key())?;
-            let gone = state.as_ref().is_some_and(|s| s.gone);
-            if !gone && (opts.all || crate::schedule::is_due(state.as_ref(), source.interval, now))
-            {
+            let last = self
+                .store
+                .source(&crate::store::source_key(&source.author, &source.url))?
+                .map(|s| s.due());
+            let gone = last.as_ref().is_some_and(|d| d.gone);
+            if !gone && (opts.all || crate::schedule::is_due(last.as_ref(), source.interval, now)) {
                 due.push(source);
             } else {
                 not_due += 1;
@@ -562,9 +563,9 @@ impl Watcher {
         let wall = Utc::now();
         let mut due = DueQueue::default();
         for (index, source) in sources.iter().enumerate() {
-            let state = self.store.source(&source.key)?;
+            let last = self.store.source(&source.key)?.map(|s| s.due());
             let Some(wait) =
-                crate::schedule::wait_until_due(state.as_ref(), source.config.interval, wall)
+                crate::schedule::wait_until_due(last.as_ref(), source.config.interval, wall)
             else {
                 warn!(source = %source.config.url, "source is stopped (410 Gone); remove it from the config");
                 continue;
@@ -630,5 +631,22 @@ impl Watcher {
         )
         .await?;
         Ok(())
+    }
+}
+
+impl crate::control::Daemon for Watcher {
+    async fn status(&self) -> Result<StatusReport, StoreError> {
+        Watcher::status(self).await
+    }
+
+    async fn retry(&self, batch: Option<&str>) -> Result<usize, StoreError> {
+        Watcher::retry(self, batch).await
+    }
+
+    async fn redeliver(
+        &self,
+        batch: &str,
+    ) -> Result<crate::store::Delivery, outbox::RedeliverError> {
+        Watcher::redeliver(self, batch).await
     }
 }

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 
 use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE, WINDOWS_1252, X_USER_DEFINED};
 use scraper::{ElementRef, Html, Selector};
+
+use crate::config::CssSelector;
 use url::Url;
 
 use super::SiteError;
@@ -35,15 +37,14 @@ pub fn extract_links(
     html: &[u8],
     content_type: Option<&str>,
     page_url: &Url,
-    selector: &str,
+    selector: &CssSelector,
 ) -> Result<Vec<RawItem>, SiteError> {
-    let compiled = compile_selector(selector)?;
     let page = Page::parse(html, content_type, page_url);
 
     let mut items: Vec<RawItem> = Vec::new();
     let mut seen: HashMap<Url, usize> = HashMap::new();
     let mut matched = 0;
-    for element in page.document.select(&compiled) {
+    for element in page.document.select(selector.selector()) {
         matched += 1;
         let Some(anchor) = link_for(element) else {
             continue;
@@ -74,55 +75,16 @@ pub fn extract_links(
 
     if matched == 0 {
         return Err(SiteError::NoMatch {
-            selector: selector.to_owned(),
+            selector: selector.to_string(),
         });
     }
     if items.is_empty() {
         return Err(SiteError::NoLinks {
-            selector: selector.to_owned(),
+            selector: selector.to_string(),
             matched,
         });
     }
     Ok(items)
-}
-
-/// Checks a CSS selector without a page, for `watcher check`. The error is the full message
-/// (what is wrong, and a hint).
-pub fn validate_selector(selector: &str) -> Result<(), String> {
-    compile_selector(selector)
-        .map(drop)
-        .map_err(|err| err.to_string())
-}
-
-fn compile_selector(selector: &str) -> Result<Selector, SiteError> {
-    let invalid = |reason: String| SiteError::InvalidSelector {
-        selector: selector.to_owned(),
-        reason,
-    };
-    if selector.trim().is_empty() {
-        return Err(invalid("it is empty".to_owned()));
-    }
-    Selector::parse(selector).map_err(|err| invalid(selector_problem(&err)))
-}
-
-/// scraper's messages are capitalised and one asks to be reported upstream; say it our way.
-fn selector_problem(err: &scraper::error::SelectorErrorKind<'_>) -> String {
-    use scraper::error::SelectorErrorKind as Kind;
-    match err {
-        Kind::EndOfLine => "it ends too early".to_owned(),
-        Kind::UnexpectedSelectorParseError(kind) => {
-            format!("unsupported or malformed selector syntax ({kind:?})")
-        }
-        other => lowercase_first(&other.to_string()),
-    }
-}
-
-fn lowercase_first(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 /// A parsed page and the URL its relative links resolve against.
@@ -296,12 +258,16 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    fn sel(text: &str) -> CssSelector {
+        CssSelector::parse(text).unwrap()
+    }
+
     fn page() -> Url {
         Url::parse("https://example.com/blog/").unwrap()
     }
 
     fn links(html: &str, selector: &str) -> Vec<(String, Option<String>)> {
-        extract_links(html.as_bytes(), None, &page(), selector)
+        extract_links(html.as_bytes(), None, &page(), &sel(selector))
             .unwrap()
             .into_iter()
             .map(|item| (item.link.unwrap().to_string(), item.title))
@@ -394,7 +360,7 @@ mod tests {
         // "Café" in windows-1252 / ISO-8859-1.
         let latin1 = b"<a class=p href=/c>Caf\xe9</a>";
         let title = |body: &[u8], content_type| {
-            extract_links(body, content_type, &page(), ".p").unwrap()[0]
+            extract_links(body, content_type, &page(), &sel(".p")).unwrap()[0]
                 .title
                 .clone()
                 .unwrap()
@@ -432,26 +398,14 @@ mod tests {
     }
 
     #[test]
-    fn invalid_selectors_are_named_with_a_hint() {
-        let err = extract_links(b"<a href=/x>x</a>", None, &page(), "article h2[").unwrap_err();
-        insta::assert_snapshot!(err, @"invalid CSS selector `article h2[`: it ends too early; selectors are CSS as in a browser's `document.querySelectorAll`, e.g. `article h2 a`");
-        insta::assert_snapshot!(validate_selector("a >> b").unwrap_err(), @"invalid CSS selector `a >> b`: unsupported or malformed selector syntax (DanglingCombinator); selectors are CSS as in a browser's `document.querySelectorAll`, e.g. `article h2 a`");
-        insta::assert_snapshot!(validate_selector("  ").unwrap_err(), @"invalid CSS selector `  `: it is empty; selectors are CSS as in a browser's `document.querySelectorAll`, e.g. `article h2 a`");
-        assert_eq!(
-            validate_selector("article h2 > a[href^='/p/']:not(.ad)"),
-            Ok(())
-        );
-    }
-
-    #[test]
     fn nothing_matched_and_no_links_are_errors() {
         let html = b"<article><h2>No link</h2></article>";
         insta::assert_snapshot!(
-            extract_links(html, None, &page(), ".missing").unwrap_err(),
+            extract_links(html, None, &page(), &sel(".missing")).unwrap_err(),
             @"the selector `.missing` matched nothing on the page; the site's layout may have changed: try the selector in the browser's developer tools on the page"
         );
         insta::assert_snapshot!(
-            extract_links(html, None, &page(), "article h2").unwrap_err(),
+            extract_links(html, None, &page(), &sel("article h2")).unwrap_err(),
             @"the selector `article h2` matched 1 element(s) but none is, contains or sits inside a link to a web page; select the article links (`<a href>`) or their headings"
         );
     }

@@ -16,18 +16,13 @@ pub mod sitemap;
 pub use self::discover::{
     WELL_KNOWN_FEED_PATHS, discover_feeds, looks_like_feed, well_known_feed_urls,
 };
-pub use self::html::{extract_links, validate_selector};
+pub use self::html::extract_links;
 pub use self::sitemap::{Sitemap, parse_sitemap};
 
 /// Why a page or sitemap yielded nothing usable. One error per body: the caller reports it for
 /// that source only.
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
-    #[error(
-        "invalid CSS selector `{selector}`: {reason}; selectors are CSS as in a browser's \
-         `document.querySelectorAll`, e.g. `article h2 a`"
-    )]
-    InvalidSelector { selector: String, reason: String },
     #[error(
         "the selector `{selector}` matched nothing on the page; the site's layout may have \
          changed: try the selector in the browser's developer tools on the page"

@@ -1,0 +1,211 @@
+//! settings.rs: the tables of `watcher.toml` that are plain settings (`[watcher]`, `[fetch]`,
+//! `[output]`, `[trigger]`), their defaults, and the keys of `[trigger]` that are the watcher's.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatcherSettings {
+    /// Directory of the sled store (and its lock file).
+    pub state_dir: PathBuf,
+    /// Where generated pipeline configs are written.
+    pub output_dir: PathBuf,
+    /// Default poll interval for every source.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// New items of one author found within this window form one batch (daemon only).
+    #[serde(with = "humantime_serde")]
+    pub batch_window: Duration,
+    /// Loopback address of the daemon's status endpoint.
+    pub listen: SocketAddr,
+    /// Start a run when a known article's content changes, not only for new articles.
+    pub trigger_on_update: bool,
+    /// Extra query parameters stripped from links (besides utm_*, fbclid, gclid, mc_cid, mc_eid).
+    pub tracking_params: Vec<String>,
+    /// Query parameters stripped only on one host: `{ "substack.com" = ["r"] }`. A host entry
+    /// applies to its subdomains too.
+    pub tracking_params_by_host: std::collections::BTreeMap<String, Vec<String>>,
+    /// Sources polled at once.
+    pub concurrency: usize,
+    /// Requests in flight to one host at once.
+    pub per_host: usize,
+    /// Lower bound for any poll interval (configured, adaptive, cron, TTL).
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// Upper bound for any wait (TTL, Retry-After, error backoff): a source is never dropped.
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// Random spread of each wait, as a fraction (0.1 = ±10%).
+    pub jitter: f64,
+    /// Consecutive failures after which a source is shown as failing (and a warning logged).
+    pub failing_after: u32,
+    /// Poll authors who publish often more often (within min_interval..max_interval).
+    pub adaptive: bool,
+    /// Done deliveries (whose run ended) are removed from the store after this long.
+    #[serde(with = "humantime_serde")]
+    pub keep_deliveries: Duration,
+}
+
+impl Default for WatcherSettings {
+    fn default() -> Self {
+        WatcherSettings {
+            state_dir: PathBuf::from("state"),
+            output_dir: PathBuf::from("configs/generated"),
+            interval: Duration::from_secs(30 * 60),
+            batch_window: Duration::from_secs(120),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9860)),
+            trigger_on_update: false,
+            tracking_params: Vec::new(),
+            tracking_params_by_host: Default::default(),
+            concurrency: 32,
+            per_host: 2,
+            min_interval: Duration::from_secs(60),
+            max_interval: Duration::from_secs(12 * 3600),
+            jitter: 0.1,
+            failing_after: 5,
+            adaptive: false,
+            keep_deliveries: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchSettings {
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Largest response body accepted, after decompression.
+    pub max_body_bytes: u64,
+    pub max_redirects: usize,
+    /// Overrides the default User-Agent.
+    pub user_agent: Option<String>,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        FetchSettings {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_body_bytes: 10 * 1024 * 1024,
+            max_redirects: 10,
+            user_agent: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// One config per author: `parameters: {user_full_name, links}`.
+    #[default]
+    DigitalDataEtl,
+    /// One config for every author with news: `parameters: {author_links: [...]}`.
+    EndToEndData,
+}
+
+impl OutputFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::DigitalDataEtl => "digital_data_etl",
+            OutputFormat::EndToEndData => "end_to_end_data",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSettings {
+    pub format: OutputFormat,
+}
+
+/// The `[trigger]` table: the watcher's own keys plus the trigger client's target definition
+/// (kind, url, secrets...), which the trigger client validates.
+#[derive(Debug, Clone)]
+pub struct TriggerSettings {
+    /// What to start, in the engine's terms (chain, DAG id, deployment...).
+    pub pipeline: String,
+    /// Deliveries that failed this many times move to `failed` (see `watcher retry`).
+    pub max_attempts: u32,
+    /// First delay between delivery attempts; doubles per attempt up to `retry_max_delay`.
+    pub retry_base_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// Cost guard: new batches wait until this long after the previous run started, and what
+    /// arrives meanwhile joins them.
+    pub min_interval: Duration,
+    /// How long `watcher once` waits for the runs it started (embedded runner), and how often the
+    /// daemon asks an engine about runs it follows.
+    pub wait_timeout: Duration,
+    pub follow_interval: Duration,
+    /// `kind = "embedded"`: the runner inside the watcher.
+    pub embedded: Option<EmbeddedSettings>,
+    /// The whole table, handed to the trigger client.
+    pub table: toml::Table,
+}
+
+/// `[trigger] kind = "embedded"`: run the pipelines runner inside the watcher.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSettings {
+    /// Directory of chain files (absolute).
+    pub chains_dir: PathBuf,
+    /// How long running stages may finish when the watcher stops.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub(super) struct RawTrigger {
+    pub(super) pipeline: String,
+    pub(super) max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub(super) retry_base_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) retry_max_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) min_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) wait_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) follow_interval: Duration,
+    pub(super) chains_dir: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub(super) shutdown_grace: Duration,
+    pub(super) kind: String,
+}
+
+impl Default for RawTrigger {
+    fn default() -> Self {
+        RawTrigger {
+            pipeline: "digital_data_etl".into(),
+            max_attempts: 10,
+            retry_base_delay: Duration::from_secs(30),
+            retry_max_delay: Duration::from_secs(3600),
+            min_interval: Duration::ZERO,
+            wait_timeout: Duration::from_secs(30 * 60),
+            follow_interval: Duration::from_secs(30),
+            chains_dir: PathBuf::from("pipelines/chains"),
+            shutdown_grace: Duration::from_secs(300),
+            kind: String::new(),
+        }
+    }
+}
+
+/// Keys of `[trigger]` that belong to the watcher, not to the trigger client.
+pub const WATCHER_TRIGGER_KEYS: &[&str] = &[
+    "max_attempts",
+    "retry_base_delay",
+    "retry_max_delay",
+    "min_interval",
+    "wait_timeout",
+    "follow_interval",
+    "chains_dir",
+    "shutdown_grace",
+];
+
+/// The trigger kind that runs the pipelines runner inside the watcher.
+pub const EMBEDDED: &str = "embedded";

@@ -1,0 +1,32 @@
+//! preflight.rs: the checks of a config that need more than the file, run by `watcher check`
+//! and at startup: the chain files of `kind = "embedded"` and the trigger client's reading of
+//! the `[trigger]` target. Their problems are reported with the file's own, under their keys.
+
+use std::path::Path;
+
+use crate::config::{Config, ConfigError, ConfigProblem, TriggerCheck, TriggerSettings};
+
+/// Reads and validates the config at `path`, preflight checks included.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    Config::load_with(path, &Preflight)
+}
+
+/// Validates `text` as if read from `path`, preflight checks included.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    Config::parse_with(path, text, &Preflight)
+}
+
+/// The checks of `[trigger]` against the chain files or the trigger client.
+pub struct Preflight;
+
+impl TriggerCheck for Preflight {
+    fn check(&self, trigger: &TriggerSettings) -> Vec<ConfigProblem> {
+        let result = match &trigger.embedded {
+            Some(e) => crate::embedded::validate(&e.chains_dir, &trigger.pipeline)
+                .map_err(|message| ConfigProblem::new("trigger.chains_dir", message)),
+            None => crate::deliver::validate_target(&trigger.table)
+                .map_err(|message| ConfigProblem::new("trigger", message)),
+        };
+        result.err().into_iter().collect()
+    }
+}
