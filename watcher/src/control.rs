@@ -13,10 +13,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::delivery::Delivery;
 use crate::error::WatcherError;
 use crate::outbox::RedeliverError;
 use crate::status::StatusReport;
-use crate::store::{Delivery, StoreError};
+use crate::store::StoreError;
 
 /// What the endpoint asks of the daemon (the watcher implements it).
 pub trait Daemon: Send + Sync + 'static {

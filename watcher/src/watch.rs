@@ -646,7 +646,7 @@ impl crate::control::Daemon for Watcher {
     async fn redeliver(
         &self,
         batch: &str,
-    ) -> Result<crate::store::Delivery, outbox::RedeliverError> {
+    ) -> Result<crate::delivery::Delivery, outbox::RedeliverError> {
         Watcher::redeliver(self, batch).await
     }
 }
