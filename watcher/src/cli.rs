@@ -12,7 +12,14 @@ use clap::{Parser, Subcommand};
 /// starts a pipeline run through the configured trigger. The first poll of a source records a
 /// baseline and starts nothing; an article is never delivered twice.
 #[derive(Debug, Parser)]
-#[command(name = "watcher", version, about, long_about, after_long_help = AFTER_HELP)]
+#[command(
+    name = "watcher",
+    version,
+    about,
+    long_about,
+    after_help = EXIT_STATUS,
+    after_long_help = AFTER_HELP
+)]
 pub struct Cli {
     /// Config file.
     #[arg(
@@ -37,11 +44,18 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The exit-code contract (`watcher::error::exit`), shown by `-h` too.
+const EXIT_STATUS: &str = "\
+Exit status: 0 ok, 1 a run/source/delivery failed, 2 bad input or state dir in use,
+3 engine unreachable, 4 the store failed (`--help` says more)";
+
 const AFTER_HELP: &str = "\
 Exit status:
   0  success
-  1  a source failed, a delivery failed, or the daemon could not be reached
-  2  the config or the command line is invalid, or the state dir is in use
+  1  a run, a source or a delivery failed
+  2  bad input: the command line or the config is invalid, or the state dir is in use
+  3  the engine (or the daemon holding the store) could not be reached
+  4  the store failed (disk, permissions, a corrupt record)
 
 Files:
   watcher.toml       the config (see README.md, \"Config reference\")

@@ -51,7 +51,7 @@ pub fn validate_target(table: &toml::Table) -> Result<(), String> {
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up the trigger")]
-pub struct DeliverError(#[from] trigger_client::Error);
+pub struct DeliverError(#[from] pub trigger_client::Error);
 
 /// Why sending a batch failed (the outbox retries it).
 #[derive(Debug, Clone, thiserror::Error)]

@@ -116,21 +116,21 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
     std::fs::write(&config_path, demo_config(&feed_base, &chains))
         .map_err(|e| WatcherError::Usage(format!("cannot write the demo config: {e}")))?;
     let config = crate::preflight::load(&config_path)?;
-    let _ = writeln!(out, "demo: working in {}", dir.display());
-    let _ = writeln!(
+    writeln!(out, "demo: working in {}", dir.display())?;
+    writeln!(
         out,
         "demo: feed server on {feed_base} with {} real feeds",
         FEEDS.len()
-    );
+    )?;
 
     let watcher = Watcher::open(config)?;
     let runner = watcher.embedded().expect("the demo config is embedded");
     let runner_url = runner.url().to_string();
     let runner_state = runner.state_dir().to_path_buf();
-    let _ = writeln!(
+    writeln!(
         out,
         "demo: embedded pipelines runner on {runner_url}, chain `demo`"
-    );
+    )?;
 
     let all = OnceOptions {
         all: true,
@@ -139,11 +139,11 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
     let first = watcher.once(all, |_, _, _| {}).await?;
     for p in &first.polls {
         if let PollOutcome::Baseline { recorded } = p.outcome {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "1. baseline: {recorded} items recorded for {} (nothing triggered)",
                 p.source.author
-            );
+            )?;
         }
     }
 
@@ -152,77 +152,77 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
         let mut feeds = feeds.lock().expect("not poisoned");
         feeds[0].1 = publish(&feeds[0].1, link, "What the watcher saw");
     }
-    let _ = writeln!(
+    writeln!(
         out,
         "2. published a new article to Liz Marley's feed: {link}"
-    );
+    )?;
 
     let second = watcher.once(all, |_, _, _| {}).await?;
     for p in &second.polls {
         if let PollOutcome::Polled { new, .. } = &p.outcome
             && !new.is_empty()
         {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "3. detected {} new article(s) for {}",
                 new.len(),
                 p.source.author
-            );
+            )?;
         }
     }
     let Some(delivery) = second.deliveries.first() else {
-        let _ = writeln!(out, "demo FAILED: nothing was delivered");
+        writeln!(out, "demo FAILED: nothing was delivered")?;
         watcher.shutdown().await?;
         return Ok(false);
     };
-    let _ = writeln!(out, "4. config written: {}", delivery.config_path.display());
+    writeln!(out, "4. config written: {}", delivery.config_path.display())?;
     if let Ok(text) = std::fs::read_to_string(&delivery.config_path) {
         for line in text.lines() {
-            let _ = writeln!(out, "     {line}");
+            writeln!(out, "     {line}")?;
         }
     }
     let run = match &delivery.outcome {
         Ok(run) => run.clone(),
         Err(e) => {
-            let _ = writeln!(out, "demo FAILED: {}", crate::error::one_line(e));
+            writeln!(out, "demo FAILED: {}", crate::error::one_line(e))?;
             watcher.shutdown().await?;
             return Ok(false);
         }
     };
-    let _ = writeln!(
+    writeln!(
         out,
         "5. run triggered over REST: {run} (idempotency key {})",
         delivery.batch_id
-    );
+    )?;
 
     let run_id = run.id.clone();
-    let final_run = follow_stages(&runner_url, &runner_state, &run_id, out).await;
+    let final_run = follow_stages(&runner_url, &runner_state, &run_id, out).await?;
     watcher
         .wait_for_runs(&second, Duration::from_secs(5), |_, _| {})
         .await?;
     watcher.shutdown().await?;
     server.abort();
     let Some(final_run) = final_run else {
-        let _ = writeln!(out, "demo FAILED: could not follow run {run_id}");
+        writeln!(out, "demo FAILED: could not follow run {run_id}")?;
         return Ok(false);
     };
     let status = final_run["status"].as_str().unwrap_or("?");
     let run_dir = PathBuf::from(final_run["run_dir"].as_str().unwrap_or_default());
     let outputs = run_dir.join("outputs");
-    let _ = writeln!(out, "7. run {run_id} {status}");
-    let _ = writeln!(out, "   stage outputs: {}", outputs.display());
+    writeln!(out, "7. run {run_id} {status}")?;
+    writeln!(out, "   stage outputs: {}", outputs.display())?;
     if let Ok(entries) = std::fs::read_dir(&outputs) {
         let mut names: Vec<String> = entries
             .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
             .collect();
         names.sort();
         for n in names {
-            let _ = writeln!(out, "     {n}");
+            writeln!(out, "     {n}")?;
         }
     }
-    let _ = writeln!(out, "   stage logs: {}", run_dir.join("logs").display());
+    writeln!(out, "   stage logs: {}", run_dir.join("logs").display())?;
     let ok = status == "succeeded";
-    let _ = writeln!(out, "demo {}", if ok { "succeeded" } else { "FAILED" });
+    writeln!(out, "demo {}", if ok { "succeeded" } else { "FAILED" })?;
     Ok(ok)
 }
 
@@ -232,27 +232,29 @@ async fn follow_stages(
     runner_state: &Path,
     run_id: &str,
     out: &mut impl Write,
-) -> Option<serde_json::Value> {
-    let token = std::fs::read_to_string(runner_state.join("api-token")).ok()?;
+) -> std::io::Result<Option<serde_json::Value>> {
+    let Ok(token) = std::fs::read_to_string(runner_state.join("api-token")) else {
+        return Ok(None);
+    };
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
     let mut seen: Vec<(String, String)> = Vec::new();
-    let _ = writeln!(out, "6. following the chain:");
+    writeln!(out, "6. following the chain:")?;
     while tokio::time::Instant::now() < deadline {
-        let run: serde_json::Value = client
+        let asked = client
             .get(format!("{url}/api/v1/runs/{run_id}"))
             .bearer_auth(token.trim())
             .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+            .await;
+        let Ok(run) = asked else { return Ok(None) };
+        let Ok(run) = run.json::<serde_json::Value>().await else {
+            return Ok(None);
+        };
         for stage in run["stages"].as_array().into_iter().flatten() {
             let name = stage["name"].as_str().unwrap_or("?").to_string();
             let status = stage["status"].as_str().unwrap_or("?").to_string();
             if !seen.contains(&(name.clone(), status.clone())) && status != "queued" {
-                let _ = writeln!(out, "   stage {name:<30} {status}");
+                writeln!(out, "   stage {name:<30} {status}")?;
                 seen.push((name, status));
             }
         }
@@ -260,9 +262,9 @@ async fn follow_stages(
             run["status"].as_str(),
             Some("succeeded" | "failed" | "cancelled")
         ) {
-            return Some(run);
+            return Ok(Some(run));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    None
+    Ok(None)
 }

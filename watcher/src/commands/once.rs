@@ -1,0 +1,137 @@
+//! commands/once.rs: `watcher once`: one pass, its report on stdout (one line per poll and per
+//! delivery, then the problems), and with the embedded runner the runs it started followed to
+//! their end.
+
+use std::io::{IsTerminal, Write};
+
+use crate::config::Config;
+use crate::error::{Outcome, WatcherError};
+use crate::poll::PollOutcome;
+use crate::watch::{OnceOptions, Watcher};
+
+/// `watcher once`
+pub async fn once(
+    config: Config,
+    opts: OnceOptions,
+    out: &mut impl Write,
+) -> Result<Outcome, WatcherError> {
+    let watcher = Watcher::open(config)?;
+    let tty = std::io::stderr().is_terminal();
+    let mut failed = 0;
+    let report = watcher
+        .once(opts, |p, done, total| {
+            if matches!(p.outcome, PollOutcome::Failed { .. }) {
+                failed += 1;
+            }
+            if tty {
+                eprint!("\r\x1b[2Kpolled {done}/{total} source(s), {failed} failed");
+                if done == total {
+                    eprintln!();
+                }
+            }
+        })
+        .await?;
+    for p in &report.polls {
+        let what = match &p.outcome {
+            PollOutcome::NotModified => "not modified".to_string(),
+            PollOutcome::Baseline { recorded } => format!("baseline: {recorded} items recorded"),
+            PollOutcome::Polled { new, updated } => format!("{} new, {updated} updated", new.len()),
+            PollOutcome::Throttled { retry_after } => format!(
+                "throttled (Retry-After {})",
+                humantime::format_duration(*retry_after)
+            ),
+            PollOutcome::Gone => "GONE (410): not polled again; remove it from the config".into(),
+            PollOutcome::Failed { error } => format!("FAILED: {error}"),
+        };
+        writeln!(
+            out,
+            "{} ({}): {what}; next poll in {} ({})",
+            p.source.url,
+            p.source.author,
+            humantime::format_duration(std::time::Duration::from_secs(p.next.wait.as_secs())),
+            p.next.reason
+        )?;
+    }
+    if report.not_due > 0 {
+        writeln!(
+            out,
+            "{} source(s) not due yet (see `watcher status`; `once --all` polls them anyway)",
+            report.not_due
+        )?;
+    }
+    if opts.dry_run {
+        if report.would_deliver.is_empty() {
+            writeln!(out, "dry run: nothing to deliver")?;
+        }
+        for d in &report.would_deliver {
+            writeln!(
+                out,
+                "dry run: would write {} and trigger batch {} with {} link(s):",
+                d.config_path.display(),
+                d.batch_id,
+                d.items.len()
+            )?;
+            for i in &d.items {
+                writeln!(out, "  {} {}", i.url, i.title.as_deref().unwrap_or(""))?;
+            }
+        }
+    }
+    for d in &report.deliveries {
+        match &d.outcome {
+            Ok(run) => {
+                writeln!(
+                    out,
+                    "delivered batch {}: config {}, run {run}",
+                    d.batch_id,
+                    d.config_path.display()
+                )?;
+            }
+            Err(e) => {
+                writeln!(
+                    out,
+                    "delivery of batch {} failed: {}",
+                    d.batch_id,
+                    crate::error::one_line(e)
+                )?;
+            }
+        }
+    }
+    let mut problems = report.problems();
+    if watcher.embedded().is_some() && !opts.dry_run {
+        // The embedded runner stops with this process: follow the runs started here.
+        let timeout = watcher.config().trigger.wait_timeout;
+        let mut unwritten = None;
+        let waited = watcher
+            .wait_for_runs(&report, timeout, |batch, s| {
+                if let Err(e) = writeln!(out, "batch {batch}: run {s}") {
+                    unwritten.get_or_insert(e);
+                }
+            })
+            .await?;
+        if let Some(e) = unwritten {
+            return Err(WatcherError::Output(e));
+        }
+        for (batch, result) in waited {
+            match result {
+                Ok(s) if s.state == trigger_client::RunState::Succeeded => {}
+                Ok(s) => problems.push(format!(
+                    "batch {batch}: run {s}; hint: fix the stage, then `watcher redeliver {batch}`"
+                )),
+                Err(e) => problems.push(format!(
+                    "batch {batch}: {} (waited up to {})",
+                    crate::error::one_line(&e),
+                    humantime::format_duration(timeout)
+                )),
+            }
+        }
+    }
+    watcher.shutdown().await?;
+    if problems.is_empty() {
+        return Ok(Outcome::Ok);
+    }
+    writeln!(out, "{} problem(s):", problems.len())?;
+    for p in problems {
+        writeln!(out, "  {p}")?;
+    }
+    Ok(Outcome::Problems)
+}
