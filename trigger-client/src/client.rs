@@ -16,7 +16,8 @@ use url::Url;
 
 use crate::backend::AnyBackend;
 use crate::error::{Error, is_transient_status};
-use crate::retry::{RetryPolicy, parse_retry_after, with_retries};
+use crate::retry::{RetryPolicy, with_retries};
+use crate::retry_after;
 use crate::target::{Kind, Secret, TargetConfig};
 use crate::{RunHandle, RunRequest, RunStatus};
 
@@ -582,11 +583,7 @@ impl Http {
         };
         tracing::debug!(kind = self.kind.as_str(), method = %call.method, url = %redact(&call.url), status, "response");
         if is_transient_status(status) {
-            let retry_after = reply
-                .headers
-                .get(header::RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| parse_retry_after(value, SystemTime::now()));
+            let retry_after = retry_after::from_headers(&reply.headers, SystemTime::now());
             return Err(Error::Status {
                 kind: self.kind.as_str(),
                 method: call.method.to_string(),

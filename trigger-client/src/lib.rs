@@ -9,6 +9,7 @@ mod backend;
 mod client;
 mod error;
 mod retry;
+pub mod retry_after;
 mod target;
 
 use std::collections::BTreeMap;

@@ -1,9 +1,10 @@
 //! Retries: the policy (capped exponential backoff with jitter, `Retry-After` honoured) and the
-//! one loop that applies it. Whether an error is worth retrying is `Error::is_transient`, a pure
+//! one loop that applies it. The policy's arithmetic is pure and public, so the watcher's outbox
+//! schedules its redeliveries with the same rules. Whether an error is worth retrying is `Error::is_transient`, a pure
 //! classification; this module only decides *when* to try again and logs every decision.
 
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
@@ -41,41 +42,49 @@ impl RetryPolicy {
         }
     }
 
-    /// The exponential backoff before retry number `retry` (1-based), capped by `max_delay`,
-    /// without jitter.
+    /// Pure: may another try follow once `attempts` tries (the first one included) have failed?
+    pub fn allows_retry(&self, attempts: u32) -> bool {
+        attempts < self.max_attempts
+    }
+
+    /// Pure: the exponential backoff before retry number `retry` (1-based; 0 counts as 1),
+    /// `base_delay × 2^(retry-1)` capped by `max_delay`, without jitter.
     pub fn backoff(&self, retry: u32) -> Duration {
         let factor = 2u32.saturating_pow(retry.saturating_sub(1));
         self.base_delay.saturating_mul(factor).min(self.max_delay)
     }
 
-    /// The delay before retry number `retry`: the server's `Retry-After` if it sent one, else
-    /// the backoff with "equal jitter" (half fixed, half random); capped by `max_delay` either way.
-    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+    /// Pure: the delay before retry number `retry` (1-based), given a jitter sample.
+    ///
+    /// Jitter rules:
+    /// - a server's `retry_after` wins, is taken as-is (no jitter) and is capped by `max_delay`;
+    /// - otherwise "equal jitter": half of [`backoff`](Self::backoff) is fixed and the other half
+    ///   is scaled by `jitter`, so the delay lies in `[backoff/2, backoff]` and never exceeds
+    ///   `max_delay`. `jitter` is a sample in `0.0..=1.0` (clamped; NaN counts as 0.0): `0.0`
+    ///   gives the shortest delay, `1.0` the full backoff.
+    pub fn delay_at(&self, retry: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
         if let Some(asked) = retry_after {
             return asked.min(self.max_delay);
         }
+        let jitter = if jitter.is_nan() {
+            0.0
+        } else {
+            jitter.clamp(0.0, 1.0)
+        };
         let backoff = self.backoff(retry);
         let half = backoff / 2;
-        let jitter_nanos =
-            rand::rng().random_range(0..=half.as_nanos().min(u64::MAX as u128) as u64);
-        half + Duration::from_nanos(jitter_nanos)
+        (half + (backoff - half).mul_f64(jitter)).min(self.max_delay)
+    }
+
+    /// [`delay_at`](Self::delay_at) with a fresh uniform jitter sample from the thread's RNG.
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        self.delay_at(retry, retry_after, rand::rng().random_range(0.0..=1.0))
     }
 }
 
 /// Pure: would retrying after this error help? See [`Error::is_transient`].
 pub fn is_transient(err: &Error) -> bool {
     err.is_transient()
-}
-
-/// Parses a `Retry-After` value: delay-seconds or an HTTP-date (relative to `now`).
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let then = SystemTime::from(date);
-    Some(then.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Runs `op` until it succeeds, fails permanently, or the policy gives up. `op` receives the
@@ -99,7 +108,7 @@ where
             Err(err) if !is_transient(&err) => return Err(err),
             Err(err) => err,
         };
-        if attempt >= policy.max_attempts {
+        if !policy.allows_retry(attempt) {
             tracing::info!(kind, attempt, what, reason = %err, "giving up");
             return Err(Error::Exhausted {
                 kind,
@@ -169,21 +178,32 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_parses_seconds_and_http_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_767); // Sun, 06 Nov 1994 08:49:27 GMT
+    fn delay_at_spans_half_to_full_backoff() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(100),
+        };
+        assert_eq!(policy.delay_at(1, None, 0.0), Duration::from_secs(5));
+        assert_eq!(policy.delay_at(1, None, 1.0), Duration::from_secs(10));
+        assert_eq!(policy.delay_at(3, None, 0.5), Duration::from_secs(30));
+        assert_eq!(policy.delay_at(9, None, 1.0), Duration::from_secs(100));
+        assert_eq!(policy.delay_at(1, None, 7.0), Duration::from_secs(10));
+        assert_eq!(policy.delay_at(1, None, f64::NAN), Duration::from_secs(5));
         assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
+            policy.delay_at(1, Some(Duration::from_secs(3)), 1.0),
+            Duration::from_secs(3)
         );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(policy.delay_at(0, None, 1.0), policy.delay_at(1, None, 1.0));
+    }
+
+    #[test]
+    fn allows_retry_until_max_attempts() {
+        let policy = RetryPolicy::immediate(3);
+        assert!(policy.allows_retry(1));
+        assert!(policy.allows_retry(2));
+        assert!(!policy.allows_retry(3));
+        assert!(!RetryPolicy::immediate(0).allows_retry(1));
     }
 
     #[tokio::test]
