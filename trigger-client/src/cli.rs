@@ -1,18 +1,11 @@
-//! The `trigger-client` command line: flags and help text, turning flags into a validated
-//! target in one step, and the three commands (`run`, `status`, `cancel`) with their output.
-//! Exit codes are decided here from the run's state and mapped from errors in `main`.
+//! The `trigger-client` command line, clap only: flags, their value parsers and the help text
+//! (which states the exit-code contract). What the commands do is in `commands`.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use serde_json::json;
-use trigger_client::{
-    AirflowApi, Client, Error, Kind, RetryPolicy, RunHandle, RunRequest, RunState, RunStatus,
-    TargetConfig, exit,
-};
+use trigger_client::{AirflowApi, Error, Kind, RunHandle};
 use url::Url;
 
 const ABOUT: &str = "Start a pipeline run on the embedded runner, ZenML, Airflow, Prefect or a webhook, exactly once, and follow it";
@@ -35,7 +28,22 @@ NAME, which reads the table NAME from a TOML file (--targets-file): the same key
 watcher's [trigger] table, so `--targets-file watcher.toml --target trigger` uses the \
 watcher's own target. Flags given alongside --target override the file.";
 
-const AFTER_LONG_HELP: &str = "\
+/// The exit-code contract shared by the workspace's binaries (`-h` and `--help` both show it).
+macro_rules! exit_status {
+    () => {
+        "    0   success (with `run --wait`: the run succeeded)
+    1   the run failed or was cancelled, or did not finish within --timeout
+    2   bad input: usage or configuration error, or the engine rejected the request (4xx)
+    3   the engine could not be reached, or kept failing, after retries
+    4   the store failed (not used: trigger-client keeps no store)
+"
+    };
+}
+
+const AFTER_HELP: &str = concat!("EXIT STATUS:\n", exit_status!());
+
+const AFTER_LONG_HELP: &str = concat!(
+    "\
 TARGETS FILE:
     A TOML file of named tables, each shaped like the watcher's [trigger] table:
 
@@ -56,11 +64,9 @@ TARGETS FILE:
     trigger-client/README.md lists every key per kind.
 
 EXIT STATUS:
-    0   success (with `run --wait`: the run succeeded)
-    1   the run failed or was cancelled, or did not finish within --timeout
-    2   usage or configuration error, or the engine rejected the request (4xx)
-    3   the engine could not be reached, or kept failing, after retries
-
+",
+    exit_status!(),
+    "
 ENVIRONMENT:
     TRIGGER_TARGETS_FILE   default for --targets-file
     TRIGGER_TARGET         default for --target
@@ -78,7 +84,8 @@ EXAMPLES:
 
     Follow or cancel a run later:
         trigger-client status prefect:0b7c4a52-9f1e-4c59-8d36-0f5c3b1a2e77 --target prefect
-        trigger-client cancel airflow:hello_dag/batch-3f2a --target airflow";
+        trigger-client cancel airflow:hello_dag/batch-3f2a --target airflow"
+);
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
@@ -87,28 +94,29 @@ EXAMPLES:
     version,
     about = ABOUT,
     long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
     after_long_help = AFTER_LONG_HELP,
     propagate_version = true
 )]
 pub struct Cli {
     #[command(flatten)]
-    target: TargetArgs,
+    pub target: TargetArgs,
 
     /// More logs on stderr: -v for progress, -vv for every request.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 /// Which target to talk to.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Target")]
-struct TargetArgs {
+pub struct TargetArgs {
     /// Read the target from table NAME of the targets file.
     #[arg(long, global = true, value_name = "NAME", env = "TRIGGER_TARGET")]
-    target: Option<String>,
+    pub target: Option<String>,
 
     /// The TOML file --target reads.
     #[arg(
@@ -118,63 +126,63 @@ struct TargetArgs {
         env = "TRIGGER_TARGETS_FILE",
         default_value = "targets.toml"
     )]
-    targets_file: PathBuf,
+    pub targets_file: PathBuf,
 
     /// Engine kind: pipelines, zenml, airflow, prefect or webhook.
     #[arg(long, global = true, value_name = "KIND", value_parser = parse_kind)]
-    kind: Option<Kind>,
+    pub kind: Option<Kind>,
 
     /// The engine's base URL (webhook: the URL to POST to).
     #[arg(long, global = true, value_name = "URL")]
-    url: Option<Url>,
+    pub url: Option<Url>,
 
     /// Env var holding a bearer token (runner token, ZenML API key, Airflow JWT, Prefect Cloud key).
     #[arg(long, global = true, value_name = "VAR")]
-    token_env: Option<String>,
+    pub token_env: Option<String>,
 
     /// File holding that bearer token.
     #[arg(long, global = true, value_name = "FILE")]
-    token_file: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
 
     /// Login user (Airflow, ZenML password login, Prefect basic auth).
     #[arg(long, global = true, value_name = "USER")]
-    username: Option<String>,
+    pub username: Option<String>,
 
     /// Env var holding the password for --username.
     #[arg(long, global = true, value_name = "VAR")]
-    password_env: Option<String>,
+    pub password_env: Option<String>,
 
     /// Prefect: env var holding `user:password` (like PREFECT_API_AUTH_STRING).
     #[arg(long, global = true, value_name = "VAR")]
-    auth_string_env: Option<String>,
+    pub auth_string_env: Option<String>,
 
     /// Webhook: env var holding the HMAC signing secret.
     #[arg(long, global = true, value_name = "VAR")]
-    secret_env: Option<String>,
+    pub secret_env: Option<String>,
 
     /// ZenML: the pipeline whose snapshot or template PIPELINE names (when names repeat).
     #[arg(long, global = true, value_name = "NAME")]
-    zenml_pipeline: Option<String>,
+    pub zenml_pipeline: Option<String>,
 
     /// ZenML: the project for look-ups (default `default`).
     #[arg(long, global = true, value_name = "NAME")]
-    project: Option<String>,
+    pub project: Option<String>,
 
     /// Airflow: 2, 3 or auto (default: ask the server).
     #[arg(long, global = true, value_name = "VERSION", value_parser = parse_airflow_version)]
-    airflow_version: Option<AirflowApi>,
+    pub airflow_version: Option<AirflowApi>,
 
     /// Tries per request, the first included (transient failures only).
     #[arg(long, global = true, value_name = "N", default_value_t = 4)]
-    max_attempts: u32,
+    pub max_attempts: u32,
 
     /// How often --wait polls the run (default: the target's poll_interval, else 2s).
     #[arg(long, global = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    poll_interval: Option<Duration>,
+    pub poll_interval: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub enum Command {
     /// Start a run and print its id.
     #[command(long_about = "\
 Start a run and print its id (`<kind>:<id>`) on stdout.
@@ -211,46 +219,46 @@ runs are marked failed (Airflow has no cancelled state). Webhook runs cannot be 
 }
 
 #[derive(Debug, Args)]
-struct RunArgs {
+pub struct RunArgs {
     /// What to start (see above); default: the target's `pipeline`.
     #[arg(value_name = "PIPELINE")]
-    pipeline: Option<String>,
+    pub pipeline: Option<String>,
 
     /// The pipeline config, YAML or JSON (e.g. a generated digital_data_etl_*.yaml).
     #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
 
     /// A parameter, merged over the config's `parameters` (repeatable).
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
-    params: Vec<(String, String)>,
+    pub params: Vec<(String, String)>,
 
     /// The run's idempotency key; the same key again returns the same run.
     /// Default: a fresh key per invocation.
     #[arg(long, value_name = "KEY")]
-    idempotency_key: Option<String>,
+    pub idempotency_key: Option<String>,
 
     /// Follow the run until it ends; the exit status tells how it ended.
     #[arg(long)]
-    wait: bool,
+    pub wait: bool,
 
     /// With --wait: give up waiting after this long (e.g. 90s, 30m, 2h).
     #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
-    timeout: Duration,
+    pub timeout: Duration,
 
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
-struct HandleArgs {
+pub struct HandleArgs {
     /// The run, as `run` printed it: `<kind>:<id>`.
     #[arg(value_name = "RUN", value_parser = parse_handle)]
-    run: RunHandle,
+    pub run: RunHandle,
 
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 fn parse_kind(value: &str) -> Result<Kind, String> {
@@ -277,194 +285,6 @@ fn parse_airflow_version(value: &str) -> Result<AirflowApi, String> {
     }
 }
 
-impl Cli {
-    /// Runs the command; `Ok` carries the exit status.
-    pub async fn execute(self) -> Result<i32, Error> {
-        let hint_kind = match &self.command {
-            Command::Status(args) | Command::Cancel(args) => args.run.kind.parse().ok(),
-            Command::Run(_) => None,
-        };
-        let target = self.target.resolve(hint_kind)?;
-        let client = Client::new(&target)?
-            .with_retry(RetryPolicy {
-                max_attempts: self.target.max_attempts.max(1),
-                ..RetryPolicy::default()
-            })
-            .with_poll_interval(
-                self.target
-                    .poll_interval
-                    .unwrap_or_else(|| target.poll_interval.unwrap_or(Duration::from_secs(2))),
-            );
-        match self.command {
-            Command::Run(args) => run(&client, args).await,
-            Command::Status(args) => status(&client, args).await,
-            Command::Cancel(args) => cancel(&client, args).await,
-        }
-    }
-}
-
-impl TargetArgs {
-    /// The target from --target (file) or --kind/--url, with flags overriding the file.
-    fn resolve(&self, kind_from_handle: Option<Kind>) -> Result<TargetConfig, Error> {
-        let mut target = match &self.target {
-            Some(name) => {
-                let (target, unknown) = TargetConfig::load_named(&self.targets_file, name)?;
-                if !unknown.is_empty() {
-                    tracing::debug!(keys = ?unknown, "ignoring keys trigger-client does not use");
-                }
-                target
-            }
-            None => {
-                let kind = self
-                    .kind
-                    .or(kind_from_handle)
-                    .ok_or_else(|| Error::Config {
-                        key: "kind".into(),
-                        problem: "is missing (hint: pass --kind and --url, or --target NAME)"
-                            .into(),
-                    })?;
-                let url = self.url.clone().ok_or_else(|| Error::Config {
-                    key: "url".into(),
-                    problem: "is missing (hint: pass --url, or --target NAME)".into(),
-                })?;
-                TargetConfig::new(kind, url)
-            }
-        };
-        if let Some(kind) = self.kind {
-            target.kind = kind;
-        }
-        let overrides = [
-            (&self.token_env, &mut target.token_env),
-            (&self.username, &mut target.username),
-            (&self.password_env, &mut target.password_env),
-            (&self.auth_string_env, &mut target.auth_string_env),
-            (&self.secret_env, &mut target.secret_env),
-            (&self.zenml_pipeline, &mut target.zenml_pipeline),
-            (&self.project, &mut target.project),
-        ];
-        for (flag, key) in overrides {
-            if flag.is_some() {
-                key.clone_from(flag);
-            }
-        }
-        if self.url.is_some() {
-            target.url.clone_from(&self.url);
-        }
-        if self.token_file.is_some() {
-            target.token_file.clone_from(&self.token_file);
-        }
-        if let Some(version) = self.airflow_version {
-            target.airflow_version = version;
-        }
-        Ok(target)
-    }
-}
-
-async fn run(client: &Client, args: RunArgs) -> Result<i32, Error> {
-    let config = match &args.config {
-        Some(path) => RunRequest::config_from_file(path)?,
-        None => json!({}),
-    };
-    let idempotency_key = args.idempotency_key.clone().unwrap_or_else(fresh_key);
-    let req = RunRequest {
-        pipeline: args.pipeline.clone().unwrap_or_default(),
-        idempotency_key: idempotency_key.clone(),
-        config,
-        params: args.params.iter().cloned().collect::<BTreeMap<_, _>>(),
-        payload: None,
-    };
-    let handle = client.trigger(&req).await?;
-    if !args.json {
-        println!("{handle}");
-        let _ = std::io::stdout().flush();
-    }
-    if !args.wait {
-        if args.json {
-            print_json(&json!({
-                "run": handle.to_string(), "kind": handle.kind, "id": handle.id,
-                "idempotency_key": idempotency_key,
-            }));
-        }
-        return Ok(exit::SUCCESS);
-    }
-    let status = client
-        .wait(&handle, args.timeout, |status| {
-            eprintln!("{handle}: {status}");
-        })
-        .await;
-    let status = match status {
-        Ok(status) => status,
-        Err(err @ Error::WaitTimeout { .. }) => {
-            if args.json {
-                print_json(&json!({
-                    "run": handle.to_string(), "kind": handle.kind, "id": handle.id,
-                    "idempotency_key": idempotency_key, "state": "timeout", "message": err.to_string(),
-                }));
-            }
-            return Err(err);
-        }
-        Err(err) => return Err(err),
-    };
-    if args.json {
-        print_json(&json!({
-            "run": handle.to_string(), "kind": handle.kind, "id": handle.id,
-            "idempotency_key": idempotency_key,
-            "state": status.state, "raw_state": status.raw_state, "message": status.message,
-        }));
-    }
-    Ok(match status.state {
-        RunState::Succeeded => exit::SUCCESS,
-        _ => {
-            eprintln!(
-                "run {handle} {}{}",
-                status.state,
-                status
-                    .message
-                    .as_deref()
-                    .map(|message| format!(": {message}"))
-                    .unwrap_or_default()
-            );
-            exit::RUN_FAILED
-        }
-    })
-}
-
-async fn status(client: &Client, args: HandleArgs) -> Result<i32, Error> {
-    let status: RunStatus = client.status(&args.run).await?;
-    if args.json {
-        print_json(&json!({
-            "run": args.run.to_string(), "state": status.state,
-            "raw_state": status.raw_state, "message": status.message,
-        }));
-    } else {
-        println!("{status}");
-    }
-    Ok(exit::SUCCESS)
-}
-
-async fn cancel(client: &Client, args: HandleArgs) -> Result<i32, Error> {
-    client.cancel(&args.run).await?;
-    if args.json {
-        print_json(&json!({"run": args.run.to_string(), "cancel": "requested"}));
-    } else {
-        eprintln!("cancel requested for {}", args.run);
-    }
-    Ok(exit::SUCCESS)
-}
-
-fn print_json(value: &serde_json::Value) {
-    println!("{value}");
-}
-
-/// `cli-<unix seconds>-<8 random hex digits>`: a new run per invocation.
-fn fresh_key() -> String {
-    let seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or_default();
-    format!("cli-{seconds}-{:08x}", rand::random::<u32>())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,10 +300,5 @@ mod tests {
         assert_eq!(parse_param("a=b=c").unwrap(), ("a".into(), "b=c".into()));
         assert!(parse_param("nope").is_err());
         assert!(parse_param("=x").is_err());
-    }
-
-    #[test]
-    fn fresh_keys_differ() {
-        assert_ne!(fresh_key(), fresh_key());
     }
 }

@@ -62,10 +62,7 @@ impl Client {
             .timeout(target.request_timeout())
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()
-            .map_err(|err| Error::Config {
-                key: "url".into(),
-                problem: format!("cannot build an HTTP client: {err}"),
-            })?;
+            .map_err(|source| Error::HttpClient { source })?;
         let http = Http {
             client,
             kind: target.kind,
@@ -105,11 +102,11 @@ impl Client {
                 problem: "the idempotency key is empty (hint: pass the batch id, or let the CLI derive one)".into(),
             });
         }
-        let span = tracing::info_span!("trigger", kind = %self.kind(), pipeline = %pipeline, key = %req.idempotency_key);
+        let span = tracing::info_span!("trigger", kind = %self.kind(), pipeline = %pipeline, idempotency_key = %req.idempotency_key);
         async {
             let id = self.backend.trigger(&self.http, &pipeline, req).await?;
             let handle = RunHandle::new(self.kind(), id);
-            tracing::info!(run = %handle, "run started");
+            tracing::info!(run_id = %handle, "run started");
             Ok(handle)
         }
         .instrument(span)
@@ -119,7 +116,7 @@ impl Client {
     /// The run's current state.
     pub async fn status(&self, run: &RunHandle) -> Result<RunStatus, Error> {
         self.check_handle(run)?;
-        let span = tracing::debug_span!("status", run = %run);
+        let span = tracing::debug_span!("status", run_id = %run);
         self.backend
             .status(&self.http, &run.id)
             .instrument(span)
@@ -136,46 +133,52 @@ impl Client {
         timeout: Duration,
         mut on_change: impl FnMut(&RunStatus),
     ) -> Result<RunStatus, Error> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut last: Option<RunStatus> = None;
-        loop {
-            let status = match self.status(run).await {
-                Ok(status) => status,
-                Err(err) if outage(&err) && tokio::time::Instant::now() < deadline => {
-                    tracing::warn!(run = %run, reason = %err, "cannot read the run's state; still waiting");
-                    tokio::time::sleep(
-                        self.poll_interval
-                            .min(deadline - tokio::time::Instant::now()),
-                    )
-                    .await;
-                    continue;
+        self.check_handle(run)?;
+        let span = tracing::info_span!("wait", run_id = %run);
+        async {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut last: Option<RunStatus> = None;
+            loop {
+                let status = match self.backend.status(&self.http, &run.id).await {
+                    Ok(status) => status,
+                    Err(err) if outage(&err) && tokio::time::Instant::now() < deadline => {
+                        tracing::warn!(error = %err, "cannot read the run's state; still waiting");
+                        tokio::time::sleep(
+                            self.poll_interval
+                                .min(deadline - tokio::time::Instant::now()),
+                        )
+                        .await;
+                        continue;
+                    }
+                    Err(err) => return Err(err),
+                };
+                if last.as_ref() != Some(&status) {
+                    tracing::info!(state = %status.state, raw_state = %status.raw_state, "run state");
+                    on_change(&status);
+                    last = Some(status.clone());
                 }
-                Err(err) => return Err(err),
-            };
-            if last.as_ref() != Some(&status) {
-                tracing::info!(run = %run, state = %status.state, raw_state = %status.raw_state, "run state");
-                on_change(&status);
-                last = Some(status.clone());
+                if status.state.is_terminal() {
+                    return Ok(status);
+                }
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Err(Error::WaitTimeout {
+                        run: run.to_string(),
+                        state: status.state.to_string(),
+                        timeout,
+                    });
+                }
+                tokio::time::sleep(self.poll_interval.min(deadline - now)).await;
             }
-            if status.state.is_terminal() {
-                return Ok(status);
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Err(Error::WaitTimeout {
-                    run: run.to_string(),
-                    state: status.state.to_string(),
-                    timeout,
-                });
-            }
-            tokio::time::sleep(self.poll_interval.min(deadline - now)).await;
         }
+        .instrument(span)
+        .await
     }
 
     /// Asks the engine to cancel the run (not every engine can: webhook cannot).
     pub async fn cancel(&self, run: &RunHandle) -> Result<(), Error> {
         self.check_handle(run)?;
-        let span = tracing::info_span!("cancel", run = %run);
+        let span = tracing::info_span!("cancel", run_id = %run);
         self.backend
             .cancel(&self.http, &run.id)
             .instrument(span)
@@ -294,11 +297,12 @@ impl Reply {
 
     /// The body parsed as JSON, or a protocol error naming what was expected.
     pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body).map_err(|err| {
-            self.protocol(format!(
-                "the body is not the JSON we expected ({err}); it starts with `{}`",
-                snippet(&self.body, 120)
-            ))
+        serde_json::from_slice(&self.body).map_err(|source| Error::Json {
+            kind: self.kind,
+            method: self.method.to_string(),
+            url: redact(&self.url),
+            start: snippet(&self.body, 120),
+            source,
         })
     }
 
@@ -479,10 +483,7 @@ impl Http {
         if reply.status != 401 {
             return Ok(reply);
         }
-        tracing::info!(
-            kind = self.kind.as_str(),
-            "token refused (401), logging in again"
-        );
+        tracing::info!("token refused (401), logging in again");
         let mut cached = login.token.lock().await;
         // Another task may have refreshed it meanwhile.
         let fresh = match cached.as_ref() {
@@ -531,7 +532,7 @@ impl Http {
             access_token: String,
         }
         let token: Token = reply.json()?;
-        tracing::debug!(kind = self.kind.as_str(), "logged in");
+        tracing::debug!("logged in");
         Ok(Secret::new(
             token.access_token,
             format!("a login at `{}`", redact(&login.url)),
@@ -581,7 +582,7 @@ impl Http {
             url: call.url.clone(),
             kind: self.kind.as_str(),
         };
-        tracing::debug!(kind = self.kind.as_str(), method = %call.method, url = %redact(&call.url), status, "response");
+        tracing::debug!(method = %call.method, url = %redact(&call.url), status, "response");
         if is_transient_status(status) {
             let retry_after = retry_after::from_headers(&reply.headers, SystemTime::now());
             return Err(Error::Status {
@@ -639,8 +640,10 @@ impl Http {
                 source: err,
             }
         } else if err.is_builder() {
-            Error::Request {
-                problem: format!("cannot build `{method} {url}`: {err}"),
+            Error::Build {
+                method,
+                url,
+                source: err,
             }
         } else {
             Error::Transport {
@@ -659,8 +662,11 @@ pub(crate) fn redact(url: &Url) -> String {
         return url.to_string();
     }
     let mut clean = url.clone();
-    let _ = clean.set_password(Some("redacted"));
-    clean.to_string()
+    // A URL with a password has a host, so it can always take another one.
+    match clean.set_password(Some("redacted")) {
+        Ok(()) => clean.to_string(),
+        Err(()) => "<a URL with a password>".to_owned(),
+    }
 }
 
 /// The first `max` characters of a body, lossily decoded, whitespace collapsed.

@@ -16,6 +16,9 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// The engine could not be reached, or kept failing, after retries.
     pub const UNREACHABLE: i32 = 3;
+    /// The store failed. Part of the contract the workspace's binaries share; the trigger
+    /// client keeps no store, so its CLI never exits with it.
+    pub const STORE_FAILED: i32 = 4;
 }
 
 /// Everything that can go wrong while starting, following or cancelling a run.
@@ -25,6 +28,24 @@ pub enum Error {
     /// A target key is missing or invalid.
     #[error("invalid target config: `{key}` {problem}")]
     Config { key: String, problem: String },
+
+    /// A secret file a target key names cannot be read.
+    #[error("invalid target config: `{key}` names `{}`, which cannot be read", path.display())]
+    SecretFile {
+        key: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A URL template a target key holds does not give a valid URL.
+    #[error("invalid target config: `{key}` = `{template}` does not give a valid URL")]
+    BadUrl {
+        key: String,
+        template: String,
+        #[source]
+        source: url::ParseError,
+    },
 
     /// A targets file cannot be read or does not hold the named table.
     #[error("targets file `{}` {problem}", path.display())]
@@ -53,6 +74,22 @@ pub enum Error {
     /// The request is not valid for this engine (e.g. a `prefect` pipeline without `/`).
     #[error("invalid request: {problem}")]
     Request { problem: String },
+
+    /// The HTTP client cannot be set up (e.g. no TLS backend).
+    #[error("cannot build the HTTP client")]
+    HttpClient {
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// A request cannot be built from its parts (e.g. an invalid header value).
+    #[error("cannot build the request `{method} {url}`")]
+    Build {
+        method: String,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
 
     /// No TCP connection could be made.
     #[error(
@@ -117,6 +154,20 @@ pub enum Error {
         problem: String,
     },
 
+    /// The engine answered 2xx with a body that is not the JSON we expected.
+    #[error(
+        "unexpected answer from {kind} to `{method} {url}`: the body is not the JSON we expected; it starts with `{start}`"
+    )]
+    Json {
+        kind: &'static str,
+        method: String,
+        url: String,
+        /// The body's first characters.
+        start: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// The engine cannot do this at all (e.g. ZenML OSS starting runs, webhook cancel).
     #[error("{message}")]
     Unsupported { kind: &'static str, message: String },
@@ -178,6 +229,10 @@ impl Error {
             | Error::Exhausted { .. } => exit::UNREACHABLE,
             Error::Status { status, .. } if *status >= 500 => exit::UNREACHABLE,
             Error::Config { .. }
+            | Error::SecretFile { .. }
+            | Error::BadUrl { .. }
+            | Error::HttpClient { .. }
+            | Error::Build { .. }
             | Error::ConfigFile { .. }
             | Error::PipelineConfig { .. }
             | Error::BadHandle { .. }
@@ -186,6 +241,7 @@ impl Error {
             | Error::Auth { .. }
             // An answer we cannot read: most likely the wrong URL (not retried, so not "unreachable").
             | Error::Protocol { .. }
+            | Error::Json { .. }
             | Error::Unsupported { .. } => exit::USAGE,
         }
     }

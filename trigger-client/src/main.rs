@@ -1,31 +1,33 @@
-//! The `trigger-client` binary: parse flags, start logging, run the command, and map the
-//! outcome to an exit status (0 ok, 1 run failed, 2 usage/config, 3 unreachable).
+//! The `trigger-client` binary: parse flags, start logging, run the command (`commands`), and
+//! map the outcome to the exit status — here alone. The contract (0 ok, 1 run failed, 2 bad
+//! input, 3 engine unreachable, 4 store failed: unused) is stated in `cli`'s help.
 
 mod cli;
+mod commands;
 
 use std::io::IsTerminal;
+use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-fn main() {
+fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
-    let code = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => match runtime.block_on(cli.execute()) {
-            Ok(code) => code,
-            Err(err) => {
-                let code = err.exit_code();
-                eprintln!("error: {:#}", anyhow::Error::new(err));
-                code
-            }
-        },
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            trigger_client::exit::USAGE
+    let outcome = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(commands::execute(cli)),
+        Err(err) => Err(commands::Failure::Runtime(err)),
+    };
+    let code = match outcome {
+        Ok(code) => code,
+        Err(failure) => {
+            let code = failure.exit_code();
+            // The whole cause chain on one line: each cause is a `#[source]`, said once.
+            eprintln!("error: {:#}", anyhow::Error::new(failure));
+            code
         }
     };
-    std::process::exit(code);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// Logs go to stderr; `RUST_LOG` wins over `-v`.

@@ -109,7 +109,7 @@ where
             Err(err) => err,
         };
         if !policy.allows_retry(attempt) {
-            tracing::info!(kind, attempt, what, reason = %err, "giving up");
+            tracing::info!(attempt, request = what, error = %err, "giving up");
             return Err(Error::Exhausted {
                 kind,
                 attempts: attempt,
@@ -119,11 +119,10 @@ where
         }
         let delay = policy.delay(attempt, err.retry_after());
         tracing::warn!(
-            kind,
             attempt,
-            what,
+            request = what,
             status = err.status(),
-            reason = %err,
+            error = %err,
             delay_ms = delay.as_millis() as u64,
             "transient failure, retrying"
         );

@@ -442,9 +442,10 @@ impl Secret {
     }
 
     fn from_file(key: &str, path: &Path) -> Result<Secret, Error> {
-        let text = std::fs::read_to_string(path).map_err(|err| Error::Config {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::SecretFile {
             key: key.into(),
-            problem: format!("names `{}`, which cannot be read: {err}", path.display()),
+            path: path.to_owned(),
+            source,
         })?;
         let value = text.trim_end_matches(['\r', '\n']);
         if value.is_empty() {

@@ -160,7 +160,7 @@ impl Backend for Airflow {
             .await?;
         let run: DagRun = if reply.status == 409 {
             // Our run id exists: an earlier attempt (or an earlier process) created it.
-            tracing::info!(dag, run_id = %run_id, "dag run already exists; returning it");
+            tracing::info!(dag_run_id = %run_id, "dag run already exists; returning it");
             let existing = http
                 .send(&Call::get(self.run_url(server, dag, &run_id)), &server.auth)
                 .await?;

@@ -123,7 +123,7 @@ impl Backend for Prefect {
             self.deployments.lock().await.remove(pipeline);
         }
         if reply.status == 200 {
-            tracing::info!(key = %req.idempotency_key, "prefect already had a run for this idempotency key");
+            tracing::info!("prefect already had a run for this idempotency key");
         }
         let run: FlowRun = reply.success(&self.auth)?.json()?;
         Ok(run.id)

@@ -88,9 +88,10 @@ impl Webhook {
         };
         let template = self.status_template.as_ref().ok_or_else(unsupported)?;
         let encoded: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
-        Url::parse(&template.replace("{id}", &encoded)).map_err(|err| Error::Config {
+        Url::parse(&template.replace("{id}", &encoded)).map_err(|source| Error::BadUrl {
             key: "status_url".into(),
-            problem: format!("`{template}` does not give a valid URL: {err}"),
+            template: template.clone(),
+            source,
         })
     }
 }

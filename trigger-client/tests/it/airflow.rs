@@ -3,17 +3,17 @@
 //! authenticated", 403 "Invalid JWT token") and Airflow 2 (`/api/v1`, basic auth).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::{Value, json};
 use trigger_client::{Error, Kind, RunRequest, RunState, TargetConfig};
 
-use crate::helpers::{client, spawn, target};
+use crate::helpers::client;
+use crate::kit::{Auth, FakeEngine, Shared, basic, fake_engine};
 
 #[derive(Default)]
 struct Server {
@@ -22,37 +22,39 @@ struct Server {
     /// Tokens issued so far; only the newest is valid (older ones "expired").
     logins: usize,
     runs: HashMap<(String, String), Value>,
-    polls: HashMap<String, usize>,
-    bodies: Vec<Value>,
 }
-
-type Shared = Arc<Mutex<Server>>;
 
 fn detail(status: StatusCode, detail: Value) -> Response {
     (status, Json(json!({"detail": detail}))).into_response()
 }
 
 /// Airflow 3: bearer JWT (only the newest is valid). Airflow 2: basic `admin:admin-pass`.
-fn check_auth(server: &Server, headers: &HeaderMap) -> Option<Response> {
-    let header = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if server.major == 2 {
-        return (header != Some("Basic YWRtaW46YWRtaW4tcGFzcw=="))
-            .then(|| (StatusCode::UNAUTHORIZED, Json(json!({"detail": null, "status": 401, "title": "Unauthorized", "type": "https://airflow.apache.org/docs/apache-airflow/2.10.5/stable-rest-api-ref.html#section/Errors/Unauthenticated"}))).into_response());
-    }
-    let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-        return Some(detail(StatusCode::UNAUTHORIZED, json!("Not authenticated")));
-    };
-    match token
-        .strip_prefix("jwt-")
-        .and_then(|n| n.parse::<usize>().ok())
-    {
-        Some(n) if n == server.logins => None,
-        Some(_) => Some(detail(StatusCode::UNAUTHORIZED, json!("Token has expired"))),
-        None => Some(detail(StatusCode::FORBIDDEN, json!("Invalid JWT token"))),
-    }
+fn auth(health: &'static str) -> Auth<Server> {
+    Auth::rule(|server: &Server, header| {
+        if server.major == 2 {
+            return if header == Some(basic("admin", "admin-pass").as_str()) {
+                None
+            } else {
+                Some((StatusCode::UNAUTHORIZED, Json(json!({"detail": null, "status": 401, "title": "Unauthorized", "type": "https://airflow.apache.org/docs/apache-airflow/2.10.5/stable-rest-api-ref.html#section/Errors/Unauthenticated"}))).into_response())
+            };
+        }
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return Some(detail(StatusCode::UNAUTHORIZED, json!("Not authenticated")));
+        };
+        match token
+            .strip_prefix("jwt-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) if n == server.logins => None,
+            Some(_) => Some(detail(StatusCode::UNAUTHORIZED, json!("Token has expired"))),
+            None => Some(detail(StatusCode::FORBIDDEN, json!("Invalid JWT token"))),
+        }
+    })
+    .open("/auth/token")
+    .open(health)
 }
 
-async fn token(State(server): State<Shared>, Json(body): Json<Value>) -> Response {
+async fn token(State(server): State<Shared<Server>>, Json(body): Json<Value>) -> Response {
     if body != json!({"username": "admin", "password": "admin-pass"}) {
         return detail(StatusCode::UNAUTHORIZED, json!("Invalid credentials"));
     }
@@ -74,19 +76,14 @@ fn dag_run(dag: &str, run_id: &str, conf: &Value) -> Value {
 }
 
 async fn trigger(
-    State(shared): State<Shared>,
+    State(shared): State<Shared<Server>>,
     Path((version, dag)): Path<(String, String)>,
-    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
     let mut server = shared.lock().unwrap();
     if version != format!("v{}", server.major - 1) {
         return detail(StatusCode::NOT_FOUND, json!("Not Found"));
     }
-    if let Some(denied) = check_auth(&server, &headers) {
-        return denied;
-    }
-    server.bodies.push(body.clone());
     if server.major == 3 {
         // TriggerDAGRunPostBody is strict and `logical_date` has no default.
         let allowed = [
@@ -146,19 +143,14 @@ async fn trigger(
 
 /// queued -> running -> success (failed for fail_dag), one step per GET.
 async fn show(
-    State(shared): State<Shared>,
+    State(shared): State<Shared<Server>>,
     Path((version, dag, run_id)): Path<(String, String, String)>,
-    headers: HeaderMap,
 ) -> Response {
     let mut guard = shared.lock().unwrap();
     let server = &mut *guard;
     if version != format!("v{}", server.major - 1) {
         return detail(StatusCode::NOT_FOUND, json!("Not Found"));
     }
-    if let Some(denied) = check_auth(server, &headers) {
-        return denied;
-    }
-    *server.polls.entry(run_id.clone()).or_default() += 1;
     let Some(run) = server.runs.get_mut(&(dag.clone(), run_id.clone())) else {
         return detail(
             StatusCode::NOT_FOUND,
@@ -178,17 +170,13 @@ async fn show(
 }
 
 async fn patch(
-    State(shared): State<Shared>,
+    State(shared): State<Shared<Server>>,
     Path((version, dag, run_id)): Path<(String, String, String)>,
-    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
     let mut server = shared.lock().unwrap();
     if version != format!("v{}", server.major - 1) {
         return detail(StatusCode::NOT_FOUND, json!("Not Found"));
-    }
-    if let Some(denied) = check_auth(&server, &headers) {
-        return denied;
     }
     let Some(run) = server.runs.get_mut(&(dag, run_id)) else {
         return detail(StatusCode::NOT_FOUND, json!("not found"));
@@ -197,15 +185,7 @@ async fn patch(
     Json(run.clone()).into_response()
 }
 
-async fn task_instances(
-    State(shared): State<Shared>,
-    Path((_version, dag, _run)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    let server = shared.lock().unwrap();
-    if let Some(denied) = check_auth(&server, &headers) {
-        return denied;
-    }
+async fn task_instances(Path((_version, dag, _run)): Path<(String, String, String)>) -> Response {
     let state = if dag == "fail_dag" {
         "failed"
     } else {
@@ -214,40 +194,47 @@ async fn task_instances(
     Json(json!({"task_instances": [{"task_id": "crawl", "state": state}, {"task_id": "report", "state": "upstream_failed"}], "total_entries": 2})).into_response()
 }
 
-async fn fake_airflow(major: u8) -> (Shared, url::Url) {
-    let server: Shared = Arc::new(Mutex::new(Server {
-        major,
-        ..Server::default()
-    }));
+async fn fake_airflow(major: u8) -> FakeEngine<Server> {
     let health = if major == 3 {
         "/api/v2/monitor/health"
     } else {
         "/api/v1/health"
     };
-    let router = Router::new()
-        .route(
-            health,
-            get(|| async { Json(json!({"metadatabase": {"status": "healthy"}})) }),
-        )
-        .route("/auth/token", post(token))
-        .route("/api/{version}/dags/{dag}/dagRuns", post(trigger))
-        .route(
-            "/api/{version}/dags/{dag}/dagRuns/{run}",
-            get(show).patch(patch),
-        )
-        .route(
-            "/api/{version}/dags/{dag}/dagRuns/{run}/taskInstances",
-            get(task_instances),
-        )
-        .with_state(server.clone());
-    let base = spawn(router).await;
-    (server, base)
+    fake_engine(Server {
+        major,
+        ..Server::default()
+    })
+    .auth(auth(health))
+    .route(
+        health,
+        get(|| async { Json(json!({"metadatabase": {"status": "healthy"}})) }),
+    )
+    .route("/auth/token", post(token))
+    .route("/api/{version}/dags/{dag}/dagRuns", post(trigger))
+    .route(
+        "/api/{version}/dags/{dag}/dagRuns/{run}",
+        get(show).patch(patch),
+    )
+    .route(
+        "/api/{version}/dags/{dag}/dagRuns/{run}/taskInstances",
+        get(task_instances),
+    )
+    .spawn()
+    .await
 }
 
-fn login_target(base: &url::Url, password: &str) -> (TargetConfig, tempfile::NamedTempFile) {
+/// The bodies the trigger route received.
+fn triggered(engine: &FakeEngine<Server>) -> Vec<Value> {
+    engine.bodies_to(Method::POST, "/dagRuns")
+}
+
+fn login_target(
+    engine: &FakeEngine<Server>,
+    password: &str,
+) -> (TargetConfig, tempfile::NamedTempFile) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), password).unwrap();
-    let mut target = target(Kind::Airflow, base, "/");
+    let mut target = engine.target(Kind::Airflow, "/");
     target.username = Some("admin".into());
     target.password_file = Some(file.path().to_owned());
     (target, file)
@@ -261,8 +248,8 @@ fn etl_request(dag: &str, key: &str) -> RunRequest {
 
 #[tokio::test]
 async fn airflow3_logs_in_triggers_with_conf_and_null_logical_date() {
-    let (server, base) = fake_airflow(3).await;
-    let (target, _guard) = login_target(&base, "admin-pass");
+    let engine = fake_airflow(3).await;
+    let (target, _guard) = login_target(&engine, "admin-pass");
     let client = client(&target);
     let handle = client
         .trigger(&etl_request("hello_dag", "batch-a1"))
@@ -270,7 +257,7 @@ async fn airflow3_logs_in_triggers_with_conf_and_null_logical_date() {
         .unwrap();
     assert_eq!(handle.to_string(), "airflow:hello_dag/batch-a1");
 
-    let body = server.lock().unwrap().bodies[0].clone();
+    let body = triggered(&engine)[0].clone();
     assert_eq!(body["dag_run_id"], "batch-a1");
     assert_eq!(body["logical_date"], Value::Null);
     assert_eq!(
@@ -290,8 +277,8 @@ async fn airflow3_logs_in_triggers_with_conf_and_null_logical_date() {
 
 #[tokio::test]
 async fn a_409_for_our_own_run_id_returns_the_existing_run() {
-    let (server, base) = fake_airflow(3).await;
-    let (target, _guard) = login_target(&base, "admin-pass");
+    let engine = fake_airflow(3).await;
+    let (target, _guard) = login_target(&engine, "admin-pass");
     let client = client(&target);
     let first = client
         .trigger(&etl_request("hello_dag", "batch/a 2"))
@@ -303,32 +290,28 @@ async fn a_409_for_our_own_run_id_returns_the_existing_run() {
         .unwrap();
     assert_eq!(first, again);
     assert!(first.id.starts_with("hello_dag/batch_a_2-"), "{first}");
-    assert_eq!(server.lock().unwrap().runs.len(), 1);
+    assert_eq!(engine.state().runs.len(), 1);
 }
 
 #[tokio::test]
 async fn an_expired_token_is_refreshed_once_on_401() {
-    let (server, base) = fake_airflow(3).await;
-    let (target, _guard) = login_target(&base, "admin-pass");
+    let engine = fake_airflow(3).await;
+    let (target, _guard) = login_target(&engine, "admin-pass");
     let client = client(&target);
     let handle = client
         .trigger(&etl_request("hello_dag", "batch-a3"))
         .await
         .unwrap();
-    server.lock().unwrap().logins += 1; // the server moved on: our token is now stale
+    engine.state().logins += 1; // the server moved on: our token is now stale
     let status = client.status(&handle).await.unwrap();
     assert_eq!(status.state, RunState::Running);
-    assert_eq!(
-        server.lock().unwrap().logins,
-        3,
-        "one fresh login after the 401"
-    );
+    assert_eq!(engine.state().logins, 3, "one fresh login after the 401");
 }
 
 #[tokio::test]
 async fn wrong_password_and_garbage_token_are_clear() {
-    let (_server, base) = fake_airflow(3).await;
-    let (wrong, _guard) = login_target(&base, "nope");
+    let engine = fake_airflow(3).await;
+    let (wrong, _guard) = login_target(&engine, "nope");
     let err = client(&wrong)
         .trigger(&etl_request("hello_dag", "k"))
         .await
@@ -341,7 +324,7 @@ async fn wrong_password_and_garbage_token_are_clear() {
 
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), "garbage").unwrap();
-    let mut garbage = target(Kind::Airflow, &base, "/");
+    let mut garbage = engine.target(Kind::Airflow, "/");
     garbage.token_file = Some(file.path().to_owned());
     let err = client(&garbage)
         .trigger(&etl_request("hello_dag", "k"))
@@ -356,8 +339,8 @@ async fn wrong_password_and_garbage_token_are_clear() {
 
 #[tokio::test]
 async fn a_failed_dag_run_names_its_failed_tasks() {
-    let (_server, base) = fake_airflow(3).await;
-    let (target, _guard) = login_target(&base, "admin-pass");
+    let engine = fake_airflow(3).await;
+    let (target, _guard) = login_target(&engine, "admin-pass");
     let client = client(&target);
     let handle = client
         .trigger(&etl_request("fail_dag", "batch-a5"))
@@ -376,8 +359,8 @@ async fn a_failed_dag_run_names_its_failed_tasks() {
 
 #[tokio::test]
 async fn unknown_dag_gives_airflows_text_and_cancel_marks_failed() {
-    let (server, base) = fake_airflow(3).await;
-    let (target, _guard) = login_target(&base, "admin-pass");
+    let engine = fake_airflow(3).await;
+    let (target, _guard) = login_target(&engine, "admin-pass");
     let client = client(&target);
     let err = client.trigger(&etl_request("nope", "k")).await.unwrap_err();
     assert!(
@@ -392,15 +375,14 @@ async fn unknown_dag_gives_airflows_text_and_cancel_marks_failed() {
         .unwrap();
     client.cancel(&handle).await.unwrap();
     let state =
-        server.lock().unwrap().runs[&("hello_dag".to_owned(), "batch-a6".to_owned())]["state"]
-            .clone();
+        engine.state().runs[&("hello_dag".to_owned(), "batch-a6".to_owned())]["state"].clone();
     assert_eq!(state, "failed");
 }
 
 #[tokio::test]
 async fn airflow2_is_detected_and_uses_basic_auth_and_api_v1() {
-    let (server, base) = fake_airflow(2).await;
-    let (target, _guard) = login_target(&base, "admin-pass");
+    let engine = fake_airflow(2).await;
+    let (target, _guard) = login_target(&engine, "admin-pass");
     let client = client(&target);
     let handle = client
         .trigger(&etl_request("hello_dag", "batch-b1"))
@@ -411,16 +393,12 @@ async fn airflow2_is_detected_and_uses_basic_auth_and_api_v1() {
         .await
         .unwrap();
     assert_eq!(handle, again, "409 on v1 also returns the existing run");
-    let body = server.lock().unwrap().bodies[0].clone();
+    let body = triggered(&engine)[0].clone();
     assert!(
         body.get("logical_date").is_none(),
         "airflow 2 gets no logical_date: {body}"
     );
-    assert_eq!(
-        server.lock().unwrap().logins,
-        0,
-        "no JWT login on airflow 2"
-    );
+    assert_eq!(engine.state().logins, 0, "no JWT login on airflow 2");
     let status = client
         .wait(&handle, std::time::Duration::from_secs(5), |_| {})
         .await
@@ -430,8 +408,8 @@ async fn airflow2_is_detected_and_uses_basic_auth_and_api_v1() {
 
 #[tokio::test]
 async fn nothing_airflow_at_the_url_is_a_clear_error() {
-    let base = spawn(Router::new()).await;
-    let err = client(&target(Kind::Airflow, &base, "/"))
+    let nothing = fake_engine(()).spawn().await;
+    let err = client(&nothing.target(Kind::Airflow, "/"))
         .trigger(&etl_request("hello_dag", "k"))
         .await
         .unwrap_err();

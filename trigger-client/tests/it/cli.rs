@@ -1,12 +1,15 @@
 //! The `trigger-client` binary end to end: help text (snapshots), output, `--target` files and
-//! the exit statuses 0/1/2/3, against the fake runner and the fake Prefect.
+//! the exit statuses 0/1/2/3, against the fake Prefect.
 
 use std::process::Output;
 
+use axum::http::Method;
 use serde_json::Value;
 
-use crate::pipelines::{TOKEN, fake_runner};
 use crate::prefect::fake_prefect;
+
+/// The fake Prefect's credentials, as `auth_string_env` reads them.
+const PF_AUTH: (&str, &str) = ("PF_AUTH", "admin:ci-secret");
 
 async fn trigger_client(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_trigger-client"));
@@ -29,6 +32,7 @@ fn text(bytes: &[u8]) -> String {
 async fn help_texts() {
     for (name, args) in [
         ("help", &["--help"][..]),
+        ("short_help", &["-h"][..]),
         ("run_help", &["run", "--help"][..]),
         ("status_help", &["status", "--help"][..]),
         ("cancel_help", &["cancel", "--help"][..]),
@@ -41,11 +45,11 @@ async fn help_texts() {
 
 #[tokio::test]
 async fn run_wait_succeeds_with_exit_0_and_prints_the_id_then_states() {
-    let (_server, base) = fake_prefect().await;
+    let engine = fake_prefect().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("digital_data_etl_paul_iusztin.yaml");
     std::fs::write(&config, "parameters:\n  user_full_name: Paul Iusztin\n  links:\n    - https://decodingml.substack.com/p/a\n").unwrap();
-    let url = format!("{base}api");
+    let url = format!("{}api", engine.url);
     let output = trigger_client(
         &[
             "run",
@@ -62,7 +66,7 @@ async fn run_wait_succeeds_with_exit_0_and_prints_the_id_then_states() {
             "--poll-interval",
             "10ms",
         ],
-        &[("PF_AUTH", "admin:ci-secret")],
+        &[PF_AUTH],
     )
     .await;
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
@@ -77,8 +81,8 @@ async fn run_wait_succeeds_with_exit_0_and_prints_the_id_then_states() {
 
 #[tokio::test]
 async fn a_failed_run_exits_1_with_the_engines_message() {
-    let (_server, base) = fake_prefect().await;
-    let url = format!("{base}api");
+    let engine = fake_prefect().await;
+    let url = format!("{}api", engine.url);
     let output = trigger_client(
         &[
             "run",
@@ -93,7 +97,7 @@ async fn a_failed_run_exits_1_with_the_engines_message() {
             "--poll-interval",
             "10ms",
         ],
-        &[("PF_AUTH", "admin:ci-secret")],
+        &[PF_AUTH],
     )
     .await;
     let stderr = text(&output.stderr);
@@ -106,14 +110,14 @@ async fn a_failed_run_exits_1_with_the_engines_message() {
 
 #[tokio::test]
 async fn targets_file_json_output_status_and_cancel() {
-    let fake = fake_runner(TOKEN).await;
+    let engine = fake_prefect().await;
     let dir = tempfile::tempdir().unwrap();
     let targets = dir.path().join("targets.toml");
     std::fs::write(
         &targets,
         format!(
-            "[trigger]\nkind = \"pipelines\"\nurl = \"{}\"\npipeline = \"demo\"\ntoken_env = \"RUNNER_TOKEN\"\nchain = \"ignored-watcher-key\"\n",
-            fake.target.url.as_ref().unwrap()
+            "[trigger]\nkind = \"prefect\"\nurl = \"{}api\"\npipeline = \"slow-flow/ci\"\nauth_string_env = \"PF_AUTH\"\nchain = \"ignored-watcher-key\"\n",
+            engine.url
         ),
     )
     .unwrap();
@@ -123,7 +127,8 @@ async fn targets_file_json_output_status_and_cancel() {
         "--target",
         "trigger",
     ];
-    let envs = [("RUNNER_TOKEN", TOKEN)];
+    let envs = [PF_AUTH];
+    let run = "prefect:0b7c4a52-0000-4000-8000-000000000000";
 
     let mut args = vec![
         "run",
@@ -137,24 +142,30 @@ async fn targets_file_json_output_status_and_cancel() {
     let output = trigger_client(&args, &envs).await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let started: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(started["run"], "pipelines:run-0");
+    assert_eq!(started["run"], run);
     assert_eq!(started["idempotency_key"], "batch-cli");
+    let created = engine.bodies_to(Method::POST, "/create_flow_run");
+    assert_eq!(created[0]["parameters"]["mode"], "full");
+    assert_eq!(created[0]["idempotency_key"], "batch-cli");
 
-    let mut args = vec!["status", "pipelines:run-0", "--json"];
+    let mut args = vec!["status", run, "--json"];
     args.extend(common);
     let output = trigger_client(&args, &envs).await;
     let status: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(status["state"], "queued");
 
-    let mut args = vec!["cancel", "pipelines:run-0"];
+    let mut args = vec!["cancel", run];
     args.extend(common);
     let output = trigger_client(&args, &envs).await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 
-    let mut args = vec!["status", "pipelines:run-0"];
+    let mut args = vec!["status", run];
     args.extend(common);
     let output = trigger_client(&args, &envs).await;
-    assert_eq!(text(&output.stdout).trim(), "cancelled");
+    assert_eq!(
+        text(&output.stdout).trim(),
+        "cancelled: cancelled by trigger-client"
+    );
 }
 
 #[tokio::test]
@@ -186,25 +197,25 @@ async fn usage_and_config_errors_exit_2() {
         text(&missing_file.stderr)
     );
 
-    let fake = fake_runner(TOKEN).await;
-    let url = fake.target.url.as_ref().unwrap().to_string();
+    let engine = fake_prefect().await;
+    let url = format!("{}api", engine.url);
     let rejected = trigger_client(
         &[
             "run",
             "--kind",
-            "pipelines",
+            "prefect",
             "--url",
             &url,
-            "--token-env",
-            "RUNNER_TOKEN",
-            "nope",
+            "--auth-string-env",
+            "PF_AUTH",
+            "nope/ci",
         ],
-        &[("RUNNER_TOKEN", TOKEN)],
+        &[PF_AUTH],
     )
     .await;
     assert_eq!(rejected.status.code(), Some(2));
     assert!(
-        text(&rejected.stderr).contains("unknown chain `nope`"),
+        text(&rejected.stderr).contains("Deployment not found"),
         "{}",
         text(&rejected.stderr)
     );
@@ -213,12 +224,12 @@ async fn usage_and_config_errors_exit_2() {
         &[
             "run",
             "--kind",
-            "pipelines",
+            "prefect",
             "--url",
             &url,
-            "--token-env",
+            "--auth-string-env",
             "SURELY_UNSET_VAR_42",
-            "demo",
+            "slow-flow/ci",
         ],
         &[],
     )

@@ -1,11 +1,8 @@
-//! The test harness: loopback servers on port 0, a request recorder, targets and clients with
-//! zero retry delays, and logs behind `TEST_LOG=1`.
-
-use std::sync::{Arc, Mutex};
+//! The client side of the harness: loopback servers on port 0 (fake engines are built with
+//! `kit`), targets and clients with zero retry delays, the real-engine switches, the binary,
+//! and logs behind `TEST_LOG=1`.
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, Uri};
 use trigger_client::{Client, Kind, RetryPolicy, TargetConfig};
 use url::Url;
 
@@ -35,50 +32,6 @@ pub fn init_tracing() {
             .with_env_filter("trigger_client=debug")
             .with_test_writer()
             .try_init();
-    }
-}
-
-/// One request as a test server saw it.
-#[derive(Clone, Debug)]
-pub struct Seen {
-    pub method: Method,
-    pub uri: Uri,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Seen {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|value| value.to_str().ok())
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-/// Every request a test server saw, in order.
-#[derive(Clone, Default)]
-pub struct Recorder(Arc<Mutex<Vec<Seen>>>);
-
-impl Recorder {
-    pub fn record(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Seen {
-        let seen = Seen {
-            method,
-            uri,
-            headers,
-            body,
-        };
-        self.0.lock().unwrap().push(seen.clone());
-        seen
-    }
-
-    pub fn all(&self) -> Vec<Seen> {
-        self.0.lock().unwrap().clone()
-    }
-
-    pub fn count(&self) -> usize {
-        self.0.lock().unwrap().len()
     }
 }
 

@@ -1,9 +1,11 @@
-//! One integration-test binary: contract tests per backend against loopback servers that follow
-//! each engine's documented shapes, plus the real-engine tests (skipped unless the engine runs).
+//! One integration-test binary: contract tests per backend against fake engines (built with
+//! `kit`) that follow each engine's documented shapes, the CLI end to end, plus the real-engine
+//! tests (skipped unless the engine runs).
 
 mod airflow;
 mod cli;
 mod helpers;
+mod kit;
 mod pipelines;
 mod prefect;
 mod real_airflow;

@@ -4,20 +4,17 @@
 //! `{"exception_message": "Unauthorized"}`, and `{"detail": ...}` errors.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::{Value, json};
 use trigger_client::{Error, Kind, RunRequest, RunState, TargetConfig};
 
-use crate::helpers::{client, spawn, target};
-
-/// `admin:ci-secret`, base64.
-const BASIC: &str = "Basic YWRtaW46Y2ktc2VjcmV0";
+use crate::helpers::{client, target};
+use crate::kit::{Auth, FakeEngine, Shared, basic, bearer, fake_engine};
 
 const DEPLOYMENTS: [(&str, &str, &str); 3] = [
     (
@@ -33,34 +30,24 @@ const DEPLOYMENTS: [(&str, &str, &str); 3] = [
 pub struct Server {
     runs: HashMap<String, Value>,
     keys: HashMap<(String, String), String>,
-    polls: HashMap<String, usize>,
-    bodies: Vec<Value>,
-    auth_headers: Vec<Option<String>>,
 }
-
-pub type Shared = Arc<Mutex<Server>>;
 
 fn detail(status: StatusCode, text: &str) -> Response {
     (status, Json(json!({"detail": text}))).into_response()
 }
 
-fn check_auth(server: &Shared, headers: &HeaderMap) -> Option<Response> {
-    let header = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    server.lock().unwrap().auth_headers.push(header.clone());
-    let ok = matches!(
-        header.as_deref(),
-        Some(BASIC) | Some("Bearer pnu_cloud_key")
-    );
-    (!ok).then(|| {
-        (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"exception_message": "Unauthorized"})),
-        )
-            .into_response()
-    })
+/// Basic `admin:ci-secret` or a Cloud API key; else `{"exception_message": "Unauthorized"}`.
+fn auth() -> Auth<Server> {
+    Auth::accept(
+        &[basic("admin", "ci-secret"), bearer("pnu_cloud_key")],
+        || {
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"exception_message": "Unauthorized"})),
+            )
+                .into_response()
+        },
+    )
 }
 
 fn state(kind: &str, name: &str, message: Option<&str>) -> Value {
@@ -73,14 +60,7 @@ fn set_state(run: &mut Value, kind: &str, name: &str, message: Option<&str>) {
     run["state"] = state(kind, name, message);
 }
 
-async fn by_name(
-    State(server): State<Shared>,
-    Path((flow, name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = check_auth(&server, &headers) {
-        return denied;
-    }
+async fn by_name(Path((flow, name)): Path<(String, String)>) -> Response {
     match DEPLOYMENTS.iter().find(|(f, n, _)| *f == flow && *n == name) {
         Some((flow, name, id)) => Json(json!({"id": id, "name": name, "flow_id": format!("flow-{flow}"), "status": "READY", "enforce_parameter_schema": true})).into_response(),
         None => detail(StatusCode::NOT_FOUND, "Deployment not found"),
@@ -88,19 +68,14 @@ async fn by_name(
 }
 
 async fn create_flow_run(
-    State(server): State<Shared>,
+    State(server): State<Shared<Server>>,
     Path(deployment): Path<String>,
-    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(denied) = check_auth(&server, &headers) {
-        return denied;
-    }
     let Some((flow, _, _)) = DEPLOYMENTS.iter().find(|(_, _, id)| *id == deployment) else {
         return detail(StatusCode::NOT_FOUND, "Deployment not found");
     };
     let mut server = server.lock().unwrap();
-    server.bodies.push(body.clone());
     let parameters = body["parameters"].clone();
     if *flow == "digital_data_etl" && !parameters["links"].is_array() {
         return detail(
@@ -131,20 +106,12 @@ async fn create_flow_run(
 }
 
 /// SCHEDULED -> PENDING -> RUNNING -> COMPLETED (FAILED for fail-flow), one step per GET.
-async fn flow_run(
-    State(server): State<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = check_auth(&server, &headers) {
-        return denied;
-    }
+async fn flow_run(State(server): State<Shared<Server>>, Path(id): Path<String>) -> Response {
     let mut guard = server.lock().unwrap();
     let server = &mut *guard;
     let Some(run) = server.runs.get_mut(&id) else {
         return detail(StatusCode::NOT_FOUND, "Flow run not found");
     };
-    *server.polls.entry(id.clone()).or_default() += 1;
     let failing = run["flow_id"] == "flow-fail-flow";
     match run["state_type"].as_str().unwrap() {
         "SCHEDULED" => set_state(run, "PENDING", "Pending", None),
@@ -168,14 +135,10 @@ async fn flow_run(
 }
 
 async fn set_state_route(
-    State(server): State<Shared>,
+    State(server): State<Shared<Server>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(denied) = check_auth(&server, &headers) {
-        return denied;
-    }
     let mut server = server.lock().unwrap();
     let Some(run) = server.runs.get_mut(&id) else {
         return detail(StatusCode::NOT_FOUND, "Flow run not found");
@@ -199,9 +162,9 @@ async fn set_state_route(
     (StatusCode::CREATED, Json(json!({"status": "ACCEPT", "details": {"type": "accept_details"}, "state": run["state"]}))).into_response()
 }
 
-pub async fn fake_prefect() -> (Shared, url::Url) {
-    let server: Shared = Arc::default();
-    let router = Router::new()
+pub async fn fake_prefect() -> FakeEngine<Server> {
+    fake_engine(Server::default())
+        .auth(auth())
         .route("/api/deployments/name/{flow}/{name}", get(by_name))
         .route(
             "/api/deployments/{id}/create_flow_run",
@@ -209,16 +172,23 @@ pub async fn fake_prefect() -> (Shared, url::Url) {
         )
         .route("/api/flow_runs/{id}", get(flow_run))
         .route("/api/flow_runs/{id}/set_state", post(set_state_route))
-        .with_state(server.clone());
-    let base = spawn(router).await;
-    (server, base)
+        .spawn()
+        .await
+}
+
+/// The bodies `create_flow_run` received.
+fn created(engine: &FakeEngine<Server>) -> Vec<Value> {
+    engine.bodies_to(Method::POST, "/create_flow_run")
 }
 
 /// A target with basic auth `admin` + a password file (kept alive by the returned guard).
-fn basic_target(base: &url::Url, password: &str) -> (TargetConfig, tempfile::NamedTempFile) {
+fn basic_target(
+    engine: &FakeEngine<Server>,
+    password: &str,
+) -> (TargetConfig, tempfile::NamedTempFile) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), password).unwrap();
-    let mut target = target(Kind::Prefect, base, "api");
+    let mut target = engine.target(Kind::Prefect, "api");
     target.username = Some("admin".into());
     target.password_file = Some(file.path().to_owned());
     (target, file)
@@ -232,8 +202,8 @@ fn etl_request(key: &str) -> RunRequest {
 
 #[tokio::test]
 async fn triggers_a_deployment_with_parameters_and_follows_it_to_completed() {
-    let (server, base) = fake_prefect().await;
-    let (target, _guard) = basic_target(&base, "ci-secret");
+    let engine = fake_prefect().await;
+    let (target, _guard) = basic_target(&engine, "ci-secret");
     let client = client(&target);
     let handle = client.trigger(&etl_request("batch-p1")).await.unwrap();
     assert_eq!(
@@ -241,7 +211,7 @@ async fn triggers_a_deployment_with_parameters_and_follows_it_to_completed() {
         "prefect:0b7c4a52-0000-4000-8000-000000000000"
     );
 
-    let body = server.lock().unwrap().bodies[0].clone();
+    let body = created(&engine)[0].clone();
     assert_eq!(
         body["parameters"],
         json!({"user_full_name": "Paul Iusztin", "links": ["https://decodingml.substack.com/p/a", "https://medium.com/@p/b"]})
@@ -262,19 +232,19 @@ async fn triggers_a_deployment_with_parameters_and_follows_it_to_completed() {
 
 #[tokio::test]
 async fn a_repeated_idempotency_key_gets_200_and_the_same_run() {
-    let (server, base) = fake_prefect().await;
-    let (target, _guard) = basic_target(&base, "ci-secret");
+    let engine = fake_prefect().await;
+    let (target, _guard) = basic_target(&engine, "ci-secret");
     let client = client(&target);
     let first = client.trigger(&etl_request("batch-p2")).await.unwrap();
     let again = client.trigger(&etl_request("batch-p2")).await.unwrap();
     assert_eq!(first, again);
-    assert_eq!(server.lock().unwrap().runs.len(), 1, "one run for one key");
+    assert_eq!(engine.state().runs.len(), 1, "one run for one key");
 }
 
 #[tokio::test]
 async fn a_failing_flow_ends_failed_with_prefects_message() {
-    let (_server, base) = fake_prefect().await;
-    let (target, _guard) = basic_target(&base, "ci-secret");
+    let engine = fake_prefect().await;
+    let (target, _guard) = basic_target(&engine, "ci-secret");
     let client = client(&target);
     let handle = client
         .trigger(&RunRequest::new("fail-flow/ci", "batch-p3"))
@@ -293,8 +263,8 @@ async fn a_failing_flow_ends_failed_with_prefects_message() {
 
 #[tokio::test]
 async fn cancel_sets_cancelling_and_the_run_ends_cancelled() {
-    let (_server, base) = fake_prefect().await;
-    let (target, _guard) = basic_target(&base, "ci-secret");
+    let engine = fake_prefect().await;
+    let (target, _guard) = basic_target(&engine, "ci-secret");
     let client = client(&target);
     let handle = client
         .trigger(&RunRequest::new("slow-flow/ci", "batch-p4"))
@@ -311,8 +281,8 @@ async fn cancel_sets_cancelling_and_the_run_ends_cancelled() {
 
 #[tokio::test]
 async fn cancelling_a_scheduled_run_is_rejected_into_cancelled() {
-    let (_server, base) = fake_prefect().await;
-    let (target, _guard) = basic_target(&base, "ci-secret");
+    let engine = fake_prefect().await;
+    let (target, _guard) = basic_target(&engine, "ci-secret");
     let client = client(&target);
     let handle = client
         .trigger(&RunRequest::new("slow-flow/ci", "batch-p4b"))
@@ -325,8 +295,8 @@ async fn cancelling_a_scheduled_run_is_rejected_into_cancelled() {
 
 #[tokio::test]
 async fn cancelling_a_finished_run_reports_prefects_refusal() {
-    let (_server, base) = fake_prefect().await;
-    let (target, _guard) = basic_target(&base, "ci-secret");
+    let engine = fake_prefect().await;
+    let (target, _guard) = basic_target(&engine, "ci-secret");
     let client = client(&target);
     let handle = client.trigger(&etl_request("batch-p5")).await.unwrap();
     client
@@ -343,8 +313,8 @@ async fn cancelling_a_finished_run_reports_prefects_refusal() {
 
 #[tokio::test]
 async fn wrong_or_missing_credentials_are_clear_401s() {
-    let (_server, base) = fake_prefect().await;
-    let (target, _guard) = basic_target(&base, "wrong");
+    let engine = fake_prefect().await;
+    let (target, _guard) = basic_target(&engine, "wrong");
     let err = client(&target)
         .trigger(&etl_request("k"))
         .await
@@ -356,40 +326,41 @@ async fn wrong_or_missing_credentials_are_clear_401s() {
         "{text}"
     );
 
-    let err = client(&target_without_auth(&base))
+    let err = client(&target_without_auth(&engine))
         .trigger(&etl_request("k"))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("set `token_env`"), "{err}");
 }
 
-fn target_without_auth(base: &url::Url) -> TargetConfig {
-    target(Kind::Prefect, base, "api")
+fn target_without_auth(engine: &FakeEngine<Server>) -> TargetConfig {
+    target(Kind::Prefect, &engine.url, "api")
 }
 
 #[tokio::test]
 async fn a_cloud_api_key_goes_as_bearer() {
-    let (server, base) = fake_prefect().await;
+    let engine = fake_prefect().await;
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), "pnu_cloud_key").unwrap();
-    let mut target = target_without_auth(&base);
+    let mut target = target_without_auth(&engine);
     target.token_file = Some(file.path().to_owned());
     client(&target)
         .trigger(&etl_request("k-cloud"))
         .await
         .unwrap();
-    let headers = server.lock().unwrap().auth_headers.clone();
+    let requests = engine.requests();
+    assert!(!requests.is_empty());
     assert!(
-        headers
+        requests
             .iter()
-            .all(|h| h.as_deref() == Some("Bearer pnu_cloud_key"))
+            .all(|seen| seen.header("authorization") == Some("Bearer pnu_cloud_key"))
     );
 }
 
 #[tokio::test]
 async fn unknown_deployments_and_invalid_parameters_give_prefects_text() {
-    let (_server, base) = fake_prefect().await;
-    let (target, _guard) = basic_target(&base, "ci-secret");
+    let engine = fake_prefect().await;
+    let (target, _guard) = basic_target(&engine, "ci-secret");
     let client = client(&target);
     let err = client
         .trigger(&RunRequest::new("digital_data_etl/prod", "k"))

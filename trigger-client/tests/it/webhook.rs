@@ -1,20 +1,18 @@
 //! Webhook contract: body and headers as sent, the signature as a receiver verifies it,
 //! retries with one Idempotency-Key, and 4xx failing at once with the receiver's text.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use trigger_client::{Error, Kind, RetryPolicy, RunRequest, RunState, exit, webhook_signature};
 
-use crate::helpers::{Recorder, client, closed_port_url, spawn, target};
+use crate::helpers::{client, closed_port_url};
+use crate::kit::{FakeEngine, Shared, fake_engine};
 
 const SECRET: &str = "whsec-test-1234";
 
@@ -45,15 +43,8 @@ fn secret_file() -> tempfile::NamedTempFile {
 
 /// A receiver that verifies the signature, answers 201 with an id and a status URL, and
 /// serves that status.
-async fn verifying_receiver(recorder: Recorder) -> url::Url {
-    async fn hook(
-        State(rec): State<Recorder>,
-        method: Method,
-        uri: Uri,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Response {
-        rec.record(method, uri, headers.clone(), body.clone());
+async fn verifying_receiver() -> FakeEngine<()> {
+    async fn hook(headers: HeaderMap, body: Bytes) -> Response {
         if !signature_is_valid(SECRET, &headers, &body) {
             return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
         }
@@ -66,7 +57,7 @@ async fn verifying_receiver(recorder: Recorder) -> url::Url {
         )
             .into_response()
     }
-    let router = Router::new()
+    fake_engine(())
         .route("/hook", post(hook))
         .route(
             "/runs/run-7",
@@ -74,16 +65,15 @@ async fn verifying_receiver(recorder: Recorder) -> url::Url {
                 axum::Json(json!({"status": "succeeded", "message": "1 article crawled"}))
             }),
         )
-        .with_state(recorder);
-    spawn(router).await
+        .spawn()
+        .await
 }
 
 #[tokio::test]
 async fn posts_the_payload_as_is_with_key_and_valid_signature() {
-    let recorder = Recorder::default();
-    let base = verifying_receiver(recorder.clone()).await;
+    let engine = verifying_receiver().await;
     let secret = secret_file();
-    let mut target = target(Kind::Webhook, &base, "hook");
+    let mut target = engine.target(Kind::Webhook, "hook");
     target.secret_file = Some(secret.path().to_owned());
     let client = client(&target);
 
@@ -93,7 +83,7 @@ async fn posts_the_payload_as_is_with_key_and_valid_signature() {
     let handle = client.trigger(&req).await.unwrap();
 
     assert_eq!(handle.to_string(), "webhook:run-7");
-    let seen = recorder.all();
+    let seen = engine.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(
         (seen[0].method.as_str(), seen[0].uri.path()),
@@ -117,16 +107,20 @@ async fn posts_the_payload_as_is_with_key_and_valid_signature() {
 #[tokio::test]
 async fn secret_from_env_var_signs_too() {
     // Cargo sets CARGO_PKG_NAME for test processes: a real env var without `set_var`.
-    let seen = Recorder::default();
-    let router = Router::new()
-        .route("/hook", post(|State(rec): State<Recorder>, m: Method, u: Uri, h: HeaderMap, b: Bytes| async move {
-            let ok = signature_is_valid("trigger-client", &h, &b);
-            rec.record(m, u, h, b);
-            if ok { StatusCode::NO_CONTENT } else { StatusCode::UNAUTHORIZED }
-        }))
-        .with_state(seen.clone());
-    let base = spawn(router).await;
-    let mut target = target(Kind::Webhook, &base, "hook");
+    let engine = fake_engine(())
+        .route(
+            "/hook",
+            post(|h: HeaderMap, b: Bytes| async move {
+                if signature_is_valid("trigger-client", &h, &b) {
+                    StatusCode::NO_CONTENT
+                } else {
+                    StatusCode::UNAUTHORIZED
+                }
+            }),
+        )
+        .spawn()
+        .await;
+    let mut target = engine.target(Kind::Webhook, "hook");
     target.secret_env = Some("CARGO_PKG_NAME".into());
     let handle = client(&target)
         .trigger(&RunRequest::new("p", "k-1"))
@@ -140,15 +134,8 @@ async fn secret_from_env_var_signs_too() {
 
 #[tokio::test]
 async fn default_body_carries_pipeline_key_config_and_params() {
-    let recorder = Recorder::default();
-    let router = Router::new()
-        .route("/hook", post(|State(rec): State<Recorder>, m: Method, u: Uri, h: HeaderMap, b: Bytes| async move {
-            rec.record(m, u, h, b);
-            StatusCode::ACCEPTED
-        }))
-        .with_state(recorder.clone());
-    let base = spawn(router).await;
-    let client = client(&target(Kind::Webhook, &base, "hook"));
+    let engine = accepting_receiver(StatusCode::ACCEPTED).await;
+    let client = client(&engine.target(Kind::Webhook, "hook"));
     let mut req = RunRequest::new("digital_data_etl", "batch-1");
     req.config =
         json!({"parameters": {"user_full_name": "Paul Iusztin", "links": ["https://a/1"]}});
@@ -156,7 +143,7 @@ async fn default_body_carries_pipeline_key_config_and_params() {
     let handle = client.trigger(&req).await.unwrap();
 
     assert_eq!(handle.id, "batch-1");
-    let seen = recorder.all();
+    let seen = engine.requests();
     assert_eq!(
         seen[0].header("x-watcher-signature"),
         None,
@@ -173,44 +160,39 @@ async fn default_body_carries_pipeline_key_config_and_params() {
     );
 }
 
-/// Fails with 503 + `Retry-After: 1` twice, then creates one run per key.
-async fn flaky_receiver(recorder: Recorder, runs_created: Arc<AtomicUsize>) -> url::Url {
-    #[derive(Clone)]
-    struct S(Recorder, Arc<AtomicUsize>);
-    async fn hook(
-        State(S(rec, runs)): State<S>,
-        m: Method,
-        u: Uri,
-        h: HeaderMap,
-        b: Bytes,
-    ) -> Response {
-        rec.record(m, u, h, b);
-        if rec.count() <= 2 {
-            return (
+/// A receiver whose `/hook` always answers `status` with an empty body.
+async fn accepting_receiver(status: StatusCode) -> FakeEngine<()> {
+    fake_engine(())
+        .route("/hook", post(move || async move { status }))
+        .spawn()
+        .await
+}
+
+/// Fails with 503 + `Retry-After: 1` twice, then creates one run per key (counted in the state).
+async fn flaky_receiver() -> FakeEngine<usize> {
+    async fn hook(State(runs): State<Shared<usize>>) -> Response {
+        *runs.lock().unwrap() += 1;
+        (StatusCode::CREATED, axum::Json(json!({"run_id": 42}))).into_response()
+    }
+    fake_engine(0)
+        .fail(0..2, || {
+            (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [("retry-after", "1")],
                 "busy",
             )
-                .into_response();
-        }
-        runs.fetch_add(1, Ordering::SeqCst);
-        (StatusCode::CREATED, axum::Json(json!({"run_id": 42}))).into_response()
-    }
-    spawn(
-        Router::new()
-            .route("/hook", post(hook))
-            .with_state(S(recorder, runs_created)),
-    )
-    .await
+                .into_response()
+        })
+        .route("/hook", post(hook))
+        .spawn()
+        .await
 }
 
 #[tokio::test]
 async fn retries_503_honouring_retry_after_with_one_key() {
-    let recorder = Recorder::default();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let base = flaky_receiver(recorder.clone(), runs.clone()).await;
+    let engine = flaky_receiver().await;
     let secret = secret_file();
-    let mut target = target(Kind::Webhook, &base, "hook");
+    let mut target = engine.target(Kind::Webhook, "hook");
     target.secret_file = Some(secret.path().to_owned());
     // Zero backoff, but a 2s cap: only Retry-After can make it wait.
     let client = client(&target).with_retry(RetryPolicy {
@@ -226,8 +208,8 @@ async fn retries_503_honouring_retry_after_with_one_key() {
         .unwrap();
 
     assert_eq!(handle.id, "42");
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "exactly one run");
-    let seen = recorder.all();
+    assert_eq!(*engine.state(), 1, "exactly one run");
+    let seen = engine.requests();
     assert_eq!(seen.len(), 3);
     assert!(
         seen.iter()
@@ -245,20 +227,24 @@ async fn retries_503_honouring_retry_after_with_one_key() {
 
 #[tokio::test]
 async fn a_4xx_fails_at_once_with_the_receivers_text() {
-    let recorder = Recorder::default();
-    let router = Router::new()
-        .route("/hook", post(|State(rec): State<Recorder>, m: Method, u: Uri, h: HeaderMap, b: Bytes| async move {
-            rec.record(m, u, h, b);
-            (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"error": "payload has no `author`"})))
-        }))
-        .with_state(recorder.clone());
-    let base = spawn(router).await;
-    let err = client(&target(Kind::Webhook, &base, "hook"))
+    let engine = fake_engine(())
+        .route(
+            "/hook",
+            post(|| async {
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    axum::Json(json!({"error": "payload has no `author`"})),
+                )
+            }),
+        )
+        .spawn()
+        .await;
+    let err = client(&engine.target(Kind::Webhook, "hook"))
         .trigger(&RunRequest::new("p", "k"))
         .await
         .unwrap_err();
 
-    assert_eq!(recorder.count(), 1, "no retry on 422");
+    assert_eq!(engine.count(), 1, "no retry on 422");
     assert!(!err.is_transient());
     assert_eq!(err.exit_code(), exit::USAGE);
     let text = err.to_string();
@@ -270,21 +256,20 @@ async fn a_4xx_fails_at_once_with_the_receivers_text() {
 
 #[tokio::test]
 async fn persistent_5xx_gives_up_naming_attempts_and_time() {
-    let recorder = Recorder::default();
-    let router = Router::new()
-        .route("/hook", post(|State(rec): State<Recorder>, m: Method, u: Uri, h: HeaderMap, b: Bytes| async move {
-            rec.record(m, u, h, b);
-            (StatusCode::BAD_GATEWAY, "upstream down")
-        }))
-        .with_state(recorder.clone());
-    let base = spawn(router).await;
-    let err = client(&target(Kind::Webhook, &base, "hook"))
+    let engine = fake_engine(())
+        .route(
+            "/hook",
+            post(|| async { (StatusCode::BAD_GATEWAY, "upstream down") }),
+        )
+        .spawn()
+        .await;
+    let err = client(&engine.target(Kind::Webhook, "hook"))
         .with_retry(RetryPolicy::immediate(3))
         .trigger(&RunRequest::new("p", "k"))
         .await
         .unwrap_err();
 
-    assert_eq!(recorder.count(), 3);
+    assert_eq!(engine.count(), 3);
     assert_eq!(err.exit_code(), exit::UNREACHABLE);
     assert!(err.to_string().contains("after 3 attempts in"), "{err}");
     let cause = std::error::Error::source(&err).unwrap().to_string();
@@ -313,7 +298,7 @@ async fn unreachable_receiver_is_a_transient_connect_error() {
 
 #[tokio::test]
 async fn status_follows_location_and_cancel_is_unsupported() {
-    let router = Router::new()
+    let engine = fake_engine(())
         .route(
             "/hook",
             post(|| async { (StatusCode::ACCEPTED, [("location", "/jobs/abc")], "") }),
@@ -321,9 +306,10 @@ async fn status_follows_location_and_cancel_is_unsupported() {
         .route(
             "/jobs/abc",
             get(|| async { axum::Json(json!({"state": "running"})) }),
-        );
-    let base = spawn(router).await;
-    let client = client(&target(Kind::Webhook, &base, "hook"));
+        )
+        .spawn()
+        .await;
+    let client = client(&engine.target(Kind::Webhook, "hook"));
     let handle = client.trigger(&RunRequest::new("p", "abc")).await.unwrap();
     assert_eq!(
         client.status(&handle).await.unwrap().state,
@@ -340,17 +326,19 @@ async fn status_follows_location_and_cancel_is_unsupported() {
 
 #[tokio::test]
 async fn status_url_template_works_across_processes() {
-    let router = Router::new().route(
-        "/runs/{id}",
-        get(
-            |axum::extract::Path(id): axum::extract::Path<String>| async move {
-                axum::Json(json!({"status": "failed", "error": format!("{id} broke")}))
-            },
-        ),
-    );
-    let base = spawn(router).await;
-    let mut target = target(Kind::Webhook, &base, "hook");
-    target.status_url = Some(format!("{base}runs/{{id}}"));
+    let engine = fake_engine(())
+        .route(
+            "/runs/{id}",
+            get(
+                |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    axum::Json(json!({"status": "failed", "error": format!("{id} broke")}))
+                },
+            ),
+        )
+        .spawn()
+        .await;
+    let mut target = engine.target(Kind::Webhook, "hook");
+    target.status_url = Some(format!("{}runs/{{id}}", engine.url));
     let status = client(&target)
         .status(&"webhook:batch-9".parse().unwrap())
         .await
@@ -361,10 +349,9 @@ async fn status_url_template_works_across_processes() {
 
 #[tokio::test]
 async fn secrets_never_reach_errors_or_debug() {
-    let router = Router::new().route("/hook", post(|| async { (StatusCode::UNAUTHORIZED, "no") }));
-    let base = spawn(router).await;
+    let engine = accepting_receiver(StatusCode::UNAUTHORIZED).await;
     let secret = secret_file();
-    let mut target = target(Kind::Webhook, &base, "hook");
+    let mut target = engine.target(Kind::Webhook, "hook");
     target.secret_file = Some(secret.path().to_owned());
     target.token_file = Some(secret.path().to_owned());
     let client = client(&target);
@@ -387,24 +374,26 @@ async fn secrets_never_reach_errors_or_debug() {
 
 #[tokio::test]
 async fn wait_outlasts_an_engine_that_stops_answering_for_a_while() {
-    let polls = Arc::new(AtomicUsize::new(0));
-    let router = Router::new()
+    // Poll 0 answers (running), polls 1-3 get 502, poll 4 answers (succeeded).
+    let engine = fake_engine(false)
+        .fail(1..=3, || {
+            (StatusCode::BAD_GATEWAY, "restarting").into_response()
+        })
         .route(
             "/runs/{id}",
-            get(|State(polls): State<Arc<AtomicUsize>>| async move {
-                match polls.fetch_add(1, Ordering::SeqCst) {
-                    0 => (StatusCode::OK, axum::Json(json!({"status": "running"}))).into_response(),
-                    1..=3 => (StatusCode::BAD_GATEWAY, "restarting").into_response(),
-                    _ => {
-                        (StatusCode::OK, axum::Json(json!({"status": "succeeded"}))).into_response()
-                    }
-                }
+            get(|State(answered): State<Shared<bool>>| async move {
+                let status = if std::mem::replace(&mut *answered.lock().unwrap(), true) {
+                    "succeeded"
+                } else {
+                    "running"
+                };
+                axum::Json(json!({"status": status}))
             }),
         )
-        .with_state(polls.clone());
-    let base = spawn(router).await;
-    let mut target = target(Kind::Webhook, &base, "hook");
-    target.status_url = Some(format!("{base}runs/{{id}}"));
+        .spawn()
+        .await;
+    let mut target = engine.target(Kind::Webhook, "hook");
+    target.status_url = Some(format!("{}runs/{{id}}", engine.url));
     let client = client(&target).with_retry(RetryPolicy::immediate(1));
     let status = client
         .wait(
@@ -415,5 +404,5 @@ async fn wait_outlasts_an_engine_that_stops_answering_for_a_while() {
         .await
         .unwrap();
     assert_eq!(status.state, RunState::Succeeded);
-    assert_eq!(polls.load(Ordering::SeqCst), 5);
+    assert_eq!(engine.count(), 5);
 }

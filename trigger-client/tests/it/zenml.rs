@@ -4,17 +4,17 @@
 //! `{"detail": ["ExceptionClass", "message"]}`; run names are unique (409 EntityExistsError).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::{Value, json};
 use trigger_client::{Error, Kind, RunRequest, RunState, TargetConfig, exit};
 
-use crate::helpers::{client, spawn, target};
+use crate::helpers::client;
+use crate::kit::{Auth, FakeEngine, Shared, fake_engine, not_authenticated};
 
 const API_KEY: &str = "ZENKEY_eyJpZCI6ICJjaS1rZXkifQ";
 
@@ -22,14 +22,11 @@ struct Server {
     version: &'static str,
     /// Whether the trigger routes exist (ZenML Pro workload manager).
     can_run: bool,
-    logins: Vec<HashMap<String, String>>,
+    /// Successful logins so far; only the newest token is valid.
+    logins: usize,
     runs: Vec<Value>,
-    queries: Vec<(String, HashMap<String, String>)>,
-    bodies: Vec<Value>,
     snapshots: Vec<(&'static str, &'static str, &'static str)>,
 }
-
-type Shared = Arc<Mutex<Server>>;
 
 fn detail(status: StatusCode, class: &str, message: &str) -> Response {
     (status, Json(json!({"detail": [class, message]}))).into_response()
@@ -44,26 +41,21 @@ fn minor(server: &Server) -> u32 {
     server.version.split('.').nth(1).unwrap().parse().unwrap()
 }
 
-fn check_auth(server: &Server, headers: &HeaderMap) -> Option<Response> {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
-    let ok = match token {
-        Some(API_KEY) => minor(server) >= 92,
-        Some(token) => token == format!("jwt-{}", server.logins.len()),
-        None => false,
-    };
-    (!ok).then(|| {
-        (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"detail": "Not authenticated"})),
-        )
-            .into_response()
+/// An API key as bearer (0.92+) or the newest login token.
+fn auth() -> Auth<Server> {
+    Auth::rule(|server: &Server, header| {
+        let ok = match header.and_then(|h| h.strip_prefix("Bearer ")) {
+            Some(API_KEY) => minor(server) >= 92,
+            Some(token) => token == format!("jwt-{}", server.logins),
+            None => false,
+        };
+        (!ok).then(not_authenticated)
     })
+    .open("/api/v1/info")
+    .open("/api/v1/login")
 }
 
-async fn info(State(server): State<Shared>) -> Json<Value> {
+async fn info(State(server): State<Shared<Server>>) -> Json<Value> {
     let version = server.lock().unwrap().version;
     Json(
         json!({"id": "srv", "name": "ci", "version": version, "deployment_type": "other", "auth_scheme": "OAUTH2_PASSWORD_BEARER"}),
@@ -71,7 +63,7 @@ async fn info(State(server): State<Shared>) -> Json<Value> {
 }
 
 async fn login(
-    State(server): State<Shared>,
+    State(server): State<Shared<Server>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let mut server = server.lock().unwrap();
@@ -90,21 +82,16 @@ async fn login(
             "Authentication error: invalid username or password",
         );
     }
-    server.logins.push(form);
-    Json(json!({"access_token": format!("jwt-{}", server.logins.len()), "token_type": "bearer", "expires_in": 3600, "refresh_token": null, "scope": null})).into_response()
+    server.logins += 1;
+    Json(json!({"access_token": format!("jwt-{}", server.logins), "token_type": "bearer", "expires_in": 3600, "refresh_token": null, "scope": null})).into_response()
 }
 
 async fn list_sources(
-    State(shared): State<Shared>,
+    State(shared): State<Shared<Server>>,
     Path(collection): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Response {
-    let mut server = shared.lock().unwrap();
-    if let Some(denied) = check_auth(&server, &headers) {
-        return denied;
-    }
-    server.queries.push((collection.clone(), query.clone()));
+    let server = shared.lock().unwrap();
     let snapshots = minor(&server) >= 90;
     if (collection == "pipeline_snapshots") != snapshots {
         return (StatusCode::NOT_FOUND, Json(json!({"detail": "Not Found"}))).into_response();
@@ -122,9 +109,8 @@ async fn list_sources(
 }
 
 async fn run_source(
-    State(shared): State<Shared>,
+    State(shared): State<Shared<Server>>,
     Path((collection, id)): Path<(String, String)>,
-    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
     let mut server = shared.lock().unwrap();
@@ -135,10 +121,6 @@ async fn run_source(
         )
             .into_response();
     }
-    if let Some(denied) = check_auth(&server, &headers) {
-        return denied;
-    }
-    server.bodies.push(body.clone());
     if !server.snapshots.iter().any(|(_, _, known)| *known == id) {
         return detail(
             StatusCode::NOT_FOUND,
@@ -200,15 +182,10 @@ async fn run_source(
 }
 
 async fn list_runs(
-    State(shared): State<Shared>,
+    State(shared): State<Shared<Server>>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Response {
-    let mut server = shared.lock().unwrap();
-    if let Some(denied) = check_auth(&server, &headers) {
-        return denied;
-    }
-    server.queries.push(("runs".into(), query.clone()));
+    let server = shared.lock().unwrap();
     let items = server
         .runs
         .iter()
@@ -219,15 +196,8 @@ async fn list_runs(
 }
 
 /// initializing -> running -> completed, one step per GET.
-async fn show_run(
-    State(shared): State<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn show_run(State(shared): State<Shared<Server>>, Path(id): Path<String>) -> Response {
     let mut server = shared.lock().unwrap();
-    if let Some(denied) = check_auth(&server, &headers) {
-        return denied;
-    }
     let Some(run) = server.runs.iter_mut().find(|run| run["id"] == id.as_str()) else {
         return detail(
             StatusCode::NOT_FOUND,
@@ -249,15 +219,8 @@ async fn show_run(
     Json(run.clone()).into_response()
 }
 
-async fn stop_run(
-    State(shared): State<Shared>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn stop_run(State(shared): State<Shared<Server>>, Path(id): Path<String>) -> Response {
     let mut server = shared.lock().unwrap();
-    if let Some(denied) = check_auth(&server, &headers) {
-        return denied;
-    }
     let Some(run) = server.runs.iter_mut().find(|run| run["id"] == id.as_str()) else {
         return detail(StatusCode::NOT_FOUND, "KeyError", "no run");
     };
@@ -265,14 +228,12 @@ async fn stop_run(
     Json(json!(null)).into_response()
 }
 
-async fn fake_zenml(version: &'static str, can_run: bool) -> (Shared, url::Url) {
-    let server = Arc::new(Mutex::new(Server {
+async fn fake_zenml(version: &'static str, can_run: bool) -> FakeEngine<Server> {
+    let server = Server {
         version,
         can_run,
-        logins: Vec::new(),
+        logins: 0,
         runs: Vec::new(),
-        queries: Vec::new(),
-        bodies: Vec::new(),
         snapshots: vec![
             (
                 "digital_data_etl",
@@ -290,8 +251,10 @@ async fn fake_zenml(version: &'static str, can_run: bool) -> (Shared, url::Url) 
                 "5e1f0000-0000-4000-8000-000000000003",
             ),
         ],
-    }));
-    let router = Router::new()
+    };
+    // `/api/v1/runs` must win over `/api/v1/{collection}`: axum prefers static segments.
+    fake_engine(server)
+        .auth(auth())
         .route("/api/v1/info", get(info))
         .route("/api/v1/login", post(login))
         .route("/api/v1/{collection}", get(list_sources))
@@ -299,32 +262,44 @@ async fn fake_zenml(version: &'static str, can_run: bool) -> (Shared, url::Url) 
         .route("/api/v1/runs", get(list_runs))
         .route("/api/v1/runs/{id}", get(show_run))
         .route("/api/v1/runs/{id}/stop", post(stop_run))
-        .with_state(server.clone());
-    // `/api/v1/runs` must win over `/api/v1/{collection}`: axum prefers static segments.
-    let base = spawn(router).await;
-    (server, base)
+        .spawn()
+        .await
 }
 
-/// What the server saw so far (a copy, so no lock is held across awaits).
+/// What the server saw, from its request log.
 struct Seen {
+    /// The login forms.
     logins: Vec<HashMap<String, String>>,
+    /// `(collection, query)` of every list call.
     queries: Vec<(String, HashMap<String, String>)>,
+    /// The bodies of every run call.
     bodies: Vec<Value>,
 }
 
-fn snapshot(server: &Shared) -> Seen {
-    let server = server.lock().unwrap();
+fn seen(engine: &FakeEngine<Server>) -> Seen {
+    let requests = engine.requests();
     Seen {
-        logins: server.logins.clone(),
-        queries: server.queries.clone(),
-        bodies: server.bodies.clone(),
+        logins: engine
+            .requests_to(Method::POST, "/api/v1/login")
+            .iter()
+            .map(|seen| seen.form())
+            .collect(),
+        queries: requests
+            .iter()
+            .filter(|seen| seen.method == Method::GET && seen.uri.query().is_some())
+            .map(|seen| {
+                let collection = seen.uri.path().rsplit('/').next().unwrap().to_owned();
+                (collection, seen.query())
+            })
+            .collect(),
+        bodies: engine.bodies_to(Method::POST, "/runs"),
     }
 }
 
-fn key_target(base: &url::Url, key: &str) -> (TargetConfig, tempfile::NamedTempFile) {
+fn key_target(engine: &FakeEngine<Server>, key: &str) -> (TargetConfig, tempfile::NamedTempFile) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), key).unwrap();
-    let mut target = target(Kind::Zenml, base, "/");
+    let mut target = engine.target(Kind::Zenml, "/");
     target.token_file = Some(file.path().to_owned());
     (target, file)
 }
@@ -337,8 +312,8 @@ fn etl_request(key: &str) -> RunRequest {
 
 #[tokio::test]
 async fn zenml_098_runs_a_snapshot_with_step_parameters_and_a_direct_api_key() {
-    let (server, base) = fake_zenml("0.98.0", true).await;
-    let (target, _guard) = key_target(&base, API_KEY);
+    let engine = fake_zenml("0.98.0", true).await;
+    let (target, _guard) = key_target(&engine, API_KEY);
     let client = client(&target);
     let handle = client.trigger(&etl_request("batch-z1")).await.unwrap();
     assert_eq!(
@@ -346,7 +321,7 @@ async fn zenml_098_runs_a_snapshot_with_step_parameters_and_a_direct_api_key() {
         "zenml:9d3c0000-0000-4000-8000-000000000000"
     );
 
-    let server_state = snapshot(&server);
+    let server_state = seen(&engine);
     assert!(
         server_state.logins.is_empty(),
         "0.92+ takes the API key as a bearer token"
@@ -380,11 +355,11 @@ async fn zenml_098_runs_a_snapshot_with_step_parameters_and_a_direct_api_key() {
 
 #[tokio::test]
 async fn zenml_074_runs_a_template_with_a_bare_body_after_an_api_key_login() {
-    let (server, base) = fake_zenml("0.74.0", true).await;
-    let (target, _guard) = key_target(&base, API_KEY);
+    let engine = fake_zenml("0.74.0", true).await;
+    let (target, _guard) = key_target(&engine, API_KEY);
     let client = client(&target);
     let handle = client.trigger(&etl_request("batch-z2")).await.unwrap();
-    let server_state = snapshot(&server);
+    let server_state = seen(&engine);
     assert_eq!(server_state.logins.len(), 1);
     assert_eq!(
         server_state.logins[0].get("grant_type").map(String::as_str),
@@ -412,8 +387,8 @@ async fn zenml_074_runs_a_template_with_a_bare_body_after_an_api_key_login() {
 
 #[tokio::test]
 async fn an_open_source_server_answers_405_and_we_say_why() {
-    let (_server, base) = fake_zenml("0.98.0", false).await;
-    let (target, _guard) = key_target(&base, API_KEY);
+    let engine = fake_zenml("0.98.0", false).await;
+    let (target, _guard) = key_target(&engine, API_KEY);
     let err = client(&target)
         .trigger(&etl_request("k"))
         .await
@@ -427,21 +402,21 @@ async fn an_open_source_server_answers_405_and_we_say_why() {
 
 #[tokio::test]
 async fn a_repeated_key_finds_the_existing_run_by_name() {
-    let (server, base) = fake_zenml("0.98.0", true).await;
-    let (target, _guard) = key_target(&base, API_KEY);
+    let engine = fake_zenml("0.98.0", true).await;
+    let (target, _guard) = key_target(&engine, API_KEY);
     let client = client(&target);
     let first = client.trigger(&etl_request("batch-z4")).await.unwrap();
     let again = client.trigger(&etl_request("batch-z4")).await.unwrap();
     assert_eq!(first, again);
-    assert_eq!(server.lock().unwrap().runs.len(), 1);
+    assert_eq!(engine.state().runs.len(), 1);
 }
 
 #[tokio::test]
 async fn password_login_errors_keep_zenmls_text() {
-    let (_server, base) = fake_zenml("0.98.0", true).await;
+    let engine = fake_zenml("0.98.0", true).await;
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), "wrong").unwrap();
-    let mut target = target(Kind::Zenml, &base, "/");
+    let mut target = engine.target(Kind::Zenml, "/");
     target.username = Some("admin".into());
     target.password_file = Some(file.path().to_owned());
     let err = client(&target)
@@ -459,8 +434,8 @@ async fn password_login_errors_keep_zenmls_text() {
 
 #[tokio::test]
 async fn ambiguous_snapshot_names_need_the_pipeline() {
-    let (_server, base) = fake_zenml("0.98.0", true).await;
-    let (mut target, _guard) = key_target(&base, API_KEY);
+    let engine = fake_zenml("0.98.0", true).await;
+    let (mut target, _guard) = key_target(&engine, API_KEY);
     let mut req = etl_request("batch-z6");
     req.pipeline = "nightly".into();
     let err = client(&target).trigger(&req).await.unwrap_err();
@@ -472,8 +447,8 @@ async fn ambiguous_snapshot_names_need_the_pipeline() {
 
 #[tokio::test]
 async fn unmapped_parameters_are_refused_and_mappings_are_configurable() {
-    let (server, base) = fake_zenml("0.98.0", true).await;
-    let (mut target, _guard) = key_target(&base, API_KEY);
+    let engine = fake_zenml("0.98.0", true).await;
+    let (mut target, _guard) = key_target(&engine, API_KEY);
     let mut req = etl_request("batch-z7");
     req.params
         .insert("dataset_id".into(), "pauliusztin/llmtwin".into());
@@ -494,7 +469,7 @@ async fn unmapped_parameters_are_refused_and_mappings_are_configurable() {
         .collect(),
     );
     client(&target).trigger(&req).await.unwrap();
-    let steps = server.lock().unwrap().bodies.last().unwrap()["run_configuration"]["steps"].clone();
+    let steps = seen(&engine).bodies.last().unwrap()["run_configuration"]["steps"].clone();
     assert_eq!(
         steps["push_to_huggingface"]["parameters"]["dataset_id"],
         "pauliusztin/llmtwin"
@@ -503,8 +478,8 @@ async fn unmapped_parameters_are_refused_and_mappings_are_configurable() {
 
 #[tokio::test]
 async fn cancel_stops_the_run() {
-    let (_server, base) = fake_zenml("0.98.0", true).await;
-    let (target, _guard) = key_target(&base, API_KEY);
+    let engine = fake_zenml("0.98.0", true).await;
+    let (target, _guard) = key_target(&engine, API_KEY);
     let client = client(&target);
     let handle = client.trigger(&etl_request("batch-z8")).await.unwrap();
     client.cancel(&handle).await.unwrap();
@@ -518,8 +493,8 @@ async fn cancel_stops_the_run() {
 
 #[tokio::test]
 async fn servers_older_than_063_are_refused() {
-    let (_server, base) = fake_zenml("0.62.0", true).await;
-    let (target, _guard) = key_target(&base, API_KEY);
+    let engine = fake_zenml("0.62.0", true).await;
+    let (target, _guard) = key_target(&engine, API_KEY);
     let err = client(&target)
         .trigger(&etl_request("k"))
         .await
