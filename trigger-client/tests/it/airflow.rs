@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use trigger_client::{Error, Kind, RunRequest, RunState, TargetConfig};
 
-use crate::helpers::client;
+use crate::helpers::{client, secret_file};
 use crate::kit::{Auth, FakeEngine, Shared, basic, fake_engine};
 
 #[derive(Default)]
@@ -232,8 +232,7 @@ fn login_target(
     engine: &FakeEngine<Server>,
     password: &str,
 ) -> (TargetConfig, tempfile::NamedTempFile) {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), password).unwrap();
+    let file = secret_file(password);
     let mut target = engine.target(Kind::Airflow, "/");
     target.username = Some("admin".into());
     target.password_file = Some(file.path().to_owned());
@@ -322,8 +321,7 @@ async fn wrong_password_and_garbage_token_are_clear() {
         "{err}"
     );
 
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), "garbage").unwrap();
+    let file = secret_file("garbage");
     let mut garbage = engine.target(Kind::Airflow, "/");
     garbage.token_file = Some(file.path().to_owned());
     let err = client(&garbage)

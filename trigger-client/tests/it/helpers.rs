@@ -40,6 +40,14 @@ pub fn target(kind: Kind, base: &Url, path: &str) -> TargetConfig {
     TargetConfig::new(kind, base.join(path).unwrap())
 }
 
+/// A file holding `secret` (a token, password or key file a target names); it lives as long
+/// as the returned guard.
+pub fn secret_file(secret: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), secret).unwrap();
+    file
+}
+
 /// A client with 4 attempts and no delays.
 pub fn client(target: &TargetConfig) -> Client {
     Client::new(target)

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use trigger_client::{Error, Kind, RunRequest, RunState, TargetConfig};
 
-use crate::helpers::{client, target};
+use crate::helpers::{client, secret_file, target};
 use crate::kit::{Auth, FakeEngine, Shared, basic, bearer, fake_engine};
 
 const DEPLOYMENTS: [(&str, &str, &str); 3] = [
@@ -186,8 +186,7 @@ fn basic_target(
     engine: &FakeEngine<Server>,
     password: &str,
 ) -> (TargetConfig, tempfile::NamedTempFile) {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), password).unwrap();
+    let file = secret_file(password);
     let mut target = engine.target(Kind::Prefect, "api");
     target.username = Some("admin".into());
     target.password_file = Some(file.path().to_owned());
@@ -340,8 +339,7 @@ fn target_without_auth(engine: &FakeEngine<Server>) -> TargetConfig {
 #[tokio::test]
 async fn a_cloud_api_key_goes_as_bearer() {
     let engine = fake_prefect().await;
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), "pnu_cloud_key").unwrap();
+    let file = secret_file("pnu_cloud_key");
     let mut target = target_without_auth(&engine);
     target.token_file = Some(file.path().to_owned());
     client(&target)

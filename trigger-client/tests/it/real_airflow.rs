@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use trigger_client::{Client, Error, Kind, RetryPolicy, RunRequest, RunState, TargetConfig};
 use url::Url;
 
-use crate::helpers::{etl_fixture, real_engine, trigger_client_bin, unique_key};
+use crate::helpers::{etl_fixture, real_engine, secret_file, trigger_client_bin, unique_key};
 
 struct Engine {
     url: Url,
@@ -194,8 +194,7 @@ async fn real_airflow_wrong_password_is_a_clear_401() {
     let Some(engine) = engine("real_airflow_wrong_password_is_a_clear_401") else {
         return;
     };
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), "not-the-password").unwrap();
+    let file = secret_file("not-the-password");
     let mut target = TargetConfig::new(Kind::Airflow, engine.url.clone());
     target.username = Some(username());
     target.password_file = Some(file.path().to_owned());

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use trigger_client::{Client, Error, Kind, RetryPolicy, RunRequest, RunState, TargetConfig};
 use url::Url;
 
-use crate::helpers::{etl_fixture, real_engine, trigger_client_bin, unique_key};
+use crate::helpers::{etl_fixture, real_engine, secret_file, trigger_client_bin, unique_key};
 
 struct Engine {
     url: Url,
@@ -210,8 +210,7 @@ async fn real_prefect_wrong_credentials_are_a_clear_401() {
         eprintln!("note: the server runs without auth; nothing to refuse");
         return;
     }
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), "not-the-password").unwrap();
+    let file = secret_file("not-the-password");
     let mut target = TargetConfig::new(Kind::Prefect, engine.url.clone());
     target.username = Some("ci".into());
     target.password_file = Some(file.path().to_owned());

@@ -36,9 +36,7 @@ fn signature_is_valid(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
 }
 
 fn secret_file() -> tempfile::NamedTempFile {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), format!("{SECRET}\n")).unwrap();
-    file
+    crate::helpers::secret_file(&format!("{SECRET}\n"))
 }
 
 /// A receiver that verifies the signature, answers 201 with an id and a status URL, and

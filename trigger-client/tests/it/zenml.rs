@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use trigger_client::{Error, Kind, RunRequest, RunState, TargetConfig, exit};
 
-use crate::helpers::client;
+use crate::helpers::{client, secret_file};
 use crate::kit::{Auth, FakeEngine, Shared, fake_engine, not_authenticated};
 
 const API_KEY: &str = "ZENKEY_eyJpZCI6ICJjaS1rZXkifQ";
@@ -297,8 +297,7 @@ fn seen(engine: &FakeEngine<Server>) -> Seen {
 }
 
 fn key_target(engine: &FakeEngine<Server>, key: &str) -> (TargetConfig, tempfile::NamedTempFile) {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), key).unwrap();
+    let file = secret_file(key);
     let mut target = engine.target(Kind::Zenml, "/");
     target.token_file = Some(file.path().to_owned());
     (target, file)
@@ -414,8 +413,7 @@ async fn a_repeated_key_finds_the_existing_run_by_name() {
 #[tokio::test]
 async fn password_login_errors_keep_zenmls_text() {
     let engine = fake_zenml("0.98.0", true).await;
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), "wrong").unwrap();
+    let file = secret_file("wrong");
     let mut target = engine.target(Kind::Zenml, "/");
     target.username = Some("admin".into());
     target.password_file = Some(file.path().to_owned());
