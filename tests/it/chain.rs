@@ -135,7 +135,7 @@ async fn the_runner_down_then_up_gets_the_batch_once() {
 async fn two_authors_publish(format: &str) -> (tempfile::TempDir, Vec<serde_json::Value>) {
     let feeds = spawn_feeds().await;
     let dir = tempfile::tempdir().unwrap();
-    let (liz, ruben) = (feeds.publish_corpus(&LIZ), feeds.publish_corpus(&RUBEN));
+    let (liz, ruben) = (publish_corpus(&feeds, &LIZ), publish_corpus(&feeds, &RUBEN));
     let cfg = write_config(
         dir.path(),
         &[
@@ -146,13 +146,13 @@ async fn two_authors_publish(format: &str) -> (tempfile::TempDir, Vec<serde_json
         format,
     );
     pass(&cfg).await;
-    feeds.publish(
+    feeds.set_feed(
         LIZ.path,
-        with_new_item(&liz, "https://medium.com/@lizmarley/both"),
+        &with_new_item(&liz, "https://medium.com/@lizmarley/both"),
     );
-    feeds.publish(
+    feeds.set_feed(
         RUBEN.path,
-        with_new_item(&ruben, "https://rubenerd.com/both/"),
+        &with_new_item(&ruben, "https://rubenerd.com/both/"),
     );
     let (report, runs) = pass(&cfg).await;
     assert!(

@@ -1,15 +1,11 @@
-//! harness.rs: what the end-to-end scenarios share: a feed server whose feeds the test edits, a
+//! harness.rs: what the end-to-end scenarios share: a feed server whose feeds the test edits (the
+//! watcher's feed kit), a
 //! watcher config pointed at it and at a chain (embedded runner or a separate `pipelines` server),
 //! and readers for what the chain's stages saw.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
-use axum::http::{StatusCode, Uri};
-use axum::response::IntoResponse;
 use watcher::watch::{OnceOptions, PassReport, Watcher};
 
 /// The repository root.
@@ -73,56 +69,21 @@ pub fn corpus_feed(name: &str) -> String {
 
 /// The feed with one new item on top.
 pub fn with_new_item(feed: &str, link: &str) -> String {
-    let at = feed.find("<item>").expect("an RSS feed");
-    format!(
-        "{}<item><title>New: {link}</title><link>{link}</link><guid>{link}</guid></item>{}",
-        &feed[..at],
-        &feed[at..]
-    )
+    publish_rss(feed, link, &format!("New: {link}"))
 }
 
-/// Feeds served on loopback, editable while the test runs.
-#[derive(Clone)]
-pub struct Feeds {
-    pub addr: SocketAddr,
-    bodies: Arc<Mutex<HashMap<String, String>>>,
-}
+/// Feeds served on loopback, editable while the test runs (the shared kit, `watcher::feedkit`).
+pub use watcher::feedkit::{FeedServer as Feeds, publish_rss};
 
-impl Feeds {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn publish(&self, path: &str, body: String) {
-        self.bodies.lock().unwrap().insert(path.to_string(), body);
-    }
-
-    /// Serves `author`'s fixture feed at its path and returns it.
-    pub fn publish_corpus(&self, author: &CorpusAuthor) -> String {
-        let feed = corpus_feed(author.fixture);
-        self.publish(author.path, feed.clone());
-        feed
-    }
+/// Serves `author`'s fixture feed at its path and returns it.
+pub fn publish_corpus(feeds: &Feeds, author: &CorpusAuthor) -> String {
+    let feed = corpus_feed(author.fixture);
+    feeds.set_feed(author.path, &feed);
+    feed
 }
 
 pub async fn spawn_feeds() -> Feeds {
-    async fn serve(
-        State(bodies): State<Arc<Mutex<HashMap<String, String>>>>,
-        uri: Uri,
-    ) -> impl IntoResponse {
-        match bodies.lock().unwrap().get(uri.path()) {
-            Some(body) => ([("content-type", "application/rss+xml")], body.clone()).into_response(),
-            None => StatusCode::NOT_FOUND.into_response(),
-        }
-    }
-    let bodies = Arc::new(Mutex::new(HashMap::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new()
-        .fallback(serve)
-        .with_state(bodies.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Feeds { addr, bodies }
+    Feeds::spawn().await.unwrap()
 }
 
 /// A separate `pipelines serve` (the runner as its own server), started and stopped by the test.
@@ -214,7 +175,7 @@ pub async fn serve_one_author(
     trigger: &str,
 ) -> OneAuthor {
     let feeds = spawn_feeds().await;
-    let original = feeds.publish_corpus(&author);
+    let original = publish_corpus(&feeds, &author);
     let cfg = write_config(
         dir.path(),
         &[(author.name, feeds.url(author.path))],
@@ -236,7 +197,7 @@ impl OneAuthor {
         let feed = links.iter().fold(self.original.clone(), |feed, link| {
             with_new_item(&feed, link)
         });
-        self.feeds.publish(self.author.path, feed);
+        self.feeds.set_feed(self.author.path, &feed);
     }
 
     /// The baseline pass, then one new item: the next pass finds exactly that article.

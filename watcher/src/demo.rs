@@ -1,17 +1,13 @@
-//! demo.rs: `watcher demo`: the whole system, offline, in seconds. A loopback feed server with
-//! two bundled real-world feeds, the embedded runner with the `demo` chain, a baseline, one new
+//! demo.rs: `watcher demo`: the whole system, offline, in seconds. A loopback feed server (the
+//! feed kit) with two bundled real-world feeds, the embedded runner with the `demo` chain, a baseline, one new
 //! article published, then detection → config written → run triggered → each stage finishing.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{StatusCode, Uri};
-use axum::response::IntoResponse;
-
 use crate::error::WatcherError;
+use crate::feedkit::FeedServer;
 use crate::poll::PollOutcome;
 use crate::watch::{OnceOptions, Watcher};
 
@@ -31,32 +27,6 @@ const FEEDS: &[(&str, &str, &str)] = &[
 
 /// The longest the demo waits for the chain.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-type Feeds = Arc<Mutex<Vec<(String, String)>>>;
-
-async fn serve_feed(State(feeds): State<Feeds>, uri: Uri) -> impl IntoResponse {
-    let feeds = feeds.lock().expect("not poisoned");
-    match feeds.iter().find(|(p, _)| p == uri.path()) {
-        Some((_, body)) => (
-            StatusCode::OK,
-            [("content-type", "application/rss+xml; charset=utf-8")],
-            body.clone(),
-        )
-            .into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
-}
-
-/// Adds one item at the top of an RSS feed.
-fn publish(feed: &str, link: &str, title: &str) -> String {
-    let item = format!(
-        "<item><title>{title}</title><link>{link}</link><guid>{link}</guid><description>{title}</description></item>"
-    );
-    match feed.find("<item>") {
-        Some(at) => format!("{}{item}{}", &feed[..at], &feed[at..]),
-        None => feed.to_string(),
-    }
-}
 
 fn demo_config(feed_base: &str, chains: &Path) -> String {
     let mut text = format!(
@@ -94,23 +64,16 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| WatcherError::Usage(format!("cannot create `{}`: {e}", dir.display())))?;
-    let feeds: Feeds = Arc::new(Mutex::new(
-        FEEDS
-            .iter()
-            .map(|(_, p, body)| (p.to_string(), body.to_string()))
-            .collect(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let feeds = FeedServer::spawn()
         .await
         .map_err(|source| WatcherError::Listen {
             addr: "127.0.0.1:0".parse().expect("valid"),
             source,
         })?;
-    let feed_base = format!("http://{}", listener.local_addr().expect("bound"));
-    let app = axum::Router::new()
-        .fallback(serve_feed)
-        .with_state(feeds.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    for (_, path, body) in FEEDS {
+        feeds.set_feed(path, body);
+    }
+    let feed_base = feeds.url("");
 
     let config_path = dir.join("watcher.toml");
     std::fs::write(&config_path, demo_config(&feed_base, &chains))
@@ -148,10 +111,7 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
     }
 
     let link = "https://medium.com/@lizmarley/what-the-watcher-saw-0001";
-    {
-        let mut feeds = feeds.lock().expect("not poisoned");
-        feeds[0].1 = publish(&feeds[0].1, link, "What the watcher saw");
-    }
+    feeds.publish(FEEDS[0].1, link, "What the watcher saw");
     writeln!(
         out,
         "2. published a new article to Liz Marley's feed: {link}"
@@ -201,7 +161,6 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
         .wait_for_runs(&second, Duration::from_secs(5), |_, _| {})
         .await?;
     watcher.shutdown().await?;
-    server.abort();
     let Some(final_run) = final_run else {
         writeln!(out, "demo FAILED: could not follow run {run_id}")?;
         return Ok(false);

@@ -19,6 +19,7 @@ mod due;
 pub mod embedded;
 pub mod emit;
 pub mod error;
+pub mod feedkit;
 pub mod fetch;
 pub mod identity;
 pub mod opml;

@@ -1,16 +1,15 @@
-//! helpers.rs: the test harness: a feed server and a webhook receiver on 127.0.0.1:0, config
-//! files in temp dirs (zero retry delays), real fixture feeds, and the watcher binary as a child.
+//! helpers.rs: the test harness: a feed server (the shared kit, `watcher::feedkit`) and a webhook
+//! receiver on 127.0.0.1:0, config files in temp dirs (zero retry delays), real fixture feeds, and
+//! the watcher binary as a child.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use tokio::sync::Notify;
 
 pub fn fixture(name: &str) -> String {
@@ -20,189 +19,11 @@ pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Inserts a new RSS item before the first `<item>` of `feed`.
-pub fn publish_rss(feed: &str, link: &str, title: &str) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;");
-    let (link, title) = (esc(link), esc(title));
-    let item = format!(
-        "<item><title>{title}</title><link>{link}</link><guid>{link}</guid><description>{title} body</description></item>"
-    );
-    let at = feed.find("<item>").expect("feed has an <item>");
-    format!("{}{item}{}", &feed[..at], &feed[at..])
-}
+pub use watcher::feedkit::{FeedServer, Route, publish_rss};
 
-/// How the feed server answers one path.
-#[derive(Clone)]
-pub enum Route {
-    /// A feed body with an ETag derived from it; honours If-None-Match.
-    Feed {
-        body: String,
-        content_type: String,
-    },
-    Status(u16),
-    /// Raw bytes (gzip, other charsets).
-    Bytes {
-        body: Vec<u8>,
-        content_type: String,
-    },
-    /// A status with headers (Retry-After, Location...).
-    StatusWith(u16, Vec<(&'static str, String)>),
-    /// 200 with a body that never ends.
-    Endless,
-}
-
-#[derive(Default)]
-struct FeedState {
-    routes: HashMap<String, Route>,
-    requests: Vec<(String, HeaderMap, tokio::time::Instant)>,
-    in_flight: usize,
-    max_in_flight: usize,
-    delay: Duration,
-}
-
-/// A feed server whose routes the test changes as it goes.
-#[derive(Clone)]
-pub struct FeedServer {
-    pub addr: SocketAddr,
-    state: Arc<Mutex<FeedState>>,
-}
-
-impl FeedServer {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn set(&self, path: &str, route: Route) {
-        self.state.lock().unwrap().routes.insert(path.into(), route);
-    }
-
-    pub fn set_bytes(&self, path: &str, body: Vec<u8>, content_type: &str) {
-        self.set(
-            path,
-            Route::Bytes {
-                body,
-                content_type: content_type.into(),
-            },
-        );
-    }
-
-    pub fn set_feed(&self, path: &str, body: &str) {
-        self.set(
-            path,
-            Route::Feed {
-                body: body.into(),
-                content_type: "application/rss+xml; charset=utf-8".into(),
-            },
-        );
-    }
-
-    /// What `pick` takes from every request made to `path`, in order.
-    fn each_request_to<T>(
-        &self,
-        path: &str,
-        pick: impl Fn(&HeaderMap, tokio::time::Instant) -> T,
-    ) -> Vec<T> {
-        self.state
-            .lock()
-            .unwrap()
-            .requests
-            .iter()
-            .filter(|(p, _, _)| p == path)
-            .map(|(_, h, t)| pick(h, *t))
-            .collect()
-    }
-
-    /// Headers of every request made to `path`, in order.
-    pub fn requests(&self, path: &str) -> Vec<HeaderMap> {
-        self.each_request_to(path, |h, _| h.clone())
-    }
-
-    /// When each request to `path` arrived (tokio's clock, so paused tests see virtual time).
-    pub fn times(&self, path: &str) -> Vec<tokio::time::Instant> {
-        self.each_request_to(path, |_, t| t)
-    }
-
-    pub fn total_requests(&self) -> usize {
-        self.state.lock().unwrap().requests.len()
-    }
-
-    /// The most requests ever in flight at once.
-    pub fn max_in_flight(&self) -> usize {
-        self.state.lock().unwrap().max_in_flight
-    }
-
-    /// Every answer waits this long first.
-    pub fn set_delay(&self, delay: Duration) {
-        self.state.lock().unwrap().delay = delay;
-    }
-}
-
-async fn serve_feed(State(state): State<Arc<Mutex<FeedState>>>, req: Request) -> Response {
-    let path = req.uri().path().to_string();
-    let (route, delay) = {
-        let mut s = state.lock().unwrap();
-        s.requests.push((
-            path.clone(),
-            req.headers().clone(),
-            tokio::time::Instant::now(),
-        ));
-        s.in_flight += 1;
-        s.max_in_flight = s.max_in_flight.max(s.in_flight);
-        (s.routes.get(&path).cloned(), s.delay)
-    };
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    state.lock().unwrap().in_flight -= 1;
-    match route {
-        Some(Route::Bytes { body, content_type }) => {
-            ([("content-type", content_type)], body).into_response()
-        }
-        Some(Route::StatusWith(code, headers)) => {
-            let mut resp = StatusCode::from_u16(code).unwrap().into_response();
-            for (k, v) in headers {
-                resp.headers_mut().insert(k, v.parse().unwrap());
-            }
-            resp
-        }
-        None => StatusCode::NOT_FOUND.into_response(),
-        Some(Route::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
-        Some(Route::Endless) => {
-            let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
-            let stream =
-                futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
-            Response::new(Body::from_stream(stream))
-        }
-        Some(Route::Feed { body, content_type }) => {
-            let etag = format!("\"{:x}\"", md5ish(&body));
-            if req
-                .headers()
-                .get("if-none-match")
-                .is_some_and(|v| v.to_str().unwrap_or("") == etag)
-            {
-                return (StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response();
-            }
-            ([("content-type", content_type), ("etag", etag)], body).into_response()
-        }
-    }
-}
-
-fn md5ish(s: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
-}
-
+/// A feed server on 127.0.0.1:0 (the shared kit, `watcher::feedkit`).
 pub async fn spawn_feed_server() -> FeedServer {
-    let state = Arc::new(Mutex::new(FeedState::default()));
-    let app = axum::Router::new()
-        .fallback(serve_feed)
-        .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    FeedServer { addr, state }
+    FeedServer::spawn().await.unwrap()
 }
 
 /// How the receiver answers.
