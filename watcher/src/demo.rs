@@ -3,7 +3,7 @@
 //! article published, then detection → config written → run triggered → each stage finishing.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::error::WatcherError;
@@ -165,8 +165,8 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
         writeln!(out, "demo FAILED: could not follow run {run_id}")?;
         return Ok(false);
     };
-    let status = final_run["status"].as_str().unwrap_or("?");
-    let run_dir = PathBuf::from(final_run["run_dir"].as_str().unwrap_or_default());
+    let status = final_run.status;
+    let run_dir = final_run.run_dir;
     let outputs = run_dir.join("outputs");
     writeln!(out, "7. run {run_id} {status}")?;
     writeln!(out, "   stage outputs: {}", outputs.display())?;
@@ -180,7 +180,7 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
         }
     }
     writeln!(out, "   stage logs: {}", run_dir.join("logs").display())?;
-    let ok = status == "succeeded";
+    let ok = status == pipelines::RunStatus::Succeeded;
     writeln!(out, "demo {}", if ok { "succeeded" } else { "FAILED" })?;
     Ok(ok)
 }
@@ -191,36 +191,26 @@ async fn follow_stages(
     runner_state: &Path,
     run_id: &str,
     out: &mut impl Write,
-) -> std::io::Result<Option<serde_json::Value>> {
+) -> std::io::Result<Option<pipelines::Run>> {
     let Ok(token) = std::fs::read_to_string(runner_state.join("api-token")) else {
         return Ok(None);
     };
-    let client = reqwest::Client::new();
+    let client = pipelines::Client::new(url, token.trim());
     let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
-    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut seen: Vec<(String, pipelines::StageStatus)> = Vec::new();
     writeln!(out, "6. following the chain:")?;
     while tokio::time::Instant::now() < deadline {
-        let asked = client
-            .get(format!("{url}/api/v1/runs/{run_id}"))
-            .bearer_auth(token.trim())
-            .send()
-            .await;
-        let Ok(run) = asked else { return Ok(None) };
-        let Ok(run) = run.json::<serde_json::Value>().await else {
+        let Ok(run) = client.run(run_id).await else {
             return Ok(None);
         };
-        for stage in run["stages"].as_array().into_iter().flatten() {
-            let name = stage["name"].as_str().unwrap_or("?").to_string();
-            let status = stage["status"].as_str().unwrap_or("?").to_string();
-            if !seen.contains(&(name.clone(), status.clone())) && status != "queued" {
-                writeln!(out, "   stage {name:<30} {status}")?;
-                seen.push((name, status));
+        for stage in &run.stages {
+            let step = (stage.name.clone(), stage.status);
+            if !seen.contains(&step) && stage.status != pipelines::StageStatus::Queued {
+                writeln!(out, "   stage {:<30} {}", stage.name, stage.status)?;
+                seen.push(step);
             }
         }
-        if matches!(
-            run["status"].as_str(),
-            Some("succeeded" | "failed" | "cancelled")
-        ) {
+        if run.status.is_finished() {
             return Ok(Some(run));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

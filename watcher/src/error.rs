@@ -97,16 +97,14 @@ fn store_exit_code(e: &StoreError) -> u8 {
     }
 }
 
-/// `e` and its causes on one line, without repeating a cause already in the text.
+/// `e` and its causes on one line, joined by `: ` (each error says only its own part; its cause
+/// is its `source`).
 pub fn one_line(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
+        out.push_str(": ");
+        out.push_str(&c.to_string());
         cur = c.source();
     }
     out

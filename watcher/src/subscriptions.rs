@@ -11,7 +11,7 @@ use crate::opml::{OpmlAuthor, OpmlFeed, parse_opml, write_opml};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubscriptionError {
-    #[error("cannot read `{}`: {source}", path.display())]
+    #[error("cannot read `{}`", path.display())]
     Read {
         path: std::path::PathBuf,
         #[source]
@@ -35,7 +35,7 @@ pub enum SubscriptionError {
         path: std::path::PathBuf,
         count: usize,
     },
-    #[error("cannot write config `{}`: {source}", path.display())]
+    #[error("cannot write config `{}`", path.display())]
     Write {
         path: std::path::PathBuf,
         #[source]

@@ -73,9 +73,7 @@ impl ConfigProblem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "cannot read config `{path}`: {source}; hint: pass --config PATH or set WATCHER_CONFIG"
-    )]
+    #[error("cannot read config `{path}`; hint: pass --config PATH or set WATCHER_CONFIG")]
     Read {
         path: PathBuf,
         #[source]

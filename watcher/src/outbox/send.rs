@@ -71,7 +71,7 @@ async fn deliver_one(
             let error_line = crate::error::one_line(error);
             d.last_error = Some(error_line.clone());
             let policy = deliverer.outbox_policy();
-            if d.attempts >= policy.max_attempts {
+            if !policy.allows_retry(d.attempts) {
                 d.state = DeliveryState::Failed;
                 warn!(attempts = d.attempts, error = %error_line, "delivery failed for good; `watcher retry` re-queues it");
             } else {
