@@ -2,12 +2,16 @@
 //!
 //! This file owns the public vocabulary shared by every backend: what to start ([`RunRequest`]),
 //! how to name a started run ([`RunHandle`]) and what state it is in ([`RunState`],
-//! [`RunStatus`]). The HTTP client and its retries live in `client`/`retry`, target
-//! configuration in `target`, errors in `error`, and each engine's request shapes in `backend`.
+//! [`RunStatus`]). The public client is in `client`; the transport in `http` (with `auth`
+//! for credentials and `reply` for reading answers) and its retries in `retry`/`retry_after`;
+//! target configuration in `target`, errors in `error`, each engine's request shapes in `backend`.
 
+mod auth;
 mod backend;
 mod client;
 mod error;
+mod http;
+mod reply;
 mod retry;
 pub mod retry_after;
 mod target;

@@ -189,7 +189,7 @@ impl std::fmt::Debug for TargetConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TargetConfig")
             .field("kind", &self.kind)
-            .field("url", &self.url.as_ref().map(crate::client::redact))
+            .field("url", &self.url.as_ref().map(redact))
             .field("pipeline", &self.pipeline)
             .field("secret_env", &self.secret_env)
             .field("secret_file", &self.secret_file)
@@ -322,10 +322,7 @@ impl TargetConfig {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Error::Config {
                 key: "url".into(),
-                problem: format!(
-                    "`{}` must be an http:// or https:// URL",
-                    crate::client::redact(&url)
-                ),
+                problem: format!("`{}` must be an http:// or https:// URL", redact(&url)),
             });
         }
         Ok(url)
@@ -483,9 +480,28 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A URL for messages and logs: any password in it is replaced.
+pub(crate) fn redact(url: &Url) -> String {
+    if url.password().is_none() {
+        return url.to_string();
+    }
+    let mut clean = url.clone();
+    // A URL with a password has a host, so it can always take another one.
+    match clean.set_password(Some("redacted")) {
+        Ok(()) => clean.to_string(),
+        Err(()) => "<a URL with a password>".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_hides_url_passwords() {
+        let url = Url::parse("http://admin:hunter2@127.0.0.1:4200/api").unwrap();
+        assert!(!redact(&url).contains("hunter2"));
+    }
 
     #[test]
     fn secret_debug_and_display_never_show_the_value() {

@@ -13,10 +13,17 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use super::{Backend, endpoint, safe_identifier};
-use crate::client::{Auth, Body, Call, Http, Login, LoginField};
+use crate::auth::{Auth, Login, LoginField};
 use crate::error::Error;
+use crate::http::{Body, Call, Http};
 use crate::target::{AirflowApi, Secret, TargetConfig};
 use crate::{RunRequest, RunState, RunStatus};
+
+/// The health endpoint of each Airflow major version, newest first (asked without auth).
+const HEALTH: [(&[&str], AirflowApi); 2] = [
+    (&["api", "v2", "monitor", "health"], AirflowApi::Airflow3),
+    (&["api", "v1", "health"], AirflowApi::Airflow2),
+];
 
 pub(crate) struct Airflow {
     base: Url,
@@ -71,15 +78,9 @@ impl Airflow {
             .await
     }
 
-    /// Airflow 3 serves `/api/v2/monitor/health`, Airflow 2 `/api/v1/health`; both without auth.
+    /// Airflow 3 and 2 each serve a health endpoint ([`HEALTH`]) without auth.
     async fn detect(&self, http: &Http) -> Result<AirflowApi, Error> {
-        for (path, api) in [
-            (
-                &["api", "v2", "monitor", "health"][..],
-                AirflowApi::Airflow3,
-            ),
-            (&["api", "v1", "health"][..], AirflowApi::Airflow2),
-        ] {
+        for (path, api) in HEALTH {
             let reply = http
                 .send(&Call::get(endpoint(&self.base, path)), &Auth::None)
                 .await?;
@@ -88,11 +89,16 @@ impl Airflow {
                 return Ok(api);
             }
         }
+        let tried: Vec<String> = HEALTH
+            .iter()
+            .map(|(path, _)| format!("/{}", path.join("/")))
+            .collect();
         Err(Error::Unsupported {
             kind: "airflow",
             message: format!(
-                "no Airflow 2 or 3 REST API answers at `{}` (neither /api/v2/monitor/health nor /api/v1/health) (hint: check `url`, or set `airflow_version`)",
-                crate::client::redact(&self.base)
+                "no Airflow 2 or 3 REST API answers at `{}` (neither {}) (hint: check `url`, or set `airflow_version`)",
+                crate::target::redact(&self.base),
+                tried.join(" nor ")
             ),
         })
     }

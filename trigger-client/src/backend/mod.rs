@@ -7,8 +7,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::client::Http;
 use crate::error::Error;
+use crate::http::Http;
 use crate::target::{Kind, TargetConfig};
 use crate::{RunRequest, RunStatus};
 
@@ -140,8 +140,8 @@ mod tests {
         );
         let base = Url::parse("http://127.0.0.1:8731/").unwrap();
         assert_eq!(
-            endpoint(&base, &["api", "v1", "runs"]).as_str(),
-            "http://127.0.0.1:8731/api/v1/runs"
+            endpoint(&base, &["api", "runs"]).as_str(),
+            "http://127.0.0.1:8731/api/runs"
         );
     }
 

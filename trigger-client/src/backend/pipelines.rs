@@ -9,8 +9,9 @@ use serde_json::json;
 use url::Url;
 
 use super::{Backend, IdValue, endpoint};
-use crate::client::{Auth, Body, Call, Http};
+use crate::auth::Auth;
 use crate::error::Error;
+use crate::http::{Body, Call, Http};
 use crate::target::{Secret, TargetConfig};
 use crate::{RunRequest, RunState, RunStatus};
 

@@ -14,8 +14,9 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::{Backend, endpoint};
-use crate::client::{Auth, Body, Call, Http};
+use crate::auth::Auth;
 use crate::error::Error;
+use crate::http::{Body, Call, Http};
 use crate::target::TargetConfig;
 use crate::{RunRequest, RunState, RunStatus};
 

@@ -16,8 +16,9 @@ use sha2::Sha256;
 use url::Url;
 
 use super::{Backend, IdValue};
-use crate::client::{Auth, Body, Call, Http, PerAttempt};
+use crate::auth::Auth;
 use crate::error::Error;
+use crate::http::{Body, Call, Http, PerAttempt};
 use crate::target::{Secret, TargetConfig};
 use crate::{RunRequest, RunState, RunStatus};
 

@@ -17,8 +17,9 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use super::{Backend, IdValue, endpoint, safe_identifier};
-use crate::client::{Auth, Body, Call, Http, Login, LoginField};
+use crate::auth::{Auth, Login, LoginField};
 use crate::error::Error;
+use crate::http::{Body, Call, Http};
 use crate::target::{Secret, TargetConfig};
 use crate::{RunRequest, RunState, RunStatus};
 

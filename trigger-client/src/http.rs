@@ -1,0 +1,350 @@
+//! The one HTTP transport every backend sends through: the single `reqwest::Client`
+//! (User-Agent, timeouts), credentials per attempt (static bearer/basic, or a login token
+//! refreshed once on a 401), the response body cap, transient statuses turned into errors
+//! (with `Retry-After`), and the retry loop around it all. Backends describe requests
+//! ([`Call`]) and read [`Reply`]s.
+
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::Method;
+use reqwest::header::{self, HeaderName, HeaderValue};
+use url::Url;
+
+use crate::auth::{Auth, Login, LoginField};
+use crate::error::{Error, is_transient_status};
+use crate::reply::Reply;
+use crate::retry::{RetryPolicy, with_retries};
+use crate::retry_after;
+use crate::target::{Kind, Secret, TargetConfig, redact};
+
+/// The User-Agent every request carries.
+pub(crate) const USER_AGENT: &str = concat!(
+    "trigger-client/",
+    env!("CARGO_PKG_VERSION"),
+    " (+",
+    env!("CARGO_PKG_REPOSITORY"),
+    ")"
+);
+
+/// Responses larger than this are refused rather than buffered.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// The transport: one `reqwest::Client`, the retry policy, and the engine kind for messages.
+pub(crate) struct Http {
+    client: reqwest::Client,
+    pub(crate) kind: Kind,
+    policy: RetryPolicy,
+}
+
+/// A request body.
+pub(crate) enum Body {
+    Empty,
+    /// Serialized JSON (sent byte-for-byte identical on every attempt).
+    Json(Bytes),
+    /// `application/x-www-form-urlencoded` fields (may hold secrets: never logged).
+    Form(Vec<(String, String)>),
+}
+
+impl Body {
+    pub(crate) fn json(value: &impl serde::Serialize) -> Body {
+        // Serializing a `serde_json::Value` or a plain struct cannot fail.
+        Body::Json(Bytes::from(serde_json::to_vec(value).unwrap_or_default()))
+    }
+}
+
+/// Headers computed for each attempt from the body bytes (e.g. a fresh signature timestamp).
+pub(crate) type PerAttempt<'a> = dyn Fn(&[u8]) -> Vec<(HeaderName, HeaderValue)> + Send + Sync + 'a;
+
+/// One request as a backend describes it. Deliberately not `Debug`: bodies may hold secrets.
+pub(crate) struct Call<'a> {
+    pub method: Method,
+    pub url: Url,
+    pub body: Body,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub per_attempt: Option<&'a PerAttempt<'a>>,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(method: Method, url: Url) -> Self {
+        Call {
+            method,
+            url,
+            body: Body::Empty,
+            headers: Vec::new(),
+            per_attempt: None,
+        }
+    }
+
+    pub(crate) fn get(url: Url) -> Self {
+        Call::new(Method::GET, url)
+    }
+
+    pub(crate) fn post(url: Url, body: Body) -> Self {
+        Call {
+            body,
+            ..Call::new(Method::POST, url)
+        }
+    }
+
+    pub(crate) fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// What one attempt authenticates with.
+enum Credentials {
+    None,
+    Bearer(Secret),
+    Basic(String, Secret),
+}
+
+impl Http {
+    /// The transport for `target`: its timeouts, its kind, the default retry policy.
+    pub(crate) fn new(target: &TargetConfig) -> Result<Http, Error> {
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(target.connect_timeout())
+            .timeout(target.request_timeout())
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|source| Error::HttpClient { source })?;
+        Ok(Http {
+            client,
+            kind: target.kind,
+            policy: RetryPolicy::default(),
+        })
+    }
+
+    pub(crate) fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    pub(crate) fn set_policy(&mut self, policy: RetryPolicy) {
+        self.policy = policy;
+    }
+}
+
+impl Http {
+    /// Sends `call` with `auth`, retrying transient failures per the policy. Returns every
+    /// non-transient reply (the backend decides what a 4xx means).
+    pub(crate) async fn send(&self, call: &Call<'_>, auth: &Auth) -> Result<Reply, Error> {
+        let what = format!("{} {}", call.method, call.url.path());
+        with_retries(&self.policy, self.kind.as_str(), &what, |_| {
+            self.attempt(call, auth)
+        })
+        .await
+    }
+
+    /// One attempt; with a login token, a 401 triggers one fresh login and one resend.
+    async fn attempt(&self, call: &Call<'_>, auth: &Auth) -> Result<Reply, Error> {
+        let Auth::Login(login) = auth else {
+            let credentials = match auth {
+                Auth::Bearer(token) => Credentials::Bearer(token.clone()),
+                Auth::Basic { user, password } => {
+                    Credentials::Basic(user.clone(), password.clone())
+                }
+                _ => Credentials::None,
+            };
+            return self.send_once(call, &credentials).await;
+        };
+        let mut cached = login.token.lock().await;
+        let token = match cached.as_ref() {
+            Some(token) => token.clone(),
+            None => {
+                let token = self.login(login, auth).await?;
+                *cached = Some(token.clone());
+                token
+            }
+        };
+        drop(cached);
+        let reply = self
+            .send_once(call, &Credentials::Bearer(token.clone()))
+            .await?;
+        if reply.status != 401 {
+            return Ok(reply);
+        }
+        tracing::info!("token refused (401), logging in again");
+        let mut cached = login.token.lock().await;
+        // Another task may have refreshed it meanwhile.
+        let fresh = match cached.as_ref() {
+            Some(current) if current.expose() != token.expose() => current.clone(),
+            _ => {
+                let fresh = self.login(login, auth).await?;
+                *cached = Some(fresh.clone());
+                fresh
+            }
+        };
+        drop(cached);
+        self.send_once(call, &Credentials::Bearer(fresh)).await
+    }
+
+    /// Performs the login call (with retries) and returns its `access_token`.
+    async fn login(&self, login: &Login, auth: &Auth) -> Result<Secret, Error> {
+        let plain = |field: &LoginField| match field {
+            LoginField::Plain(value) => value.clone(),
+            LoginField::Secret(secret) => secret.expose().to_owned(),
+        };
+        let body = if login.form {
+            Body::Form(
+                login
+                    .fields
+                    .iter()
+                    .map(|(name, value)| ((*name).to_owned(), plain(value)))
+                    .collect(),
+            )
+        } else {
+            let map: serde_json::Map<String, serde_json::Value> = login
+                .fields
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), plain(value).into()))
+                .collect();
+            Body::json(&map)
+        };
+        let call = Call::post(login.url.clone(), body);
+        let what = format!("login {}", login.url.path());
+        let reply = with_retries(&self.policy, self.kind.as_str(), &what, |_| {
+            self.send_once(&call, &Credentials::None)
+        })
+        .await?
+        .success(auth)?;
+        #[derive(serde::Deserialize)]
+        struct Token {
+            access_token: String,
+        }
+        let token: Token = reply.json()?;
+        tracing::debug!("logged in");
+        Ok(Secret::new(
+            token.access_token,
+            format!("a login at `{}`", redact(&login.url)),
+        ))
+    }
+
+    /// Sends once. Transient statuses become errors (with `Retry-After`); others are returned.
+    async fn send_once(&self, call: &Call<'_>, credentials: &Credentials) -> Result<Reply, Error> {
+        let mut request = self.client.request(call.method.clone(), call.url.clone());
+        let body_bytes: &[u8] = match &call.body {
+            Body::Json(bytes) => bytes,
+            _ => &[],
+        };
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
+        }
+        if let Some(per_attempt) = call.per_attempt {
+            for (name, value) in per_attempt(body_bytes) {
+                request = request.header(name, value);
+            }
+        }
+        request = match &call.body {
+            Body::Empty => request,
+            Body::Json(bytes) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone()),
+            Body::Form(fields) => request.form(fields),
+        };
+        request = match credentials {
+            Credentials::None => request,
+            Credentials::Bearer(token) => request.bearer_auth(token.expose()),
+            Credentials::Basic(user, password) => request.basic_auth(user, Some(password.expose())),
+        };
+        let response = request
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|err| self.transport_error(&call.method, &call.url, err))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = self.read_capped(&call.method, &call.url, response).await?;
+        let reply = Reply {
+            status,
+            headers,
+            body,
+            method: call.method.clone(),
+            url: call.url.clone(),
+            kind: self.kind.as_str(),
+        };
+        tracing::debug!(method = %call.method, url = %redact(&call.url), status, "response");
+        if is_transient_status(status) {
+            let retry_after = retry_after::from_headers(&reply.headers, SystemTime::now());
+            return Err(Error::Status {
+                kind: self.kind.as_str(),
+                method: call.method.to_string(),
+                url: redact(&call.url),
+                status,
+                message: reply.engine_message(),
+                retry_after,
+            });
+        }
+        Ok(reply)
+    }
+
+    async fn read_capped(
+        &self,
+        method: &Method,
+        url: &Url,
+        mut response: reqwest::Response,
+    ) -> Result<Bytes, Error> {
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|err| self.transport_error(method, url, err))?
+        {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(Error::Protocol {
+                    kind: self.kind.as_str(),
+                    method: method.to_string(),
+                    url: redact(url),
+                    problem: format!("the response is larger than {} MiB", MAX_BODY >> 20),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
+    fn transport_error(&self, method: &Method, url: &Url, err: reqwest::Error) -> Error {
+        let kind = self.kind.as_str();
+        let err = err.without_url();
+        let (method, url) = (method.to_string(), redact(url));
+        if err.is_connect() {
+            Error::Connect {
+                kind,
+                url,
+                source: err,
+            }
+        } else if err.is_timeout() {
+            Error::Timeout {
+                kind,
+                method,
+                url,
+                source: err,
+            }
+        } else if err.is_builder() {
+            Error::Build {
+                method,
+                url,
+                source: err,
+            }
+        } else {
+            Error::Transport {
+                kind,
+                method,
+                url,
+                source: err,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agent_names_project_and_version() {
+        assert!(USER_AGENT.starts_with("trigger-client/0."));
+        assert!(USER_AGENT.contains("github.com"));
+    }
+}

@@ -1,0 +1,224 @@
+//! Reading an engine's answer: [`Reply`] (status, headers, capped body), its JSON, the
+//! engine's own error text from any of the shapes engines use, and the error a reply becomes.
+
+use bytes::Bytes;
+use reqwest::Method;
+use reqwest::header::{self, HeaderMap};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::auth::Auth;
+use crate::error::Error;
+use crate::target::redact;
+
+/// A response that is not transient: 2xx, 3xx, or a 4xx the backend may want to interpret.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub method: Method,
+    pub url: Url,
+    pub kind: &'static str,
+}
+
+impl Reply {
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body parsed as JSON, or a protocol error naming what was expected.
+    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|source| Error::Json {
+            kind: self.kind,
+            method: self.method.to_string(),
+            url: redact(&self.url),
+            start: snippet(&self.body, 120),
+            source,
+        })
+    }
+
+    /// A protocol error about this reply.
+    pub(crate) fn protocol(&self, problem: impl Into<String>) -> Error {
+        Error::Protocol {
+            kind: self.kind,
+            method: self.method.to_string(),
+            url: redact(&self.url),
+            problem: problem.into(),
+        }
+    }
+
+    /// The engine's own error text: `detail`, `error`, `message` or `exception_message` from a
+    /// JSON body (in any of the shapes FastAPI, ZenML, Airflow and the runner use), else the
+    /// body's first line(s).
+    pub(crate) fn engine_message(&self) -> String {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&self.body)
+            && let Some(message) = message_from_json(&value)
+        {
+            return message;
+        }
+        let text = snippet(&self.body, 500);
+        if text.is_empty() {
+            format!("empty body ({})", reason(self.status))
+        } else {
+            text
+        }
+    }
+
+    /// This reply as an error: 401/403 become [`Error::Auth`] with a hint from `auth`.
+    pub(crate) fn error(&self, auth: &Auth) -> Error {
+        let method = self.method.to_string();
+        let url = redact(&self.url);
+        if matches!(self.status, 401 | 403) {
+            return Error::Auth {
+                kind: self.kind,
+                method,
+                url,
+                status: self.status,
+                message: self.engine_message(),
+                hint: auth.hint(self.status),
+            };
+        }
+        Error::Status {
+            kind: self.kind,
+            method,
+            url,
+            status: self.status,
+            message: self.engine_message(),
+            retry_after: None,
+        }
+    }
+
+    /// `Ok(self)` for 2xx, else [`Reply::error`].
+    pub(crate) fn success(self, auth: &Auth) -> Result<Reply, Error> {
+        if self.is_success() {
+            Ok(self)
+        } else {
+            Err(self.error(auth))
+        }
+    }
+
+    /// The `Location` header resolved against the request URL.
+    pub(crate) fn location(&self) -> Option<Url> {
+        let value = self.headers.get(header::LOCATION)?.to_str().ok()?;
+        self.url.join(value).ok()
+    }
+}
+
+/// The first `max` characters of a body, lossily decoded, whitespace collapsed.
+pub(crate) fn snippet(body: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(body);
+    let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() > max {
+        let cut: String = collapsed.chars().take(max).collect();
+        format!("{cut}…")
+    } else {
+        collapsed
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|status| status.canonical_reason())
+        .unwrap_or("unknown status")
+}
+
+/// Finds the human message in the JSON error shapes engines use.
+fn message_from_json(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let object = value.as_object()?;
+    for key in ["detail", "error", "message", "exception_message", "title"] {
+        let Some(field) = object.get(key) else {
+            continue;
+        };
+        match field {
+            Value::String(text) if !text.is_empty() => return Some(text.clone()),
+            // ZenML: ["ExceptionClass", "message"]
+            Value::Array(items) if items.len() == 2 && items.iter().all(Value::is_string) => {
+                return Some(format!(
+                    "{}: {}",
+                    items[0].as_str().unwrap_or_default(),
+                    items[1].as_str().unwrap_or_default()
+                ));
+            }
+            // FastAPI validation: [{"loc": [...], "msg": "..."}]
+            Value::Array(items) => {
+                let parts: Vec<String> = items
+                    .iter()
+                    .filter_map(|item| {
+                        let msg = item.get("msg")?.as_str()?;
+                        let loc = item
+                            .get("loc")
+                            .and_then(Value::as_array)
+                            .map(|loc| {
+                                loc.iter()
+                                    .map(|part| match part {
+                                        Value::String(s) => s.clone(),
+                                        other => other.to_string(),
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join(".")
+                            })
+                            .unwrap_or_default();
+                        Some(if loc.is_empty() {
+                            msg.to_owned()
+                        } else {
+                            format!("{loc}: {msg}")
+                        })
+                    })
+                    .collect();
+                if !parts.is_empty() {
+                    return Some(parts.join("; "));
+                }
+            }
+            // Airflow 409: {"reason": ..., "message": ...}; nested {"error": {"message": ...}}
+            Value::Object(_) => {
+                if let Some(message) = message_from_json(field) {
+                    return Some(message);
+                }
+                if let Some(reason) = field.get("reason").and_then(Value::as_str) {
+                    return Some(reason.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn messages_from_engine_error_shapes() {
+        let cases = [
+            (
+                json!({"detail": "Deployment not found"}),
+                "Deployment not found",
+            ),
+            (
+                json!({"detail": ["CredentialsNotValid", "Authentication error: invalid username or password"]}),
+                "CredentialsNotValid: Authentication error: invalid username or password",
+            ),
+            (
+                json!({"detail": [{"type": "missing", "loc": ["body", "logical_date"], "msg": "Field required"}]}),
+                "body.logical_date: Field required",
+            ),
+            (
+                json!({"detail": {"reason": "Unique constraint violation", "message": "Serious error when handling your request."}}),
+                "Serious error when handling your request.",
+            ),
+            (json!({"error": "unknown chain `x`"}), "unknown chain `x`"),
+            (json!({"exception_message": "Unauthorized"}), "Unauthorized"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(
+                message_from_json(&value).as_deref(),
+                Some(expected),
+                "{value}"
+            );
+        }
+    }
+}
