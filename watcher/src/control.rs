@@ -48,7 +48,7 @@ pub async fn serve<D: Daemon>(listener: TcpListener, watcher: Arc<D>, cancel: Ca
 fn internal(e: impl std::error::Error) -> (StatusCode, Json<serde_json::Value>) {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
-        Json(serde_json::json!({"error": crate::error::one_line(&e)})),
+        Json(serde_json::json!({"error": crate::causes::one_line(&e)})),
     )
 }
 
@@ -110,7 +110,7 @@ fn client() -> reqwest::Client {
 fn daemon_error(addr: &str, e: impl std::error::Error) -> WatcherError {
     WatcherError::Daemon {
         addr: addr.to_string(),
-        message: crate::error::one_line(&e),
+        message: crate::causes::one_line(&e),
     }
 }
 

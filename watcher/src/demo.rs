@@ -144,7 +144,7 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
     let run = match &delivery.outcome {
         Ok(run) => run.clone(),
         Err(e) => {
-            writeln!(out, "demo FAILED: {}", crate::error::one_line(e))?;
+            writeln!(out, "demo FAILED: {}", crate::causes::one_line(e))?;
             watcher.shutdown().await?;
             return Ok(false);
         }

@@ -103,7 +103,7 @@ impl Embedded {
         match self.task.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                warn!(error = %crate::error::one_line(&e), "embedded runner stopped with an error")
+                warn!(error = %crate::causes::one_line(&e), "embedded runner stopped with an error")
             }
             Err(e) => warn!(error = %e, "embedded runner task failed"),
         }

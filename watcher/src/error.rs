@@ -1,5 +1,5 @@
-//! error.rs: the watcher's top-level error, the exit-code contract it maps to (`main` applies
-//! it, `watcher --help` documents it), and how an error chain is shown on one line.
+//! error.rs: the watcher's top-level error and the exit-code contract it maps to (`main` applies
+//! it, `watcher --help` documents it).
 
 use crate::config::ConfigError;
 use crate::deliver::DeliverError;
@@ -97,18 +97,7 @@ fn store_exit_code(e: &StoreError) -> u8 {
     }
 }
 
-/// `e` and its causes on one line, joined by `: ` (each error says only its own part; its cause
-/// is its `source`).
-pub fn one_line(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
+pub use crate::causes::one_line;
 
 #[cfg(test)]
 mod tests {

@@ -234,9 +234,9 @@ impl Fetcher {
         if e.is_timeout() {
             FetchError::Timeout(self.settings.timeout)
         } else if e.is_connect() {
-            FetchError::Connect(crate::error::one_line(&e))
+            FetchError::Connect(crate::causes::one_line(&e))
         } else {
-            FetchError::Other(crate::error::one_line(&e))
+            FetchError::Other(crate::causes::one_line(&e))
         }
     }
 }

@@ -6,6 +6,7 @@
 //! [`store`] → staged items → [`outbox`] batches ([`delivery`]) → [`emit`] config file →
 //! [`deliver`] trigger.
 
+pub mod causes;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -353,7 +353,7 @@ fn read_feed(fetched: &Fetched) -> Result<Read, FetchError> {
         fetched.content_type.as_deref(),
         &fetched.final_url,
     )
-    .map_err(|e| FetchError::Other(crate::error::one_line(&e)))?;
+    .map_err(|e| FetchError::Other(crate::causes::one_line(&e)))?;
     Ok(Read {
         items: parsed.items,
         ttl: parsed.ttl.map(|t| (t, "feed ttl")),

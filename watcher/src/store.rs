@@ -499,7 +499,7 @@ fn report_corrupt(seq: u64, e: &StoreError) {
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
     if !seen.contains(&seq) {
         seen.push(seq);
-        tracing::error!(record = seq, error = %crate::error::one_line(e), "outbox record skipped: it cannot be read");
+        tracing::error!(record = seq, error = %crate::causes::one_line(e), "outbox record skipped: it cannot be read");
     }
 }
 

@@ -93,7 +93,7 @@ pub fn import(
     })?;
     let feeds = parse_opml(&opml).map_err(|e| SubscriptionError::Opml {
         path: opml_path.to_path_buf(),
-        message: crate::error::one_line(&e),
+        message: crate::causes::one_line(&e),
     })?;
     let groups = group(feeds, author, opml_path)?;
     let bad = |message: String| SubscriptionError::Config {

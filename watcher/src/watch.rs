@@ -77,7 +77,7 @@ impl PassReport {
                 out.push(format!(
                     "delivery {}: {}",
                     d.batch_id,
-                    crate::error::one_line(e)
+                    crate::causes::one_line(e)
                 ));
             }
         }
@@ -499,7 +499,7 @@ impl Watcher {
                 if Instant::now() >= next_prune {
                     next_prune = Instant::now() + PRUNE_EVERY;
                     if let Err(e) = this.prune().await {
-                        error!(error = %crate::error::one_line(&e), "pruning old deliveries failed");
+                        error!(error = %crate::causes::one_line(&e), "pruning old deliveries failed");
                     }
                 }
                 let this = this.clone();
@@ -508,7 +508,7 @@ impl Watcher {
                         .batch_and_deliver(Some(this.config.watcher.batch_window))
                         .await
                     {
-                        error!(error = %crate::error::one_line(&e), "delivery pass failed");
+                        error!(error = %crate::causes::one_line(&e), "delivery pass failed");
                     }
                 }));
             }
@@ -604,7 +604,7 @@ impl Watcher {
                 (report.outcome != PollOutcome::Gone).then_some(report.next.wait)
             }
             Err(e) => {
-                error!(source = %source.config.url, error = %crate::error::one_line(&e), "cannot store poll result");
+                error!(source = %source.config.url, error = %crate::causes::one_line(&e), "cannot store poll result");
                 Some(self.config.watcher.interval)
             }
         }

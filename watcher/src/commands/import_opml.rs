@@ -18,7 +18,7 @@ pub fn import_opml(
         WatcherError::Usage(format!("cannot read `{}`: {e}", config.path.display()))
     })?;
     let import = crate::subscriptions::import(&config.path, &text, file, author)
-        .map_err(|e| WatcherError::Usage(crate::error::one_line(&e)))?;
+        .map_err(|e| WatcherError::Usage(crate::causes::one_line(&e)))?;
     // The result must still be a valid config before it replaces the old one.
     crate::preflight::parse(&config.path, &import.text)?;
     for (name, urls) in &import.added {
@@ -37,7 +37,7 @@ pub fn import_opml(
         writeln!(out, "dry run: the config would read:\n{}", import.text)?;
     } else if !import.added.is_empty() {
         crate::subscriptions::write(&config.path, &import.text)
-            .map_err(|e| WatcherError::Usage(crate::error::one_line(&e)))?;
+            .map_err(|e| WatcherError::Usage(crate::causes::one_line(&e)))?;
         writeln!(out, "wrote {}", config.path.display())?;
     }
     Ok(Outcome::Ok)

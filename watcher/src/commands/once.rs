@@ -91,7 +91,7 @@ pub async fn once(
                     out,
                     "delivery of batch {} failed: {}",
                     d.batch_id,
-                    crate::error::one_line(e)
+                    crate::causes::one_line(e)
                 )?;
             }
         }
@@ -119,7 +119,7 @@ pub async fn once(
                 )),
                 Err(e) => problems.push(format!(
                     "batch {batch}: {} (waited up to {})",
-                    crate::error::one_line(&e),
+                    crate::causes::one_line(&e),
                     humantime::format_duration(timeout)
                 )),
             }

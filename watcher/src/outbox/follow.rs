@@ -79,7 +79,7 @@ async fn follow_one(
         Ok(None) => run.follow = RunFollow::Untracked,
         Err(e) => {
             run.errors += 1;
-            let error = crate::error::one_line(&e);
+            let error = crate::causes::one_line(&e);
             tracing::debug!(%error, "run status unavailable");
             if run.errors >= LOST_AFTER {
                 warn!(%error, "run lost: the engine no longer reports it; `watcher redeliver` can start the batch again");

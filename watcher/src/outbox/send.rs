@@ -68,7 +68,7 @@ async fn deliver_one(
             d.last_error = None;
         }
         Err(error) => {
-            let error_line = crate::error::one_line(error);
+            let error_line = crate::causes::one_line(error);
             d.last_error = Some(error_line.clone());
             let policy = deliverer.outbox_policy();
             if !policy.allows_retry(d.attempts) {
