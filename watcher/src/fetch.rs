@@ -76,8 +76,11 @@ pub enum FetchError {
         "timed out after {0:?}; hint: the server is slow or unreachable, raise [fetch] timeout if it is just slow"
     )]
     Timeout(Duration),
-    #[error("cannot connect: {0}; hint: check the URL and this machine's network")]
-    Connect(String),
+    #[error("cannot connect; hint: check the URL and this machine's network")]
+    Connect {
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("too many redirects (limit {0}); hint: point the source at the final URL")]
     Redirects(usize),
     #[error("redirect without a usable Location header (HTTP {0})")]
@@ -91,8 +94,16 @@ pub enum FetchError {
         "body is larger than the {limit}-byte cap; cut off; hint: raise [fetch] max_body_bytes if this feed is legitimately huge"
     )]
     TooLarge { limit: u64 },
-    #[error("request failed: {0}")]
-    Other(String),
+    #[error("request failed")]
+    Request {
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("invalid HTTP client settings")]
+    Client {
+        #[source]
+        source: reqwest::Error,
+    },
 }
 
 /// The watcher's HTTP client (one per process, shared by every source).
@@ -115,7 +126,7 @@ impl Fetcher {
             .timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| FetchError::Other(e.to_string()))?;
+            .map_err(|source| FetchError::Client { source })?;
         Ok(Fetcher {
             http,
             settings: settings.clone(),
@@ -234,9 +245,9 @@ impl Fetcher {
         if e.is_timeout() {
             FetchError::Timeout(self.settings.timeout)
         } else if e.is_connect() {
-            FetchError::Connect(crate::causes::one_line(&e))
+            FetchError::Connect { source: e }
         } else {
-            FetchError::Other(crate::causes::one_line(&e))
+            FetchError::Request { source: e }
         }
     }
 }

@@ -1,23 +1,22 @@
-//! poll.rs: one poll of one source, top to bottom: fetch (conditional GET) → read items (feed,
-//! page by selector, discovered feed, sitemap) → identify → diff against the store → commit items,
-//! staged deliveries, validators and the next poll time in one transaction.
+//! poll.rs: one poll of one source, top to bottom: fetch (conditional GET) → read (per kind, see
+//! `read`) → identify → diff against the store → one [`Change`] applied to the source's state →
+//! commit the items, staged deliveries, validators and the next poll time in one transaction.
 
-use chrono::Utc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
 use tracing::{info, warn};
 use url::Url;
 
 use crate::config::{SourceConfig, SourceKind};
 use crate::diff::diff;
-use crate::fetch::{FetchError, FetchOutcome, Fetched, Fetcher, Validators, cache_lifetime};
-use crate::identity::{Canonicalizer, IDENTITY_VERSION, Item, identify};
-use crate::parse::{RawItem, parse_feed};
+use crate::fetch::{FetchError, FetchOutcome, Fetcher, Validators, cache_lifetime};
+use crate::identity::{Canonicalizer, IDENTITY_VERSION, IdentityMode, Item, identify};
+use crate::read::{Learned, Read, ReadError};
 use crate::schedule::{self, Next, Policy};
-use crate::sites;
-use crate::store::{PollCommit, SourceState, StagedItem, Store, StoreError};
-
-/// Child sitemaps read from one sitemap index.
-const MAX_CHILD_SITEMAPS: usize = 50;
+use crate::store::{PollCommit, SourceState, StagedItem, Store, StoreError, source_key};
 
 /// Per-poll switches.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,7 +41,7 @@ pub enum PollOutcome {
     },
     /// 429/503 with Retry-After: not a failure.
     Throttled {
-        retry_after: std::time::Duration,
+        retry_after: Duration,
     },
     /// 410 Gone: the source is stopped.
     Gone,
@@ -59,10 +58,21 @@ pub struct PollReport {
     pub next: Next,
 }
 
-/// Items read from a response.
-struct Read {
-    items: Vec<RawItem>,
-    ttl: Option<(std::time::Duration, &'static str)>,
+/// Why a poll got no items.
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+/// What fetching and reading the source came to.
+enum Got {
+    /// 304: nothing changed.
+    NotModified { headers: HeaderMap },
+    /// A response read; `moved_to` when every redirect on the way was permanent.
+    Read { read: Read, moved_to: Option<Url> },
 }
 
 /// Polls `source` once and stores the result. A failure is reported in the outcome (and stored
@@ -76,207 +86,64 @@ pub async fn poll_source(
     policy: &Policy,
     opts: PollOptions,
 ) -> Result<PollReport, StoreError> {
-    let key = crate::store::source_key(&source.author, &source.url);
+    let key = source_key(&source.author, &source.url);
     let mut state = store.source(&key)?.unwrap_or_else(|| SourceState {
         author: source.author.clone(),
         url: source.url.clone(),
         identity_version: IDENTITY_VERSION,
         ..SourceState::default()
     });
-    let now = Utc::now();
-    state.last_poll = Some(now);
     let url = state.poll_url()?;
+    let now = Utc::now();
 
-    let fetched = fetch_items(fetcher, source, &mut state, &url).await;
-    let (outcome, sched) = match fetched {
-        Err(e) => failure(source, &mut state, e),
-        Ok((response_headers, None)) => {
-            state.consecutive_failures = 0;
-            state.last_error = None;
-            state.last_success = Some(now);
-            state.last_result = Some("not modified".into());
-            let feed_ttl = state
-                .feed_ttl_secs
-                .map(|secs| (std::time::Duration::from_secs(secs), "feed ttl"));
-            let ttl = [feed_ttl, cache_lifetime(&response_headers)]
-                .into_iter()
-                .flatten()
-                .max_by_key(|(d, _)| *d);
-            let adaptive = state.adaptive_secs.map(std::time::Duration::from_secs);
-            (
-                PollOutcome::NotModified,
-                schedule::Outcome::Ok { ttl, adaptive },
-            )
-        }
-        Ok((response_headers, Some((read, validators)))) => {
-            state.consecutive_failures = 0;
-            state.last_error = None;
-            state.last_success = Some(now);
-            state.etag = validators.etag;
-            state.last_modified = validators.last_modified;
-            state.feed_ttl_secs = read.ttl.map(|(d, _)| d.as_secs());
-            let ttl = [read.ttl, cache_lifetime(&response_headers)]
-                .into_iter()
-                .flatten()
-                .max_by_key(|(d, _)| *d);
-            let dates: Vec<_> = read.items.iter().filter_map(|i| i.published).collect();
+    let got = fetch_and_read(fetcher, source, &state, &url).await;
+    let (change, found) = match got {
+        Err(e) => (failure(source, &state, e), None),
+        Ok(Got::NotModified { headers }) => (not_modified(&state, &headers), None),
+        Ok(Got::Read { read, moved_to }) => {
             let identified = identify(&read.items, state.identity_mode, canon);
             if identified.switched {
                 warn!(
-                    url = %source.url,
                     "more than 5% of this source's GUIDs are empty or repeated: identifying its items by canonical URL from now on"
                 );
             }
-            state.identity_mode = identified.mode;
-            state.identity_version = IDENTITY_VERSION;
-            let adaptive = schedule::adaptive_interval(&dates);
-            state.adaptive_secs = adaptive.map(|d| d.as_secs());
-            let sched = schedule::Outcome::Ok { ttl, adaptive };
-            let next = schedule::next_wait(policy, &sched, Utc::now(), &mut rand::rng());
-            return record(store, source, state, key, identified.items, next, opts).await;
+            let (known_ids, known_urls) =
+                store.known_for(&key, &source.author, &identified.items)?;
+            let d = diff(&identified.items, &known_ids, &known_urls);
+            let baseline = !(state.baseline_done || opts.backfill || source.backfill);
+            let found = Found::sort(d, baseline, opts.trigger_on_update);
+            let change = fetched(&state, read, moved_to, identified.mode, &found);
+            (change, Some(found))
         }
     };
-    let next = schedule::next_wait(policy, &sched, Utc::now(), &mut rand::rng());
-    set_next(&mut state, &next);
+    let next = schedule::next_wait(policy, &change.schedule, Utc::now(), &mut rand::rng());
+    let outcome = change.outcome(found.as_ref());
+    change.apply(&mut state, &next, now);
+
     if !opts.dry_run {
-        // Only the source's bookkeeping changed: sled's background flush (every 500 ms) is
-        // durable enough, and a 304 every few minutes for months costs no fsync.
-        store.put_source(&key, &state).await?;
-    }
-    Ok(PollReport {
-        source: source.clone(),
-        outcome,
-        next,
-    })
-}
-
-fn set_next(state: &mut SourceState, next: &Next) {
-    state.next_due = Some(Utc::now() + chrono::Duration::from_std(next.wait).unwrap_or_default());
-    state.next_due_reason = Some(next.reason.clone());
-}
-
-/// What a fetch error means for the source: throttled, gone, or a failure that counts.
-fn failure(
-    source: &SourceConfig,
-    state: &mut SourceState,
-    e: FetchError,
-) -> (PollOutcome, schedule::Outcome) {
-    match e {
-        FetchError::Status {
-            status: StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE,
-            retry_after: Some(retry_after),
-        } => {
-            state.last_result = Some(format!(
-                "throttled: Retry-After {}",
-                humantime::format_duration(retry_after)
-            ));
-            info!(url = %source.url, ?retry_after, "throttled by the server");
-            (
-                PollOutcome::Throttled { retry_after },
-                schedule::Outcome::Throttled { retry_after },
-            )
-        }
-        FetchError::Status {
-            status: StatusCode::GONE,
-            ..
-        } if source.kind != SourceKind::Discover || state.discovered_feed.is_none() => {
-            state.gone = true;
-            state.last_result =
-                Some("gone (410): no longer polled; remove it from the config".into());
-            warn!(url = %source.url, "source answered 410 Gone: it will not be polled again; remove it from the config or fix its URL");
-            (PollOutcome::Gone, schedule::Outcome::Failed { failures: 0 })
-        }
-        e => {
-            let error = e.to_string();
-            if matches!(&e, FetchError::Status { status, .. } if *status == StatusCode::NOT_FOUND || *status == StatusCode::GONE)
-                && state.discovered_feed.take().is_some()
-            {
-                info!(url = %source.url, "the discovered feed is gone: discovering again next time");
-            }
-            state.consecutive_failures += 1;
-            state.last_error = Some(error.clone());
-            state.last_result = Some(format!("error: {error}"));
-            warn!(url = %source.url, failures = state.consecutive_failures, %error, "poll failed");
-            let failures = state.consecutive_failures;
-            (
-                PollOutcome::Failed { error },
-                schedule::Outcome::Failed { failures },
-            )
-        }
-    }
-}
-
-/// Diffs `items` against the store and commits (baseline or new items) in one transaction.
-async fn record(
-    store: &Store,
-    source: &SourceConfig,
-    mut state: SourceState,
-    key: String,
-    items: Vec<Item>,
-    next: Next,
-    opts: PollOptions,
-) -> Result<PollReport, StoreError> {
-    let (known_ids, known_urls) = store.known_for(&key, &source.author, &items)?;
-    let d = diff(&items, &known_ids, &known_urls);
-    let baseline = !(state.baseline_done || opts.backfill || source.backfill);
-    state.baseline_done = true;
-    let record: Vec<Item> = d
-        .new
-        .iter()
-        .chain(&d.aliases)
-        .chain(&d.updated)
-        .cloned()
-        .collect();
-    let mut stage: Vec<Item> = Vec::new();
-    let outcome = if baseline {
-        state.last_result = Some(format!("baseline: {} items recorded", record.len()));
-        info!(url = %source.url, items = record.len(), "baseline: {} items recorded", record.len());
-        PollOutcome::Baseline {
-            recorded: record.len(),
-        }
-    } else {
-        stage.extend(d.new.iter().cloned());
-        if opts.trigger_on_update {
-            stage.extend(d.updated.iter().cloned());
-        }
-        // The pipelines crawl links: an item without one is recorded, never delivered.
-        let before = stage.len();
-        stage.retain(|i| i.canonical_url.is_some());
-        if stage.len() < before {
-            warn!(url = %source.url, items = before - stage.len(), "new item(s) without a link: recorded, not delivered");
-        }
-        state.last_result = Some(format!(
-            "ok: {} new, {} updated",
-            d.new.len(),
-            d.updated.len()
-        ));
-        if !d.new.is_empty() {
-            info!(url = %source.url, new = d.new.len(), "new articles found");
-        }
-        PollOutcome::Polled {
-            new: stage.clone(),
-            updated: d.updated.len(),
-        }
-    };
-    set_next(&mut state, &next);
-    if !opts.dry_run {
-        let found_at = Utc::now();
-        store
-            .commit_poll(PollCommit {
-                source_key: key,
-                state,
-                record,
-                stage: stage
-                    .into_iter()
+        match found {
+            Some(found) => {
+                let found_at = Utc::now();
+                let stage = (found.stage.into_iter())
                     .map(|item| StagedItem {
                         author: source.author.clone(),
                         source: source.url.clone(),
                         found_at,
                         item,
                     })
-                    .collect(),
-            })
-            .await?;
+                    .collect();
+                let commit = PollCommit {
+                    source_key: key,
+                    state,
+                    record: found.record,
+                    stage,
+                };
+                store.commit_poll(commit).await?;
+            }
+            // Only the source's bookkeeping changed: sled's background flush (every 500 ms) is
+            // durable enough, and a 304 every few minutes for months costs no fsync.
+            None => store.put_source(&key, &state).await?,
+        }
     }
     Ok(PollReport {
         source: source.clone(),
@@ -285,15 +152,14 @@ async fn record(
     })
 }
 
-type Fetch = (reqwest::header::HeaderMap, Option<(Read, Validators)>);
-
-/// Fetches the source (following its kind) and reads its items; `None` for a 304.
-async fn fetch_items(
+/// Fetches the source (with its validators, except a sitemap index whose children may change
+/// while it does not) and reads the response as its kind says.
+async fn fetch_and_read(
     fetcher: &Fetcher,
     source: &SourceConfig,
-    state: &mut SourceState,
+    state: &SourceState,
     url: &Url,
-) -> Result<Fetch, FetchError> {
+) -> Result<Got, PollError> {
     let validators = if state.sitemap_index {
         Validators::default()
     } else {
@@ -303,139 +169,281 @@ async fn fetch_items(
         }
     };
     let resp = fetcher.get(url, &validators).await?;
-    let moved_to = resp.moved_to.clone();
-    let headers = resp.headers().clone();
     let fetched = match resp.outcome {
-        FetchOutcome::NotModified { .. } => return Ok((headers, None)),
+        FetchOutcome::NotModified { headers } => return Ok(Got::NotModified { headers }),
         FetchOutcome::Fetched(f) => f,
     };
-    let validators = fetched.validators.clone();
-    let read = match &source.kind {
-        SourceKind::Feed => read_feed(&fetched)?,
-        SourceKind::Page { selector } => Read {
-            items: sites::extract_links(
-                &fetched.body,
-                fetched.content_type.as_deref(),
-                &fetched.final_url,
-                selector,
-            )
-            .map_err(|e| FetchError::Other(e.to_string()))?,
-            ttl: None,
-        },
-        SourceKind::Sitemap { include } => {
-            let (read, index) = read_sitemap(fetcher, &fetched, include.as_deref()).await?;
-            state.sitemap_index = index;
-            read
-        }
-        SourceKind::Discover if state.discovered_feed.is_some() => read_feed(&fetched)?,
-        SourceKind::Discover => {
-            let (feed_url, feed) = discover(fetcher, &fetched).await?;
-            info!(site = %source.url, feed = %feed_url, "feed discovered");
-            state.discovered_feed = Some(feed_url.to_string());
-            let validators = feed.validators.clone();
-            return Ok((feed.headers.clone(), Some((read_feed(&feed)?, validators))));
-        }
-    };
-    // Follow a permanent move only once the new place answered with something readable (not a
-    // parking page for a lapsed domain).
-    if let Some(moved) = moved_to
-        && state.discovered_feed.is_none()
-    {
-        warn!(from = %url, to = %moved, "source moved permanently: polling the new URL from now on (update the config)");
-        state.current_url = Some(moved.to_string());
-    }
-    Ok((headers, Some((read, validators))))
-}
-
-fn read_feed(fetched: &Fetched) -> Result<Read, FetchError> {
-    let parsed = parse_feed(
-        &fetched.body,
-        fetched.content_type.as_deref(),
-        &fetched.final_url,
-    )
-    .map_err(|e| FetchError::Other(crate::causes::one_line(&e)))?;
-    Ok(Read {
-        items: parsed.items,
-        ttl: parsed.ttl.map(|t| (t, "feed ttl")),
+    let feed_known = state.discovered_feed.is_some();
+    let read = crate::read::read(fetcher, &source.kind, feed_known, fetched).await?;
+    Ok(Got::Read {
+        read,
+        moved_to: resp.moved_to,
     })
 }
 
-/// Reads a sitemap, or every child of a sitemap index; says which it was.
-async fn read_sitemap(
-    fetcher: &Fetcher,
-    fetched: &Fetched,
-    include: Option<&str>,
-) -> Result<(Read, bool), FetchError> {
-    let cap = fetcher.max_body_bytes();
-    let parse = |f: &Fetched| {
-        sites::parse_sitemap(&f.body, &f.final_url, include, cap)
-            .map_err(|e| FetchError::Other(e.to_string()))
-    };
-    let (items, index) = match parse(fetched)? {
-        sites::Sitemap::Urls(items) => (items, false),
-        sites::Sitemap::Index(children) => {
-            // A child that fails is skipped (its articles stay known); all failing is an error.
-            let mut items = Vec::new();
-            let mut first_error = None;
-            let children: Vec<_> = children.into_iter().take(MAX_CHILD_SITEMAPS).collect();
-            for child in &children {
-                let read = async {
-                    let resp = fetcher.get(child, &Validators::default()).await?;
-                    match resp.outcome {
-                        FetchOutcome::Fetched(f) => match parse(&f)? {
-                            sites::Sitemap::Urls(more) => Ok(more),
-                            sites::Sitemap::Index(_) => Ok(Vec::new()),
-                        },
-                        FetchOutcome::NotModified { .. } => Ok(Vec::new()),
-                    }
-                };
-                match read.await {
-                    Ok(more) => items.extend(more),
-                    Err(e) => {
-                        warn!(sitemap = %child, error = %e, "child sitemap skipped");
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            if let Some(e) = first_error
-                && items.is_empty()
-            {
-                return Err(e);
-            }
-            (items, true)
-        }
-    };
-    Ok((Read { items, ttl: None }, index))
+/// What the diff means for this poll: the items to record as known and those to stage for
+/// delivery.
+struct Found {
+    baseline: bool,
+    /// New, aliases and updated: recorded (their hash refreshed).
+    record: Vec<Item>,
+    /// What goes to the outbox (nothing on a baseline).
+    stage: Vec<Item>,
+    new: usize,
+    updated: usize,
 }
 
-/// Finds a site's feed: the page itself, its `<link rel="alternate">`s, then well-known paths.
-async fn discover(fetcher: &Fetcher, page: &Fetched) -> Result<(Url, Fetched), FetchError> {
-    if sites::looks_like_feed(&page.body) {
-        return Ok((page.final_url.clone(), page.clone()));
-    }
-    let mut candidates =
-        sites::discover_feeds(&page.body, page.content_type.as_deref(), &page.final_url);
-    for path in sites::WELL_KNOWN_FEED_PATHS {
-        if let Ok(u) = page.final_url.join(path)
-            && !candidates.contains(&u)
-        {
-            candidates.push(u);
+impl Found {
+    fn sort(d: crate::diff::Diff, baseline: bool, trigger_on_update: bool) -> Found {
+        let record: Vec<Item> = (d.new.iter().chain(&d.aliases).chain(&d.updated))
+            .cloned()
+            .collect();
+        let mut stage: Vec<Item> = Vec::new();
+        if baseline {
+            info!(
+                items = record.len(),
+                "baseline: {} items recorded",
+                record.len()
+            );
+        } else {
+            stage.extend(d.new.iter().cloned());
+            if trigger_on_update {
+                stage.extend(d.updated.iter().cloned());
+            }
+            // The pipelines crawl links: an item without one is recorded, never delivered.
+            let before = stage.len();
+            stage.retain(|i| i.canonical_url.is_some());
+            if stage.len() < before {
+                warn!(
+                    items = before - stage.len(),
+                    "new item(s) without a link: recorded, not delivered"
+                );
+            }
+            if !d.new.is_empty() {
+                info!(new = d.new.len(), "new articles found");
+            }
+        }
+        Found {
+            baseline,
+            record,
+            stage,
+            new: d.new.len(),
+            updated: d.updated.len(),
         }
     }
-    for candidate in &candidates {
-        let Ok(resp) = fetcher.get(candidate, &Validators::default()).await else {
-            continue;
-        };
-        if let FetchOutcome::Fetched(f) = resp.outcome
-            && sites::looks_like_feed(&f.body)
-            && parse_feed(&f.body, f.content_type.as_deref(), &f.final_url).is_ok()
-        {
-            return Ok((f.final_url.clone(), f));
+}
+
+/// Everything one poll changes in the source's state, applied at once by [`Change::apply`].
+struct Change {
+    health: Health,
+    /// What the schedule makes of this poll.
+    schedule: schedule::Outcome,
+    /// A 200: what the response taught.
+    fetched: Option<Fetched>,
+    /// The discovered feed answered 404/410: discover again next time.
+    forget_discovered_feed: bool,
+}
+
+enum Health {
+    /// 200 or 304.
+    Ok,
+    Throttled {
+        retry_after: Duration,
+    },
+    Gone,
+    Failed {
+        error: String,
+    },
+}
+
+/// What a 200 teaches about the source.
+struct Fetched {
+    validators: Validators,
+    feed_ttl: Option<Duration>,
+    identity_mode: IdentityMode,
+    adaptive: Option<Duration>,
+    /// Follow a permanent move.
+    moved_to: Option<Url>,
+    learned: Learned,
+    /// `last_result`: "baseline: ..." or "ok: ...".
+    result: String,
+}
+
+fn not_modified(state: &SourceState, headers: &HeaderMap) -> Change {
+    let feed_ttl = (state.feed_ttl_secs).map(|secs| (Duration::from_secs(secs), "feed ttl"));
+    let ttl = [feed_ttl, cache_lifetime(headers)]
+        .into_iter()
+        .flatten()
+        .max_by_key(|(d, _)| *d);
+    let adaptive = state.adaptive_secs.map(Duration::from_secs);
+    Change {
+        health: Health::Ok,
+        schedule: schedule::Outcome::Ok { ttl, adaptive },
+        fetched: None,
+        forget_discovered_feed: false,
+    }
+}
+
+fn fetched(
+    state: &SourceState,
+    read: Read,
+    moved_to: Option<Url>,
+    identity_mode: IdentityMode,
+    found: &Found,
+) -> Change {
+    let feed_ttl = read.ttl.map(|d| (d, "feed ttl"));
+    let ttl = [feed_ttl, cache_lifetime(&read.headers)]
+        .into_iter()
+        .flatten()
+        .max_by_key(|(d, _)| *d);
+    let dates: Vec<_> = read.items.iter().filter_map(|i| i.published).collect();
+    let adaptive = schedule::adaptive_interval(&dates);
+    // Follow a permanent move only once the new place answered with something readable (not a
+    // parking page for a lapsed domain), and not for a site whose feed is what is polled.
+    let moved_to = moved_to
+        .filter(|_| state.discovered_feed.is_none() && read.learned.discovered_feed.is_none());
+    Change {
+        health: Health::Ok,
+        schedule: schedule::Outcome::Ok { ttl, adaptive },
+        fetched: Some(Fetched {
+            validators: read.validators,
+            feed_ttl: read.ttl,
+            identity_mode,
+            adaptive,
+            moved_to,
+            learned: read.learned,
+            result: if found.baseline {
+                format!("baseline: {} items recorded", found.record.len())
+            } else {
+                format!("ok: {} new, {} updated", found.new, found.updated)
+            },
+        }),
+        forget_discovered_feed: false,
+    }
+}
+
+/// What a failed poll means for the source: throttled, gone, or a failure that counts.
+fn failure(source: &SourceConfig, state: &SourceState, e: PollError) -> Change {
+    let change = |health, schedule| Change {
+        health,
+        schedule,
+        fetched: None,
+        forget_discovered_feed: false,
+    };
+    match e {
+        PollError::Fetch(FetchError::Status {
+            status: StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE,
+            retry_after: Some(retry_after),
+        }) => {
+            info!(?retry_after, "throttled by the server");
+            change(
+                Health::Throttled { retry_after },
+                schedule::Outcome::Throttled { retry_after },
+            )
+        }
+        PollError::Fetch(FetchError::Status {
+            status: StatusCode::GONE,
+            ..
+        }) if source.kind != SourceKind::Discover || state.discovered_feed.is_none() => {
+            warn!(
+                "source answered 410 Gone: it will not be polled again; remove it from the config or fix its URL"
+            );
+            change(Health::Gone, schedule::Outcome::Failed { failures: 0 })
+        }
+        e => {
+            let forget = matches!(&e, PollError::Fetch(FetchError::Status { status, .. }) if *status == StatusCode::NOT_FOUND || *status == StatusCode::GONE)
+                && state.discovered_feed.is_some();
+            if forget {
+                info!("the discovered feed is gone: discovering again next time");
+            }
+            let error = crate::causes::one_line(&e);
+            let failures = state.consecutive_failures + 1;
+            warn!(failures, %error, "poll failed");
+            Change {
+                forget_discovered_feed: forget,
+                ..change(
+                    Health::Failed { error },
+                    schedule::Outcome::Failed { failures },
+                )
+            }
         }
     }
-    Err(FetchError::Other(format!(
-        "no feed found at `{}`: no <link rel=\"alternate\"> feed and none of {} answered with a feed; hint: put the feed URL in `feeds`, or give this site a `selector`",
-        page.final_url,
-        sites::WELL_KNOWN_FEED_PATHS.join(", ")
-    )))
+}
+
+impl Change {
+    /// The poll's outcome, as reported.
+    fn outcome(&self, found: Option<&Found>) -> PollOutcome {
+        match (&self.health, found) {
+            (Health::Ok, None) => PollOutcome::NotModified,
+            (Health::Ok, Some(found)) if found.baseline => PollOutcome::Baseline {
+                recorded: found.record.len(),
+            },
+            (Health::Ok, Some(found)) => PollOutcome::Polled {
+                new: found.stage.clone(),
+                updated: found.updated,
+            },
+            (Health::Throttled { retry_after }, _) => PollOutcome::Throttled {
+                retry_after: *retry_after,
+            },
+            (Health::Gone, _) => PollOutcome::Gone,
+            (Health::Failed { error }, _) => PollOutcome::Failed {
+                error: error.clone(),
+            },
+        }
+    }
+
+    /// Writes this poll into the source's state: the one place a poll changes it.
+    fn apply(self, state: &mut SourceState, next: &Next, now: DateTime<Utc>) {
+        state.last_poll = Some(now);
+        match self.health {
+            Health::Ok => {
+                state.consecutive_failures = 0;
+                state.last_error = None;
+                state.last_success = Some(now);
+                state.last_result = Some("not modified".into());
+            }
+            Health::Throttled { retry_after } => {
+                state.last_result = Some(format!(
+                    "throttled: Retry-After {}",
+                    humantime::format_duration(retry_after)
+                ));
+            }
+            Health::Gone => {
+                state.gone = true;
+                state.last_result =
+                    Some("gone (410): no longer polled; remove it from the config".into());
+            }
+            Health::Failed { error } => {
+                state.consecutive_failures += 1;
+                state.last_result = Some(format!("error: {error}"));
+                state.last_error = Some(error);
+            }
+        }
+        if self.forget_discovered_feed {
+            state.discovered_feed = None;
+        }
+        if let Some(f) = self.fetched {
+            state.etag = f.validators.etag;
+            state.last_modified = f.validators.last_modified;
+            state.feed_ttl_secs = f.feed_ttl.map(|d| d.as_secs());
+            state.identity_mode = f.identity_mode;
+            state.identity_version = IDENTITY_VERSION;
+            state.adaptive_secs = f.adaptive.map(|d| d.as_secs());
+            if let Some(index) = f.learned.sitemap_index {
+                state.sitemap_index = index;
+            }
+            if let Some(feed) = f.learned.discovered_feed {
+                state.discovered_feed = Some(feed.to_string());
+            }
+            if let Some(moved) = f.moved_to {
+                warn!(to = %moved, "source moved permanently: polling the new URL from now on (update the config)");
+                state.current_url = Some(moved.to_string());
+            }
+            state.last_result = Some(f.result);
+            state.baseline_done = true;
+        }
+        state.next_due =
+            Some(Utc::now() + chrono::Duration::from_std(next.wait).unwrap_or_default());
+        state.next_due_reason = Some(next.reason.clone());
+    }
 }

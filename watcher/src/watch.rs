@@ -6,12 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,6 +23,7 @@ use crate::embedded::Embedded;
 use crate::error::WatcherError;
 use crate::fetch::Fetcher;
 use crate::identity::Canonicalizer;
+use crate::limits::Limits;
 use crate::outbox::{self, DeliveryReport};
 use crate::poll::{PollOptions, PollOutcome, PollReport, poll_source};
 use crate::schedule::Policy;
@@ -82,46 +81,6 @@ impl PassReport {
             }
         }
         out
-    }
-}
-
-/// The global and per-host limits on requests in flight.
-pub struct Limits {
-    global: Arc<Semaphore>,
-    per_host: usize,
-    hosts: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-impl Limits {
-    pub fn new(global: usize, per_host: usize) -> Limits {
-        Limits {
-            global: Arc::new(Semaphore::new(global)),
-            per_host,
-            hosts: Default::default(),
-        }
-    }
-
-    /// Waits for a slot on `host` (first, so a busy host holds no global slot) and a global one.
-    pub async fn acquire(&self, host: &str) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
-        let host_sem = {
-            let mut hosts = self.hosts.lock().expect("not poisoned");
-            // Looked up before inserting, so a known host costs no allocation.
-            match hosts.get(host) {
-                Some(sem) => sem.clone(),
-                None => hosts
-                    .entry(host.to_string())
-                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
-                    .clone(),
-            }
-        };
-        let h = host_sem.acquire_owned().await.expect("never closed");
-        let g = self
-            .global
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        (h, g)
     }
 }
 

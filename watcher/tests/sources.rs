@@ -15,7 +15,7 @@ use url::Url;
 use watcher::config::CssSelector;
 use watcher::opml::{OpmlAuthor, OpmlFeed, parse_opml, write_opml};
 use watcher::parse::RawItem;
-use watcher::sites::{
+use watcher::read::{
     SiteError, Sitemap, discover_feeds, extract_links, looks_like_feed, parse_sitemap,
 };
 

@@ -1,4 +1,4 @@
-//! html.rs: reads the article links out of an HTML page through a CSS selector, and owns how an
+//! page.rs: reads the article links out of an HTML page through a CSS selector, and owns how an
 //! HTML page is decoded (charset) and which URL its relative links resolve against (`<base>`).
 //!
 //! Each element the selector matches gives at most one link, the first that applies of: the
@@ -18,7 +18,8 @@ use scraper::{ElementRef, Html, Selector};
 use crate::config::CssSelector;
 use url::Url;
 
-use super::SiteError;
+use super::{Read, ReadError, SiteError};
+use crate::fetch::Fetched;
 use crate::parse::RawItem;
 
 /// How far into the page a `<meta charset>` is looked for. The HTML standard's pre-scan stops at
@@ -85,6 +86,17 @@ pub fn extract_links(
         });
     }
     Ok(items)
+}
+
+/// Reads the article links of a fetched page through `selector`.
+pub fn read(fetched: Fetched, selector: &CssSelector) -> Result<Read, ReadError> {
+    let items = extract_links(
+        &fetched.body,
+        fetched.content_type.as_deref(),
+        &fetched.final_url,
+        selector,
+    )?;
+    Ok(Read::from(fetched, items, None))
 }
 
 /// A parsed page and the URL its relative links resolve against.

@@ -9,7 +9,7 @@
 //! too.
 
 use std::borrow::Cow;
-use std::io::Read;
+use std::io::Read as _;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use flate2::read::MultiGzDecoder;
@@ -18,8 +18,9 @@ use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use url::Url;
 
-use super::SiteError;
-use super::html::is_web_url;
+use super::page::is_web_url;
+use super::{Read, ReadError, SiteError};
+use crate::fetch::{FetchOutcome, Fetched, Fetcher, Validators};
 use crate::parse::RawItem;
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -444,6 +445,62 @@ pub fn parse_w3c_datetime(text: &str) -> Option<DateTime<Utc>> {
         .or_else(|_| NaiveDate::parse_from_str(&format!("{text}-01-01"), "%Y-%m-%d"))
         .ok()?;
     Some(date.and_hms_opt(0, 0, 0)?.and_utc())
+}
+
+/// Child sitemaps read from one sitemap index.
+const MAX_CHILD_SITEMAPS: usize = 50;
+
+/// Reads a fetched sitemap, or every child of a sitemap index (up to [`MAX_CHILD_SITEMAPS`],
+/// fetched without validators: a child can change while the index does not). A child that fails
+/// is skipped (its articles stay known); all failing is an error.
+pub async fn read(
+    fetcher: &Fetcher,
+    fetched: Fetched,
+    include: Option<&str>,
+) -> Result<Read, ReadError> {
+    let cap = fetcher.max_body_bytes();
+    let (items, index) = match parse_sitemap(&fetched.body, &fetched.final_url, include, cap)? {
+        Sitemap::Urls(items) => (items, false),
+        Sitemap::Index(children) => {
+            let mut items = Vec::new();
+            let mut first_error = None;
+            for child in children.iter().take(MAX_CHILD_SITEMAPS) {
+                match read_child(fetcher, child, include, cap).await {
+                    Ok(more) => items.extend(more),
+                    Err(e) => {
+                        tracing::warn!(sitemap = %child, error = %e, "child sitemap skipped");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = first_error
+                && items.is_empty()
+            {
+                return Err(e);
+            }
+            (items, true)
+        }
+    };
+    let mut read = Read::from(fetched, items, None);
+    read.learned.sitemap_index = Some(index);
+    Ok(read)
+}
+
+/// The pages one child sitemap lists (an index inside an index is not followed).
+async fn read_child(
+    fetcher: &Fetcher,
+    child: &Url,
+    include: Option<&str>,
+    cap: u64,
+) -> Result<Vec<RawItem>, ReadError> {
+    let resp = fetcher.get(child, &Validators::default()).await?;
+    match resp.outcome {
+        FetchOutcome::Fetched(f) => match parse_sitemap(&f.body, &f.final_url, include, cap)? {
+            Sitemap::Urls(more) => Ok(more),
+            Sitemap::Index(_) => Ok(Vec::new()),
+        },
+        FetchOutcome::NotModified { .. } => Ok(Vec::new()),
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 use scraper::Selector;
 use url::Url;
 
-use super::html::Page;
+use super::page::Page;
+use super::{Read, ReadError};
+use crate::fetch::{FetchOutcome, Fetched, Fetcher, Validators};
+use crate::parse::parse_feed;
 
 /// Where sites commonly serve their feed when no page advertises it, tried in this order
 /// against the site's origin.
@@ -139,6 +142,46 @@ fn root_element(mut text: &str) -> Option<&str> {
             return Some(name.rsplit(':').next().unwrap_or(name));
         }
     }
+}
+
+/// Finds a site's feed from its fetched page: the page itself, its `<link rel="alternate">`s,
+/// then the well-known paths, each fetched until one answers with a feed that parses. Reads that
+/// feed.
+pub async fn read(fetcher: &Fetcher, page: Fetched) -> Result<Read, ReadError> {
+    if looks_like_feed(&page.body) {
+        let url = page.final_url.clone();
+        return found(url, page);
+    }
+    let mut candidates = discover_feeds(&page.body, page.content_type.as_deref(), &page.final_url);
+    for path in WELL_KNOWN_FEED_PATHS {
+        if let Ok(u) = page.final_url.join(path)
+            && !candidates.contains(&u)
+        {
+            candidates.push(u);
+        }
+    }
+    for candidate in &candidates {
+        let Ok(resp) = fetcher.get(candidate, &Validators::default()).await else {
+            continue;
+        };
+        if let FetchOutcome::Fetched(f) = resp.outcome
+            && looks_like_feed(&f.body)
+            && parse_feed(&f.body, f.content_type.as_deref(), &f.final_url).is_ok()
+        {
+            let url = f.final_url.clone();
+            return found(url, f);
+        }
+    }
+    Err(ReadError::NoFeed {
+        page: page.final_url,
+    })
+}
+
+fn found(url: Url, feed: Fetched) -> Result<Read, ReadError> {
+    tracing::info!(feed = %url, "feed discovered");
+    let mut read = super::feed::read(feed)?;
+    read.learned.discovered_feed = Some(url);
+    Ok(read)
 }
 
 #[cfg(test)]

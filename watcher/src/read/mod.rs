@@ -1,0 +1,171 @@
+//! read: turns a fetched response into the items it names, per kind of source, each step a
+//! pure parse except where the source itself says to fetch more (a sitemap index's children,
+//! the candidates of feed autodiscovery). Fetching the source, scheduling and storing are the
+//! caller's (`poll`).
+//!
+//! - [`feed`]: RSS, Atom, JSON Feed (through `parse`);
+//! - [`page`]: a page without a feed, read through a CSS selector ([`extract_links`]);
+//! - [`sitemap`]: a sitemap or sitemap index, plain or gzip ([`parse_sitemap`]), and the crawl
+//!   of an index's children;
+//! - [`discover`]: which feed a page advertises ([`discover_feeds`]), the well-known feed paths
+//!   to try when it advertises none, a cheap "is this a feed?" sniff ([`looks_like_feed`]), and
+//!   the probe that finds the feed.
+//!
+//! Every item read from a page or sitemap has `guid: None`: its identity is its URL (see
+//! `identity`).
+
+pub mod discover;
+pub mod feed;
+pub mod page;
+pub mod sitemap;
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use url::Url;
+
+pub use self::discover::{
+    WELL_KNOWN_FEED_PATHS, discover_feeds, looks_like_feed, well_known_feed_urls,
+};
+pub use self::page::extract_links;
+pub use self::sitemap::{Sitemap, parse_sitemap};
+
+use crate::config::SourceKind;
+use crate::fetch::{FetchError, Fetched, Fetcher, Validators};
+use crate::parse::{ParseError, RawItem};
+
+/// What one response said: its items, and what the source learned from it.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub items: Vec<RawItem>,
+    /// The feed's own `<ttl>`.
+    pub ttl: Option<Duration>,
+    /// The validators and headers of the response the items came from (the discovered feed's,
+    /// when autodiscovery fetched one).
+    pub validators: Validators,
+    pub headers: HeaderMap,
+    pub learned: Learned,
+}
+
+/// What reading taught about the source itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Learned {
+    /// A sitemap source: whether it is an index (its children can change while it does not).
+    pub sitemap_index: Option<bool>,
+    /// A site without a selector: the feed autodiscovery found.
+    pub discovered_feed: Option<Url>,
+}
+
+/// Reads `fetched` as a source of `kind`. `feed_known`: a site whose feed was already
+/// discovered (the response is that feed).
+pub async fn read(
+    fetcher: &Fetcher,
+    kind: &SourceKind,
+    feed_known: bool,
+    fetched: Fetched,
+) -> Result<Read, ReadError> {
+    match kind {
+        SourceKind::Feed => feed::read(fetched),
+        SourceKind::Discover if feed_known => feed::read(fetched),
+        SourceKind::Discover => discover::read(fetcher, fetched).await,
+        SourceKind::Page { selector } => page::read(fetched, selector),
+        SourceKind::Sitemap { include } => {
+            sitemap::read(fetcher, fetched, include.as_deref()).await
+        }
+    }
+}
+
+impl Read {
+    /// Items read from `fetched` itself, learning nothing about the source.
+    fn from(fetched: Fetched, items: Vec<RawItem>, ttl: Option<Duration>) -> Read {
+        Read {
+            items,
+            ttl,
+            validators: fetched.validators,
+            headers: fetched.headers,
+            learned: Learned::default(),
+        }
+    }
+}
+
+/// Why a response yielded no items.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Feed(#[from] ParseError),
+    #[error(transparent)]
+    Site(#[from] SiteError),
+    /// Fetching what the response pointed at (a child sitemap) failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(
+        "no feed found at `{page}`: no <link rel=\"alternate\"> feed and none of {} answered with a feed; hint: put the feed URL in `feeds`, or give this site a `selector`",
+        WELL_KNOWN_FEED_PATHS.join(", ")
+    )]
+    NoFeed { page: Url },
+}
+
+/// Why a page or sitemap yielded nothing usable. One error per body: the caller reports it for
+/// that source only.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    #[error(
+        "the selector `{selector}` matched nothing on the page; the site's layout may have \
+         changed: try the selector in the browser's developer tools on the page"
+    )]
+    NoMatch { selector: String },
+    #[error(
+        "the selector `{selector}` matched {matched} element(s) but none is, contains or sits \
+         inside a link to a web page; select the article links (`<a href>`) or their headings"
+    )]
+    NoLinks { selector: String, matched: usize },
+    #[error(
+        "the sitemap is larger than the {max_bytes}-byte body cap; raise the cap if the sitemap \
+         is genuine (the protocol allows up to 50 MB and 50,000 URLs)"
+    )]
+    TooLarge { max_bytes: u64 },
+    #[error(
+        "the gzip-compressed sitemap decompresses to more than the {max_bytes}-byte body cap \
+         (a gzip bomb, or an oversized sitemap); raise the cap only if the sitemap is genuine"
+    )]
+    DecompressedTooLarge { max_bytes: u64 },
+    #[error(
+        "the sitemap looks gzip-compressed but does not decompress; the file is corrupt or \
+         truncated: check it with `curl -s URL | gunzip | head`"
+    )]
+    Gzip {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "malformed sitemap XML at byte {position}; the sitemap itself is broken: an XML \
+         validator will show where"
+    )]
+    Xml {
+        position: u64,
+        #[source]
+        source: quick_xml::Error,
+    },
+    #[error(
+        "the sitemap ends inside `<{open}>` (truncated at byte {position}?); if it is large, \
+         raise the body cap, else the server cut the response short"
+    )]
+    Truncated { open: String, position: u64 },
+    #[error("the sitemap is empty; check that the URL points at a sitemap")]
+    Empty,
+    #[error(
+        "not a sitemap: the response is a feed (`<{root}>`); list it under the author's `feeds` \
+         instead"
+    )]
+    IsFeed { root: String },
+    #[error(
+        "not a sitemap: the root element is `<{root}>`, not `<urlset>` or `<sitemapindex>`; \
+         point the source at the sitemap (its URL is often listed in the site's /robots.txt)"
+    )]
+    NotSitemap { root: String },
+    #[error(
+        "not a sitemap: the response is neither XML nor a list of URLs (it starts with \
+         `{start}`); point the source at the sitemap"
+    )]
+    NotMarkup { start: String },
+}
