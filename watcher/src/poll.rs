@@ -72,7 +72,10 @@ enum Got {
     /// 304: nothing changed.
     NotModified { headers: HeaderMap },
     /// A response read; `moved_to` when every redirect on the way was permanent.
-    Read { read: Read, moved_to: Option<Url> },
+    Read {
+        read: Box<Read>,
+        moved_to: Option<Url>,
+    },
 }
 
 /// Polls `source` once and stores the result. A failure is reported in the outcome (and stored
@@ -112,7 +115,7 @@ pub async fn poll_source(
             let d = diff(&identified.items, &known_ids, &known_urls);
             let baseline = !(state.baseline_done || opts.backfill || source.backfill);
             let found = Found::sort(d, baseline, opts.trigger_on_update);
-            let change = fetched(&state, read, moved_to, identified.mode, &found);
+            let change = fetched(&state, *read, moved_to, identified.mode, &found);
             (change, Some(found))
         }
     };
@@ -176,7 +179,7 @@ async fn fetch_and_read(
     let feed_known = state.discovered_feed.is_some();
     let read = crate::read::read(fetcher, &source.kind, feed_known, fetched).await?;
     Ok(Got::Read {
-        read,
+        read: Box::new(read),
         moved_to: resp.moved_to,
     })
 }
