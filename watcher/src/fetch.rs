@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{
     ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, EXPIRES, HeaderMap, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, LAST_MODIFIED, LOCATION, RETRY_AFTER,
+    IF_NONE_MATCH, LAST_MODIFIED, LOCATION,
 };
 use url::Url;
 
@@ -196,7 +196,10 @@ impl Fetcher {
         if !status.is_success() {
             return Err(FetchError::Status {
                 status,
-                retry_after: retry_after(resp.headers()),
+                retry_after: trigger_client::retry_after::from_headers(
+                    resp.headers(),
+                    std::time::SystemTime::now(),
+                ),
             });
         }
         let final_url = resp.url().clone();
@@ -277,33 +280,9 @@ pub fn cache_lifetime(headers: &HeaderMap) -> Option<(Duration, &'static str)> {
     Some((left, "Expires"))
 }
 
-/// Parses `Retry-After` as seconds or an HTTP-date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, "3600".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
-        let later = chrono::Utc::now() + chrono::Duration::seconds(120);
-        h.insert(RETRY_AFTER, later.to_rfc2822().parse().unwrap());
-        let got = retry_after(&h).unwrap().as_secs();
-        assert!((100..=120).contains(&got), "{got}");
-        h.insert(RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
-    }
 
     #[test]
     fn cache_lifetime_reads_max_age_then_expires() {

@@ -2,9 +2,9 @@
 //! writes a fresh pipeline config listing the new links and starts the pipeline chain through
 //! the trigger client.
 //!
-//! Data flow: source → [`fetch`] (conditional GET) → [`parse`] → [`identity`] → [`diff`] against
-//! [`store`] → staged items → [`outbox`] batches ([`delivery`]) → [`emit`] config file →
-//! [`deliver`] trigger.
+//! Data flow: source → [`fetch`] (conditional GET) → [`read`] (feeds through [`parse`]) →
+//! [`identity`] → [`diff`] against [`store`] → staged items → [`outbox`] batches ([`delivery`])
+//! → [`emit`] config file → [`deliver`] trigger. The modules in this order: `watcher/README.md`.
 
 pub mod causes;
 pub mod cli;
