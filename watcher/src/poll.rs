@@ -10,13 +10,45 @@ use reqwest::header::HeaderMap;
 use tracing::{info, warn};
 use url::Url;
 
-use crate::config::{SourceConfig, SourceKind};
+use crate::config::{SourceConfig, SourceKind, WatcherSettings};
 use crate::diff::diff;
 use crate::fetch::{FetchError, FetchOutcome, Fetcher, Validators, cache_lifetime};
 use crate::identity::{Canonicalizer, IDENTITY_VERSION, IdentityMode, Item, identify};
 use crate::read::{Learned, Read, ReadError};
 use crate::schedule::{self, Next, Policy};
 use crate::store::{PollCommit, SourceState, StagedItem, Store, StoreError, source_key};
+
+/// One source with what every poll of it needs worked out once: its store key, the host its
+/// config names and its scheduling policy (a cron expression parsed once, not per poll).
+pub struct Planned {
+    pub config: SourceConfig,
+    pub key: String,
+    host: String,
+    pub policy: Policy,
+}
+
+impl Planned {
+    pub fn new(config: SourceConfig, settings: &WatcherSettings) -> Planned {
+        Planned {
+            key: source_key(&config.author, &config.url),
+            host: config.host(),
+            policy: Policy::for_source(&config, settings),
+            config,
+        }
+    }
+
+    /// The host the next poll goes to (for the per-host limit): the one of the URL
+    /// [`SourceState::poll_url`] picks, else the configured one.
+    pub fn host_now(&self, store: &Store) -> String {
+        let polled = match store.source(&self.key) {
+            Ok(Some(state)) => state.poll_url().ok(),
+            _ => None,
+        };
+        polled
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_else(|| self.host.clone())
+    }
+}
 
 /// Per-poll switches.
 #[derive(Debug, Clone, Copy, Default)]

@@ -25,8 +25,7 @@ use crate::fetch::Fetcher;
 use crate::identity::Canonicalizer;
 use crate::limits::Limits;
 use crate::outbox::{self, DeliveryReport};
-use crate::poll::{PollOptions, PollOutcome, PollReport, poll_source};
-use crate::schedule::Policy;
+use crate::poll::{Planned, PollOptions, PollOutcome, PollReport, poll_source};
 use crate::status::StatusReport;
 use crate::store::{Store, StoreError};
 
@@ -81,26 +80,6 @@ impl PassReport {
             }
         }
         out
-    }
-}
-
-/// One source with what every poll of it needs worked out once: its store key, the host its
-/// config names and its scheduling policy (a cron expression parsed once, not per poll).
-struct Planned {
-    config: SourceConfig,
-    key: String,
-    host: String,
-    policy: Policy,
-}
-
-impl Planned {
-    fn new(config: SourceConfig, settings: &crate::config::WatcherSettings) -> Planned {
-        Planned {
-            key: crate::store::source_key(&config.author, &config.url),
-            host: config.host(),
-            policy: Policy::for_source(&config, settings),
-            config,
-        }
     }
 }
 
@@ -233,17 +212,10 @@ impl Watcher {
         opts: PollOptions,
         cancel: &CancellationToken,
     ) -> Option<Result<PollReport, StoreError>> {
-        let host = match self.store.source(&source.key) {
-            Ok(Some(state)) => state
-                .poll_url()
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_ascii_lowercase)),
-            _ => None,
-        };
-        let host = host.as_deref().unwrap_or(&source.host);
+        let host = source.host_now(&self.store);
         let _permits = tokio::select! {
             _ = cancel.cancelled() => return None,
-            permits = self.limits.acquire(host) => permits,
+            permits = self.limits.acquire(&host) => permits,
         };
         Some(
             poll_source(
