@@ -1,10 +1,8 @@
 //! The REST API (axum): routes, bearer-token auth, request parsing and JSON errors. Handlers only
 //! translate between HTTP and the [`Engine`]; no run logic lives here.
 //!
-//! Routes (all JSON; every `/api` route needs `Authorization: Bearer <token>`):
-//! `POST /api/v1/chains/{chain}/runs`, `GET /api/v1/runs`, `GET /api/v1/runs/{id}`,
-//! `POST /api/v1/runs/{id}/cancel`, `GET /api/v1/runs/{id}/stages/{stage}/log`,
-//! `GET /api/v1/chains`, and `GET /healthz` (no auth).
+//! The routes and the bodies are the contract in `runner_api` (`runner_api::paths` lists them):
+//! all JSON, every `/api` route behind `Authorization: Bearer <token>`, `/healthz` without.
 
 use std::collections::BTreeMap;
 
@@ -15,34 +13,32 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use runner_api::request::{DEFAULT_LIMIT, MAX_IDEMPOTENCY_KEY_LEN, MAX_LIMIT};
+use runner_api::{
+    ChainList, ChainView, ErrorBody, Health, Run, RunPage, RunQuery, RunRequest, RunRequestBody,
+    RunStatus, StageView, Trigger, paths,
+};
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::chain::Chain;
-use crate::run::{Run, RunStatus, Trigger};
-use crate::runner::{CancelError, Engine, LogError, RunRequest, SubmitError, Submitted};
+use crate::runner::{CancelError, Engine, LogError, SubmitError, Submitted};
 use crate::state::{RunFilter, StateError};
 use crate::token::ApiToken;
-
-/// Default and largest `limit` of `GET /api/v1/runs`.
-pub const DEFAULT_LIMIT: usize = 50;
-pub const MAX_LIMIT: usize = 500;
-/// Longest accepted idempotency key.
-const MAX_KEY_LEN: usize = 256;
 
 /// The API's router over `engine`, guarded by `token`.
 pub fn router(engine: Engine, token: ApiToken) -> Router {
     let api = Router::new()
-        .route("/api/v1/chains", get(list_chains))
-        .route("/api/v1/chains/{chain}/runs", post(create_run))
-        .route("/api/v1/runs", get(list_runs))
-        .route("/api/v1/runs/{id}", get(get_run))
-        .route("/api/v1/runs/{id}/cancel", post(cancel_run))
-        .route("/api/v1/runs/{id}/stages/{stage}/log", get(get_log))
+        .route(paths::CHAINS, get(list_chains))
+        .route(paths::CHAIN_RUNS, post(create_run))
+        .route(paths::RUNS, get(list_runs))
+        .route(paths::RUN, get(get_run))
+        .route(paths::RUN_CANCEL, post(cancel_run))
+        .route(paths::STAGE_LOG, get(get_log))
         .route_layer(middleware::from_fn_with_state(token, require_token))
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
-        .route("/healthz", get(healthz))
+        .route(paths::HEALTHZ, get(healthz))
         .merge(api)
         .fallback(not_found)
         .with_state(engine)
@@ -76,8 +72,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status, axum::Json(json!({ "error": self.message }))).into_response();
+        let body = ErrorBody {
+            error: self.message,
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -134,8 +132,11 @@ async fn require_token(
     }
 }
 
-async fn healthz(State(engine): State<Engine>) -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok", "chains": engine.chains().len() }))
+async fn healthz(State(engine): State<Engine>) -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok".to_owned(),
+        chains: engine.chains().len(),
+    })
 }
 
 async fn not_found(request: Request) -> ApiError {
@@ -160,70 +161,57 @@ async fn method_not_allowed(request: Request) -> ApiError {
     )
 }
 
-/// The body of `POST /api/v1/chains/{chain}/runs`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateRunBody {
-    #[serde(default)]
-    config: Option<Value>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
-    #[serde(default)]
-    params: BTreeMap<String, Value>,
-}
-
 const BODY_SHAPE: &str = r#"expected {"config": {...}, "idempotency_key": "...", "params": {"NAME": "value"}} (all optional)"#;
 
-impl CreateRunBody {
-    fn parse(body: &[u8]) -> Result<RunRequest, ApiError> {
-        let body: Self = if body.iter().all(u8::is_ascii_whitespace) {
-            Self::default()
-        } else {
-            serde_json::from_slice(body).map_err(|err| {
-                ApiError::bad_request(format!("invalid JSON body: {err}; {BODY_SHAPE}"))
-            })?
-        };
-        let config = match body.config {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(map)) => Some(map),
-            Some(_) => {
-                return Err(ApiError::bad_request(format!(
-                    "`config` must be a JSON object; {BODY_SHAPE}"
-                )));
-            }
-        };
-        if let Some(key) = &body.idempotency_key
-            && (key.is_empty() || key.len() > MAX_KEY_LEN)
-        {
+/// Reads a create-run body and checks it into a [`RunRequest`].
+fn parse_run_request(body: &[u8]) -> Result<RunRequest, ApiError> {
+    let body: RunRequestBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RunRequestBody::default()
+    } else {
+        serde_json::from_slice(body).map_err(|err| {
+            ApiError::bad_request(format!("invalid JSON body: {err}; {BODY_SHAPE}"))
+        })?
+    };
+    let config = match body.config {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map),
+        Some(_) => {
             return Err(ApiError::bad_request(format!(
-                "`idempotency_key` must be 1 to {MAX_KEY_LEN} bytes long"
+                "`config` must be a JSON object; {BODY_SHAPE}"
             )));
         }
-        let mut params = BTreeMap::new();
-        for (name, value) in body.params {
-            if !crate::placeholder::is_param_name(&name) {
+    };
+    if let Some(key) = &body.idempotency_key
+        && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN)
+    {
+        return Err(ApiError::bad_request(format!(
+            "`idempotency_key` must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes long"
+        )));
+    }
+    let mut params = BTreeMap::new();
+    for (name, value) in body.params {
+        if !crate::placeholder::is_param_name(&name) {
+            return Err(ApiError::bad_request(format!(
+                "bad param name `{name}`; expected letters, digits, `_` or `-`"
+            )));
+        }
+        let value = match value {
+            Value::String(text) => text,
+            Value::Number(number) => number.to_string(),
+            Value::Bool(flag) => flag.to_string(),
+            _ => {
                 return Err(ApiError::bad_request(format!(
-                    "bad param name `{name}`; expected letters, digits, `_` or `-`"
+                    "param `{name}` must be a string, number or boolean"
                 )));
             }
-            let value = match value {
-                Value::String(text) => text,
-                Value::Number(number) => number.to_string(),
-                Value::Bool(flag) => flag.to_string(),
-                _ => {
-                    return Err(ApiError::bad_request(format!(
-                        "param `{name}` must be a string, number or boolean"
-                    )));
-                }
-            };
-            params.insert(name, value);
-        }
-        Ok(RunRequest {
-            config,
-            idempotency_key: body.idempotency_key,
-            params,
-        })
+        };
+        params.insert(name, value);
     }
+    Ok(RunRequest {
+        config,
+        idempotency_key: body.idempotency_key,
+        params,
+    })
 }
 
 async fn create_run(
@@ -243,13 +231,13 @@ async fn create_run(
         }
         .into());
     }
-    let request = CreateRunBody::parse(&body)?;
+    let request = parse_run_request(&body)?;
     let submitted = engine.submit(&chain, request, Trigger::Api).await?;
     let (status, run) = match submitted {
         Submitted::Created(run) => (StatusCode::CREATED, run),
         Submitted::Existing(run) => (StatusCode::OK, run),
     };
-    let location = format!("/api/v1/runs/{}", run.id);
+    let location = paths::run_path(&run.id);
     let mut response = (status, axum::Json(run)).into_response();
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -271,29 +259,14 @@ async fn get_run(
 fn run_not_found(id: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        format!("run `{id}` not found; list runs with GET /api/v1/runs"),
+        format!("run `{id}` not found; list runs with GET {}", paths::RUNS),
     )
-}
-
-/// Query of `GET /api/v1/runs`; parsed by hand for clear errors.
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    chain: Option<String>,
-    status: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct RunList {
-    runs: Vec<Run>,
-    next: Option<String>,
 }
 
 async fn list_runs(
     State(engine): State<Engine>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::Json<RunList>, ApiError> {
+    query: Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<RunPage>, ApiError> {
     let Query(query) =
         query.map_err(|err| ApiError::bad_request(format!("bad query: {}", err.body_text())))?;
     let status = query
@@ -324,10 +297,7 @@ async fn list_runs(
         .runs(filter)
         .await
         .map_err(|err| ApiError::internal(&err))?;
-    Ok(axum::Json(RunList {
-        runs: page.runs,
-        next: page.next,
-    }))
+    Ok(axum::Json(page))
 }
 
 async fn cancel_run(
@@ -386,74 +356,49 @@ async fn get_log(
         .into_response())
 }
 
-/// One chain in `GET /api/v1/chains`.
-#[derive(Debug, Serialize)]
-struct ChainView {
-    name: String,
-    description: String,
-    file: String,
-    schedule: Option<String>,
-    timezone: Option<String>,
-    next_scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
-    default_config: Option<String>,
-    concurrency: usize,
-    params: BTreeMap<String, String>,
-    stages: Vec<StageView>,
-}
-
-#[derive(Debug, Serialize)]
-struct StageView {
-    name: String,
-    after: Vec<String>,
-    run: Vec<String>,
-    workdir: String,
-    timeout: Option<String>,
-    retries: u32,
-}
-
-impl ChainView {
-    fn new(chain: &Chain) -> Self {
-        Self {
-            name: chain.name().to_owned(),
-            description: chain.description().to_owned(),
-            file: chain.file().display().to_string(),
-            schedule: chain.schedule().map(|s| s.expr().to_owned()),
-            timezone: chain.schedule().map(|s| s.timezone().to_string()),
-            next_scheduled_at: chain
-                .schedule()
-                .and_then(|s| s.next_after(chrono::Utc::now())),
-            default_config: chain.default_config().map(|p| p.display().to_string()),
-            concurrency: chain.concurrency(),
-            params: chain.params().clone(),
-            stages: chain
-                .stages()
-                .iter()
-                .map(|stage| StageView {
-                    name: stage.name().to_owned(),
-                    after: stage.after().to_vec(),
-                    run: stage
-                        .run()
-                        .iter()
-                        .map(|arg| arg.source().to_owned())
-                        .collect(),
-                    workdir: stage.workdir().display().to_string(),
-                    timeout: stage
-                        .timeout()
-                        .map(|t| humantime::format_duration(t).to_string()),
-                    retries: stage.retries(),
-                })
-                .collect(),
-        }
+/// How the chain listing shows `chain`.
+fn chain_view(chain: &Chain) -> ChainView {
+    ChainView {
+        name: chain.name().to_owned(),
+        description: chain.description().to_owned(),
+        file: chain.file().display().to_string(),
+        schedule: chain.schedule().map(|s| s.expr().to_owned()),
+        timezone: chain.schedule().map(|s| s.timezone().to_string()),
+        next_scheduled_at: chain
+            .schedule()
+            .and_then(|s| s.next_after(chrono::Utc::now())),
+        default_config: chain.default_config().map(|p| p.display().to_string()),
+        concurrency: chain.concurrency(),
+        params: chain.params().clone(),
+        stages: chain
+            .stages()
+            .iter()
+            .map(|stage| StageView {
+                name: stage.name().to_owned(),
+                after: stage.after().to_vec(),
+                run: stage
+                    .run()
+                    .iter()
+                    .map(|arg| arg.source().to_owned())
+                    .collect(),
+                workdir: stage.workdir().display().to_string(),
+                timeout: stage
+                    .timeout()
+                    .map(|t| humantime::format_duration(t).to_string()),
+                retries: stage.retries(),
+            })
+            .collect(),
     }
 }
 
-async fn list_chains(State(engine): State<Engine>) -> impl IntoResponse {
-    let chains: Vec<ChainView> = engine
-        .chains()
-        .iter()
-        .map(|chain| ChainView::new(chain))
-        .collect();
-    axum::Json(json!({ "chains": chains }))
+async fn list_chains(State(engine): State<Engine>) -> axum::Json<ChainList> {
+    axum::Json(ChainList {
+        chains: engine
+            .chains()
+            .iter()
+            .map(|chain| chain_view(chain))
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -462,9 +407,9 @@ mod tests {
 
     #[test]
     fn body_parsing() {
-        let request = CreateRunBody::parse(b"").unwrap();
+        let request = parse_run_request(b"").unwrap();
         assert_eq!(request, RunRequest::default());
-        let request = CreateRunBody::parse(
+        let request = parse_run_request(
             br#"{"config": {"parameters": {"links": []}}, "idempotency_key": "k", "params": {"a": "x", "n": 3, "b": true}}"#,
         )
         .unwrap();
@@ -481,7 +426,7 @@ mod tests {
             (br#"{"params": {"a": [1]}}"#, "param `a` must be a string"),
             (br#"{"params": {"a b": "x"}}"#, "bad param name `a b`"),
         ] {
-            let err = CreateRunBody::parse(body).unwrap_err();
+            let err = parse_run_request(body).unwrap_err();
             assert_eq!(err.status, StatusCode::BAD_REQUEST);
             assert!(err.message.contains(want), "{} lacks {want}", err.message);
         }

@@ -14,11 +14,11 @@ use crate::Runner;
 use crate::chain::{self, Chain};
 use crate::client::Client;
 use crate::error::Error;
-use crate::run::{Run, RunStatus, StageStatus, Trigger};
-use crate::runner::{Engine, RunRequest};
+use crate::runner::Engine;
 use crate::settings::{self, RunnerSettings};
 use crate::state::{RunFilter, State};
 use crate::token::{ApiToken, TOKEN_FILE, TokenSource};
+use runner_api::{Run, RunRequest, RunStatus, StageStatus, Trigger, paths};
 
 const ABOUT: &str = "Run pipeline chains (DAGs of commands) with durable state and a REST API";
 
@@ -247,7 +247,7 @@ pub struct RunArgs {
         hide_env_values = true,
         value_name = "URL"
     )]
-    pub url: Option<String>,
+    pub url: Option<url::Url>,
 
     /// With --url: file holding the API token (default: PIPELINES_TOKEN, then api-token in --state-dir)
     #[arg(long, value_name = "FILE")]
@@ -302,7 +302,7 @@ pub struct RunsArgs {
         hide_env_values = true,
         value_name = "URL"
     )]
-    pub url: Option<String>,
+    pub url: Option<url::Url>,
 
     /// With --url: file holding the API token (default: PIPELINES_TOKEN, then api-token in --state-dir)
     #[arg(long, value_name = "FILE")]
@@ -358,7 +358,7 @@ impl Cli {
 
 /// Runs the parsed command until it ends or `cancel` fires.
 pub async fn execute(command: Command, cancel: CancellationToken) -> Result<Status, Error> {
-    let token = std::env::var("PIPELINES_TOKEN").ok();
+    let token = std::env::var(runner_api::TOKEN_ENV).ok();
     match command {
         Command::Serve(args) => serve(args, token, cancel).await,
         Command::Run(args) => run(args, token, cancel).await,
@@ -418,9 +418,10 @@ async fn serve(
             };
             println!("token: {}{note}", path.display());
             println!(
-                "try: curl -H \"Authorization: Bearer $(cat {})\" {}/api/v1/chains",
+                "try: curl -H \"Authorization: Bearer $(cat {})\" {}{}",
                 path.display(),
-                runner.url()
+                runner.url(),
+                paths::CHAINS
             );
         }
     }
@@ -440,7 +441,7 @@ async fn run(
     };
     if let Some(url) = &args.url {
         let token = client_token(token, args.token_file.as_deref(), &args.dirs.state_dir)?;
-        let client = Client::new(url, &token);
+        let client = Client::new(url.clone(), &token);
         let (run, created) = client.create_run(&args.chain, &request).await?;
         let verb = if created {
             "started"
@@ -572,7 +573,7 @@ async fn runs(args: RunsArgs, token: Option<String>) -> Result<Status, Error> {
     };
     let (one, page) = if let Some(url) = &args.url {
         let token = client_token(token, args.token_file.as_deref(), &args.state_dir)?;
-        let client = Client::new(url, &token);
+        let client = Client::new(url.clone(), &token);
         match &args.id {
             Some(id) => (Some(client.run(id).await?), None),
             None => (None, Some(client.runs(&filter).await?)),

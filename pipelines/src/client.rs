@@ -1,30 +1,30 @@
 //! A small client of this crate's REST API, for `pipelines run|runs --url` (talking to a runner
-//! that holds the state directory). It only builds requests and reads responses.
+//! that holds the state directory). It only builds requests and reads responses; the paths and
+//! bodies are `runner_api`'s.
 
-use serde_json::json;
+use runner_api::{ErrorBody, Run, RunPage, RunQuery, RunRequest, paths};
+use url::Url;
 
-use crate::run::Run;
-use crate::runner::RunRequest;
-use crate::state::{RunFilter, RunPage};
+use crate::state::RunFilter;
 
 /// Errors talking to a runner.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach the runner at `{url}`; is `pipelines serve` running there?")]
     Connect {
-        url: String,
+        url: Url,
         #[source]
         source: reqwest::Error,
     },
     #[error("the runner answered {status} for `{url}`: {message}")]
     Status {
-        url: String,
+        url: Url,
         status: u16,
         message: String,
     },
     #[error("the runner's answer for `{url}` is not what this version expects")]
     Decode {
-        url: String,
+        url: Url,
         #[source]
         source: reqwest::Error,
     },
@@ -34,16 +34,16 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    base: Url,
     token: String,
 }
 
 impl Client {
     /// `base` is the runner's URL, e.g. `http://127.0.0.1:8731`.
-    pub fn new(base: &str, token: &str) -> Self {
+    pub fn new(base: Url, token: &str) -> Self {
         Self {
             http: reqwest::Client::new(),
-            base: base.trim_end_matches('/').to_owned(),
+            base,
             token: token.to_owned(),
         }
     }
@@ -54,50 +54,45 @@ impl Client {
         chain: &str,
         request: &RunRequest,
     ) -> Result<(Run, bool), ClientError> {
-        let url = format!("{}/api/v1/chains/{chain}/runs", self.base);
-        let body = json!({
-            "config": request.config,
-            "idempotency_key": request.idempotency_key,
-            "params": request.params,
-        });
-        let response = self.send(self.http.post(&url).json(&body), &url).await?;
+        let url = paths::chain_runs(&self.base, chain);
+        let response = self
+            .send(self.http.post(url.clone()).json(request), &url)
+            .await?;
         let created = response.status() == reqwest::StatusCode::CREATED;
         Ok((decode(response, &url).await?, created))
     }
 
     pub async fn run(&self, id: &str) -> Result<Run, ClientError> {
-        let url = format!("{}/api/v1/runs/{id}", self.base);
-        let response = self.send(self.http.get(&url), &url).await?;
+        let url = paths::run(&self.base, id);
+        let response = self.send(self.http.get(url.clone()), &url).await?;
         decode(response, &url).await
     }
 
     pub async fn runs(&self, filter: &RunFilter) -> Result<RunPage, ClientError> {
-        let url = format!("{}/api/v1/runs", self.base);
-        let mut query = vec![("limit", filter.limit.to_string())];
-        if let Some(chain) = &filter.chain {
-            query.push(("chain", chain.clone()));
-        }
-        if let Some(status) = filter.status {
-            query.push(("status", status.to_string()));
-        }
-        if let Some(cursor) = &filter.cursor {
-            query.push(("cursor", cursor.clone()));
-        }
-        let response = self.send(self.http.get(&url).query(&query), &url).await?;
+        let url = paths::runs(&self.base);
+        let query = RunQuery {
+            chain: filter.chain.clone(),
+            status: filter.status.map(|status| status.to_string()),
+            limit: Some(filter.limit.to_string()),
+            cursor: filter.cursor.clone(),
+        };
+        let response = self
+            .send(self.http.get(url.clone()).query(&query), &url)
+            .await?;
         decode(response, &url).await
     }
 
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
-        url: &str,
+        url: &Url,
     ) -> Result<reqwest::Response, ClientError> {
         let response = request
             .bearer_auth(&self.token)
             .send()
             .await
             .map_err(|source| ClientError::Connect {
-                url: url.to_owned(),
+                url: url.clone(),
                 source,
             })?;
         let status = response.status();
@@ -105,17 +100,11 @@ impl Client {
             return Ok(response);
         }
         let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|value| {
-                value
-                    .get("error")
-                    .and_then(|e| e.as_str())
-                    .map(str::to_owned)
-            })
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|body| body.error)
             .unwrap_or(text);
         Err(ClientError::Status {
-            url: url.to_owned(),
+            url: url.clone(),
             status: status.as_u16(),
             message,
         })
@@ -124,10 +113,10 @@ impl Client {
 
 async fn decode<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
-    url: &str,
+    url: &Url,
 ) -> Result<T, ClientError> {
     response.json().await.map_err(|source| ClientError::Decode {
-        url: url.to_owned(),
+        url: url.clone(),
         source,
     })
 }

@@ -21,7 +21,6 @@ pub mod client;
 mod error;
 pub mod placeholder;
 pub mod process;
-pub mod run;
 pub mod runner;
 pub mod schedule;
 pub mod settings;
@@ -38,11 +37,13 @@ use tokio_util::sync::CancellationToken;
 pub use crate::chain::{Chain, ChainError, ChainErrors, Chains};
 pub use crate::client::{Client, ClientError};
 pub use crate::error::Error;
-pub use crate::run::{Run, RunStatus, StageRun, StageStatus, Trigger};
-pub use crate::runner::{Engine, RunRequest, Submitted};
+pub use crate::runner::{Engine, Submitted};
 pub use crate::settings::RunnerSettings;
-pub use crate::state::{RunFilter, RunPage};
+pub use crate::state::RunFilter;
 pub use crate::token::{ApiToken, TokenSource};
+/// The REST contract (bodies, paths, token conventions), shared with the clients.
+pub use runner_api;
+pub use runner_api::{Run, RunPage, RunRequest, RunStatus, StageRun, StageStatus, Trigger};
 
 /// How long in-flight HTTP requests may take to finish once shutdown starts.
 const HTTP_DRAIN: Duration = Duration::from_secs(5);

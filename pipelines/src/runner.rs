@@ -27,10 +27,10 @@ use crate::chain::{Chain, Chains};
 use crate::error::Error;
 use crate::placeholder::Values;
 use crate::process::{self, Leftover, Outcome, Stops};
-use crate::run::{Run, RunStatus, StageRun, StageStatus, Trigger};
 use crate::schedule;
 use crate::settings::{self, RunnerSettings};
-use crate::state::{Inserted, RunFilter, RunPage, State, StateError};
+use crate::state::{Inserted, RunFilter, State, StateError};
+use runner_api::{Run, RunPage, RunRequest, RunStatus, StageRun, StageStatus, Trigger};
 
 /// The error a run that was running when the runner stopped gets at the next start.
 pub const INTERRUPTED_BY_RESTART: &str = "interrupted by restart";
@@ -49,17 +49,6 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The least age of a run directory without a run record before it is deleted (a run being
 /// created has its directory before its record).
 const ORPHAN_MIN_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
-
-/// A request to start a run.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunRequest {
-    /// The config the stages read; `None` uses the chain's `default_config`.
-    pub config: Option<serde_json::Map<String, Value>>,
-    /// The same key again returns the same run (and a different request with it is a conflict).
-    pub idempotency_key: Option<String>,
-    /// Values for `{param.NAME}`, over the chain's defaults.
-    pub params: BTreeMap<String, String>,
-}
 
 /// What [`Engine::submit`] did.
 #[derive(Debug, Clone)]
@@ -944,7 +933,7 @@ impl Engine {
                 args: args.to_vec(),
                 workdir: stage.workdir().to_owned(),
                 env: env.clone(),
-                env_remove: vec!["PIPELINES_TOKEN".to_owned()],
+                env_remove: vec![runner_api::TOKEN_ENV.to_owned()],
                 log: log.clone(),
                 log_cap: inner.log_cap,
                 header: format!(

@@ -22,7 +22,7 @@ use sled::Transactional;
 use sled::transaction::{TransactionError, abort};
 
 use crate::process::GroupRecord;
-use crate::run::{Run, RunStatus};
+use runner_api::{Run, RunPage, RunStatus};
 
 /// Errors of the durable state.
 #[derive(Debug, thiserror::Error)]
@@ -72,13 +72,6 @@ pub struct RunFilter {
     pub limit: usize,
     /// Only runs older than this run id (the `next` of the previous page).
     pub cursor: Option<String>,
-}
-
-/// One page of runs, newest first; `next` is the cursor for the following page.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunPage {
-    pub runs: Vec<Run>,
-    pub next: Option<String>,
 }
 
 /// The sled database of a runner. Cheap to clone: every clone is the same database.
@@ -382,8 +375,8 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::Trigger;
     use chrono::Utc;
+    use runner_api::Trigger;
 
     fn run(id: &str, chain: &str, status: RunStatus) -> Run {
         Run {

@@ -10,8 +10,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// The name of the generated token file inside the state directory.
-pub const TOKEN_FILE: &str = "api-token";
+pub use runner_api::TOKEN_FILE;
 
 /// Where the token came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

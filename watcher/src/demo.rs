@@ -192,10 +192,14 @@ async fn follow_stages(
     run_id: &str,
     out: &mut impl Write,
 ) -> std::io::Result<Option<pipelines::Run>> {
-    let Ok(token) = std::fs::read_to_string(runner_state.join("api-token")) else {
+    let Ok(token) = std::fs::read_to_string(runner_state.join(pipelines::runner_api::TOKEN_FILE))
+    else {
         return Ok(None);
     };
-    let client = pipelines::Client::new(url, token.trim());
+    let Ok(base) = url::Url::parse(url) else {
+        return Ok(None);
+    };
+    let client = pipelines::Client::new(base, token.trim());
     let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
     let mut seen: Vec<(String, pipelines::StageStatus)> = Vec::new();
     writeln!(out, "6. following the chain:")?;

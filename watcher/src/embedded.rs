@@ -68,7 +68,7 @@ impl Embedded {
         let task = tokio::spawn(runner.run(cancel.clone()));
         Ok(Embedded {
             url,
-            token_file: runner_state.join("api-token"),
+            token_file: runner_state.join(pipelines::runner_api::TOKEN_FILE),
             run_dirs: runner_state,
             cancel,
             task,

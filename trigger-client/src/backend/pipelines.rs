@@ -1,22 +1,18 @@
-//! The `pipelines` backend: the embedded runner's REST API (`pipelines serve`).
+//! The `pipelines` backend: the embedded runner's REST API (`pipelines serve`), whose bodies,
+//! paths and token variable are the `runner_api` crate's.
 //!
-//! `POST /api/v1/chains/{chain}/runs` with `{"config", "idempotency_key", "params"}` answers 201
-//! with a new run or 200 with the run that key already started (409: same key, other body);
-//! `GET /api/v1/runs/{id}`; `POST /api/v1/runs/{id}/cancel`. Bearer token on every call.
+//! Creating a run answers 201 with a new run or 200 with the run that key already started (409:
+//! same key, other body); a run is read and cancelled by id. Bearer token on every call.
 
-use serde::Deserialize;
-use serde_json::json;
+use runner_api::{RunRequest as RunnerRequest, StageRun, StageStatus, paths};
 use url::Url;
 
-use super::{Backend, IdValue, endpoint};
+use super::Backend;
 use crate::auth::Auth;
 use crate::error::Error;
 use crate::http::{Body, Call, Http};
 use crate::target::{Secret, TargetConfig};
 use crate::{RunRequest, RunState, RunStatus};
-
-/// The runner's own token variable, used when the target names no token.
-const DEFAULT_TOKEN_ENV: &str = "PIPELINES_TOKEN";
 
 pub(crate) struct Pipelines {
     base: Url,
@@ -25,12 +21,14 @@ pub(crate) struct Pipelines {
 
 impl Pipelines {
     pub(crate) fn new(target: &TargetConfig) -> Result<Self, Error> {
+        // The runner's own token variable, used when the target names no token.
+        let env = runner_api::TOKEN_ENV;
         let token = match target.token()? {
             Some(token) => Some(token),
-            None => std::env::var(DEFAULT_TOKEN_ENV)
+            None => std::env::var(env)
                 .ok()
                 .filter(|value| !value.is_empty())
-                .map(|value| Secret::new(value, format!("env var `{DEFAULT_TOKEN_ENV}`"))),
+                .map(|value| Secret::new(value, format!("env var `{env}`"))),
         };
         Ok(Pipelines {
             base: target.require_url()?,
@@ -39,39 +37,31 @@ impl Pipelines {
     }
 }
 
-/// The run as the runner returns it (only what we read).
-#[derive(Deserialize)]
-struct Run {
-    id: IdValue,
-    status: String,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    stages: Vec<Stage>,
-}
-
-#[derive(Deserialize)]
-struct Stage {
-    name: String,
-    status: String,
-    #[serde(default)]
-    exit_code: Option<i64>,
+/// The runner's request for `req`. No config at all (an empty mapping) lets the chain's
+/// `default_config` apply; anything but a mapping is refused here, as the runner would.
+fn runner_request(req: &RunRequest) -> Result<RunnerRequest, Error> {
+    let config = match &req.config {
+        serde_json::Value::Null => None,
+        serde_json::Value::Object(map) if map.is_empty() => None,
+        serde_json::Value::Object(map) => Some(map.clone()),
+        _ => {
+            return Err(Error::Request {
+                problem: "the pipelines runner takes a JSON object as the config".to_owned(),
+            });
+        }
+    };
+    Ok(RunnerRequest {
+        config,
+        idempotency_key: Some(req.idempotency_key.clone()),
+        params: req.params.clone(),
+    })
 }
 
 impl Backend for Pipelines {
     async fn trigger(&self, http: &Http, chain: &str, req: &RunRequest) -> Result<String, Error> {
-        let url = endpoint(&self.base, &["api", "v1", "chains", chain, "runs"]);
-        // No config at all (an empty mapping) lets the chain's `default_config` apply.
-        let mut body = json!({
-            "idempotency_key": req.idempotency_key,
-            "params": req.params,
-        });
-        if req.config.as_object().is_none_or(|m| !m.is_empty()) {
-            body["config"] = req.config.clone();
-        }
-        let reply = http
-            .send(&Call::post(url, Body::json(&body)), &self.auth)
-            .await?;
+        let url = paths::chain_runs(&self.base, chain);
+        let body = Body::json(&runner_request(req)?);
+        let reply = http.send(&Call::post(url, body), &self.auth).await?;
         if reply.status == 409 {
             return Err(Error::Request {
                 problem: format!(
@@ -81,27 +71,27 @@ impl Backend for Pipelines {
                 ),
             });
         }
-        let run: Run = reply.success(&self.auth)?.json()?;
-        Ok(run.id.into_string())
+        let run: runner_api::Run = reply.success(&self.auth)?.json()?;
+        Ok(run.id)
     }
 
     async fn status(&self, http: &Http, id: &str) -> Result<RunStatus, Error> {
-        let url = endpoint(&self.base, &["api", "v1", "runs", id]);
-        let run: Run = http
+        let url = paths::run(&self.base, id);
+        let run: runner_api::Run = http
             .send(&Call::get(url), &self.auth)
             .await?
             .success(&self.auth)?
             .json()?;
         let message = run.error.clone().or_else(|| failed_stage(&run.stages));
         Ok(RunStatus {
-            state: normalize(&run.status),
-            raw_state: run.status,
+            state: state(run.status),
+            raw_state: run.status.as_str().to_owned(),
             message,
         })
     }
 
     async fn cancel(&self, http: &Http, id: &str) -> Result<(), Error> {
-        let url = endpoint(&self.base, &["api", "v1", "runs", id, "cancel"]);
+        let url = paths::run_cancel(&self.base, id);
         let reply = http.send(&Call::post(url, Body::Empty), &self.auth).await?;
         // A retried cancel whose first attempt already worked finds the run cancelled: success.
         if reply.status == 409 && self.status(http, id).await?.state == RunState::Cancelled {
@@ -113,20 +103,22 @@ impl Backend for Pipelines {
 }
 
 /// "stage `x` failed (exit code 3)" for the first failed stage.
-fn failed_stage(stages: &[Stage]) -> Option<String> {
-    let stage = stages.iter().find(|stage| stage.status == "failed")?;
+fn failed_stage(stages: &[StageRun]) -> Option<String> {
+    let stage = stages
+        .iter()
+        .find(|stage| stage.status == StageStatus::Failed)?;
     Some(match stage.exit_code {
         Some(code) => format!("stage `{}` failed (exit code {code})", stage.name),
         None => format!("stage `{}` failed", stage.name),
     })
 }
 
-fn normalize(raw: &str) -> RunState {
-    match raw {
-        "queued" => RunState::Queued,
-        "succeeded" => RunState::Succeeded,
-        "failed" => RunState::Failed,
-        "cancelled" => RunState::Cancelled,
-        _ => RunState::Running,
+fn state(status: runner_api::RunStatus) -> RunState {
+    match status {
+        runner_api::RunStatus::Queued => RunState::Queued,
+        runner_api::RunStatus::Running => RunState::Running,
+        runner_api::RunStatus::Succeeded => RunState::Succeeded,
+        runner_api::RunStatus::Failed => RunState::Failed,
+        runner_api::RunStatus::Cancelled => RunState::Cancelled,
     }
 }

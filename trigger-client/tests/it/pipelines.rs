@@ -65,7 +65,9 @@ async fn create(
     let index = runner.runs.len();
     let run = json!({
         "id": format!("run-{index}"), "chain": chain, "status": "queued",
-        "created_at": "2026-11-25T10:00:00Z", "stages": [], "error": null,
+        "trigger": "api", "created_at": "2026-11-25T10:00:00Z", "started_at": null,
+        "finished_at": null, "stages": [], "error": null, "idempotency_key": key,
+        "run_dir": "/tmp/run",
         "fail": body["config"]["fail"].as_bool().unwrap_or(false),
     });
     runner.runs.push(run.clone());
@@ -99,17 +101,17 @@ async fn show(
     let fail = run["fail"].as_bool().unwrap_or(false);
     if run["status"] == "queued" && polls >= 2 {
         run["status"] = json!("running");
-        run["stages"] = json!([{"name": "digital_data_etl", "status": "running", "exit_code": null, "started_at": "t", "finished_at": null}]);
+        run["stages"] = json!([{"name": "digital_data_etl", "status": "running", "exit_code": null, "started_at": "2026-11-25T10:00:01Z", "finished_at": null}]);
     } else if run["status"] == "running" && polls >= 3 {
         if fail {
             run["status"] = json!("failed");
             run["stages"] = json!([
-                {"name": "digital_data_etl", "status": "failed", "exit_code": 3, "started_at": "t", "finished_at": "t"},
+                {"name": "digital_data_etl", "status": "failed", "exit_code": 3, "started_at": "2026-11-25T10:00:01Z", "finished_at": "2026-11-25T10:00:02Z"},
                 {"name": "feature_engineering", "status": "skipped", "exit_code": null, "started_at": null, "finished_at": null}
             ]);
         } else {
             run["status"] = json!("succeeded");
-            run["stages"] = json!([{"name": "digital_data_etl", "status": "succeeded", "exit_code": 0, "started_at": "t", "finished_at": "t"}]);
+            run["stages"] = json!([{"name": "digital_data_etl", "status": "succeeded", "exit_code": 0, "started_at": "2026-11-25T10:00:01Z", "finished_at": "2026-11-25T10:00:02Z"}]);
         }
     }
     Json(run.clone()).into_response()

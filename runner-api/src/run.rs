@@ -1,7 +1,8 @@
-//! What a run is: the durable record of one execution of a chain and its stages, with the status
-//! machines (queued → running → succeeded / failed / cancelled; a stage may also be skipped).
+//! What a run is: the record of one execution of a chain and its stages, with the status machines
+//! (queued → running → succeeded / failed / cancelled; a stage may also be skipped).
 //!
-//! These types are stored in sled as JSON and are also the REST API's response bodies.
+//! These types are the REST API's response bodies, and the runner stores them in sled as the same
+//! JSON: a field renamed here changes both the API and the on-disk format.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -45,11 +46,20 @@ impl fmt::Display for RunStatus {
 }
 
 /// A status string that is not a run status.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown run status `{0}`; expected one of `queued`, `running`, `succeeded`, `failed`, `cancelled`"
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownStatus(pub String);
+
+impl fmt::Display for UnknownStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown run status `{}`; expected one of `queued`, `running`, `succeeded`, `failed`, `cancelled`",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownStatus {}
 
 impl FromStr for RunStatus {
     type Err = UnknownStatus;
@@ -105,7 +115,7 @@ impl fmt::Display for StageStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
-    /// `POST /api/v1/chains/{chain}/runs`.
+    /// `POST` on [`paths::CHAIN_RUNS`](crate::paths::CHAIN_RUNS).
     Api,
     /// The chain's cron schedule.
     Schedule,
