@@ -3,10 +3,10 @@
 //! cron and durations, absolute paths).
 //!
 //! Every problem is reported with the file, the key and what was expected; all problems of all
-//! files are reported at once.
+//! files are reported at once. The problems themselves are in `problem`, the stage order in
+//! `dag`, how relative paths resolve in `paths`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,13 @@ use serde::Deserialize;
 
 use crate::placeholder::{self, Placeholder, Template};
 use crate::schedule::Schedule;
+
+mod dag;
+mod paths;
+mod problem;
+
+use self::paths::resolve;
+pub use self::problem::{ChainError, ChainErrors};
 
 /// The chain file as written (before validation).
 #[derive(Debug, Deserialize)]
@@ -163,42 +170,6 @@ impl Stage {
 }
 
 /// One problem in one chain file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainError {
-    pub file: PathBuf,
-    /// The key path, e.g. `stages[clean].after`; `None` for whole-file problems.
-    pub key: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for ChainError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.key {
-            Some(key) => write!(f, "{}: `{key}`: {}", self.file.display(), self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
-        }
-    }
-}
-
-/// Every problem found while loading chain files.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ChainErrors(pub Vec<ChainError>);
-
-impl fmt::Display for ChainErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = self.0.len();
-        write!(
-            f,
-            "{count} problem{} in chain files; fix them and run `pipelines check`:",
-            if count == 1 { "" } else { "s" }
-        )?;
-        for error in &self.0 {
-            write!(f, "\n  {error}")?;
-        }
-        Ok(())
-    }
-}
-
 /// The chains of one directory, by name.
 #[derive(Debug, Clone, Default)]
 pub struct Chains {
@@ -589,53 +560,11 @@ fn stage_key(index: usize, name: &str) -> String {
     }
 }
 
-fn resolve(base: &Path, path: Option<&Path>) -> PathBuf {
-    match path {
-        Some(path) => normalize(&base.join(path)),
-        None => base.to_owned(),
-    }
-}
-
-/// Removes `.` and `..` components lexically (`/a/b/../c` → `/a/c`), so resolved paths read well.
-fn normalize(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push(component);
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// Kahn's algorithm, preferring file order among ready stages: stage indices in an order where
-/// each comes after its deps, or the stages left in a cycle.
+/// Stage indices in an order where each comes after its deps, or the stages left in a cycle
+/// (see [`dag::order`]).
 pub fn topological_order(stages: &[Stage]) -> Result<Vec<usize>, Vec<usize>> {
-    let mut waiting: Vec<usize> = stages.iter().map(|stage| stage.deps.len()).collect();
-    let mut ready: BTreeSet<usize> = (0..stages.len()).filter(|&i| waiting[i] == 0).collect();
-    let mut order = Vec::with_capacity(stages.len());
-    while let Some(done) = ready.pop_first() {
-        order.push(done);
-        for (i, stage) in stages.iter().enumerate() {
-            if stage.deps.contains(&done) {
-                waiting[i] -= 1;
-                if waiting[i] == 0 {
-                    ready.insert(i);
-                }
-            }
-        }
-    }
-    if order.len() == stages.len() {
-        Ok(order)
-    } else {
-        Err((0..stages.len()).filter(|i| !order.contains(i)).collect())
-    }
+    let deps: Vec<&[usize]> = stages.iter().map(|stage| stage.deps.as_slice()).collect();
+    dag::order(&deps)
 }
 
 #[cfg(test)]

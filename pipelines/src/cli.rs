@@ -1,24 +1,15 @@
-//! The command line: clap definitions with man-page style help, validation of raw flags into
-//! settings, and the four commands (`serve`, `run`, `runs`, `check`) with their output.
+//! The command line: clap definitions with man-page style help (the exit-code contract
+//! included) and validation of raw flags into settings. The commands themselves are in
+//! `commands`.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::Runner;
-use crate::chain::{self, Chain};
-use crate::client::Client;
-use crate::error::Error;
-use crate::runner::Engine;
 use crate::settings::{self, RunnerSettings};
-use crate::state::{RunFilter, State};
-use crate::token::{ApiToken, TOKEN_FILE, TokenSource};
-use runner_api::{Run, RunRequest, RunStatus, StageStatus, Trigger, paths};
+use runner_api::RunStatus;
 
 const ABOUT: &str = "Run pipeline chains (DAGs of commands) with durable state and a REST API";
 
@@ -35,6 +26,10 @@ restarted runner knows what happened.
 The runner serves a bearer-token REST API (see pipelines/README.md) that the watcher and
 `curl` use to start runs, follow them, read logs and cancel them. Chains can also run on a
 cron schedule.";
+
+const EXIT_STATUS: &str = "\
+EXIT STATUS: 0 ok, 1 a run failed, 2 bad input or state dir in use, 3 runner unreachable,
+4 store failed (details: --help)";
 
 const AFTER_HELP: &str = "\
 EXAMPLES:
@@ -58,8 +53,11 @@ EXAMPLES:
 
 EXIT STATUS:
     0   success (for `run`: the run succeeded)
-    1   the run failed or was cancelled, or `check` found problems in chain files
-    2   any other error: bad flags, unreadable files, state directory in use, runner unreachable
+    1   a run failed or was cancelled
+    2   bad input or usage: flags, chain files (`check`), config or token files, an unknown chain
+        or run, a request the runner refused; or the state directory is in use
+    3   the runner (--url) cannot be reached or answered with a server error
+    4   the store failed: the run database or state directory cannot be read or written
 
 ENVIRONMENT:
     PIPELINES_TOKEN      API bearer token; if unset, `serve` generates one into
@@ -86,6 +84,7 @@ SEE ALSO:
     version,
     about = ABOUT,
     long_about = LONG_ABOUT,
+    after_help = EXIT_STATUS,
     after_long_help = AFTER_HELP,
     max_term_width = 100,
     propagate_version = true
@@ -337,14 +336,6 @@ pub struct CheckArgs {
     pub path: PathBuf,
 }
 
-/// How a command ended, when it did not fail outright.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Success,
-    /// A run ended failed or cancelled.
-    RunFailed,
-}
-
 impl Cli {
     /// The log filter: `--log`, or `info` for `serve` and `warn` for the one-shot commands.
     pub fn log_filter(&self) -> &str {
@@ -356,453 +347,16 @@ impl Cli {
     }
 }
 
-/// Runs the parsed command until it ends or `cancel` fires.
-pub async fn execute(command: Command, cancel: CancellationToken) -> Result<Status, Error> {
-    let token = std::env::var(runner_api::TOKEN_ENV).ok();
-    match command {
-        Command::Serve(args) => serve(args, token, cancel).await,
-        Command::Run(args) => run(args, token, cancel).await,
-        Command::Runs(args) => runs(args, token).await,
-        Command::Check(args) => check(&args.path),
+impl Stopping {
+    /// The runner settings for these flags and directories (`token`: PIPELINES_TOKEN).
+    pub fn runner_settings(&self, dirs: &Dirs, token: Option<String>) -> RunnerSettings {
+        let mut settings = RunnerSettings::new(&dirs.chains, &dirs.state_dir)
+            .with_kill_grace(self.kill_grace)
+            .with_shutdown_grace(self.shutdown_grace)
+            .with_log_cap(self.log_cap);
+        settings.token = token;
+        settings
     }
-}
-
-fn runner_settings(dirs: &Dirs, stopping: &Stopping, token: Option<String>) -> RunnerSettings {
-    let mut settings = RunnerSettings::new(&dirs.chains, &dirs.state_dir)
-        .with_kill_grace(stopping.kill_grace)
-        .with_shutdown_grace(stopping.shutdown_grace)
-        .with_log_cap(stopping.log_cap);
-    settings.token = token;
-    settings
-}
-
-async fn serve(
-    args: ServeArgs,
-    token: Option<String>,
-    cancel: CancellationToken,
-) -> Result<Status, Error> {
-    if settings::is_remote(args.listen) {
-        if !args.allow_remote {
-            return Err(Error::RemoteListen { addr: args.listen });
-        }
-        tracing::warn!(addr = %args.listen, "listening beyond loopback: anyone who can reach this address and has the token can run chains");
-    }
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: args.listen,
-            source,
-        })?;
-    let settings =
-        runner_settings(&args.dirs, &args.stopping, token).with_keep_runs(args.keep_runs);
-    let runner = Runner::build(listener, settings)?;
-    println!("pipelines runner listening on {}", runner.url());
-    println!(
-        "chains: {} from {}",
-        runner
-            .engine()
-            .chains()
-            .iter()
-            .map(|chain| chain.name())
-            .collect::<Vec<_>>()
-            .join(", "),
-        args.dirs.chains.display()
-    );
-    match runner.token().source() {
-        TokenSource::Given => println!("token: from PIPELINES_TOKEN"),
-        TokenSource::File { path, created } => {
-            let note = if *created {
-                " (generated now, mode 0600)"
-            } else {
-                ""
-            };
-            println!("token: {}{note}", path.display());
-            println!(
-                "try: curl -H \"Authorization: Bearer $(cat {})\" {}{}",
-                path.display(),
-                runner.url(),
-                paths::CHAINS
-            );
-        }
-    }
-    runner.run(cancel).await?;
-    Ok(Status::Success)
-}
-
-async fn run(
-    args: RunArgs,
-    token: Option<String>,
-    cancel: CancellationToken,
-) -> Result<Status, Error> {
-    let request = RunRequest {
-        config: args.config.as_deref().map(read_config).transpose()?,
-        idempotency_key: args.idempotency_key.clone(),
-        params: parse_params(&args.params)?,
-    };
-    if let Some(url) = &args.url {
-        let token = client_token(token, args.token_file.as_deref(), &args.dirs.state_dir)?;
-        let client = Client::new(url.clone(), &token);
-        let (run, created) = client.create_run(&args.chain, &request).await?;
-        let verb = if created {
-            "started"
-        } else {
-            "already exists (same idempotency key)"
-        };
-        println!("run {} of chain `{}` {verb}", run.id, run.chain);
-        if !args.wait {
-            println!("follow it: pipelines runs {} --url {url}", run.id);
-            return Ok(Status::Success);
-        }
-        let mut progress = Progress::default();
-        let mut run = run;
-        loop {
-            progress.show(&run);
-            if run.status.is_finished() {
-                return Ok(finish(&run));
-            }
-            tokio::select! {
-                () = cancel.cancelled() => {
-                    println!("stopped waiting; run {} goes on in the runner", run.id);
-                    return Ok(Status::RunFailed);
-                }
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-            run = client.run(&run.id).await?;
-        }
-    }
-
-    let engine = Engine::open(&runner_settings(&args.dirs, &args.stopping, None))?;
-    let submitted = engine.submit(&args.chain, request, Trigger::Cli).await;
-    let run = match submitted {
-        Ok(submitted) => submitted.run().clone(),
-        Err(err) => {
-            engine.shutdown().await;
-            return Err(err.into());
-        }
-    };
-    println!(
-        "run {} of chain `{}` started in this process",
-        run.id, run.chain
-    );
-    let mut progress = Progress::default();
-    let mut cancelled = false;
-    let run = loop {
-        let changed = engine.changed();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        let current = engine.run(&run.id)?.unwrap_or_else(|| run.clone());
-        progress.show(&current);
-        if current.status.is_finished() {
-            break current;
-        }
-        tokio::select! {
-            () = &mut changed => {}
-            () = cancel.cancelled(), if !cancelled => {
-                cancelled = true;
-                println!("cancelling run {} ...", run.id);
-                let engine = engine.clone();
-                let id = run.id.clone();
-                tokio::spawn(async move { engine.cancel(&id).await });
-            }
-        }
-    };
-    engine.shutdown().await;
-    Ok(finish(&run))
-}
-
-fn finish(run: &Run) -> Status {
-    let took = match (run.started_at, run.finished_at) {
-        (Some(start), Some(end)) => format!(" in {}", format_duration(end - start)),
-        _ => String::new(),
-    };
-    println!("run {} {}{took}", run.id, run.status);
-    if let Some(error) = &run.error {
-        println!("error: {error}");
-    }
-    println!(
-        "run directory (config, logs, outputs): {}",
-        run.run_dir.display()
-    );
-    if run.status == RunStatus::Succeeded {
-        Status::Success
-    } else {
-        Status::RunFailed
-    }
-}
-
-/// Prints stage status changes between snapshots of a run.
-#[derive(Debug, Default)]
-struct Progress {
-    seen: BTreeMap<String, StageStatus>,
-}
-
-impl Progress {
-    fn show(&mut self, run: &Run) {
-        for stage in &run.stages {
-            if self.seen.get(&stage.name) == Some(&stage.status) {
-                continue;
-            }
-            self.seen.insert(stage.name.clone(), stage.status);
-            if stage.status == StageStatus::Queued {
-                continue;
-            }
-            let detail = match (stage.status, stage.exit_code, &stage.error) {
-                (StageStatus::Running, _, _) if stage.attempts > 1 => {
-                    format!(" (attempt {})", stage.attempts)
-                }
-                (_, _, Some(error)) => format!(" ({error})"),
-                (_, Some(code), None) => format!(" (exit {code})"),
-                _ => String::new(),
-            };
-            let status = stage.status;
-            println!(
-                "  {} {:<32} {status}{detail}",
-                chrono::Local::now().format("%H:%M:%S"),
-                stage.name
-            );
-        }
-    }
-}
-
-async fn runs(args: RunsArgs, token: Option<String>) -> Result<Status, Error> {
-    let filter = RunFilter {
-        chain: args.chain.clone(),
-        status: args.status,
-        limit: args.limit.max(1),
-        cursor: None,
-    };
-    let (one, page) = if let Some(url) = &args.url {
-        let token = client_token(token, args.token_file.as_deref(), &args.state_dir)?;
-        let client = Client::new(url.clone(), &token);
-        match &args.id {
-            Some(id) => (Some(client.run(id).await?), None),
-            None => (None, Some(client.runs(&filter).await?)),
-        }
-    } else {
-        let state = State::open(&settings::db_dir(&args.state_dir))?;
-        match &args.id {
-            Some(id) => {
-                let run = state
-                    .get_run(id)?
-                    .ok_or_else(|| crate::state::StateError::RunNotFound { id: id.clone() })?;
-                (Some(run), None)
-            }
-            None => (None, Some(state.list_runs_blocking(&filter)?)),
-        }
-    };
-    if args.json {
-        let value = match (one, page) {
-            (Some(run), _) => serde_json::to_value(run),
-            (None, page) => serde_json::to_value(page),
-        }
-        .expect("runs serialise to JSON");
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).expect("JSON prints")
-        );
-        return Ok(Status::Success);
-    }
-    if let Some(run) = one {
-        print_run(&run);
-    } else if let Some(page) = page {
-        if page.runs.is_empty() {
-            println!("no runs");
-        }
-        println!(
-            "{:<36}  {:<16} {:<10} {:<20} {:>9}  ERROR",
-            "ID", "CHAIN", "STATUS", "CREATED", "TOOK"
-        );
-        for run in &page.runs {
-            let took = match (run.started_at, run.finished_at) {
-                (Some(start), Some(end)) => format_duration(end - start),
-                _ => "-".into(),
-            };
-            println!(
-                "{:<36}  {:<16} {:<10} {:<20} {:>9}  {}",
-                run.id,
-                run.chain,
-                run.status,
-                run.created_at.format("%Y-%m-%d %H:%M:%S"),
-                took,
-                run.error.as_deref().unwrap_or("")
-            );
-        }
-        if page.next.is_some() {
-            println!("(more runs: raise --limit)");
-        }
-    }
-    Ok(Status::Success)
-}
-
-fn print_run(run: &Run) {
-    println!("run        {}", run.id);
-    println!("chain      {}", run.chain);
-    println!("status     {}", run.status);
-    println!("trigger    {}", run.trigger);
-    println!("created    {}", run.created_at.to_rfc3339());
-    if let Some(at) = run.cancel_requested_at {
-        println!("cancel     requested {}", at.to_rfc3339());
-    }
-    if let Some(error) = &run.error {
-        println!("error      {error}");
-    }
-    println!("run dir    {}", run.run_dir.display());
-    println!("stages:");
-    for stage in &run.stages {
-        let status = stage.status;
-        let exit = stage
-            .exit_code
-            .map(|c| format!("exit {c}"))
-            .unwrap_or_default();
-        println!(
-            "  {:<32} {:<10} {:<8} {}",
-            stage.name,
-            status,
-            exit,
-            stage.error.as_deref().unwrap_or("")
-        );
-    }
-}
-
-fn check(path: &Path) -> Result<Status, Error> {
-    let chains = chain::load(path)?;
-    for chain in chains.iter() {
-        print_chain(chain);
-    }
-    println!("{} chain file(s) OK", chains.len());
-    Ok(Status::Success)
-}
-
-fn print_chain(chain: &Chain) {
-    println!("chain `{}` ({})", chain.name(), chain.file().display());
-    for line in chain.description().lines() {
-        println!("  {line}");
-    }
-    if let Some(schedule) = chain.schedule() {
-        let next = schedule
-            .next_after(chrono::Utc::now())
-            .map(|at| at.with_timezone(&schedule.timezone()).to_rfc3339())
-            .unwrap_or_else(|| "never".into());
-        println!(
-            "  schedule `{}` ({}), next {next}",
-            schedule.expr(),
-            schedule.timezone()
-        );
-    }
-    let mut warnings = std::collections::BTreeSet::new();
-    let order = chain::topological_order(chain.stages()).unwrap_or_default();
-    for index in order {
-        let stage = &chain.stages()[index];
-        let after = if stage.after().is_empty() {
-            String::new()
-        } else {
-            format!(" (after {})", stage.after().join(", "))
-        };
-        let argv: Vec<&str> = stage.run().iter().map(|arg| arg.source()).collect();
-        println!("  - {}{after}: {}", stage.name(), argv.join(" "));
-        if !stage.workdir().is_dir() {
-            warnings.insert(format!(
-                "workdir `{}` does not exist here",
-                stage.workdir().display()
-            ));
-        }
-        if let Some(dir) = stage.config_dir()
-            && !dir.is_dir()
-        {
-            warnings.insert(format!(
-                "config_dir `{}` does not exist here",
-                dir.display()
-            ));
-        }
-        if let Some(program) = argv.first()
-            && !program.contains('{')
-            && !program_exists(program, stage.workdir())
-        {
-            warnings.insert(format!("program `{program}` is not on PATH here"));
-        }
-    }
-    if let Some(config) = chain.default_config()
-        && !config.is_file()
-    {
-        warnings.insert(format!(
-            "default_config `{}` does not exist here",
-            config.display()
-        ));
-    }
-    for warning in warnings {
-        println!("  warning: {warning}");
-    }
-}
-
-fn program_exists(program: &str, workdir: &Path) -> bool {
-    if program.contains('/') {
-        return workdir.join(program).exists();
-    }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
-/// Reads a YAML or JSON config file into a JSON object.
-fn read_config(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
-        path: path.to_owned(),
-        source,
-    })?;
-    let value: serde_json::Value =
-        serde_yaml_ng::from_str(&text).map_err(|source| Error::ConfigParse {
-            path: path.to_owned(),
-            source,
-        })?;
-    match value {
-        serde_json::Value::Object(map) => Ok(map),
-        _ => Err(Error::ConfigNotMapping {
-            path: path.to_owned(),
-        }),
-    }
-}
-
-/// Parses `NAME=VALUE` pairs.
-pub fn parse_params(given: &[String]) -> Result<BTreeMap<String, String>, Error> {
-    given
-        .iter()
-        .map(|pair| match pair.split_once('=') {
-            Some((name, value)) if crate::placeholder::is_param_name(name) => {
-                Ok((name.to_owned(), value.to_owned()))
-            }
-            _ => Err(Error::BadParam {
-                given: pair.clone(),
-            }),
-        })
-        .collect()
-}
-
-/// The token for `--url`: an explicit `--token-file` (the flag wins over the environment), then
-/// PIPELINES_TOKEN, then the state dir's token file.
-fn client_token(
-    env: Option<String>,
-    file: Option<&Path>,
-    state_dir: &Path,
-) -> Result<String, Error> {
-    let path = match file {
-        Some(path) => path.to_owned(),
-        None => {
-            if let Some(token) = env.filter(|token| !token.trim().is_empty()) {
-                return Ok(token.trim().to_owned());
-            }
-            let default = state_dir.join(TOKEN_FILE);
-            if !default.exists() {
-                return Err(Error::NoToken);
-            }
-            default
-        }
-    };
-    let text =
-        std::fs::read_to_string(&path).map_err(|source| Error::TokenFile { path, source })?;
-    let token = ApiToken::new(text.trim());
-    if token.expose().is_empty() {
-        return Err(Error::NoToken);
-    }
-    Ok(token.expose().to_owned())
 }
 
 /// Parses `90s`, `10m`, `1h 30m`.
@@ -847,15 +401,6 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("bad size `{text}`; expected a positive size below 16 EiB"))
 }
 
-fn format_duration(delta: chrono::TimeDelta) -> String {
-    let millis = delta.num_milliseconds().max(0);
-    if millis < 60_000 {
-        format!("{:.1}s", millis as f64 / 1000.0)
-    } else {
-        humantime::format_duration(Duration::from_secs((millis / 1000) as u64)).to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -886,43 +431,6 @@ mod tests {
             panic!("not serve")
         };
         assert_eq!(args.keep_runs, settings::DEFAULT_KEEP_RUNS);
-    }
-
-    #[test]
-    fn params() {
-        let parsed = parse_params(&["a=1".into(), "b=x=y".into(), "c=".into()]).unwrap();
-        assert_eq!(parsed["a"], "1");
-        assert_eq!(parsed["b"], "x=y");
-        assert_eq!(parsed["c"], "");
-        assert!(parse_params(&["novalue".into()]).is_err());
-        assert!(parse_params(&["bad name=1".into()]).is_err());
-    }
-
-    #[test]
-    fn an_explicit_token_file_wins_over_the_environment() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("my-token");
-        std::fs::write(&file, "from-file\n").unwrap();
-        std::fs::write(dir.path().join(TOKEN_FILE), "from-state-dir\n").unwrap();
-        let env = || Some("from-env".to_owned());
-
-        let token = client_token(env(), Some(&file), dir.path()).unwrap();
-        assert_eq!(token, "from-file");
-        assert_eq!(client_token(env(), None, dir.path()).unwrap(), "from-env");
-        assert_eq!(
-            client_token(Some("  ".into()), None, dir.path()).unwrap(),
-            "from-state-dir"
-        );
-        let empty = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            client_token(None, None, empty.path()),
-            Err(Error::NoToken)
-        ));
-        let missing = client_token(env(), Some(&dir.path().join("nope")), dir.path());
-        assert!(
-            matches!(missing, Err(Error::TokenFile { .. })),
-            "{missing:?}"
-        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod api;
 pub mod chain;
 pub mod cli;
 pub mod client;
+pub mod commands;
 mod error;
 pub mod placeholder;
 pub mod process;

@@ -1,15 +1,16 @@
 //! The `pipelines` binary: parses the command line, starts logging, turns SIGINT/SIGTERM into a
-//! cancellation, runs the command from the library and maps the outcome to an exit code.
+//! cancellation, runs the command from the library and exits with the code its outcome maps to
+//! (`pipelines::commands::ExitCode`).
 
 use std::io::IsTerminal;
-use std::process::ExitCode;
 
 use clap::Parser;
-use pipelines::cli::{Cli, Status};
+use pipelines::cli::Cli;
+use pipelines::commands::ExitCode;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-fn main() -> ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -22,26 +23,19 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::from(2);
+            return ExitCode::BadInput.into();
         }
     };
-    let result = runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         let cancel = CancellationToken::new();
         tokio::spawn(cancel_on_signal(cancel.clone()));
-        pipelines::cli::execute(cli.command, cancel).await
+        pipelines::commands::execute(cli.command, cancel).await
     });
-    match result {
-        Ok(Status::Success) => ExitCode::SUCCESS,
-        Ok(Status::RunFailed) => ExitCode::from(1),
-        Err(err) => {
-            let code = match err {
-                pipelines::Error::Chains(_) => 1,
-                _ => 2,
-            };
-            eprintln!("error: {:#}", anyhow::Error::from(err));
-            ExitCode::from(code)
-        }
+    let code = ExitCode::of(&outcome);
+    if let Err(err) = outcome {
+        eprintln!("error: {:#}", anyhow::Error::from(err));
     }
+    code.into()
 }
 
 /// Cancels on the first SIGINT or SIGTERM.

@@ -49,7 +49,11 @@ fn check_reports_each_problem_with_file_and_key() {
         "name = \"broken\"\nschedule = \"every day\"\n[[stages]]\nname = \"a\"\nrun = [\"x\", \"{nope}\"]\nafter = [\"b\"]\n",
     )]);
     let out = pipelines(&["check", dirs.chains.to_str().unwrap()], &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an invalid chain file is bad input"
+    );
     let stderr = text(&out.stderr);
     let file = dirs.chains.join("broken.toml");
     for want in [
@@ -258,6 +262,18 @@ fn runs_on_a_state_dir_in_use_points_to_url() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("is in use by another process"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_runner_exits_3() {
+    // Port 1 on loopback: nothing listens there.
+    let out = pipelines(
+        &["runs", "--url", "http://127.0.0.1:1"],
+        &[("PIPELINES_TOKEN", "secret")],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot reach the runner"), "{stderr}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
