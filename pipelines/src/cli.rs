@@ -40,7 +40,7 @@ EXAMPLES:
         pipelines serve --chains pipelines/chains --state-dir state/pipelines
         curl -s -X POST -H \"Authorization: Bearer $(cat state/pipelines/api-token)\" \\
              -d '{\"idempotency_key\": \"first\"}' \\
-             http://127.0.0.1:8731/api/v1/chains/demo/runs
+             http://127.0.0.1:8731{demo_runs}
 
     Run a chain once without a server (needs the state directory to be free):
         pipelines run demo --config pipelines/chains/demo/config.yaml
@@ -85,7 +85,7 @@ SEE ALSO:
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = EXIT_STATUS,
-    after_long_help = AFTER_HELP,
+    after_long_help = after_long_help(),
     max_term_width = 100,
     propagate_version = true
 )]
@@ -345,6 +345,14 @@ impl Cli {
             (None, _) => "warn",
         }
     }
+}
+
+/// The top-level `--help` epilogue, with the API path spelled by `runner_api`.
+fn after_long_help() -> String {
+    AFTER_HELP.replace(
+        "{demo_runs}",
+        &runner_api::paths::CHAIN_RUNS.replace("{chain}", "demo"),
+    )
 }
 
 impl Stopping {
