@@ -5,3 +5,4 @@ mod harness;
 
 mod chain;
 mod load;
+mod trigger_pipelines;

@@ -3,8 +3,8 @@
 //! unreachable, 4 the store failed.
 
 use crate::client::ClientError;
+use crate::engine::{CancelError, SubmitError};
 use crate::error::Error;
-use crate::runner::{CancelError, SubmitError};
 use crate::state::StateError;
 
 /// How a command ended, when it did not fail outright.

@@ -12,8 +12,8 @@ use super::request::run_request;
 use super::tables::{self, Progress};
 use crate::cli::RunArgs;
 use crate::client::Client;
+use crate::engine::Engine;
 use crate::error::Error;
-use crate::runner::Engine;
 use runner_api::{Run, RunRequest, RunStatus, Trigger};
 
 /// How often a run is polled through the API.

@@ -122,3 +122,51 @@ fn state(status: runner_api::RunStatus) -> RunState {
         runner_api::RunStatus::Cancelled => RunState::Cancelled,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(name: &str, status: StageStatus, exit_code: Option<i32>) -> StageRun {
+        StageRun {
+            name: name.into(),
+            status,
+            exit_code,
+            started_at: None,
+            finished_at: None,
+            attempts: 1,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_run_without_an_error_is_explained_by_its_first_failed_stage() {
+        let stages = [
+            stage("etl", StageStatus::Succeeded, Some(0)),
+            stage("features", StageStatus::Failed, Some(3)),
+            stage("train", StageStatus::Failed, None),
+        ];
+        assert_eq!(
+            failed_stage(&stages).as_deref(),
+            Some("stage `features` failed (exit code 3)")
+        );
+        assert_eq!(
+            failed_stage(&stages[2..]).as_deref(),
+            Some("stage `train` failed")
+        );
+        assert_eq!(failed_stage(&stages[..1]), None);
+    }
+
+    #[test]
+    fn an_empty_config_is_left_out_and_a_non_mapping_refused() {
+        let mut req = RunRequest::new("demo", "k");
+        req.config = serde_json::json!({});
+        let sent = serde_json::to_value(runner_request(&req).unwrap()).unwrap();
+        assert_eq!(
+            sent,
+            serde_json::json!({"idempotency_key": "k", "params": {}})
+        );
+        req.config = serde_json::json!([1]);
+        assert!(matches!(runner_request(&req), Err(Error::Request { .. })));
+    }
+}

@@ -6,7 +6,6 @@ mod airflow;
 mod cli;
 mod helpers;
 mod kit;
-mod pipelines;
 mod prefect;
 mod real_airflow;
 mod real_prefect;

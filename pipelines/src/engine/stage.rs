@@ -1,0 +1,386 @@
+//! One stage of a run: its argv and environment rendered, its attempts (retries) as a process
+//! group, and its end recorded; [`StageGuard`] records an end however the stage's task ends.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use runner_api::{Run, StageStatus};
+use tokio_util::sync::CancellationToken;
+
+use super::{Engine, STAGE_TASK_PANICKED, STAGE_TASK_STOPPED};
+use crate::chain::Chain;
+use crate::error::error_chain;
+use crate::placeholder::Values;
+use crate::process::{self, Outcome, Stops};
+
+/// How a stage task ended, for the run's DAG loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StageEnd {
+    Succeeded,
+    Failed,
+    Stopped,
+}
+
+impl Engine {
+    /// Runs one stage (with its retries) and records its end.
+    pub(super) async fn run_stage(
+        &self,
+        chain: &Chain,
+        index: usize,
+        run: &Run,
+        cancel: CancellationToken,
+    ) -> StageEnd {
+        let stage = &chain.stages()[index];
+        let name = stage.name();
+        let mut guard = StageGuard {
+            engine: self,
+            run_id: &run.id,
+            stage: name,
+            armed: true,
+        };
+        let result = self.try_run_stage(chain, index, run, cancel).await;
+        guard.armed = false;
+        let (status, exit_code, error, end) = match result {
+            Ok(outcome) => {
+                let status = match outcome {
+                    _ if outcome.succeeded() => StageStatus::Succeeded,
+                    Outcome::Cancelled => StageStatus::Cancelled,
+                    _ => StageStatus::Failed,
+                };
+                let end = match outcome {
+                    _ if outcome.succeeded() => StageEnd::Succeeded,
+                    Outcome::Cancelled | Outcome::Killed => StageEnd::Stopped,
+                    _ => StageEnd::Failed,
+                };
+                (status, outcome.exit_code(), outcome.describe(), end)
+            }
+            Err(message) => (StageStatus::Failed, None, Some(message), StageEnd::Failed),
+        };
+        match &error {
+            None => tracing::info!("stage succeeded"),
+            Some(error) => tracing::warn!(%error, "stage did not succeed"),
+        }
+        let now = Utc::now();
+        let stage_name = name.to_owned();
+        let recorded = self
+            .update(&run.id, move |run| {
+                if let Some(record) = run.stage_mut(&stage_name) {
+                    record.status = status;
+                    record.exit_code = exit_code;
+                    record.finished_at = Some(now);
+                    record.started_at.get_or_insert(now);
+                    record.error = error;
+                }
+            })
+            .await;
+        if let Err(err) = recorded {
+            tracing::error!(error = %err, "recording a stage's end failed");
+        }
+        end
+    }
+
+    /// The attempts of one stage; `Err` is a problem before any process ran.
+    async fn try_run_stage(
+        &self,
+        chain: &Chain,
+        index: usize,
+        run: &Run,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, String> {
+        let inner = &self.inner;
+        let stage = &chain.stages()[index];
+        let run_config = run.run_dir.join("config.yaml");
+        let config = match stage.config_dir() {
+            Some(dir) => copy_config(&run_config, dir, &run.id).await?,
+            None => run_config.clone(),
+        };
+        let _copy = stage.config_dir().map(|_| RemoveOnDrop(config.clone()));
+        let values = Values {
+            config: &config,
+            run_id: &run.id,
+            stage: stage.name(),
+            chain: chain.name(),
+            run_dir: &run.run_dir,
+            params: &run.params,
+        };
+        let argv = stage
+            .run()
+            .iter()
+            .map(|arg| arg.render(&values))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| err.to_string())?;
+        let mut env = vec![
+            ("PIPELINES_RUN_ID".to_owned(), run.id.clone()),
+            ("PIPELINES_CHAIN".to_owned(), chain.name().to_owned()),
+            ("PIPELINES_STAGE".to_owned(), stage.name().to_owned()),
+            (
+                "PIPELINES_CONFIG".to_owned(),
+                config.to_string_lossy().into_owned(),
+            ),
+            (
+                "PIPELINES_RUN_DIR".to_owned(),
+                run.run_dir.to_string_lossy().into_owned(),
+            ),
+        ];
+        for (name, value) in stage.env() {
+            env.push((
+                name.clone(),
+                value.render(&values).map_err(|err| err.to_string())?,
+            ));
+        }
+        let (program, args) = argv.split_first().ok_or("empty `run`")?;
+        let log = process::log_path(&run.run_dir, stage.name());
+        let stops = Stops {
+            timeout: stage.timeout(),
+            cancel,
+            kill: inner.kill.clone(),
+            grace: inner.kill_grace,
+        };
+        let attempts = stage.retries() + 1;
+        let mut outcome = Outcome::Exited(-1);
+        for attempt in 1..=attempts {
+            if stops.cancel.is_cancelled() {
+                outcome = Outcome::Cancelled;
+                break;
+            }
+            if stops.kill.is_cancelled() {
+                outcome = Outcome::Killed;
+                break;
+            }
+            let now = Utc::now();
+            let stage_name = stage.name().to_owned();
+            self.update(&run.id, move |run| {
+                if let Some(record) = run.stage_mut(&stage_name) {
+                    record.status = StageStatus::Running;
+                    record.attempts = attempt;
+                    record.started_at.get_or_insert(now);
+                }
+            })
+            .await
+            .map_err(|err| err.to_string())?;
+            let spec = process::Spec {
+                program: program.clone(),
+                args: args.to_vec(),
+                workdir: stage.workdir().to_owned(),
+                env: env.clone(),
+                env_remove: vec![runner_api::TOKEN_ENV.to_owned()],
+                log: log.clone(),
+                log_cap: inner.log_cap,
+                header: format!(
+                    "[pipelines] {} attempt {attempt}/{attempts}: {argv:?} in {}\n",
+                    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    stage.workdir().display()
+                ),
+            };
+            tracing::info!(attempt, argv = ?argv, "stage starting");
+            let child = process::spawn(&spec)
+                .await
+                .map_err(|err| error_chain(&err))?;
+            let pgid = child.pgid();
+            if let Err(err) = inner
+                .state
+                .record_group(&child.record(&run.id, stage.name()))
+                .await
+            {
+                tracing::error!(error = %err, pgid, "recording a process group failed");
+            }
+            outcome = child.wait(&stops).await;
+            if let Err(err) = inner.state.forget_group(pgid).await {
+                tracing::error!(error = %err, pgid, "forgetting a process group failed");
+            }
+            let retryable = !outcome.succeeded()
+                && !matches!(outcome, Outcome::Cancelled | Outcome::Killed)
+                && !inner.stopping.is_cancelled();
+            if !retryable || attempt == attempts {
+                break;
+            }
+            tracing::warn!(
+                attempt,
+                attempts,
+                error = outcome.describe().unwrap_or_default(),
+                "stage failed; retrying"
+            );
+        }
+        Ok(outcome)
+    }
+}
+
+/// Copies the run's config into a stage's `config_dir` under a name unique to the run.
+async fn copy_config(config: &Path, dir: &Path, run_id: &str) -> Result<PathBuf, String> {
+    let target = dir.join(format!("pipelines-{run_id}.yaml"));
+    tokio::fs::copy(config, &target).await.map_err(|err| {
+        format!(
+            "cannot copy the config into `config_dir` `{}`: {err}; check that the directory exists",
+            dir.display()
+        )
+    })?;
+    Ok(target)
+}
+
+/// Marks a stage `failed` if its task ends before the stage's end is recorded: a panic, or an
+/// abort when the run's task goes away. (The stage's process group is killed by the dropped
+/// [`process::StageProcess`].)
+struct StageGuard<'a> {
+    engine: &'a Engine,
+    run_id: &'a str,
+    stage: &'a str,
+    armed: bool,
+}
+
+impl Drop for StageGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let error = if std::thread::panicking() {
+            STAGE_TASK_PANICKED
+        } else {
+            STAGE_TASK_STOPPED
+        };
+        tracing::error!(error, "stage task ended early");
+        let now = Utc::now();
+        let recorded = self.engine.update_blocking(self.run_id, |run| {
+            if let Some(record) = run.stage_mut(self.stage)
+                && !record.status.is_finished()
+            {
+                record.status = StageStatus::Failed;
+                record.finished_at = Some(now);
+                record.started_at.get_or_insert(now);
+                record.error = Some(error.into());
+            }
+        });
+        if let Err(err) = recorded {
+            tracing::error!(error = %err, "recording a stage's early end failed");
+        }
+    }
+}
+
+/// Removes a stage's copy of the config however the stage ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use runner_api::{RunStatus, StageRun, Trigger};
+
+    use super::*;
+    use crate::engine::submit::write_run_dir;
+    use crate::settings::RunnerSettings;
+
+    fn alive(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            let state = stat[stat.rfind(')').unwrap() + 1..].trim_start();
+            !state.starts_with(['Z', 'X'])
+        })
+    }
+
+    async fn read_pid(path: &Path) -> i32 {
+        for _ in 0..500 {
+            if let Ok(text) = std::fs::read_to_string(path)
+                && text.ends_with('\n')
+            {
+                return text.trim().parse().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} never appeared", path.display());
+    }
+
+    /// An engine over a chain `slow` whose one stage writes its pid and its child's pid into the
+    /// run directory and sleeps; and a running run of it (not dispatched: tests drive it).
+    async fn slow_stage_run() -> (tempfile::TempDir, Engine, Arc<Chain>, Run) {
+        let dir = tempfile::tempdir().unwrap();
+        let chains = dir.path().join("chains");
+        std::fs::create_dir_all(&chains).unwrap();
+        std::fs::write(
+            chains.join("slow.toml"),
+            r#"
+name = "slow"
+[[stages]]
+name = "sleep"
+run = ["sh", "-c", "sleep 30 & echo $! > \"$PIPELINES_RUN_DIR/child\"; echo $$ > \"$PIPELINES_RUN_DIR/leader\"; wait"]
+"#,
+        )
+        .unwrap();
+        let settings = RunnerSettings::new(&chains, dir.path().join("state"))
+            .with_kill_grace(Duration::from_millis(300));
+        let engine = Engine::open(&settings).unwrap();
+        let chain = Arc::clone(engine.chains().get("slow").unwrap());
+        let id = uuid::Uuid::now_v7().to_string();
+        let run_dir = engine.inner.runs_dir.join(&id);
+        write_run_dir(&run_dir, &serde_json::json!({})).unwrap();
+        let run = Run {
+            id,
+            chain: "slow".into(),
+            status: RunStatus::Running,
+            trigger: Trigger::Api,
+            created_at: Utc::now(),
+            started_at: Some(Utc::now()),
+            finished_at: None,
+            cancel_requested_at: None,
+            stages: vec![StageRun {
+                name: "sleep".into(),
+                status: StageStatus::Queued,
+                exit_code: None,
+                started_at: None,
+                finished_at: None,
+                attempts: 0,
+                error: None,
+            }],
+            error: None,
+            idempotency_key: None,
+            params: BTreeMap::new(),
+            run_dir,
+        };
+        engine.inner.state.insert_run_blocking(&run, None).unwrap();
+        (dir, engine, chain, run)
+    }
+
+    #[tokio::test]
+    async fn an_aborted_stage_task_kills_its_process_group_and_fails_the_stage() {
+        let (_dir, engine, chain, run) = slow_stage_run().await;
+        let task = tokio::spawn({
+            let (engine, chain, run) = (engine.clone(), Arc::clone(&chain), run.clone());
+            async move {
+                engine
+                    .run_stage(&chain, 0, &run, CancellationToken::new())
+                    .await
+            }
+        });
+        let pids = [
+            read_pid(&run.run_dir.join("leader")).await,
+            read_pid(&run.run_dir.join("child")).await,
+        ];
+
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while pids.iter().any(|&pid| alive(pid)) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let survivors: Vec<i32> = pids.into_iter().filter(|&pid| alive(pid)).collect();
+        for &pid in &survivors {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(
+            survivors.is_empty(),
+            "processes outlived the stage task: {survivors:?}"
+        );
+        let stage = engine.run(&run.id).unwrap().unwrap().stages[0].clone();
+        assert_eq!(stage.status, StageStatus::Failed, "{stage:?}");
+        assert_eq!(stage.error.as_deref(), Some(STAGE_TASK_STOPPED));
+        assert!(stage.finished_at.is_some());
+    }
+}
