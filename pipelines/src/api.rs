@@ -62,7 +62,7 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
     fn internal(err: &StateError) -> Self {
-        tracing::error!(error = %crate::error::error_chain(err), "request failed");
+        tracing::error!(error = %crate::causes::error_chain(err), "request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error reading or writing the run database; see the runner's log",
@@ -97,7 +97,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::RunDir { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             SubmitError::State(state) => return Self::internal(state),
         };
-        Self::new(status, crate::error::error_chain(&err))
+        Self::new(status, crate::causes::error_chain(&err))
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::chain::ChainErrors;
 use crate::client::ClientError;
+use crate::engine::OpenError;
 use crate::engine::{CancelError, SubmitError};
 use crate::state::StateError;
 use crate::token::TokenError;
@@ -81,24 +82,12 @@ pub enum Error {
     },
 }
 
-/// An error and its causes on one line.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// Names for an error message: "`a`, `b`", or "(none)".
-pub(crate) fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    let names: Vec<String> = names.map(|name| format!("`{name}`")).collect();
-    if names.is_empty() {
-        "(none)".into()
-    } else {
-        names.join(", ")
+impl From<OpenError> for Error {
+    fn from(err: OpenError) -> Self {
+        match err {
+            OpenError::Chains(err) => Self::Chains(err),
+            OpenError::StateDir { path, source } => Self::StateDir { path, source },
+            OpenError::State(err) => Self::State(err),
+        }
     }
 }

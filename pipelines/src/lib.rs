@@ -15,6 +15,7 @@
 //! ```
 
 pub mod api;
+mod causes;
 pub mod chain;
 pub mod cli;
 pub mod client;

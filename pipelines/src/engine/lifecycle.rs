@@ -9,19 +9,34 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Engine, Inner};
-use crate::error::Error;
+use crate::chain::ChainErrors;
 use crate::settings::{self, RunnerSettings};
-use crate::state::State;
+use crate::state::{State, StateError};
+
+/// Why an engine could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Chains(#[from] ChainErrors),
+    #[error("cannot create the state directory `{path}`; check the path and its permissions")]
+    StateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
 
 impl Engine {
     /// Loads the chains, opens the state (locking it) and recovers from the previous process:
     /// kills leftover process groups, fails interrupted runs, re-queues queued ones.
-    pub fn open(settings: &RunnerSettings) -> Result<Self, Error> {
+    pub fn open(settings: &RunnerSettings) -> Result<Self, OpenError> {
         let chains = crate::chain::load(&settings.chains_dir)?;
         let state_dir =
             std::path::absolute(&settings.state_dir).unwrap_or_else(|_| settings.state_dir.clone());
         let runs_dir = settings::runs_dir(&state_dir);
-        std::fs::create_dir_all(&runs_dir).map_err(|source| Error::StateDir {
+        std::fs::create_dir_all(&runs_dir).map_err(|source| OpenError::StateDir {
             path: state_dir.clone(),
             source,
         })?;

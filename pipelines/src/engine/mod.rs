@@ -33,12 +33,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::causes::list;
 use crate::chain::Chains;
-use crate::error::list;
 use crate::process;
 use crate::state::{RunFilter, State, StateError};
 
 pub use self::cancel::CancelError;
+pub use self::lifecycle::OpenError;
 pub use self::retention::PRUNE_EVERY;
 pub use self::submit::{SubmitError, Submitted};
 

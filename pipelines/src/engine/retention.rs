@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::Engine;
-use crate::error::error_chain;
+use crate::causes::error_chain;
 use crate::state::StateError;
 
 /// How often finished runs past the retention (`keep_runs`) are deleted.

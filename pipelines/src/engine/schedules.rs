@@ -8,7 +8,7 @@ use chrono::Utc;
 use runner_api::{RunRequest, Trigger};
 
 use super::Engine;
-use crate::error::error_chain;
+use crate::causes::error_chain;
 use crate::schedule;
 
 impl Engine {

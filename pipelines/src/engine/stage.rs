@@ -8,8 +8,8 @@ use runner_api::{Run, StageStatus};
 use tokio_util::sync::CancellationToken;
 
 use super::{Engine, STAGE_TASK_PANICKED, STAGE_TASK_STOPPED};
+use crate::causes::error_chain;
 use crate::chain::Chain;
-use crate::error::error_chain;
 use crate::placeholder::Values;
 use crate::process::{self, Outcome, Stops};
 

@@ -10,8 +10,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Engine;
+use crate::causes::list;
 use crate::chain::Chain;
-use crate::error::list;
 use crate::state::{Inserted, StateError};
 
 /// What [`Engine::submit`] did.
