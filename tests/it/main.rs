@@ -5,4 +5,5 @@ mod harness;
 
 mod chain;
 mod load;
+mod structure;
 mod trigger_pipelines;
