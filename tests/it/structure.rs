@@ -18,7 +18,10 @@ const CRATES: &[&str] = &[
 const MAX_LINES: usize = 600;
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// Every `.rs` file under `dir`, sorted.
@@ -58,8 +61,7 @@ fn code_only(text: &str) -> String {
                 i += 1;
             }
             i += 2;
-        } else if c == 'r' && (next == Some('"') || next == Some('#')) && raw_string_at(&bytes, i)
-        {
+        } else if c == 'r' && (next == Some('"') || next == Some('#')) && raw_string_at(&bytes, i) {
             // r"..." or r#"..."#
             let mut j = i + 1;
             let mut hashes = 0;
@@ -182,7 +184,10 @@ fn use_tree(text: &str) -> Vec<Vec<String>> {
                     while chars.get(*i).is_some_and(|c| c.is_whitespace()) {
                         *i += 1;
                     }
-                    while chars.get(*i).is_some_and(|c| c.is_alphanumeric() || *c == '_') {
+                    while chars
+                        .get(*i)
+                        .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+                    {
                         *i += 1;
                     }
                 }
@@ -288,11 +293,7 @@ fn cycles(src: &Path) -> Vec<String> {
                 continue;
             };
             // The lowest common ancestor; parent/child references are not cycles.
-            let common = here
-                .iter()
-                .zip(&target)
-                .take_while(|(a, b)| a == b)
-                .count();
+            let common = here.iter().zip(&target).take_while(|(a, b)| a == b).count();
             if common == here.len() || common == target.len() {
                 continue;
             }
@@ -438,7 +439,11 @@ fn the_watcher_has_no_stringly_results_or_ignored_writes() {
         let text = std::fs::read_to_string(&file).unwrap();
         let code = code_only(&text);
         let squeezed: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
-        let name = file.strip_prefix(workspace()).unwrap().display().to_string();
+        let name = file
+            .strip_prefix(workspace())
+            .unwrap()
+            .display()
+            .to_string();
         if squeezed.contains("Result<String, String>") {
             problems.push(format!("{name}: Result<String, String>"));
         }
