@@ -140,6 +140,21 @@ pub struct StageRun {
     pub error: Option<String>,
 }
 
+impl StageRun {
+    /// A stage that has not started yet.
+    pub fn queued(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            status: StageStatus::Queued,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            attempts: 0,
+            error: None,
+        }
+    }
+}
+
 /// One run of a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {

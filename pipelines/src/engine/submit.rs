@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use runner_api::{Run, RunRequest, RunStatus, StageRun, StageStatus, Trigger};
+use runner_api::{Run, RunRequest, RunStatus, StageRun, Trigger};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -149,15 +149,7 @@ impl Engine {
             stages: chain
                 .stages()
                 .iter()
-                .map(|stage| StageRun {
-                    name: stage.name().to_owned(),
-                    status: StageStatus::Queued,
-                    exit_code: None,
-                    started_at: None,
-                    finished_at: None,
-                    attempts: 0,
-                    error: None,
-                })
+                .map(|stage| StageRun::queued(stage.name()))
                 .collect(),
             error: None,
             idempotency_key: key.clone(),
