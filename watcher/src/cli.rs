@@ -55,7 +55,9 @@ Exit status:
   1  a run, a source or a delivery failed
   2  bad input: the command line or the config is invalid, or the state dir is in use
   3  the engine (or the daemon holding the store) could not be reached
-  4  the store failed (disk, permissions, a corrupt record)
+  4  the store failed (disk full, I/O error, permissions): `run` answers /healthz with 503 and
+     the reason, stops polling, drains and exits 4, so systemd (Restart=on-failure) restarts it
+     on a fresh store; nothing staged is lost. An unreadable record is skipped and logged.
 
 Files:
   watcher.toml       the config (see README.md, \"Config reference\")
@@ -79,14 +81,17 @@ pub enum Command {
     /// Run the daemon: poll every source on its interval until SIGINT or SIGTERM.
     ///
     /// Serves /healthz and /status on [watcher] listen (loopback). On a signal it stops starting
-    /// polls, waits for those in flight, flushes the store and exits 0.
+    /// polls, waits for those in flight, flushes the store and exits 0. When the store fails
+    /// (disk full, I/O error) /healthz answers 503 with the reason and it exits 4.
     Run,
     /// One pass over the sources that are due, then deliver what is pending, then exit.
     ///
     /// Only sources that are due are polled (all of them on a fresh store), so running it from
     /// cron every minute respects each source's interval, Retry-After and backoff. Exits 0 when
     /// every polled source was fine and no delivery failed; otherwise 1, with one line per problem.
-    /// Shows progress on a terminal.
+    /// Shows progress on a terminal. On SIGTERM or SIGINT it stops like `run`: polls in flight
+    /// finish, nothing more is delivered, the embedded runner's stages get `shutdown_grace` to end
+    /// before they are stopped, the store is flushed (exit 1: the pass was cut short).
     Once {
         /// Treat what a source's first poll finds as new (instead of recording a baseline).
         #[arg(long)]
@@ -99,6 +104,10 @@ pub enum Command {
         all: bool,
     },
     /// Validate the config without touching the network.
+    ///
+    /// Every problem is one line with the file and the key (a duration above 100 years too). Also
+    /// warns when a run of the embedded chain may outlast `wait_timeout`, after which `once` stops
+    /// the runner.
     Check,
     /// Show each source's last poll, result, items known, failures and next poll, and the
     /// deliveries pending or failed. Asks the daemon when it holds the store.
@@ -115,10 +124,14 @@ pub enum Command {
     /// Start a batch again whose run failed or was cancelled (or whose delivery failed).
     ///
     /// The batch gets a new idempotency key derived from its id (`<batch>-r<N>`), so the engine
-    /// starts a new run instead of returning the failed one.
+    /// starts a new run instead of returning the failed one. A lost run (its status unavailable
+    /// for `[trigger] run_lost_after`) may still be running on the engine: it needs --force.
     Redeliver {
         /// The batch id (as shown by `watcher status`).
         batch: String,
+        /// Also start a batch whose run is lost (check the engine first: it may still run it).
+        #[arg(long)]
+        force: bool,
     },
     /// Show the whole system working, offline, in seconds (no config needed).
     ///

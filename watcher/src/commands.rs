@@ -22,7 +22,7 @@ use crate::error::{Outcome, WatcherError};
 use crate::watch::OnceOptions;
 
 /// Runs `command` with the config at `config_path` (`demo` needs none), writing to `out`;
-/// `cancel` stops the daemon.
+/// `cancel` (SIGINT, SIGTERM) stops the daemon and `once`.
 pub async fn dispatch(
     command: Command,
     config_path: &std::path::Path,
@@ -45,11 +45,13 @@ pub async fn dispatch(
                 dry_run,
                 all,
             };
-            once::once(config, opts, out).await
+            once::once(config, opts, &cancel, out).await
         }
         Command::Status { json } => status::status(config, json, out).await,
         Command::Retry { batch } => retry::retry(config, batch, out).await,
-        Command::Redeliver { batch } => redeliver::redeliver(config, &batch, out).await,
+        Command::Redeliver { batch, force } => {
+            redeliver::redeliver(config, &batch, force, out).await
+        }
         Command::ImportOpml {
             file,
             author,

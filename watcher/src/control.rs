@@ -21,11 +21,14 @@ use crate::store::StoreError;
 
 /// What the endpoint asks of the daemon (the watcher implements it).
 pub trait Daemon: Send + Sync + 'static {
+    /// Why the store failed, once it has (`/healthz` then answers 503).
+    fn store_failure(&self) -> Option<String>;
     fn status(&self) -> impl Future<Output = Result<StatusReport, StoreError>> + Send;
     fn retry(&self, batch: Option<&str>) -> impl Future<Output = Result<usize, StoreError>> + Send;
     fn redeliver(
         &self,
         batch: &str,
+        force: bool,
     ) -> impl Future<Output = Result<Delivery, RedeliverError>> + Send;
 }
 
@@ -35,7 +38,7 @@ pub async fn serve<D: Daemon>(listener: TcpListener, watcher: Arc<D>, cancel: Ca
         info!(%addr, "status endpoint listening");
     }
     let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz::<D>))
         .route("/status", get(status::<D>))
         .route("/retry", post(retry::<D>))
         .route("/redeliver", post(redeliver::<D>))
@@ -43,6 +46,17 @@ pub async fn serve<D: Daemon>(listener: TcpListener, watcher: Arc<D>, cancel: Ca
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await;
+}
+
+/// 200 `ok`, or 503 with the reason once the store failed (the daemon is stopping).
+async fn healthz<D: Daemon>(State(w): State<Arc<D>>) -> impl IntoResponse {
+    match w.store_failure() {
+        None => (StatusCode::OK, "ok\n".to_string()),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store failing: {reason}\n"),
+        ),
+    }
 }
 
 fn internal(e: impl std::error::Error) -> (StatusCode, Json<serde_json::Value>) {
@@ -64,6 +78,13 @@ struct RetryQuery {
     batch: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct RedeliverQuery {
+    batch: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
 async fn retry<D: Daemon>(
     State(w): State<Arc<D>>,
     Query(q): Query<RetryQuery>,
@@ -76,7 +97,7 @@ async fn retry<D: Daemon>(
 
 async fn redeliver<D: Daemon>(
     State(w): State<Arc<D>>,
-    Query(q): Query<RetryQuery>,
+    Query(q): Query<RedeliverQuery>,
 ) -> impl IntoResponse {
     let Some(batch) = q.batch else {
         return (
@@ -85,7 +106,7 @@ async fn redeliver<D: Daemon>(
         )
             .into_response();
     };
-    match w.redeliver(&batch).await {
+    match w.redeliver(&batch, q.force).await {
         Ok(d) => {
             Json(serde_json::json!({"batch": d.batch_id, "idempotency_key": d.idempotency_key()}))
                 .into_response()
@@ -145,15 +166,18 @@ pub async fn remote_retry(
     Ok(v["requeued"].as_u64().unwrap_or(0) as usize)
 }
 
-/// Asks the daemon at `addr` to redeliver `batch`; returns the new idempotency key.
+/// Asks the daemon at `addr` to redeliver `batch` (`force`: also a lost run); returns the new
+/// idempotency key.
 pub async fn remote_redeliver(
     addr: std::net::SocketAddr,
     batch: &str,
+    force: bool,
 ) -> Result<String, WatcherError> {
     let url = format!("http://{addr}/redeliver");
+    let force = if force { "true" } else { "false" };
     let resp = client()
         .post(&url)
-        .query(&[("batch", batch)])
+        .query(&[("batch", batch), ("force", force)])
         .send()
         .await
         .map_err(|e| daemon_error(&url, e))?;

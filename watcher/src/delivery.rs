@@ -72,8 +72,11 @@ pub struct FollowedRun {
     /// The engine's last message (or why the run counts as lost).
     pub message: Option<String>,
     pub checked_at: Option<DateTime<Utc>>,
-    /// Consecutive failures to get the run's status; past a limit the run counts as lost.
+    /// Consecutive failures to get the run's status.
     pub errors: u32,
+    /// Since when the run's status has been unavailable (the first of those failures); past
+    /// `[trigger] run_lost_after` the run counts as lost.
+    pub unreachable_since: Option<DateTime<Utc>>,
 }
 
 /// What the watcher knows about a run. Stored (and shown by `status`) as the engine's state name,
@@ -229,6 +232,8 @@ struct Record {
     redeliveries: u32,
     #[serde(default)]
     run_errors: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run_unreachable_since: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<Record> for Delivery {
@@ -249,6 +254,7 @@ impl TryFrom<Record> for Delivery {
                     message: r.run_message,
                     checked_at: r.run_checked_at,
                     errors: r.run_errors,
+                    unreachable_since: r.run_unreachable_since,
                 })
             }
         };
@@ -293,7 +299,8 @@ impl From<Delivery> for Record {
             run_message: run.as_ref().and_then(|r| r.message.clone()),
             run_checked_at: run.as_ref().and_then(|r| r.checked_at),
             redeliveries: d.redeliveries,
-            run_errors: run.map_or(0, |r| r.errors),
+            run_errors: run.as_ref().map_or(0, |r| r.errors),
+            run_unreachable_since: run.and_then(|r| r.unreachable_since),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! runner (`kind = "pipelines"`): one code path.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -33,6 +34,35 @@ pub fn validate(chains_dir: &Path, chain: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// How long one run of a chain may take, by its stages' timeouts (and retries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunBound {
+    /// The longest path through the stages takes at most this long.
+    Within(Duration),
+    /// This stage has no timeout: a run may take any time.
+    Unbounded { stage: String },
+}
+
+/// The [`RunBound`] of `chain` in `chains_dir` (`None` when the chains do not load; `check`
+/// reports that on its own).
+pub fn run_bound(chains_dir: &Path, chain: &str) -> Option<RunBound> {
+    let chains = pipelines::chain::load(chains_dir).ok()?;
+    let stages = chains.get(chain)?.stages();
+    let order = pipelines::chain::topological_order(stages).ok()?;
+    let mut finish = vec![Duration::ZERO; stages.len()];
+    for i in order {
+        let stage = &stages[i];
+        let Some(timeout) = stage.timeout() else {
+            return Some(RunBound::Unbounded {
+                stage: stage.name().to_string(),
+            });
+        };
+        let start = stage.deps().iter().map(|&d| finish[d]).max().unwrap_or_default();
+        finish[i] = start.saturating_add(timeout.saturating_mul(stage.retries().saturating_add(1)));
+    }
+    Some(RunBound::Within(finish.into_iter().max().unwrap_or_default()))
 }
 
 /// A running embedded runner.
@@ -84,7 +114,7 @@ impl Embedded {
         target.pipeline = Some(chain.to_string());
         target.token_file = Some(self.token_file.clone());
         // A local runner is cheap to ask: follow runs closely.
-        target.poll_interval = Some(std::time::Duration::from_millis(200));
+        target.poll_interval = Some(Duration::from_millis(200));
         target
     }
 

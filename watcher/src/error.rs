@@ -28,6 +28,10 @@ pub enum WatcherError {
     },
     #[error("the daemon at `{addr}` did not answer: {message}")]
     Daemon { addr: String, message: String },
+    #[error(
+        "the store failed: {reason}; hint: free space or fix the state dir, then start the watcher again (systemd restarts it)"
+    )]
+    StoreFailed { reason: String },
     #[error("{0}")]
     Usage(String),
     /// Writing the command's output (stdout) failed.
@@ -75,6 +79,7 @@ impl WatcherError {
             | WatcherError::Fetch(_)
             | WatcherError::Listen { .. } => exit::USAGE,
             WatcherError::Store(e) => store_exit_code(e),
+            WatcherError::StoreFailed { .. } => exit::STORE,
             WatcherError::Redeliver(crate::outbox::RedeliverError::Store(e)) => store_exit_code(e),
             WatcherError::Redeliver(_) => exit::USAGE,
             WatcherError::Deliver(DeliverError(e)) => match e.exit_code() {

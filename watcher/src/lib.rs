@@ -22,6 +22,7 @@ pub mod emit;
 pub mod error;
 pub mod feedkit;
 pub mod fetch;
+pub mod health;
 pub mod identity;
 pub mod limits;
 pub mod opml;

@@ -25,7 +25,8 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .init();
 }
 
-/// Cancels `token` on SIGINT or SIGTERM.
+/// Cancels `token` on SIGINT or SIGTERM (`run` and `once` drain, stop the embedded runner's
+/// stages within `shutdown_grace` and flush the store).
 fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -46,7 +47,7 @@ async fn main() -> ExitCode {
     let demo = matches!(cli.command, Command::Demo { .. });
     init_tracing(cli.verbose, cli.quiet || (demo && cli.verbose == 0));
     let cancel = CancellationToken::new();
-    if matches!(cli.command, Command::Run) {
+    if matches!(cli.command, Command::Run | Command::Once { .. }) {
         cancel_on_signals(cancel.clone());
     }
     let result =

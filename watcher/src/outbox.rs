@@ -10,5 +10,5 @@ pub mod send;
 pub use batch::{
     Batching, batch_id, form_batches, group_staged, held_until, new_delivery, preview,
 };
-pub use follow::{LOST_AFTER, follow_runs};
+pub use follow::{Following, follow_runs};
 pub use send::{DeliveryReport, RedeliverError, deliver_due, redeliver, requeue_failed};

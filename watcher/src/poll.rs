@@ -381,9 +381,9 @@ fn failure(source: &SourceConfig, state: &SourceState, e: PollError) -> Change {
             ..
         }) if source.kind != SourceKind::Discover || state.discovered_feed.is_none() => {
             warn!(
-                "source answered 410 Gone: it will not be polled again; remove it from the config or fix its URL"
+                "source answered 410 Gone: asked again daily for 30 days, then never; remove it from the config or fix its URL"
             );
-            change(Health::Gone, schedule::Outcome::Failed { failures: 0 })
+            change(Health::Gone, schedule::Outcome::Gone)
         }
         e => {
             let forget = matches!(&e, PollError::Fetch(FetchError::Status { status, .. }) if *status == StatusCode::NOT_FOUND || *status == StatusCode::GONE)
@@ -434,6 +434,8 @@ impl Change {
             Health::Ok => {
                 state.consecutive_failures = 0;
                 state.last_error = None;
+                state.gone = false;
+                state.gone_since = None;
                 state.last_success = Some(now);
                 state.last_result = Some("not modified".into());
             }
@@ -445,8 +447,10 @@ impl Change {
             }
             Health::Gone => {
                 state.gone = true;
-                state.last_result =
-                    Some("gone (410): no longer polled; remove it from the config".into());
+                state.gone_since.get_or_insert(now);
+                state.last_result = Some(
+                    "gone (410): asked again daily for 30 days; remove it from the config".into(),
+                );
             }
             Health::Failed { error } => {
                 state.consecutive_failures += 1;

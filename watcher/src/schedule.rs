@@ -1,7 +1,8 @@
 //! schedule.rs: when a source is due again, and why. The one place that owns "next poll":
 //! interval (configured, adaptive or cron), what the server asks for (feed `<ttl>`,
 //! `Cache-Control: max-age`, `Expires`, `Retry-After`), error backoff, bounds and jitter.
-//! Pure: the caller passes the time and the random source.
+//! A source that answered 410 Gone is asked again daily for 30 days (a site being rebuilt comes
+//! back), then stopped for good. Pure: the caller passes the time and the random source.
 
 use std::time::Duration;
 
@@ -37,11 +38,20 @@ impl Policy {
     }
 }
 
+/// A source that answered 410 Gone is asked again this often...
+pub const GONE_RECHECK: Duration = Duration::from_secs(24 * 3600);
+
+/// ...until this long after its first 410; then it is stopped for good.
+pub const GONE_GIVE_UP: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// What the store remembers of a source's schedule.
 #[derive(Debug, Clone, Default)]
 pub struct Due {
-    /// Stopped (410 Gone): never due again.
+    /// Answered 410 Gone: asked again daily until [`GONE_GIVE_UP`] after `gone_since`.
     pub gone: bool,
+    /// The first 410 of the current run of them (a state stored before this was kept counts
+    /// from its last poll).
+    pub gone_since: Option<DateTime<Utc>>,
     pub last_poll: Option<DateTime<Utc>>,
     pub next_due: Option<DateTime<Utc>>,
     /// The next poll time was set by the interval (not Retry-After, TTL or backoff).
@@ -61,6 +71,8 @@ pub enum Outcome {
     Throttled { retry_after: Duration },
     /// Any failure; `failures` counts this one.
     Failed { failures: u32 },
+    /// 410 Gone: asked again after [`GONE_RECHECK`] (the bounds do not apply).
+    Gone,
 }
 
 /// Why a source waits as long as it does (shown by `status`).
@@ -86,6 +98,12 @@ pub fn next_wait(
         }
         (policy.interval, "interval".into())
     };
+    if *result == Outcome::Gone {
+        return Next {
+            wait: GONE_RECHECK,
+            reason: "gone (410): asked again daily for 30 days".into(),
+        };
+    }
     // What jitter may never go below: the server's own numbers and min_interval.
     let mut floor = policy.min_interval;
     let (wait, reason, jitter) = match result {
@@ -128,6 +146,7 @@ pub fn next_wait(
                 true,
             )
         }
+        Outcome::Gone => unreachable!("answered above"),
     };
     let capped = wait > policy.max_interval;
     let mut wait = wait.min(policy.max_interval);
@@ -165,7 +184,7 @@ pub fn adaptive_interval(published: &[DateTime<Utc>]) -> Option<Duration> {
 }
 
 /// How long until a source is due, from its stored schedule: zero for a source never polled,
-/// `None` for a stopped (410) one. A lowered `interval` takes effect at once for sources waiting
+/// `None` for one stopped for good (410 Gone for [`GONE_GIVE_UP`]). A lowered `interval` takes effect at once for sources waiting
 /// on their interval (not for Retry-After, TTL or backoff).
 pub fn wait_until_due(
     state: Option<&Due>,
@@ -175,7 +194,7 @@ pub fn wait_until_due(
     let Some(state) = state else {
         return Some(Duration::ZERO);
     };
-    if state.gone {
+    if state.gone && gone_for_good(state, now) {
         return None;
     }
     let Some(due) = state.next_due else {
@@ -195,6 +214,14 @@ pub fn wait_until_due(
         wait = wait.min(by_interval);
     }
     Some(wait)
+}
+
+/// Whether a gone source has answered 410 for [`GONE_GIVE_UP`] (or has no date to count from).
+fn gone_for_good(state: &Due, now: DateTime<Utc>) -> bool {
+    let Some(since) = state.gone_since.or(state.last_poll) else {
+        return true;
+    };
+    (now - since).to_std().is_ok_and(|gone| gone >= GONE_GIVE_UP)
 }
 
 /// Whether a source is due at `now` (see [`wait_until_due`]).
@@ -303,6 +330,30 @@ mod tests {
             .with_timezone(&Utc);
         let n = next_wait(&p, &ok(), now, &mut rng());
         assert_eq!((n.wait.as_secs(), n.reason.as_str()), (3600, "cron"));
+    }
+
+    #[test]
+    fn a_gone_source_is_asked_again_daily_for_30_days_then_stopped() {
+        let now = Utc::now();
+        let n = next_wait(&policy(), &Outcome::Gone, now, &mut rng());
+        assert_eq!(n.wait, GONE_RECHECK, "not capped by max_interval");
+        let gone = |days: i64| Due {
+            gone: true,
+            gone_since: Some(now - chrono::Duration::days(days)),
+            last_poll: Some(now - chrono::Duration::days(1)),
+            next_due: Some(now),
+            by_interval: false,
+        };
+        let interval = Duration::from_secs(60);
+        assert!(is_due(Some(&gone(1)), interval, now));
+        assert!(is_due(Some(&gone(29)), interval, now));
+        assert_eq!(wait_until_due(Some(&gone(30)), interval, now), None);
+        let old_record = Due {
+            gone_since: None,
+            last_poll: Some(now - chrono::Duration::days(31)),
+            ..gone(0)
+        };
+        assert_eq!(wait_until_due(Some(&old_record), interval, now), None);
     }
 
     #[test]

@@ -86,8 +86,10 @@ pub struct SourceState {
     pub next_due_reason: Option<String>,
     /// Where the source lives now, after a permanent redirect (301/308).
     pub current_url: Option<String>,
-    /// 410 Gone: the source is not polled any more.
+    /// 410 Gone: the source is asked again daily, for 30 days after `gone_since`.
     pub gone: bool,
+    /// The first 410 of the current run of them.
+    pub gone_since: Option<DateTime<Utc>>,
     /// For `sites` without a selector: the feed found by autodiscovery.
     pub discovered_feed: Option<String>,
     /// The sitemap is an index: its children can change while it does not, so it is fetched
@@ -117,6 +119,7 @@ impl SourceState {
     pub fn due(&self) -> crate::schedule::Due {
         crate::schedule::Due {
             gone: self.gone,
+            gone_since: self.gone_since,
             last_poll: self.last_poll,
             next_due: self.next_due,
             by_interval: self.next_due_reason.as_deref() == Some("interval"),
@@ -377,16 +380,20 @@ impl Store {
         .map_err(tx_err)
     }
 
-    /// Staged items, oldest first, with their keys.
+    /// Staged items, oldest first, with their keys. A record that cannot be read is skipped
+    /// (and reported once), so one bad record does not stop every delivery; it stays in the tree
+    /// for inspection.
     pub fn staged(&self) -> Result<Vec<(u64, StagedItem)>, StoreError> {
-        self.staged
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
-                Ok((seq, from_json(&k, &v)?))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.staged.iter() {
+            let (k, v) = kv?;
+            let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+            match from_json(&k, &v) {
+                Ok(s) => out.push((seq, s)),
+                Err(e) => report_corrupt("staged", seq, &e),
+            }
+        }
+        Ok(out)
     }
 
     /// Moves staged items into one delivery, atomically. A batch id already in the outbox (a batch
@@ -431,7 +438,7 @@ impl Store {
             let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
             match from_json(&k, &v) {
                 Ok(d) => out.push((seq, d)),
-                Err(e) => report_corrupt(seq, &e),
+                Err(e) => report_corrupt("outbox", seq, &e),
             }
         }
         Ok(out)
@@ -493,13 +500,13 @@ impl Store {
     }
 }
 
-/// Logs an unreadable outbox record once per process.
-fn report_corrupt(seq: u64, e: &StoreError) {
-    static SEEN: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+/// Logs an unreadable record of `tree` once per process.
+fn report_corrupt(tree: &'static str, seq: u64, e: &StoreError) {
+    static SEEN: std::sync::Mutex<Vec<(&str, u64)>> = std::sync::Mutex::new(Vec::new());
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    if !seen.contains(&seq) {
-        seen.push(seq);
-        tracing::error!(record = seq, error = %crate::causes::one_line(e), "outbox record skipped: it cannot be read");
+    if !seen.contains(&(tree, seq)) {
+        seen.push((tree, seq));
+        tracing::error!(tree, record = seq, error = %crate::causes::one_line(e), "record skipped: it cannot be read; the others are delivered");
     }
 }
 

@@ -1,24 +1,19 @@
-//! watch.rs: the watcher as a whole: its sources, one pass (`once`) and the daemon loop (`run`):
-//! poll what is due, group staged items into batches, deliver pending batches, until cancelled;
-//! then drain in-flight work and flush the store.
+//! watch.rs: the watcher as a whole: its sources, and one pass (`once`): poll what is due, group
+//! staged items into batches, deliver pending batches. The daemon loop (`run`) is [`daemon`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
-use tokio::net::TcpListener;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::info;
 
 use crate::config::Config;
 use crate::config::SourceConfig;
 use crate::deliver::Deliverer;
-use crate::due::DueQueue;
 use crate::embedded::Embedded;
 use crate::error::WatcherError;
 use crate::fetch::Fetcher;
@@ -26,17 +21,10 @@ use crate::identity::Canonicalizer;
 use crate::limits::Limits;
 use crate::outbox::{self, DeliveryReport};
 use crate::poll::{Planned, PollOptions, PollOutcome, PollReport, poll_source};
+
+mod daemon;
 use crate::status::StatusReport;
 use crate::store::{Store, StoreError};
-
-/// How often the daemon looks for due sources and deliveries when nothing is due sooner.
-const TICK: Duration = Duration::from_secs(1);
-
-/// How often the daemon prunes old done deliveries.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-
-/// At shutdown, how long a delivery in flight may take before it is cut off.
-const DELIVERY_DRAIN: Duration = Duration::from_secs(20);
 
 /// Options of one pass.
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,17 +39,24 @@ pub struct OnceOptions {
 #[derive(Debug, Clone, Default)]
 pub struct PassReport {
     pub polls: Vec<PollReport>,
-    /// Sources not due yet, and stopped (410) ones: not polled.
+    /// Sources not due yet, and those stopped for good (410 for 30 days): not polled.
     pub not_due: usize,
     pub deliveries: Vec<DeliveryReport>,
     /// Dry run: the batches that would be delivered.
     pub would_deliver: Vec<crate::delivery::Delivery>,
+    /// Cancelled (SIGTERM) before it delivered: sources not polled yet were skipped.
+    pub interrupted: bool,
 }
 
 impl PassReport {
     /// One line per problem: failed sources and failed delivery attempts.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.interrupted {
+            out.push(
+                "interrupted by a signal: sources not polled yet were skipped and nothing was delivered; what was found stays staged for the next pass".to_string(),
+            );
+        }
         for p in &self.polls {
             if let PollOutcome::Failed { error } = &p.outcome {
                 out.push(format!(
@@ -93,6 +88,8 @@ pub struct Watcher {
     deliverer: Option<Arc<Deliverer>>,
     embedded: Option<Embedded>,
     limits: Limits,
+    /// The daemon's store health (`/healthz`).
+    health: crate::health::Health,
 }
 
 impl Watcher {
@@ -132,6 +129,7 @@ impl Watcher {
             limits: Limits::new(config.watcher.concurrency, config.watcher.per_host),
             deliverer: None,
             embedded: None,
+            health: crate::health::Health::default(),
             config,
         })
     }
@@ -180,6 +178,14 @@ impl Watcher {
     pub async fn status(&self) -> Result<StatusReport, StoreError> {
         let (store, failing_after) = (Store::clone(&self.store), self.config.watcher.failing_after);
         sled_gate::blocking(move || StatusReport::build(&store, failing_after)).await
+    }
+
+    /// How runs are followed: asked about at most once per `min_age`.
+    fn following(&self, min_age: Duration) -> outbox::Following {
+        outbox::Following {
+            min_age,
+            lost_after: self.config.trigger.run_lost_after,
+        }
     }
 
     fn poll_options(&self, backfill: bool, dry_run: bool) -> PollOptions {
@@ -236,6 +242,18 @@ impl Watcher {
     pub async fn once(
         &self,
         opts: OnceOptions,
+        progress: impl FnMut(&PollReport, usize, usize),
+    ) -> Result<PassReport, WatcherError> {
+        self.once_until(opts, &CancellationToken::new(), progress)
+            .await
+    }
+
+    /// [`Watcher::once`] until `cancel` (SIGTERM): then polls not started yet are skipped, those
+    /// in flight finish, and nothing is delivered (what was found stays staged, durable).
+    pub async fn once_until(
+        &self,
+        opts: OnceOptions,
+        cancel: &CancellationToken,
         mut progress: impl FnMut(&PollReport, usize, usize),
     ) -> Result<PassReport, WatcherError> {
         let poll_opts = self.poll_options(opts.backfill, opts.dry_run);
@@ -247,20 +265,27 @@ impl Watcher {
                 .store
                 .source(&crate::store::source_key(&source.author, &source.url))?
                 .map(|s| s.due());
+            let wait = crate::schedule::wait_until_due(last.as_ref(), source.interval, now);
+            // `--all` forces sources waiting on their schedule, not the daily re-check of a gone one.
             let gone = last.as_ref().is_some_and(|d| d.gone);
-            if !gone && (opts.all || crate::schedule::is_due(last.as_ref(), source.interval, now)) {
+            if wait == Some(Duration::ZERO) || (wait.is_some() && opts.all && !gone) {
                 due.push(source);
             } else {
                 not_due += 1;
             }
         }
         let total = due.len();
-        let mut running: FuturesUnordered<_> = due
+        let planned: Vec<Planned> = due
+            .into_iter()
+            .map(|source| Planned::new(source, &self.config.watcher))
+            .collect();
+        let mut running: FuturesUnordered<_> = planned
             .iter()
-            .map(|source| self.poll(source, poll_opts))
+            .map(|source| self.poll_unless(source, poll_opts, cancel))
             .collect();
         let mut polls = Vec::with_capacity(total);
         while let Some(result) = running.next().await {
+            let Some(result) = result else { continue };
             let report = result?;
             progress(&report, polls.len() + 1, total);
             polls.push(report);
@@ -272,9 +297,13 @@ impl Watcher {
         let mut report = PassReport {
             polls,
             not_due,
+            interrupted: cancel.is_cancelled(),
             ..PassReport::default()
         };
         let now = Utc::now();
+        if report.interrupted {
+            return Ok(report);
+        }
         if opts.dry_run {
             report.would_deliver = self.preview(&report.polls, now)?;
             return Ok(report);
@@ -286,7 +315,7 @@ impl Watcher {
         outbox::follow_runs(
             &self.store,
             self.deliverer(),
-            self.config.trigger.follow_interval,
+            self.following(self.config.trigger.follow_interval),
         )
         .await?;
         Ok(report)
@@ -317,7 +346,7 @@ impl Watcher {
             out.push((d.batch_id.clone(), result));
         }
         // Record the outcomes (a zero min age asks about every open run once more).
-        outbox::follow_runs(&self.store, self.deliverer(), Duration::ZERO).await?;
+        outbox::follow_runs(&self.store, self.deliverer(), self.following(Duration::ZERO)).await?;
         Ok(out)
     }
 
@@ -353,231 +382,29 @@ impl Watcher {
         outbox::requeue_failed(&self.store, batch).await
     }
 
-    /// Queues a batch whose run failed again, with a new idempotency key.
+    /// Queues a batch whose run failed again, with a new idempotency key (a lost run only with
+    /// `force`).
     pub async fn redeliver(
         &self,
         batch: &str,
+        force: bool,
     ) -> Result<crate::delivery::Delivery, outbox::RedeliverError> {
-        outbox::redeliver(&self.store, batch).await
-    }
-
-    /// The daemon: serves the status endpoint on `listener`, polls each source when due (within
-    /// the global and per-host limits), forms batches after the batch window and delivers them,
-    /// until `cancel` fires. Then it stops starting work, waits for in-flight polls, and flushes
-    /// the store. Timers use tokio's clock, so tests can pause and advance it.
-    pub async fn run(
-        self,
-        listener: TcpListener,
-        cancel: CancellationToken,
-    ) -> Result<(), WatcherError> {
-        let this = Arc::new(self);
-        let tracker = TaskTracker::new();
-        let control = tokio::spawn(crate::control::serve(
-            listener,
-            this.clone(),
-            cancel.clone(),
-        ));
-        // Sources are known by their index in `sources` from here on: the due queue and the
-        // polls' completions carry it, so no step of a poll walks every source.
-        let sources: Arc<[Planned]> = this
-            .sources()
-            .into_iter()
-            .map(|s| Planned::new(s, &this.config.watcher))
-            .collect();
-        let mut due = this.initial_due(&sources)?;
-        info!(
-            sources = sources.len(),
-            scheduled = due.len(),
-            state_dir = %this.config.watcher.state_dir.display(),
-            "watcher started"
-        );
-        let (done_tx, mut done_rx) =
-            tokio::sync::mpsc::unbounded_channel::<(usize, Option<Duration>)>();
-        let poll_opts = this.poll_options(false, false);
-        let mut delivering: Option<tokio::task::JoinHandle<()>> = None;
-        let mut next_delivery = Instant::now();
-        let mut next_prune = Instant::now();
-        loop {
-            // A source leaves the queue while it is being polled; its completion puts it back.
-            while let Some(index) = due.pop_due(Instant::now()) {
-                let (this, sources, done_tx, cancel) = (
-                    this.clone(),
-                    sources.clone(),
-                    done_tx.clone(),
-                    cancel.clone(),
-                );
-                tracker.spawn(async move {
-                    let source = &sources[index];
-                    let poll = std::panic::AssertUnwindSafe(
-                        this.poll_in_daemon(source, poll_opts, &cancel),
-                    );
-                    let next = match poll.catch_unwind().await {
-                        Ok(next) => next,
-                        Err(_) => {
-                            error!(source = %source.config.url, "poll panicked; polling it again after its interval");
-                            Some(source.config.interval)
-                        }
-                    };
-                    let _ = done_tx.send((index, next));
-                });
-            }
-            // Deliveries run beside polling, one pass at a time, so a slow engine delays
-            // neither polls nor shutdown.
-            if delivering.as_ref().is_none_or(|d| d.is_finished())
-                && Instant::now() >= next_delivery
-            {
-                next_delivery = Instant::now() + TICK;
-                if Instant::now() >= next_prune {
-                    next_prune = Instant::now() + PRUNE_EVERY;
-                    if let Err(e) = this.prune().await {
-                        error!(error = %crate::causes::one_line(&e), "pruning old deliveries failed");
-                    }
-                }
-                let this = this.clone();
-                delivering = Some(tokio::spawn(async move {
-                    if let Err(e) = this
-                        .batch_and_deliver(Some(this.config.watcher.batch_window))
-                        .await
-                    {
-                        error!(error = %crate::causes::one_line(&e), "delivery pass failed");
-                    }
-                }));
-            }
-            let tick = Instant::now() + TICK;
-            let wake = due.next().map_or(tick, |at| at.min(tick));
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                Some(done) = done_rx.recv() => {
-                    // Every poll that finished meanwhile, so a burst of completions costs one
-                    // turn of the loop.
-                    let now = Instant::now();
-                    let mut done = Some(done);
-                    while let Some((index, next)) = done {
-                        if let Some(wait) = next {
-                            due.insert(now + wait, index);
-                        }
-                        done = done_rx.try_recv().ok();
-                    }
-                }
-                _ = tokio::time::sleep_until(wake) => {}
-            }
-        }
-        info!("shutting down: waiting for in-flight polls and deliveries");
-        tracker.close();
-        tracker.wait().await;
-        if let Some(mut d) = delivering {
-            // A delivery cut off here is sent again, with the same key, on the next start.
-            if tokio::time::timeout(DELIVERY_DRAIN, &mut d).await.is_err() {
-                warn!(
-                    "a delivery is still in flight after {DELIVERY_DRAIN:?}; it is retried on the next start"
-                );
-                d.abort();
-                let _ = d.await;
-            }
-        }
-        if let Err(e) = control.await {
-            warn!(error = %e, "status endpoint task ended badly");
-        }
-        // Items found by the last polls stay staged (durable) and are batched on the next start.
-        match Arc::try_unwrap(this) {
-            Ok(w) => w.shutdown().await?,
-            Err(this) => this.store.flush().await?,
-        }
-        info!("watcher stopped");
-        Ok(())
-    }
-
-    /// When each source (by its index in `sources`) is first due, on tokio's clock, from the
-    /// stored schedule. Stopped (410) sources are left out: they are never polled again.
-    fn initial_due(&self, sources: &[Planned]) -> Result<DueQueue, StoreError> {
-        let start = Instant::now();
-        let wall = Utc::now();
-        let mut due = DueQueue::default();
-        for (index, source) in sources.iter().enumerate() {
-            let last = self.store.source(&source.key)?.map(|s| s.due());
-            let Some(wait) =
-                crate::schedule::wait_until_due(last.as_ref(), source.config.interval, wall)
-            else {
-                warn!(source = %source.config.url, "source is stopped (410 Gone); remove it from the config");
-                continue;
-            };
-            due.insert(start + wait, index);
-        }
-        Ok(due)
-    }
-
-    /// One daemon poll; returns how long until the next one (`None`: never again).
-    async fn poll_in_daemon(
-        &self,
-        source: &Planned,
-        opts: PollOptions,
-        cancel: &CancellationToken,
-    ) -> Option<Duration> {
-        match self.poll_unless(source, opts, cancel).await? {
-            Ok(report) => {
-                // A fetched (200, 304) poll reset the failure count: no need to read it back.
-                let fetched = matches!(
-                    report.outcome,
-                    PollOutcome::NotModified
-                        | PollOutcome::Baseline { .. }
-                        | PollOutcome::Polled { .. }
-                );
-                if !fetched
-                    && let Ok(Some(s)) = self.store.source(&source.key)
-                    && s.consecutive_failures == self.config.watcher.failing_after
-                {
-                    warn!(
-                        source = %source.config.url,
-                        failures = s.consecutive_failures,
-                        "source is failing; it keeps being polled, less often (see `watcher status`)"
-                    );
-                }
-                (report.outcome != PollOutcome::Gone).then_some(report.next.wait)
-            }
-            Err(e) => {
-                error!(source = %source.config.url, error = %crate::causes::one_line(&e), "cannot store poll result");
-                Some(self.config.watcher.interval)
-            }
-        }
+        outbox::redeliver(&self.store, batch, force).await
     }
 
     /// Removes old done deliveries (`[watcher] keep_deliveries`).
     async fn prune(&self) -> Result<(), StoreError> {
-        let keep = chrono::Duration::from_std(self.config.watcher.keep_deliveries)
-            .unwrap_or(chrono::Duration::MAX);
-        let n = self.store.prune_deliveries(Utc::now() - keep).await?;
+        // `check` bounds keep_deliveries; a cutoff before the calendar starts prunes nothing.
+        let Some(cutoff) = chrono::Duration::from_std(self.config.watcher.keep_deliveries)
+            .ok()
+            .and_then(|keep| Utc::now().checked_sub_signed(keep))
+        else {
+            return Ok(());
+        };
+        let n = self.store.prune_deliveries(cutoff).await?;
         if n > 0 {
             info!(removed = n, "old done deliveries pruned");
         }
         Ok(())
-    }
-
-    async fn batch_and_deliver(&self, window: Option<Duration>) -> Result<(), StoreError> {
-        outbox::form_batches(&self.store, &self.batching(window), Utc::now()).await?;
-        outbox::deliver_due(&self.store, self.deliverer(), Utc::now()).await?;
-        outbox::follow_runs(
-            &self.store,
-            self.deliverer(),
-            self.config.trigger.follow_interval,
-        )
-        .await?;
-        Ok(())
-    }
-}
-
-impl crate::control::Daemon for Watcher {
-    async fn status(&self) -> Result<StatusReport, StoreError> {
-        Watcher::status(self).await
-    }
-
-    async fn retry(&self, batch: Option<&str>) -> Result<usize, StoreError> {
-        Watcher::retry(self, batch).await
-    }
-
-    async fn redeliver(
-        &self,
-        batch: &str,
-    ) -> Result<crate::delivery::Delivery, outbox::RedeliverError> {
-        Watcher::redeliver(self, batch).await
     }
 }

@@ -1,8 +1,11 @@
 //! commands/once.rs: `watcher once`: one pass, its report on stdout (one line per poll and per
 //! delivery, then the problems), and with the embedded runner the runs it started followed to
-//! their end.
+//! their end. SIGTERM (or SIGINT) is handled like `run`'s: polls in flight finish, the embedded
+//! runner's stages get `shutdown_grace` to end before it stops them, the store is flushed.
 
 use std::io::{IsTerminal, Write};
+
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::{Outcome, WatcherError};
@@ -13,13 +16,14 @@ use crate::watch::{OnceOptions, Watcher};
 pub async fn once(
     config: Config,
     opts: OnceOptions,
+    cancel: &CancellationToken,
     out: &mut impl Write,
 ) -> Result<Outcome, WatcherError> {
     let watcher = Watcher::open(config)?;
     let tty = std::io::stderr().is_terminal();
     let mut failed = 0;
     let report = watcher
-        .once(opts, |p, done, total| {
+        .once_until(opts, cancel, |p, done, total| {
             if matches!(p.outcome, PollOutcome::Failed { .. }) {
                 failed += 1;
             }
@@ -40,7 +44,9 @@ pub async fn once(
                 "throttled (Retry-After {})",
                 humantime::format_duration(*retry_after)
             ),
-            PollOutcome::Gone => "GONE (410): not polled again; remove it from the config".into(),
+            PollOutcome::Gone => {
+                "GONE (410): asked again daily for 30 days; remove it from the config".into()
+            }
             PollOutcome::Failed { error } => format!("FAILED: {error}"),
         };
         writeln!(
@@ -101,13 +107,21 @@ pub async fn once(
         // The embedded runner stops with this process: follow the runs started here.
         let timeout = watcher.config().trigger.wait_timeout;
         let mut unwritten = None;
-        let waited = watcher
-            .wait_for_runs(&report, timeout, |batch, s| {
-                if let Err(e) = writeln!(out, "batch {batch}: run {s}") {
-                    unwritten.get_or_insert(e);
-                }
-            })
-            .await?;
+        let waiting = watcher.wait_for_runs(&report, timeout, |batch, s| {
+            if let Err(e) = writeln!(out, "batch {batch}: run {s}") {
+                unwritten.get_or_insert(e);
+            }
+        });
+        let waited = tokio::select! {
+            waited = waiting => waited?,
+            () = cancel.cancelled() => {
+                problems.push(format!(
+                    "interrupted by a signal while waiting for the runs: the embedded runner gave running stages {} to end, then stopped them; `watcher status` shows how each run ended",
+                    humantime::format_duration(embedded_grace(&watcher))
+                ));
+                Vec::new()
+            }
+        };
         if let Some(e) = unwritten {
             return Err(WatcherError::Output(e));
         }
@@ -134,4 +148,9 @@ pub async fn once(
         writeln!(out, "  {p}")?;
     }
     Ok(Outcome::Problems)
+}
+
+/// How long the embedded runner lets running stages finish when it stops.
+fn embedded_grace(watcher: &Watcher) -> std::time::Duration {
+    (watcher.config().trigger.embedded.as_ref()).map_or(std::time::Duration::ZERO, |e| e.shutdown_grace)
 }

@@ -1,5 +1,6 @@
 //! commands/redeliver.rs: `watcher redeliver BATCH`: a batch whose run ended badly queued again
-//! with a new idempotency key, in the store or through the daemon that holds it.
+//! with a new idempotency key, in the store or through the daemon that holds it; a lost run only
+//! with `--force`.
 
 use std::io::Write;
 
@@ -12,12 +13,13 @@ use crate::watch::Watcher;
 pub async fn redeliver(
     config: Config,
     batch: &str,
+    force: bool,
     out: &mut impl Write,
 ) -> Result<Outcome, WatcherError> {
     let listen = config.watcher.listen;
     match Watcher::inspect(config) {
         Ok(w) => {
-            let d = w.redeliver(batch).await?;
+            let d = w.redeliver(batch, force).await?;
             writeln!(
                 out,
                 "batch {} queued again with idempotency key {}; the next pass (or the running daemon) starts it",
@@ -26,7 +28,7 @@ pub async fn redeliver(
             )?;
         }
         Err(WatcherError::Store(StoreError::Locked { .. })) => {
-            let key = crate::control::remote_redeliver(listen, batch).await?;
+            let key = crate::control::remote_redeliver(listen, batch, force).await?;
             writeln!(
                 out,
                 "batch {batch} queued again with idempotency key {key}; the daemon starts it"

@@ -4,8 +4,10 @@
 //!
 //! - [`settings`]: `[watcher]`, `[fetch]`, `[output]`, `[trigger]`;
 //! - [`sources`]: `[[authors]]` and the sources they resolve to (cron and selectors parsed);
-//! - [`validate`]: from raw tables to checked values, every problem with its key.
+//! - [`validate`]: from raw tables to checked values, every problem with its key;
+//! - [`durations`]: the upper bound of every duration key.
 
+pub mod durations;
 pub mod settings;
 pub mod sources;
 pub mod validate;

@@ -142,6 +142,9 @@ pub struct TriggerSettings {
     /// daemon asks an engine about runs it follows.
     pub wait_timeout: Duration,
     pub follow_interval: Duration,
+    /// How long a followed run's status may stay unavailable before the run counts as lost (and
+    /// `redeliver --force` may start it again).
+    pub run_lost_after: Duration,
     /// `kind = "embedded"`: the runner inside the watcher.
     pub embedded: Option<EmbeddedSettings>,
     /// The whole table, handed to the trigger client.
@@ -172,6 +175,8 @@ pub(super) struct RawTrigger {
     pub(super) wait_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub(super) follow_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) run_lost_after: Duration,
     pub(super) chains_dir: PathBuf,
     #[serde(with = "humantime_serde")]
     pub(super) shutdown_grace: Duration,
@@ -188,6 +193,7 @@ impl Default for RawTrigger {
             min_interval: Duration::ZERO,
             wait_timeout: Duration::from_secs(30 * 60),
             follow_interval: Duration::from_secs(30),
+            run_lost_after: Duration::from_secs(24 * 3600),
             chains_dir: PathBuf::from("pipelines/chains"),
             shutdown_grace: Duration::from_secs(300),
             kind: String::new(),
@@ -203,6 +209,7 @@ pub const WATCHER_TRIGGER_KEYS: &[&str] = &[
     "min_interval",
     "wait_timeout",
     "follow_interval",
+    "run_lost_after",
     "chains_dir",
     "shutdown_grace",
 ];

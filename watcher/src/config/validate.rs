@@ -57,6 +57,7 @@ pub(super) fn trigger(
             return None;
         }
     };
+    super::durations::trigger(&raw, problems);
     if raw.max_attempts == 0 {
         problems.push(ConfigProblem::new(
             "trigger.max_attempts",
@@ -75,6 +76,7 @@ pub(super) fn trigger(
         min_interval: raw.min_interval,
         wait_timeout: raw.wait_timeout,
         follow_interval: raw.follow_interval,
+        run_lost_after: raw.run_lost_after,
         embedded,
         table,
     };
@@ -144,6 +146,9 @@ fn author_sources(
                 author.name
             ),
         ));
+    }
+    if let Some(interval) = author.interval {
+        super::durations::bounded(&format!("authors[{i}].interval"), interval, problems);
     }
     let author_cron = author
         .cron
@@ -241,6 +246,9 @@ impl Walk<'_> {
         if let Err(message) = parse_source_url(&t.url) {
             self.problems.push(ConfigProblem::new(key, message));
         }
+        if let Some(interval) = t.interval {
+            super::durations::bounded(&format!("{key}.interval"), interval, self.problems);
+        }
         let cron = match &t.cron {
             Some(c) => cron(c, format!("{key}.cron"), self.problems),
             None => self.author_cron.clone(),
@@ -291,6 +299,7 @@ pub(super) fn settings(
     sources: &[SourceConfig],
     problems: &mut Vec<ConfigProblem>,
 ) {
+    super::durations::settings(watcher, fetch, problems);
     if watcher.min_interval > watcher.max_interval {
         problems.push(ConfigProblem::new(
             "watcher.min_interval",

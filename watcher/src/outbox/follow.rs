@@ -1,6 +1,8 @@
 //! outbox/follow.rs: the runs deliveries started are followed: the engine is asked about every
 //! run that has not ended (at most once per `follow_interval`), what it says is stored, and a run
-//! it stops knowing counts as lost after `LOST_AFTER` failed asks in a row.
+//! whose status stays unavailable for `run_lost_after` (an engine down for a day, or one that
+//! forgot the run) counts as lost. An engine down for minutes loses nothing: the run may still be
+//! running, and only `redeliver --force` starts a lost run again.
 
 use std::time::Duration;
 
@@ -11,16 +13,23 @@ use crate::deliver::Deliverer;
 use crate::delivery::{Delivery, DeliveryState, RunFollow};
 use crate::store::{Store, StoreError};
 
-/// Status failures in a row after which a followed run counts as lost (the engine forgot it).
-pub const LOST_AFTER: u32 = 20;
+/// How runs are followed.
+#[derive(Debug, Clone, Copy)]
+pub struct Following {
+    /// A run is asked about at most once per this long.
+    pub min_age: Duration,
+    /// A run whose status stays unavailable this long counts as lost.
+    pub lost_after: Duration,
+}
 
 /// Asks the engine about every run that has not ended (at most once per `min_age`), and stores
 /// what it says. Returns the deliveries whose run ended now.
 pub async fn follow_runs(
     store: &Store,
     deliverer: &Deliverer,
-    min_age: Duration,
+    following: Following,
 ) -> Result<Vec<Delivery>, StoreError> {
+    let min_age = following.min_age;
     let mut ended = Vec::new();
     for (seq, d) in store.deliveries()? {
         let DeliveryState::Done(run) = &d.state else {
@@ -37,7 +46,7 @@ pub async fn follow_runs(
             continue;
         }
         let span = tracing::info_span!("run", batch = %d.batch_id, run_id = %run.handle);
-        if let Some(d) = follow_one(store, deliverer, seq, d)
+        if let Some(d) = follow_one(store, deliverer, following.lost_after, seq, d)
             .instrument(span)
             .await?
         {
@@ -51,18 +60,21 @@ pub async fn follow_runs(
 async fn follow_one(
     store: &Store,
     deliverer: &Deliverer,
+    lost_after: Duration,
     seq: u64,
     mut d: Delivery,
 ) -> Result<Option<Delivery>, StoreError> {
     let DeliveryState::Done(run) = &mut d.state else {
         return Ok(None);
     };
-    run.checked_at = Some(Utc::now());
+    let now = Utc::now();
+    run.checked_at = Some(now);
     let before = (run.follow, run.message.clone(), run.errors);
     let mut ended = false;
     match deliverer.status(&run.handle).await {
         Ok(Some(status)) => {
             run.errors = 0;
+            run.unreachable_since = None;
             let follow = RunFollow::Reported(status.state);
             if run.follow != follow {
                 info!(state = %status.state, "run state changed");
@@ -79,13 +91,17 @@ async fn follow_one(
         Ok(None) => run.follow = RunFollow::Untracked,
         Err(e) => {
             run.errors += 1;
+            let since = *run.unreachable_since.get_or_insert(now);
             let error = crate::causes::one_line(&e);
-            tracing::debug!(%error, "run status unavailable");
-            if run.errors >= LOST_AFTER {
-                warn!(%error, "run lost: the engine no longer reports it; `watcher redeliver` can start the batch again");
+            tracing::debug!(%error, failures = run.errors, %since, "run status unavailable");
+            let lost_after_td = chrono::Duration::from_std(lost_after).unwrap_or(chrono::Duration::MAX);
+            if now - since >= lost_after_td {
+                warn!(%error, "run lost: its status has been unavailable too long; `watcher redeliver --force` starts the batch again (check first that the engine is not still running it)");
                 run.follow = RunFollow::Lost;
                 run.message = Some(format!(
-                    "status unavailable {LOST_AFTER} times in a row: {error}"
+                    "status unavailable since {} ({} checks): {error}",
+                    since.format("%Y-%m-%d %H:%M UTC"),
+                    run.errors
                 ));
             }
         }

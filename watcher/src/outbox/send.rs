@@ -63,6 +63,7 @@ async fn deliver_one(
                 message: None,
                 checked_at: None,
                 errors: 0,
+                unreachable_since: None,
             });
             d.delivered_at = Some(Utc::now());
             d.last_error = None;
@@ -111,16 +112,37 @@ pub enum RedeliverError {
         "batch `{batch}` is {what}; only a batch whose run failed or was cancelled, or whose delivery failed, can be redelivered"
     )]
     NotEnded { batch: String, what: String },
+    #[error(
+        "the run of batch `{batch}` is lost ({why}), so the engine may still be running it; hint: check the engine, then `watcher redeliver {batch} --force`"
+    )]
+    LostNeedsForce { batch: String, why: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 /// Queues a batch whose run failed (or whose delivery failed) again, with a new idempotency key
-/// derived from the batch id, so the engine starts a new run.
-pub async fn redeliver(store: &Store, batch: &str) -> Result<Delivery, RedeliverError> {
+/// derived from the batch id, so the engine starts a new run. A lost run (its status unavailable
+/// for `run_lost_after`) may still be running: only `force` starts it again.
+pub async fn redeliver(
+    store: &Store,
+    batch: &str,
+    force: bool,
+) -> Result<Delivery, RedeliverError> {
     let (seq, mut d) = store
         .delivery_by_batch(batch)?
         .ok_or_else(|| RedeliverError::Unknown(batch.to_string()))?;
+    if let Some(run) = d.run()
+        && run.follow == RunFollow::Lost
+        && !force
+    {
+        return Err(RedeliverError::LostNeedsForce {
+            batch: batch.to_string(),
+            why: run
+                .message
+                .clone()
+                .unwrap_or_else(|| "its status is unavailable".into()),
+        });
+    }
     let run_ended_badly = d.run().is_some_and(|r| r.follow.ended_badly());
     if !(run_ended_badly || d.state == DeliveryState::Failed) {
         let what = match &d.state {

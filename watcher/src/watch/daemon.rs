@@ -1,0 +1,283 @@
+//! watch/daemon.rs: the daemon loop (`watcher run`): serve the status endpoint, poll each
+//! source when due, group and deliver beside polling, until cancelled or the store fails; then
+//! drain in-flight work and flush. A store failure ends it (see [`crate::health`]): `/healthz`
+//! says why while it drains, and `run` returns the failure, which `main` maps to `exit::STORE`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use super::Watcher;
+use crate::due::DueQueue;
+use crate::error::WatcherError;
+use crate::outbox;
+use crate::poll::{Planned, PollOptions, PollOutcome};
+use crate::status::StatusReport;
+use crate::store::StoreError;
+
+/// How often the daemon looks for due sources and deliveries when nothing is due sooner.
+const TICK: Duration = Duration::from_secs(1);
+
+/// How often the daemon prunes old done deliveries.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// At shutdown, how long a delivery in flight may take before it is cut off.
+const DELIVERY_DRAIN: Duration = Duration::from_secs(20);
+
+/// After a store failure, `/healthz` keeps answering 503 with the reason at least this long
+/// before the process exits, so a health check sees why it is about to restart.
+const FAILURE_LINGER: Duration = Duration::from_secs(3);
+
+impl Watcher {
+    /// The daemon: serves the status endpoint on `listener`, polls each source when due (within
+    /// the global and per-host limits), forms batches after the batch window and delivers them,
+    /// until `cancel` fires. Then it stops starting work, waits for in-flight polls, and flushes
+    /// the store. A store failure stops it the same way (`/healthz` answers 503 meanwhile) and
+    /// is returned. Timers use tokio's clock, so tests can pause and advance it.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        cancel: CancellationToken,
+    ) -> Result<(), WatcherError> {
+        let this = Arc::new(self);
+        let tracker = TaskTracker::new();
+        // The endpoint outlives the loop after a store failure, to say why.
+        let endpoint = cancel.child_token();
+        let control = tokio::spawn(crate::control::serve(
+            listener,
+            this.clone(),
+            endpoint.clone(),
+        ));
+        // Sources are known by their index in `sources` from here on: the due queue and the
+        // polls' completions carry it, so no step of a poll walks every source.
+        let sources: Arc<[Planned]> = this
+            .sources()
+            .into_iter()
+            .map(|s| Planned::new(s, &this.config.watcher))
+            .collect();
+        let mut due = this.initial_due(&sources)?;
+        info!(
+            sources = sources.len(),
+            scheduled = due.len(),
+            state_dir = %this.config.watcher.state_dir.display(),
+            "watcher started"
+        );
+        let (done_tx, mut done_rx) =
+            tokio::sync::mpsc::unbounded_channel::<(usize, Option<Duration>)>();
+        let poll_opts = this.poll_options(false, false);
+        let mut delivering: Option<tokio::task::JoinHandle<()>> = None;
+        let mut next_delivery = Instant::now();
+        let mut next_prune = Instant::now();
+        loop {
+            // A source leaves the queue while it is being polled; its completion puts it back.
+            while let Some(index) = due.pop_due(Instant::now()) {
+                let (this, sources, done_tx, cancel) = (
+                    this.clone(),
+                    sources.clone(),
+                    done_tx.clone(),
+                    cancel.clone(),
+                );
+                tracker.spawn(async move {
+                    let source = &sources[index];
+                    let poll = std::panic::AssertUnwindSafe(
+                        this.poll_in_daemon(source, poll_opts, &cancel),
+                    );
+                    let next = match poll.catch_unwind().await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            error!(source = %source.config.url, "poll panicked; polling it again after its interval");
+                            Some(source.config.interval)
+                        }
+                    };
+                    let _ = done_tx.send((index, next));
+                });
+            }
+            // Deliveries run beside polling, one pass at a time, so a slow engine delays
+            // neither polls nor shutdown.
+            if delivering.as_ref().is_none_or(|d| d.is_finished())
+                && Instant::now() >= next_delivery
+            {
+                next_delivery = Instant::now() + TICK;
+                if Instant::now() >= next_prune {
+                    next_prune = Instant::now() + PRUNE_EVERY;
+                    if let Err(e) = this.prune().await {
+                        error!(error = %crate::causes::one_line(&e), "pruning old deliveries failed");
+                        this.health.store_failed(&e);
+                    }
+                }
+                let this = this.clone();
+                delivering = Some(tokio::spawn(async move {
+                    if let Err(e) = this
+                        .batch_and_deliver(Some(this.config.watcher.batch_window))
+                        .await
+                    {
+                        error!(error = %crate::causes::one_line(&e), "delivery pass failed");
+                        this.health.store_failed(&e);
+                    }
+                }));
+            }
+            let tick = Instant::now() + TICK;
+            let wake = due.next().map_or(tick, |at| at.min(tick));
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = this.health.failed() => break,
+                Some(done) = done_rx.recv() => {
+                    // Every poll that finished meanwhile, so a burst of completions costs one
+                    // turn of the loop.
+                    let now = Instant::now();
+                    let mut done = Some(done);
+                    while let Some((index, next)) = done {
+                        if let Some(wait) = next {
+                            due.insert(now + wait, index);
+                        }
+                        done = done_rx.try_recv().ok();
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+        let failed_at = this.health.failure().map(|_| Instant::now());
+        info!("shutting down: waiting for in-flight polls and deliveries");
+        tracker.close();
+        tracker.wait().await;
+        if let Some(mut d) = delivering {
+            // A delivery cut off here is sent again, with the same key, on the next start.
+            if tokio::time::timeout(DELIVERY_DRAIN, &mut d).await.is_err() {
+                warn!(
+                    "a delivery is still in flight after {DELIVERY_DRAIN:?}; it is retried on the next start"
+                );
+                d.abort();
+                let _ = d.await;
+            }
+        }
+        if let Some(at) = failed_at {
+            tokio::time::sleep_until(at + FAILURE_LINGER).await;
+        }
+        endpoint.cancel();
+        if let Err(e) = control.await {
+            warn!(error = %e, "status endpoint task ended badly");
+        }
+        let failure = this.health.failure().map(str::to_owned);
+        // Items found by the last polls stay staged (durable) and are batched on the next start.
+        let stopped = match Arc::try_unwrap(this) {
+            Ok(w) => w.shutdown().await,
+            Err(this) => this.store.flush().await.map_err(WatcherError::from),
+        };
+        if let Some(reason) = failure {
+            if let Err(e) = stopped {
+                warn!(error = %crate::causes::one_line(&e), "the store could not be flushed either");
+            }
+            return Err(WatcherError::StoreFailed { reason });
+        }
+        stopped?;
+        info!("watcher stopped");
+        Ok(())
+    }
+
+    /// When each source (by its index in `sources`) is first due, on tokio's clock, from the
+    /// stored schedule. Sources stopped for good (410 for 30 days) are left out.
+    fn initial_due(&self, sources: &[Planned]) -> Result<DueQueue, StoreError> {
+        let start = Instant::now();
+        let wall = Utc::now();
+        let mut due = DueQueue::default();
+        for (index, source) in sources.iter().enumerate() {
+            let last = self.store.source(&source.key)?.map(|s| s.due());
+            let Some(wait) =
+                crate::schedule::wait_until_due(last.as_ref(), source.config.interval, wall)
+            else {
+                warn!(source = %source.config.url, "source is stopped (410 Gone for 30 days); remove it from the config");
+                continue;
+            };
+            due.insert(start + wait, index);
+        }
+        Ok(due)
+    }
+
+    /// One daemon poll; returns how long until the next one (`None`: never again).
+    async fn poll_in_daemon(
+        &self,
+        source: &Planned,
+        opts: PollOptions,
+        cancel: &CancellationToken,
+    ) -> Option<Duration> {
+        match self.poll_unless(source, opts, cancel).await? {
+            Ok(report) => {
+                // A fetched (200, 304) poll reset the failure count: no need to read it back.
+                let fetched = matches!(
+                    report.outcome,
+                    PollOutcome::NotModified
+                        | PollOutcome::Baseline { .. }
+                        | PollOutcome::Polled { .. }
+                );
+                if !fetched
+                    && let Ok(Some(s)) = self.store.source(&source.key)
+                    && s.consecutive_failures == self.config.watcher.failing_after
+                {
+                    warn!(
+                        source = %source.config.url,
+                        failures = s.consecutive_failures,
+                        "source is failing; it keeps being polled, less often (see `watcher status`)"
+                    );
+                }
+                if report.outcome == PollOutcome::Gone {
+                    // Asked again daily, until it has been gone for too long.
+                    return match self.store.source(&source.key) {
+                        Ok(Some(s)) => crate::schedule::wait_until_due(
+                            Some(&s.due()),
+                            source.config.interval,
+                            Utc::now(),
+                        ),
+                        _ => Some(report.next.wait),
+                    };
+                }
+                Some(report.next.wait)
+            }
+            Err(e) => {
+                error!(source = %source.config.url, error = %crate::causes::one_line(&e), "cannot store poll result");
+                self.health.store_failed(&e);
+                Some(self.config.watcher.interval)
+            }
+        }
+    }
+
+    async fn batch_and_deliver(&self, window: Option<Duration>) -> Result<(), StoreError> {
+        outbox::form_batches(&self.store, &self.batching(window), Utc::now()).await?;
+        outbox::deliver_due(&self.store, self.deliverer(), Utc::now()).await?;
+        outbox::follow_runs(
+            &self.store,
+            self.deliverer(),
+            self.following(self.config.trigger.follow_interval),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+impl crate::control::Daemon for Watcher {
+    fn store_failure(&self) -> Option<String> {
+        self.health.failure().map(str::to_owned)
+    }
+
+    async fn status(&self) -> Result<StatusReport, StoreError> {
+        Watcher::status(self).await
+    }
+
+    async fn retry(&self, batch: Option<&str>) -> Result<usize, StoreError> {
+        Watcher::retry(self, batch).await
+    }
+
+    async fn redeliver(
+        &self,
+        batch: &str,
+        force: bool,
+    ) -> Result<crate::delivery::Delivery, outbox::RedeliverError> {
+        Watcher::redeliver(self, batch, force).await
+    }
+}
