@@ -59,10 +59,17 @@ pub fn run_bound(chains_dir: &Path, chain: &str) -> Option<RunBound> {
                 stage: stage.name().to_string(),
             });
         };
-        let start = stage.deps().iter().map(|&d| finish[d]).max().unwrap_or_default();
+        let start = stage
+            .deps()
+            .iter()
+            .map(|&d| finish[d])
+            .max()
+            .unwrap_or_default();
         finish[i] = start.saturating_add(timeout.saturating_mul(stage.retries().saturating_add(1)));
     }
-    Some(RunBound::Within(finish.into_iter().max().unwrap_or_default()))
+    Some(RunBound::Within(
+        finish.into_iter().max().unwrap_or_default(),
+    ))
 }
 
 /// A running embedded runner.

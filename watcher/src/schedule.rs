@@ -221,7 +221,9 @@ fn gone_for_good(state: &Due, now: DateTime<Utc>) -> bool {
     let Some(since) = state.gone_since.or(state.last_poll) else {
         return true;
     };
-    (now - since).to_std().is_ok_and(|gone| gone >= GONE_GIVE_UP)
+    (now - since)
+        .to_std()
+        .is_ok_and(|gone| gone >= GONE_GIVE_UP)
 }
 
 /// Whether a source is due at `now` (see [`wait_until_due`]).

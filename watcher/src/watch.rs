@@ -346,7 +346,12 @@ impl Watcher {
             out.push((d.batch_id.clone(), result));
         }
         // Record the outcomes (a zero min age asks about every open run once more).
-        outbox::follow_runs(&self.store, self.deliverer(), self.following(Duration::ZERO)).await?;
+        outbox::follow_runs(
+            &self.store,
+            self.deliverer(),
+            self.following(Duration::ZERO),
+        )
+        .await?;
         Ok(out)
     }
 

@@ -42,9 +42,9 @@ fn warnings(config: &Config) -> Vec<String> {
             "a run of chain `{chain}` may take up to {} by its stage timeouts",
             humantime::format_duration(longest)
         ),
-        Some(RunBound::Unbounded { stage }) => format!(
-            "stage `{stage}` of chain `{chain}` has no timeout, so a run may take any time"
-        ),
+        Some(RunBound::Unbounded { stage }) => {
+            format!("stage `{stage}` of chain `{chain}` has no timeout, so a run may take any time")
+        }
         _ => return Vec::new(),
     };
     vec![format!(

@@ -152,5 +152,6 @@ pub async fn once(
 
 /// How long the embedded runner lets running stages finish when it stops.
 fn embedded_grace(watcher: &Watcher) -> std::time::Duration {
-    (watcher.config().trigger.embedded.as_ref()).map_or(std::time::Duration::ZERO, |e| e.shutdown_grace)
+    (watcher.config().trigger.embedded.as_ref())
+        .map_or(std::time::Duration::ZERO, |e| e.shutdown_grace)
 }

@@ -207,7 +207,7 @@ mod tests {
             message: None,
             checked_at: None,
             errors: 0,
-                unreachable_since: None,
+            unreachable_since: None,
         }
     }
 

@@ -46,7 +46,11 @@ async fn an_engine_down_for_a_while_loses_no_run_and_a_lost_run_needs_force() {
     let run_state = serde_json::to_value(&report.deliveries[0]).unwrap()["run_state"].clone();
     assert_ne!(run_state, "lost", "{report:?}");
     let (code, text) = redeliver_cmd(&t.cfg, &[&batch]).await;
-    assert_eq!(code, Some(2), "a run that may be running is not started again: {text}");
+    assert_eq!(
+        code,
+        Some(2),
+        "a run that may be running is not started again: {text}"
+    );
 
     // Past run_lost_after the run counts as lost; a redelivery then needs --force.
     t.rewrite_config(&t.rx.url(), &format!("{extra}\nrun_lost_after = \"1s\""));
@@ -94,7 +98,11 @@ async fn a_gone_source_is_asked_again_daily_for_30_days_then_stopped() {
     // A day later it is asked again; still gone.
     age_gone_source(&t.cfg, &url, 1).await;
     let again = pass(&t.cfg).await;
-    assert_eq!(again.polls.len(), 1, "a gone source is asked again after a day");
+    assert_eq!(
+        again.polls.len(),
+        1,
+        "a gone source is asked again after a day"
+    );
     assert_eq!(again.polls[0].outcome, PollOutcome::Gone);
 
     // The site came back: the source is polled as before.
@@ -155,7 +163,9 @@ async fn an_unreadable_staged_record_is_skipped_and_the_others_are_delivered() {
         // A record nobody can read, staged before the good one.
         let db = raw_db(&t.cfg);
         let staged = db.open_tree("staged").unwrap();
-        staged.insert(0u64.to_be_bytes(), &b"{\"author\": 1"[..]).unwrap();
+        staged
+            .insert(0u64.to_be_bytes(), &b"{\"author\": 1"[..])
+            .unwrap();
         db.flush().unwrap();
     }
     let report = pass(&t.cfg).await;
@@ -234,7 +244,11 @@ async fn check_warns_when_an_embedded_chain_outlasts_wait_timeout() {
     assert!(stdout.contains("`pipelines serve`"), "{stdout}");
     assert!(stdout.contains("kind = \"pipelines\""), "{stdout}");
     // Within wait_timeout: no warning.
-    edit_config(&cfg, "shutdown_grace = \"1s\"", "shutdown_grace = \"1s\"\nwait_timeout = \"3h\"");
+    edit_config(
+        &cfg,
+        "shutdown_grace = \"1s\"",
+        "shutdown_grace = \"1s\"\nwait_timeout = \"3h\"",
+    );
     let out = watcher_cmd(&cfg).arg("check").output().await.unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("warning"));
 }
@@ -242,7 +256,11 @@ async fn check_warns_when_an_embedded_chain_outlasts_wait_timeout() {
 #[tokio::test]
 async fn once_on_sigterm_stops_the_embedded_stages_and_flushes_the_store() {
     let (feeds, dir, cfg) = long_embedded_chain().await;
-    let baseline = watcher_cmd(&cfg).args(["once", "--all"]).output().await.unwrap();
+    let baseline = watcher_cmd(&cfg)
+        .args(["once", "--all"])
+        .output()
+        .await
+        .unwrap();
     assert!(baseline.status.success(), "{baseline:?}");
     feeds.publish(FEED_PATH, "https://rubenerd.com/long/", "Long");
     let mut once = watcher_cmd(&cfg).args(["once", "--all"]).spawn().unwrap();
@@ -255,7 +273,10 @@ async fn once_on_sigterm_stops_the_embedded_stages_and_flushes_the_store() {
         {
             break pid;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "the stage never started");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the stage never started"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let once_pid = nix::unistd::Pid::from_raw(once.id().unwrap() as i32);
@@ -264,12 +285,23 @@ async fn once_on_sigterm_stops_the_embedded_stages_and_flushes_the_store() {
         .await
         .expect("once stops after SIGTERM within the shutdown grace")
         .unwrap();
-    assert_eq!(status.code(), Some(1), "a run cut short is a problem: {status:?}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a run cut short is a problem: {status:?}"
+    );
     let stage_alive = std::fs::read_to_string(format!("/proc/{stage_pid}/stat"))
         .is_ok_and(|stat| !stat.contains(") Z "));
-    assert!(!stage_alive, "the stage (pid {stage_pid}) was stopped with the runner");
+    assert!(
+        !stage_alive,
+        "the stage (pid {stage_pid}) was stopped with the runner"
+    );
     // The store was flushed and released: the delivery and its run are recorded.
-    let out = watcher_cmd(&cfg).args(["status", "--json"]).output().await.unwrap();
+    let out = watcher_cmd(&cfg)
+        .args(["status", "--json"])
+        .output()
+        .await
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["done"], 1, "{report}");

@@ -15,7 +15,8 @@ use crate::helpers::*;
 
 /// Set in the re-executed test: it runs inside the private mount namespace.
 const IN_NAMESPACE: &str = "WATCHER_TEST_IN_MOUNT_NAMESPACE";
-const TEST: &str = "store_failure::a_full_disk_stops_the_daemon_with_503_and_exit_4_and_a_restart_loses_nothing";
+const TEST: &str =
+    "store_failure::a_full_disk_stops_the_daemon_with_503_and_exit_4_and_a_restart_loses_nothing";
 
 #[test]
 fn a_full_disk_stops_the_daemon_with_503_and_exit_4_and_a_restart_loses_nothing() {
@@ -39,7 +40,10 @@ fn a_full_disk_stops_the_daemon_with_503_and_exit_4_and_a_restart_loses_nothing(
         .env(IN_NAMESPACE, "1")
         .status()
         .expect("unshare runs (util-linux)");
-    assert!(status.success(), "the scenario inside `unshare -m` failed: {status:?}");
+    assert!(
+        status.success(),
+        "the scenario inside `unshare -m` failed: {status:?}"
+    );
 }
 
 fn mount_tmpfs(dir: &Path, size: &str) {
@@ -110,7 +114,8 @@ async fn full_disk_scenario() {
     let filler = state.join("filler");
     let filled = fill(&filler);
     eprintln!("filled the tmpfs with {filled} bytes");
-    t.feeds.publish(FEED_PATH, "https://rubenerd.com/after-full/", "After");
+    t.feeds
+        .publish(FEED_PATH, "https://rubenerd.com/after-full/", "After");
 
     // sled's next write fails: /healthz says why, and the daemon exits with the store's code.
     let mut seen_503 = None;
@@ -145,19 +150,18 @@ async fn full_disk_scenario() {
     // Both articles: the staged one, and the one found while the disk was full.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let links = loop {
-        let links: Vec<String> = t
-            .rx
-            .received()
-            .iter()
-            .flat_map(|r| {
-                r.body["config"]["parameters"]["links"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|l| l.as_str().unwrap().to_string())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let links: Vec<String> =
+            t.rx.received()
+                .iter()
+                .flat_map(|r| {
+                    r.body["config"]["parameters"]["links"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|l| l.as_str().unwrap().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
         if links.len() >= 2 || tokio::time::Instant::now() > deadline {
             break links;
         }
@@ -186,7 +190,10 @@ async fn full_disk_scenario() {
 async fn wait_for_requests(t: &OneAuthor, n: usize) {
     let started = tokio::time::Instant::now();
     while t.feeds.requests(FEED_PATH).len() < n {
-        assert!(started.elapsed() < Duration::from_secs(30), "feed never polled");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "feed never polled"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
