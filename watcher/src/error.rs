@@ -28,9 +28,8 @@ pub enum WatcherError {
     },
     #[error("the daemon at `{addr}` did not answer: {message}")]
     Daemon { addr: String, message: String },
-    #[error(
-        "the store failed: {reason}; hint: free space or fix the state dir, then start the watcher again (systemd restarts it)"
-    )]
+    /// The daemon's store failed while it ran (it stopped; `reason` carries the cause and hint).
+    #[error("the store failed, so the watcher stopped: {reason}")]
     StoreFailed { reason: String },
     #[error("{0}")]
     Usage(String),

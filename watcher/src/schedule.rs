@@ -184,8 +184,8 @@ pub fn adaptive_interval(published: &[DateTime<Utc>]) -> Option<Duration> {
 }
 
 /// How long until a source is due, from its stored schedule: zero for a source never polled,
-/// `None` for one stopped for good (410 Gone for [`GONE_GIVE_UP`]). A lowered `interval` takes effect at once for sources waiting
-/// on their interval (not for Retry-After, TTL or backoff).
+/// `None` for one stopped for good (410 Gone for [`GONE_GIVE_UP`]). A lowered `interval` takes
+/// effect at once for sources waiting on their interval (not for Retry-After, TTL or backoff).
 pub fn wait_until_due(
     state: Option<&Due>,
     interval: Duration,
@@ -206,11 +206,11 @@ pub fn wait_until_due(
     if state.by_interval
         && let Some(last) = state.last_poll
         && (due - last).to_std().unwrap_or_default() > interval.mul_f64(1.5)
+        && let Some(due_by_interval) = chrono::Duration::from_std(interval)
+            .ok()
+            .and_then(|interval| last.checked_add_signed(interval))
     {
-        let by_interval =
-            (last + chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX) - now)
-                .to_std()
-                .unwrap_or(Duration::ZERO);
+        let by_interval = (due_by_interval - now).to_std().unwrap_or(Duration::ZERO);
         wait = wait.min(by_interval);
     }
     Some(wait)

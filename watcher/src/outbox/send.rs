@@ -77,8 +77,10 @@ async fn deliver_one(
                 warn!(attempts = d.attempts, error = %error_line, "delivery failed for good; `watcher retry` re-queues it");
             } else {
                 let wait = policy.delay(d.attempts, None);
-                d.next_attempt_at =
-                    Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+                d.next_attempt_at = chrono::Duration::from_std(wait)
+                    .ok()
+                    .and_then(|wait| Utc::now().checked_add_signed(wait))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
                 warn!(attempt = d.attempts, retry_in = ?wait, error = %error_line, "delivery failed; will retry");
             }
         }

@@ -60,12 +60,22 @@ async fn an_engine_down_for_a_while_loses_no_run_and_a_lost_run_needs_force() {
     let report = status(&t.cfg).await;
     let d = serde_json::to_value(&report.deliveries[0]).unwrap();
     assert_eq!(d["run_state"], "lost", "{d}");
+    // Asked through the daemon that holds the store, as a user would while it runs.
+    let listener = tokio::net::TcpListener::bind(load(&t.cfg).watcher.listen)
+        .await
+        .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let daemon = tokio::spawn(open_watcher(&t.cfg).run(listener, cancel.clone()));
     let (code, text) = redeliver_cmd(&t.cfg, &[&batch]).await;
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("--force"), "{text}");
     let (code, text) = redeliver_cmd(&t.cfg, &[&batch, "--force"]).await;
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains(&format!("{batch}-r1")), "{text}");
+    t.rx.wait_for(2).await;
+    assert_eq!(t.rx.keys()[1], format!("{batch}-r1"));
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
 }
 
 /// Moves the stored schedule of the source at `path` as if `days` had passed since its first 410.
