@@ -384,16 +384,7 @@ impl Store {
     /// (and reported once), so one bad record does not stop every delivery; it stays in the tree
     /// for inspection.
     pub fn staged(&self) -> Result<Vec<(u64, StagedItem)>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.staged.iter() {
-            let (k, v) = kv?;
-            let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
-            match from_json(&k, &v) {
-                Ok(s) => out.push((seq, s)),
-                Err(e) => report_corrupt("staged", seq, &e),
-            }
-        }
-        Ok(out)
+        readable(&self.staged, "staged")
     }
 
     /// Moves staged items into one delivery, atomically. A batch id already in the outbox (a batch
@@ -432,16 +423,7 @@ impl Store {
     /// Every delivery in the outbox, oldest first. A record that cannot be read is skipped (and
     /// reported once), so one bad record does not stop every delivery.
     pub fn deliveries(&self) -> Result<Vec<(u64, Delivery)>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.outbox.iter() {
-            let (k, v) = kv?;
-            let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
-            match from_json(&k, &v) {
-                Ok(d) => out.push((seq, d)),
-                Err(e) => report_corrupt("outbox", seq, &e),
-            }
-        }
-        Ok(out)
+        readable(&self.outbox, "outbox")
     }
 
     /// Removes done deliveries whose run ended (or is not followed) before `cutoff`. Their batch
@@ -498,6 +480,24 @@ impl Store {
         self.commit.sync_async().await?;
         Ok(())
     }
+}
+
+/// Every readable record of `tree` (keyed by sequence number), oldest first; one that cannot be
+/// read is skipped and reported once. Only sled failing fails the scan.
+fn readable<T: DeserializeOwned>(
+    tree: &sled::Tree,
+    name: &'static str,
+) -> Result<Vec<(u64, T)>, StoreError> {
+    let mut out = Vec::new();
+    for kv in tree.iter() {
+        let (k, v) = kv?;
+        let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+        match from_json(&k, &v) {
+            Ok(record) => out.push((seq, record)),
+            Err(e) => report_corrupt(name, seq, &e),
+        }
+    }
+    Ok(out)
 }
 
 /// Logs an unreadable record of `tree` once per process.

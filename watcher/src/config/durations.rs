@@ -44,9 +44,7 @@ pub(super) fn settings(
         ("fetch.timeout", fetch.timeout),
         ("fetch.connect_timeout", fetch.connect_timeout),
     ];
-    for (key, value) in keys {
-        bounded(key, value, problems);
-    }
+    all_bounded(&keys, problems);
 }
 
 /// The watcher's duration keys of `[trigger]` (the trigger client bounds its own).
@@ -60,8 +58,12 @@ pub(super) fn trigger(raw: &RawTrigger, problems: &mut Vec<ConfigProblem>) {
         ("trigger.run_lost_after", raw.run_lost_after),
         ("trigger.shutdown_grace", raw.shutdown_grace),
     ];
+    all_bounded(&keys, problems);
+}
+
+fn all_bounded(keys: &[(&str, Duration)], problems: &mut Vec<ConfigProblem>) {
     for (key, value) in keys {
-        bounded(key, value, problems);
+        bounded(key, *value, problems);
     }
 }
 

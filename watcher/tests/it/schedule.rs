@@ -275,7 +275,11 @@ async fn gone_stops_a_source_and_permanent_redirects_move_it() {
     assert_eq!(gone.outcome, PollOutcome::Gone);
     assert!(first.problems().is_empty(), "{:?}", first.problems());
     let second = pass(&cfg).await;
-    assert_eq!(second.polls.len(), 2, "the gone source waits for its daily re-check, also with --all");
+    assert_eq!(
+        second.polls.len(),
+        2,
+        "the gone source waits for its daily re-check, also with --all"
+    );
     assert_eq!(second.not_due, 1);
     assert_eq!(feeds.times("/gone").len(), 1);
     assert_eq!(
