@@ -223,6 +223,12 @@ impl StatusReport {
                     "      hint: fix the cause, then `watcher redeliver {}`",
                     d.batch_id
                 )?;
+            } else if follow == RunFollow::Lost {
+                writeln!(
+                    out,
+                    "      hint: the engine may still be running it; check, then `watcher redeliver {} --force`",
+                    d.batch_id
+                )?;
             }
         }
         Ok(())

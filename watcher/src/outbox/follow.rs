@@ -94,9 +94,7 @@ async fn follow_one(
             let since = *run.unreachable_since.get_or_insert(now);
             let error = crate::causes::one_line(&e);
             tracing::debug!(%error, failures = run.errors, %since, "run status unavailable");
-            let lost_after_td =
-                chrono::Duration::from_std(lost_after).unwrap_or(chrono::Duration::MAX);
-            if now - since >= lost_after_td {
+            if (now - since).to_std().is_ok_and(|down| down >= lost_after) {
                 warn!(%error, "run lost: its status has been unavailable too long; `watcher redeliver --force` starts the batch again (check first that the engine is not still running it)");
                 run.follow = RunFollow::Lost;
                 run.message = Some(format!(

@@ -60,6 +60,12 @@ async fn an_engine_down_for_a_while_loses_no_run_and_a_lost_run_needs_force() {
     let report = status(&t.cfg).await;
     let d = serde_json::to_value(&report.deliveries[0]).unwrap();
     assert_eq!(d["run_state"], "lost", "{d}");
+    let table = watcher_cmd(&t.cfg).arg("status").output().await.unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&format!("`watcher redeliver {batch} --force`")),
+        "{table}"
+    );
     // Asked through the daemon that holds the store, as a user would while it runs.
     let listener = tokio::net::TcpListener::bind(load(&t.cfg).watcher.listen)
         .await
