@@ -322,3 +322,38 @@ async fn once_on_sigterm_stops_the_embedded_stages_and_flushes_the_store() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["done"], 1, "{report}");
 }
+
+#[tokio::test]
+async fn once_on_sigterm_while_polling_lets_the_poll_finish_and_delivers_nothing() {
+    let t = spawn_one_author("Ruben", FEED).await;
+    t.baseline_then_publish("https://rubenerd.com/slow/", "Slow")
+        .await;
+    t.feeds.set_delay(Duration::from_secs(2));
+    let mut once = watcher_cmd(&t.cfg)
+        .args(["once", "--all"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The poll is in flight (the server holds its answer for 2 s).
+    let started = tokio::time::Instant::now();
+    while t.feeds.requests(FEED_PATH).len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(30), "never polled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = nix::unistd::Pid::from_raw(once.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), once.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("1 new"), "the poll in flight finished: {stdout}");
+    assert!(stdout.contains("interrupted by a signal"), "{stdout}");
+    assert!(t.rx.received().is_empty(), "nothing delivered after the signal");
+    // What it found is staged, durable: the next pass delivers it.
+    t.feeds.set_delay(Duration::ZERO);
+    let next = pass(&t.cfg).await;
+    assert_eq!(next.deliveries.len(), 1);
+    assert_eq!(t.rx.received().len(), 1);
+}
