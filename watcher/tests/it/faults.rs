@@ -348,9 +348,15 @@ async fn once_on_sigterm_while_polling_lets_the_poll_finish_and_delivers_nothing
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("1 new"), "the poll in flight finished: {stdout}");
+    assert!(
+        stdout.contains("1 new"),
+        "the poll in flight finished: {stdout}"
+    );
     assert!(stdout.contains("interrupted by a signal"), "{stdout}");
-    assert!(t.rx.received().is_empty(), "nothing delivered after the signal");
+    assert!(
+        t.rx.received().is_empty(),
+        "nothing delivered after the signal"
+    );
     // What it found is staged, durable: the next pass delivers it.
     t.feeds.set_delay(Duration::ZERO);
     let next = pass(&t.cfg).await;
