@@ -329,7 +329,7 @@ async fn once_on_sigterm_while_polling_lets_the_poll_finish_and_delivers_nothing
     t.baseline_then_publish("https://rubenerd.com/slow/", "Slow")
         .await;
     t.feeds.set_delay(Duration::from_secs(2));
-    let mut once = watcher_cmd(&t.cfg)
+    let once = watcher_cmd(&t.cfg)
         .args(["once", "--all"])
         .stdout(std::process::Stdio::piped())
         .spawn()
