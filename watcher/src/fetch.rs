@@ -1,8 +1,11 @@
 //! fetch.rs: one HTTP GET of a source, done politely: conditional GET with the stored validators,
 //! timeouts, redirects followed by hand (so a 301/308 can move the source and a 302/307 cannot),
 //! a body cap enforced while streaming (decompressed bytes count), the cache lifetime the server
-//! declares, and one specific error per failure.
+//! declares, and one specific error per failure. Every request, each redirect hop included,
+//! takes a slot of the request limits (`limits`) on the host it goes to, from sending until its
+//! body is read.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +18,7 @@ use reqwest::header::{
 use url::Url;
 
 use crate::config::FetchSettings;
+use crate::limits::Limits;
 
 /// The default User-Agent: project, version and where to read about it.
 pub fn default_user_agent() -> String {
@@ -91,9 +95,9 @@ pub enum FetchError {
         retry_after: Option<Duration>,
     },
     #[error(
-        "body is larger than the {limit}-byte cap; cut off; hint: raise [fetch] max_body_bytes if this feed is legitimately huge"
+        "body is larger than the {limit}-byte cap; cut off; hint: raise [fetch] {key} if this source is legitimately huge"
     )]
-    TooLarge { limit: u64 },
+    TooLarge { limit: u64, key: &'static str },
     #[error("request failed")]
     Request {
         #[source]
@@ -106,15 +110,26 @@ pub enum FetchError {
     },
 }
 
+/// A body cap and the `[fetch]` key it comes from (named in the error's hint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap {
+    pub bytes: u64,
+    pub key: &'static str,
+}
+
 /// The watcher's HTTP client (one per process, shared by every source).
 #[derive(Clone)]
 pub struct Fetcher {
     http: reqwest::Client,
     settings: FetchSettings,
+    /// Slots for requests in flight, in all and per host.
+    requests: Arc<Limits>,
 }
 
 impl Fetcher {
-    pub fn new(settings: &FetchSettings) -> Result<Fetcher, FetchError> {
+    /// A client whose every request (each redirect hop too) takes a slot of `requests` on the
+    /// host it goes to.
+    pub fn new(settings: &FetchSettings, requests: Arc<Limits>) -> Result<Fetcher, FetchError> {
         let http = reqwest::Client::builder()
             .user_agent(
                 settings
@@ -130,21 +145,43 @@ impl Fetcher {
         Ok(Fetcher {
             http,
             settings: settings.clone(),
+            requests,
         })
     }
 
-    /// The body cap.
-    pub fn max_body_bytes(&self) -> u64 {
-        self.settings.max_body_bytes
+    /// The `[fetch]` settings, limits included.
+    pub fn settings(&self) -> &FetchSettings {
+        &self.settings
+    }
+
+    /// The body cap of an ordinary response (`max_body_bytes`).
+    pub fn body_cap(&self) -> Cap {
+        Cap {
+            bytes: self.settings.max_body_bytes,
+            key: "max_body_bytes",
+        }
     }
 
     /// GETs `url`, sending `validators` as If-None-Match / If-Modified-Since, following up to
-    /// `max_redirects` redirects.
+    /// `max_redirects` redirects, the body capped at `max_body_bytes`.
     pub async fn get(&self, url: &Url, validators: &Validators) -> Result<Response, FetchError> {
+        self.get_capped(url, validators, self.body_cap()).await
+    }
+
+    /// [`Fetcher::get`] with the body capped at `cap`. Each hop waits for a request slot on its
+    /// host and holds it until the hop's body is read.
+    pub async fn get_capped(
+        &self,
+        url: &Url,
+        validators: &Validators,
+        cap: Cap,
+    ) -> Result<Response, FetchError> {
         let mut current = url.clone();
         let mut permanent = true;
         let mut moved_to = None;
         for _ in 0..=self.settings.max_redirects {
+            let host = current.host_str().unwrap_or_default().to_ascii_lowercase();
+            let _slots = self.requests.acquire(&host).await;
             let resp = self.send(&current, validators).await?;
             let status = resp.status();
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
@@ -162,7 +199,7 @@ impl Fetcher {
                 current = next;
                 continue;
             }
-            let outcome = self.finish(resp).await?;
+            let outcome = self.finish(resp, cap).await?;
             return Ok(Response { outcome, moved_to });
         }
         Err(FetchError::Redirects(self.settings.max_redirects))
@@ -186,7 +223,7 @@ impl Fetcher {
         req.send().await.map_err(|e| self.classify(e))
     }
 
-    async fn finish(&self, resp: reqwest::Response) -> Result<FetchOutcome, FetchError> {
+    async fn finish(&self, resp: reqwest::Response, cap: Cap) -> Result<FetchOutcome, FetchError> {
         let status = resp.status();
         if status == StatusCode::NOT_MODIFIED {
             return Ok(FetchOutcome::NotModified {
@@ -215,7 +252,7 @@ impl Fetcher {
             etag: header(ETAG),
             last_modified: header(LAST_MODIFIED),
         };
-        let body = self.read_capped(resp).await?;
+        let body = self.read_capped(resp, cap).await?;
         Ok(FetchOutcome::Fetched(Fetched {
             status,
             final_url,
@@ -227,17 +264,19 @@ impl Fetcher {
     }
 
     /// Reads the body chunk by chunk (after decompression) and stops at the cap.
-    async fn read_capped(&self, resp: reqwest::Response) -> Result<Bytes, FetchError> {
-        let limit = self.settings.max_body_bytes;
+    async fn read_capped(&self, resp: reqwest::Response, cap: Cap) -> Result<Bytes, FetchError> {
+        let (limit, key) = (cap.bytes, cap.key);
         if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(FetchError::TooLarge { limit });
+            return Err(FetchError::TooLarge { limit, key });
         }
-        let mut body = BytesMut::new();
+        // The declared length (within the cap) up front: no copies while the buffer grows.
+        let declared = resp.content_length().unwrap_or(0).min(limit);
+        let mut body = BytesMut::with_capacity(usize::try_from(declared).unwrap_or(0));
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.classify(e))?;
             if body.len() as u64 + chunk.len() as u64 > limit {
-                return Err(FetchError::TooLarge { limit });
+                return Err(FetchError::TooLarge { limit, key });
             }
             body.extend_from_slice(&chunk);
         }

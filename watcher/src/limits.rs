@@ -1,5 +1,10 @@
-//! limits.rs: how many requests are in flight: at most `[watcher] concurrency` in all and
-//! `[watcher] per_host` to one host. A poll holds both slots from its first request to its last.
+//! limits.rs: slots for work in flight: at most `[watcher] concurrency` in all and
+//! `[watcher] per_host` to one host. The watcher keeps two sets of the same size: poll slots (a
+//! poll holds one on the host of its source, and a global one, from start to end) and request
+//! slots (each request, every redirect hop, sitemap child and discovery probe included, holds one
+//! on the host it goes to, and a global one, until its body is read; see `fetch`). Request slots
+//! are only ever taken one at a time and never while waiting for a poll slot, so the two cannot
+//! wait on each other.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,6 +1,10 @@
 //! poll.rs: one poll of one source, top to bottom: fetch (conditional GET) → read (per kind, see
 //! `read`) → identify → diff against the store → one [`Change`] applied to the source's state →
 //! commit the items, staged deliveries, validators and the next poll time in one transaction.
+//! Before any of it, the attempt is recorded ([`attempt`]), so a poll that never finishes backs
+//! off.
+
+mod attempt;
 
 use std::time::Duration;
 
@@ -14,7 +18,8 @@ use crate::config::{SourceConfig, SourceKind, WatcherSettings};
 use crate::diff::diff;
 use crate::fetch::{FetchError, FetchOutcome, Fetcher, Validators, cache_lifetime};
 use crate::identity::{Canonicalizer, IDENTITY_VERSION, IdentityMode, Item, identify};
-use crate::read::{Learned, Read, ReadError};
+use crate::read::bounds::{Budget, Cuts};
+use crate::read::{Known, Learned, Read, ReadError};
 use crate::schedule::{self, Next, Policy};
 use crate::store::{PollCommit, SourceState, StagedItem, Store, StoreError, source_key};
 
@@ -130,6 +135,11 @@ pub async fn poll_source(
     });
     let url = state.poll_url()?;
     let now = Utc::now();
+    if !opts.dry_run {
+        store
+            .put_source_durably(&key, &attempt::interrupted(&state, policy, now))
+            .await?;
+    }
 
     let got = fetch_and_read(fetcher, source, &state, &url).await;
     let (change, found) = match got {
@@ -203,13 +213,18 @@ async fn fetch_and_read(
             last_modified: state.last_modified.clone(),
         }
     };
-    let resp = fetcher.get(url, &validators).await?;
+    let mut budget = Budget::new(fetcher.settings());
+    let cap = crate::read::first_cap(&source.kind, fetcher, &budget);
+    let resp = fetcher.get_capped(url, &validators, cap).await?;
     let fetched = match resp.outcome {
         FetchOutcome::NotModified { headers } => return Ok(Got::NotModified { headers }),
         FetchOutcome::Fetched(f) => f,
     };
-    let feed_known = state.discovered_feed.is_some();
-    let read = crate::read::read(fetcher, &source.kind, feed_known, fetched).await?;
+    let known = Known {
+        feed_known: state.discovered_feed.is_some(),
+        discovery_tried: &state.discovery_tried,
+    };
+    let read = crate::read::read(fetcher, &source.kind, known, fetched, &mut budget).await?;
     Ok(Got::Read {
         read: Box::new(read),
         moved_to: resp.moved_to,
@@ -277,6 +292,8 @@ struct Change {
     fetched: Option<Fetched>,
     /// The discovered feed answered 404/410: discover again next time.
     forget_discovered_feed: bool,
+    /// Autodiscovery found no feed: the candidates it tried, not fetched again.
+    discovery_tried: Option<Vec<String>>,
 }
 
 enum Health {
@@ -316,6 +333,7 @@ fn not_modified(state: &SourceState, headers: &HeaderMap) -> Change {
         schedule: schedule::Outcome::Ok { ttl, adaptive },
         fetched: None,
         forget_discovered_feed: false,
+        discovery_tried: None,
     }
 }
 
@@ -351,10 +369,22 @@ fn fetched(
                 format!("baseline: {} items recorded", found.record.len())
             } else {
                 format!("ok: {} new, {} updated", found.new, found.updated)
-            },
+            } + &cuts_note(read.cuts),
         }),
         forget_discovered_feed: false,
+        discovery_tried: None,
     }
+}
+
+/// What `last_result` adds when the field-length limits changed items.
+fn cuts_note(cuts: Cuts) -> String {
+    if cuts.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; over the field-length limits: {} item(s) with a GUID or title cut, {} with a URL too long skipped",
+        cuts.cut, cuts.skipped
+    )
 }
 
 /// What a failed poll means for the source: throttled, gone, or a failure that counts.
@@ -364,6 +394,7 @@ fn failure(source: &SourceConfig, state: &SourceState, e: PollError) -> Change {
         schedule,
         fetched: None,
         forget_discovered_feed: false,
+        discovery_tried: None,
     };
     match e {
         PollError::Fetch(FetchError::Status {
@@ -394,8 +425,15 @@ fn failure(source: &SourceConfig, state: &SourceState, e: PollError) -> Change {
             let error = crate::causes::one_line(&e);
             let failures = state.consecutive_failures + 1;
             warn!(failures, %error, "poll failed");
+            let discovery_tried = match e {
+                PollError::Read(ReadError::NoFeed { tried, .. }) => {
+                    Some(tried.into_iter().map(String::from).collect())
+                }
+                _ => None,
+            };
             Change {
                 forget_discovered_feed: forget,
+                discovery_tried,
                 ..change(
                     Health::Failed { error },
                     schedule::Outcome::Failed { failures },
@@ -461,6 +499,9 @@ impl Change {
         if self.forget_discovered_feed {
             state.discovered_feed = None;
         }
+        if let Some(tried) = self.discovery_tried {
+            state.discovery_tried = tried;
+        }
         if let Some(f) = self.fetched {
             state.etag = f.validators.etag;
             state.last_modified = f.validators.last_modified;
@@ -473,6 +514,7 @@ impl Change {
             }
             if let Some(feed) = f.learned.discovered_feed {
                 state.discovered_feed = Some(feed.to_string());
+                state.discovery_tried.clear();
             }
             if let Some(moved) = f.moved_to {
                 warn!(to = %moved, "source moved permanently: polling the new URL from now on (update the config)");

@@ -95,6 +95,9 @@ pub struct SourceState {
     /// The sitemap is an index: its children can change while it does not, so it is fetched
     /// without validators.
     pub sitemap_index: bool,
+    /// For `sites` without a selector whose feed is not found yet: the candidates autodiscovery
+    /// tried in vain (at most 3), not fetched again while the page names the same ones.
+    pub discovery_tried: Vec<String>,
     /// The feed's own `<ttl>` (seconds), remembered for polls that get a 304.
     pub feed_ttl_secs: Option<u64>,
     /// The interval the author's publishing frequency suggests (seconds), remembered for 304s.
@@ -258,6 +261,17 @@ impl Store {
         let (sources, key, value) = (self.sources.clone(), key.to_owned(), to_json(state));
         sled_gate::blocking(move || sled_gate::shared(|| sources.insert(key, value))).await?;
         Ok(())
+    }
+
+    /// [`Store::put_source`], then flushed: durable when it returns (a poll's attempt, recorded
+    /// before its work starts).
+    pub async fn put_source_durably(
+        &self,
+        key: &str,
+        state: &SourceState,
+    ) -> Result<(), StoreError> {
+        self.put_source(key, state).await?;
+        self.flush().await
     }
 
     pub fn sources(&self) -> Result<Vec<(String, SourceState)>, StoreError> {

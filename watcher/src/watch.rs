@@ -87,6 +87,7 @@ pub struct Watcher {
     /// `None` when opened only to inspect or edit the store (`status`, `retry`, `redeliver`).
     deliverer: Option<Arc<Deliverer>>,
     embedded: Option<Embedded>,
+    /// Poll slots (the request slots are the fetcher's).
     limits: Limits,
     /// The daemon's store health (`/healthz`).
     health: crate::health::Health,
@@ -117,7 +118,9 @@ impl Watcher {
     /// Opens the store only: for reading status and re-queueing batches; cannot poll or deliver.
     pub fn inspect(config: Config) -> Result<Watcher, WatcherError> {
         let store = Store::open(&config.watcher.state_dir)?;
-        let fetcher = Fetcher::new(&config.fetch)?;
+        let (concurrency, per_host) = (config.watcher.concurrency, config.watcher.per_host);
+        let requests = Arc::new(Limits::new(concurrency, per_host));
+        let fetcher = Fetcher::new(&config.fetch, requests)?;
         let canon = Canonicalizer::new(
             &config.watcher.tracking_params,
             &config.watcher.tracking_params_by_host,
@@ -126,7 +129,7 @@ impl Watcher {
             store: Arc::new(store),
             fetcher,
             canon,
-            limits: Limits::new(config.watcher.concurrency, config.watcher.per_host),
+            limits: Limits::new(concurrency, per_host),
             deliverer: None,
             embedded: None,
             health: crate::health::Health::default(),

@@ -85,6 +85,23 @@ pub struct FetchSettings {
     pub max_redirects: usize,
     /// Overrides the default User-Agent.
     pub user_agent: Option<String>,
+    /// Largest sitemap file accepted (the index and each child), after decompression: sitemaps
+    /// get their own cap, larger than `max_body_bytes` (the protocol allows 50 MB).
+    pub max_sitemap_bytes: u64,
+    /// Most entries one sitemap file may list (the protocol's 50,000).
+    pub max_sitemap_urls: usize,
+    /// Most items one poll may read in all (a sitemap index and its children together); over
+    /// it the poll fails and records nothing.
+    pub max_poll_items: usize,
+    /// Most bytes one poll may fetch in all (index plus children, discovery probes); over it the
+    /// poll fails and records nothing.
+    pub max_poll_bytes: u64,
+    /// Longest GUID kept; a longer one is cut.
+    pub max_guid_bytes: usize,
+    /// Longest title kept; a longer one is cut.
+    pub max_title_bytes: usize,
+    /// Longest article URL accepted; an item with a longer one is skipped.
+    pub max_url_bytes: usize,
 }
 
 impl Default for FetchSettings {
@@ -95,6 +112,13 @@ impl Default for FetchSettings {
             max_body_bytes: 10 * 1024 * 1024,
             max_redirects: 10,
             user_agent: None,
+            max_sitemap_bytes: 50 * 1024 * 1024,
+            max_sitemap_urls: 50_000,
+            max_poll_items: 100_000,
+            max_poll_bytes: 64 * 1024 * 1024,
+            max_guid_bytes: 2 * 1024,
+            max_title_bytes: 1024,
+            max_url_bytes: 8 * 1024,
         }
     }
 }

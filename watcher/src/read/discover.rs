@@ -1,14 +1,20 @@
 //! discover.rs: feed autodiscovery. Which feeds a page advertises (`<link rel="alternate">`),
 //! which well-known paths to try when it advertises none, and a cheap sniff that tells whether a
 //! fetched body is a feed at all (so a `/feed` answering with an HTML page is not taken for one).
+//! The probe tries at most [`MAX_CANDIDATES`] of them, each once: the candidates that answered
+//! are remembered (in the source's state) and not fetched again while the page names the same.
 
 use scraper::Selector;
 use url::Url;
 
+use super::bounds::Budget;
 use super::page::Page;
-use super::{Read, ReadError};
-use crate::fetch::{FetchOutcome, Fetched, Fetcher, Validators};
+use super::{Known, Read, ReadError};
+use crate::fetch::{FetchError, FetchOutcome, Fetched, Fetcher, Validators};
 use crate::parse::parse_feed;
+
+/// Feed candidates one discovery fetches at most.
+pub const MAX_CANDIDATES: usize = 3;
 
 /// Where sites commonly serve their feed when no page advertises it, tried in this order
 /// against the site's origin.
@@ -144,37 +150,92 @@ fn root_element(mut text: &str) -> Option<&str> {
     }
 }
 
-/// Finds a site's feed from its fetched page: the page itself, its `<link rel="alternate">`s,
-/// then the well-known paths, each fetched until one answers with a feed that parses. Reads that
-/// feed.
-pub async fn read(fetcher: &Fetcher, page: Fetched) -> Result<Read, ReadError> {
+/// The feeds to try for a page: those it advertises, on its own host first (document order
+/// otherwise), then the well-known paths on its origin; at most [`MAX_CANDIDATES`].
+pub fn feed_candidates(html: &[u8], content_type: Option<&str>, page_url: &Url) -> Vec<Url> {
+    let host = page_url.host_str();
+    let (mut candidates, elsewhere): (Vec<Url>, Vec<Url>) =
+        discover_feeds(html, content_type, page_url)
+            .into_iter()
+            .partition(|u| u.host_str() == host);
+    candidates.extend(elsewhere);
+    for url in well_known_feed_urls(page_url) {
+        if !candidates.contains(&url) {
+            candidates.push(url);
+        }
+    }
+    candidates.truncate(MAX_CANDIDATES);
+    candidates
+}
+
+/// Finds a site's feed from its fetched page: the page itself, else up to [`MAX_CANDIDATES`]
+/// [`feed_candidates`], each fetched (within the poll's `budget`) until one answers with a feed
+/// that parses, skipping those an earlier discovery tried (`known.discovery_tried`). Reads that
+/// feed. A candidate that answered is "tried"; one that timed out, failed to connect or answered
+/// 429 or 5xx is tried again next time.
+pub async fn read(
+    fetcher: &Fetcher,
+    page: Fetched,
+    known: Known<'_>,
+    budget: &mut Budget,
+) -> Result<Read, ReadError> {
     if looks_like_feed(&page.body) {
         let url = page.final_url.clone();
         return found(url, page);
     }
-    let mut candidates = discover_feeds(&page.body, page.content_type.as_deref(), &page.final_url);
-    for path in WELL_KNOWN_FEED_PATHS {
-        if let Ok(u) = page.final_url.join(path)
-            && !candidates.contains(&u)
+    let candidates = feed_candidates(&page.body, page.content_type.as_deref(), &page.final_url);
+    let mut tried = Vec::new();
+    for candidate in candidates {
+        if known
+            .discovery_tried
+            .iter()
+            .any(|t| t == candidate.as_str())
         {
-            candidates.push(u);
-        }
-    }
-    for candidate in &candidates {
-        let Ok(resp) = fetcher.get(candidate, &Validators::default()).await else {
+            tried.push(candidate);
             continue;
-        };
-        if let FetchOutcome::Fetched(f) = resp.outcome
-            && looks_like_feed(&f.body)
-            && parse_feed(&f.body, f.content_type.as_deref(), &f.final_url).is_ok()
+        }
+        let cap = budget.cap(fetcher.body_cap());
+        let resp = match fetcher
+            .get_capped(&candidate, &Validators::default(), cap)
+            .await
         {
-            let url = f.final_url.clone();
-            return found(url, f);
+            Ok(resp) => resp,
+            Err(e) => {
+                if matches!(e, FetchError::TooLarge { .. })
+                    && let Some(over) = budget.over(cap)
+                {
+                    return Err(over.into());
+                }
+                if !is_transient(&e) {
+                    tried.push(candidate);
+                }
+                continue;
+            }
+        };
+        tried.push(candidate);
+        if let FetchOutcome::Fetched(f) = resp.outcome {
+            budget.spend_bytes(f.body.len() as u64)?;
+            if looks_like_feed(&f.body)
+                && parse_feed(&f.body, f.content_type.as_deref(), &f.final_url).is_ok()
+            {
+                let url = f.final_url.clone();
+                return found(url, f);
+            }
         }
     }
     Err(ReadError::NoFeed {
         page: page.final_url,
+        tried,
     })
+}
+
+/// Whether a failed probe may answer next time: a timeout, no connection, 429 or a 5xx.
+fn is_transient(e: &FetchError) -> bool {
+    match e {
+        FetchError::Timeout(_) | FetchError::Connect { .. } | FetchError::Request { .. } => true,
+        FetchError::Status { status, .. } => status.is_server_error() || status.as_u16() == 429,
+        _ => false,
+    }
 }
 
 fn found(url: Url, feed: Fetched) -> Result<Read, ReadError> {

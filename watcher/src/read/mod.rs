@@ -9,11 +9,14 @@
 //!   of an index's children;
 //! - [`discover`]: which feed a page advertises ([`discover_feeds`]), the well-known feed paths
 //!   to try when it advertises none, a cheap "is this a feed?" sniff ([`looks_like_feed`]), and
-//!   the probe that finds the feed.
+//!   the probe that finds the feed;
+//! - [`bounds`]: what one poll may read (bytes and items in all) and the field-length limits,
+//!   applied here to every reader's items.
 //!
 //! Every item read from a page or sitemap has `guid: None`: its identity is its URL (see
 //! `identity`).
 
+pub mod bounds;
 pub mod discover;
 pub mod feed;
 pub mod page;
@@ -25,13 +28,14 @@ use reqwest::header::HeaderMap;
 use url::Url;
 
 pub use self::discover::{
-    WELL_KNOWN_FEED_PATHS, discover_feeds, looks_like_feed, well_known_feed_urls,
+    MAX_CANDIDATES, WELL_KNOWN_FEED_PATHS, discover_feeds, looks_like_feed, well_known_feed_urls,
 };
 pub use self::page::extract_links;
 pub use self::sitemap::{Sitemap, parse_sitemap};
 
-use crate::config::SourceKind;
-use crate::fetch::{FetchError, Fetched, Fetcher, Validators};
+use self::bounds::{Budget, Cuts, OverLimit};
+use crate::config::{FetchSettings, SourceKind};
+use crate::fetch::{Cap, FetchError, Fetched, Fetcher, Validators};
 use crate::parse::{ParseError, RawItem};
 
 /// What one response said: its items, and what the source learned from it.
@@ -45,6 +49,8 @@ pub struct Read {
     pub validators: Validators,
     pub headers: HeaderMap,
     pub learned: Learned,
+    /// What the field-length limits changed.
+    pub cuts: Cuts,
 }
 
 /// What reading taught about the source itself.
@@ -56,23 +62,53 @@ pub struct Learned {
     pub discovered_feed: Option<Url>,
 }
 
-/// Reads `fetched` as a source of `kind`. `feed_known`: a site whose feed was already
-/// discovered (the response is that feed).
+/// What the source's state says that reading needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// A site whose feed was already discovered (the response is that feed).
+    pub feed_known: bool,
+    /// A site whose feed is not known yet: the candidates an earlier discovery tried in vain.
+    pub discovery_tried: &'a [String],
+}
+
+/// The body cap of a source's own response: a sitemap's is `max_sitemap_bytes`, any other's
+/// `max_body_bytes`; within the poll's budget either way.
+pub fn first_cap(kind: &SourceKind, fetcher: &Fetcher, budget: &Budget) -> Cap {
+    match kind {
+        SourceKind::Sitemap { .. } => budget.cap(sitemap_cap(fetcher.settings())),
+        _ => budget.cap(fetcher.body_cap()),
+    }
+}
+
+pub(crate) fn sitemap_cap(settings: &FetchSettings) -> Cap {
+    Cap {
+        bytes: settings.max_sitemap_bytes,
+        key: "max_sitemap_bytes",
+    }
+}
+
+/// Reads `fetched` as a source of `kind`, what it fetches on the way counted in `budget`; the
+/// items within the poll's item limit and the field-length limits.
 pub async fn read(
     fetcher: &Fetcher,
     kind: &SourceKind,
-    feed_known: bool,
+    known: Known<'_>,
     fetched: Fetched,
+    budget: &mut Budget,
 ) -> Result<Read, ReadError> {
-    match kind {
+    budget.spend_bytes(fetched.body.len() as u64)?;
+    let mut read = match kind {
         SourceKind::Feed => feed::read(fetched),
-        SourceKind::Discover if feed_known => feed::read(fetched),
-        SourceKind::Discover => discover::read(fetcher, fetched).await,
+        SourceKind::Discover if known.feed_known => feed::read(fetched),
+        SourceKind::Discover => discover::read(fetcher, fetched, known, budget).await,
         SourceKind::Page { selector } => page::read(fetched, selector),
         SourceKind::Sitemap { include } => {
-            sitemap::read(fetcher, fetched, include.as_deref()).await
+            sitemap::read(fetcher, fetched, include.as_deref(), budget).await
         }
-    }
+    }?;
+    budget.check_items(read.items.len())?;
+    read.cuts = bounds::bound_fields(&mut read.items, fetcher.settings());
+    Ok(read)
 }
 
 impl Read {
@@ -84,6 +120,7 @@ impl Read {
             validators: fetched.validators,
             headers: fetched.headers,
             learned: Learned::default(),
+            cuts: Cuts::default(),
         }
     }
 }
@@ -98,11 +135,20 @@ pub enum ReadError {
     /// Fetching what the response pointed at (a child sitemap) failed.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// The poll went over a per-poll limit.
+    #[error(transparent)]
+    OverLimit(#[from] OverLimit),
     #[error(
-        "no feed found at `{page}`: no <link rel=\"alternate\"> feed and none of {} answered with a feed; hint: put the feed URL in `feeds`, or give this site a `selector`",
+        "no feed found at `{page}`: none of the {} candidate(s) tried (its <link rel=\"alternate\"> feeds, same host first, then {}; at most {MAX_CANDIDATES}, each tried once) answered with a feed; hint: put the feed URL in `feeds`, or give this site a `selector`",
+        tried.len(),
         WELL_KNOWN_FEED_PATHS.join(", ")
     )]
-    NoFeed { page: Url },
+    NoFeed {
+        page: Url,
+        /// The candidates tried (now or by an earlier poll), remembered so the next poll does not
+        /// fetch them again.
+        tried: Vec<Url>,
+    },
 }
 
 /// Why a page or sitemap yielded nothing usable. One error per body: the caller reports it for
@@ -129,6 +175,11 @@ pub enum SiteError {
          (a gzip bomb, or an oversized sitemap); raise the cap only if the sitemap is genuine"
     )]
     DecompressedTooLarge { max_bytes: u64 },
+    #[error(
+        "the sitemap lists more than {max_urls} entries (the protocol allows 50,000 per file); \
+         hint: raise [fetch] max_sitemap_urls if the sitemap is genuine"
+    )]
+    TooManyUrls { max_urls: usize },
     #[error(
         "the sitemap looks gzip-compressed but does not decompress; the file is corrupt or \
          truncated: check it with `curl -s URL | gunzip | head`"

@@ -18,10 +18,13 @@ use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use url::Url;
 
+use super::SiteError;
 use super::page::is_web_url;
-use super::{Read, ReadError, SiteError};
-use crate::fetch::{FetchOutcome, Fetched, Fetcher, Validators};
 use crate::parse::RawItem;
+
+mod crawl;
+
+pub use self::crawl::read;
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const NEWS_NAMESPACE: &[u8] = b"http://www.google.com/schemas/sitemap-news/0.9";
@@ -40,43 +43,59 @@ pub enum Sitemap {
 /// `url` is the sitemap's final URL (relative `<loc>`s resolve against it); `include`, when
 /// given, keeps only pages whose path and query contain it (it does not filter an index's child
 /// sitemaps); `max_bytes` caps the body, decompressed. URLs are deduplicated, first kept; a
-/// `<loc>` that is not an http(s) URL is skipped.
-#[tracing::instrument(skip_all, fields(url = %url, bytes = body.len()))]
+/// `<loc>` that is not an http(s) URL is skipped. At most the protocol's 50,000 entries.
 pub fn parse_sitemap(
     body: &[u8],
     url: &Url,
     include: Option<&str>,
     max_bytes: u64,
 ) -> Result<Sitemap, SiteError> {
-    let body = decompress(body, max_bytes)?;
+    let caps = Caps {
+        max_bytes,
+        max_urls: PROTOCOL_MAX_URLS,
+    };
+    parse_sitemap_with(body, url, include, caps).map(|(sitemap, _)| sitemap)
+}
+
+/// The entries one sitemap file may list, by the protocol.
+pub const PROTOCOL_MAX_URLS: usize = 50_000;
+
+/// The limits of one sitemap file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// The body, decompressed.
+    pub max_bytes: u64,
+    /// Entries (`<url>`s or `<sitemap>`s, before `include` filters them): parsing stops at the
+    /// first one over, so a huge file costs no more than this many.
+    pub max_urls: usize,
+}
+
+/// [`parse_sitemap`] with both limits given; with the size of the body parsed (decompressed).
+#[tracing::instrument(skip_all, fields(url = %url, bytes = body.len()))]
+pub fn parse_sitemap_with(
+    body: &[u8],
+    url: &Url,
+    include: Option<&str>,
+    caps: Caps,
+) -> Result<(Sitemap, u64), SiteError> {
+    let body = decompress(body, caps.max_bytes)?;
+    let parsed = body.len() as u64;
     let text = decode(&body);
     let text = text.trim_start();
     if text.is_empty() {
         return Err(SiteError::Empty);
     }
+    let collector = Collector::new(url, include, caps.max_urls);
     let sitemap = if text.starts_with('<') {
-        parse_xml(text, url)?
+        parse_xml(text, collector)?
     } else {
-        parse_text(text, url)?
-    };
-    let sitemap = match (sitemap, include) {
-        (Sitemap::Urls(items), Some(pattern)) => Sitemap::Urls(
-            items
-                .into_iter()
-                .filter(|item| {
-                    item.link
-                        .as_ref()
-                        .is_some_and(|link| includes(link, pattern))
-                })
-                .collect(),
-        ),
-        (sitemap, _) => sitemap,
+        parse_text(text, collector)?
     };
     match &sitemap {
         Sitemap::Urls(items) => tracing::debug!(urls = items.len(), "parsed sitemap"),
         Sitemap::Index(children) => tracing::debug!(sitemaps = children.len(), "parsed index"),
     }
-    Ok(sitemap)
+    Ok((sitemap, parsed))
 }
 
 /// The body itself, or its gzip decompression; either way at most `max_bytes`. Decompression
@@ -140,10 +159,15 @@ struct Entry {
     news_published: Option<String>,
 }
 
-/// Collects entries into a [`Sitemap`], deduplicating and skipping bad `<loc>`s.
+/// Collects entries into a [`Sitemap`], deduplicating, skipping bad `<loc>`s and pages
+/// `include` leaves out, and counting entries against `max_urls`.
 struct Collector<'u> {
     kind: Kind,
     base: &'u Url,
+    include: Option<&'u str>,
+    max_urls: usize,
+    /// Entries seen, kept or not.
+    entries: usize,
     items: Vec<RawItem>,
     children: Vec<(Url, Option<DateTime<Utc>>)>,
     seen: std::collections::HashSet<Url>,
@@ -151,10 +175,13 @@ struct Collector<'u> {
 }
 
 impl<'u> Collector<'u> {
-    fn new(kind: Kind, base: &'u Url) -> Collector<'u> {
+    fn new(base: &'u Url, include: Option<&'u str>, max_urls: usize) -> Collector<'u> {
         Collector {
-            kind,
+            kind: Kind::Urlset,
             base,
+            include,
+            max_urls,
+            entries: 0,
             items: Vec::new(),
             children: Vec::new(),
             seen: Default::default(),
@@ -162,7 +189,26 @@ impl<'u> Collector<'u> {
         }
     }
 
+    /// A new collector with the same base, filter and limit, for a document of `kind`.
+    fn start(&self, kind: Kind) -> Collector<'u> {
+        Collector {
+            kind,
+            ..Collector::new(self.base, self.include, self.max_urls)
+        }
+    }
+
+    /// Whether more entries were seen than the file may list.
+    fn over(&self) -> Result<(), SiteError> {
+        if self.entries > self.max_urls {
+            return Err(SiteError::TooManyUrls {
+                max_urls: self.max_urls,
+            });
+        }
+        Ok(())
+    }
+
     fn finish_entry(&mut self, entry: Entry) {
+        self.entries += 1;
         let Some(link) = entry
             .loc
             .as_deref()
@@ -174,6 +220,12 @@ impl<'u> Collector<'u> {
             self.skipped += 1;
             return;
         };
+        if self.kind == Kind::Urlset
+            && let Some(pattern) = self.include
+            && !includes(&link, pattern)
+        {
+            return;
+        }
         if !self.seen.insert(link.clone()) {
             return;
         }
@@ -227,7 +279,8 @@ fn namespace_of(resolved: &ResolveResult<'_>) -> Option<Option<Vec<u8>>> {
     }
 }
 
-fn parse_xml(text: &str, base: &Url) -> Result<Sitemap, SiteError> {
+/// Parses XML; `proto` says how to collect (its kind is set by the root element).
+fn parse_xml(text: &str, proto: Collector<'_>) -> Result<Sitemap, SiteError> {
     let mut reader = NsReader::from_str(text);
     // Generators write query strings unescaped (`?a=1&b=2`); that `&` is part of the URL.
     reader.config_mut().allow_dangling_amp = true;
@@ -256,6 +309,7 @@ fn parse_xml(text: &str, base: &Url) -> Result<Sitemap, SiteError> {
                 let depth = open.len();
                 open.pop();
                 close(depth, &mut entry, &mut field, collector.as_mut());
+                collector.as_ref().map_or(Ok(()), Collector::over)?;
                 continue;
             }
             Event::Text(text) => {
@@ -302,7 +356,7 @@ fn parse_xml(text: &str, base: &Url) -> Result<Sitemap, SiteError> {
                 }
             };
             root_namespace = namespace;
-            collector = Some(Collector::new(kind, base));
+            collector = Some(proto.start(kind));
         } else if let Some(collector) = collector.as_ref() {
             let in_sitemap_ns = namespace.is_some() && namespace == root_namespace;
             let entry_name = match collector.kind {
@@ -331,6 +385,7 @@ fn parse_xml(text: &str, base: &Url) -> Result<Sitemap, SiteError> {
         if is_empty {
             open.pop();
             close(depth, &mut entry, &mut field, collector.as_mut());
+            collector.as_ref().map_or(Ok(()), Collector::over)?;
         }
     }
 
@@ -393,17 +448,17 @@ fn qualified(start: &quick_xml::events::BytesStart<'_>) -> String {
 
 /// A text sitemap: one absolute URL per line. Lines that are not http(s) URLs are skipped; a body
 /// with none is not a sitemap.
-fn parse_text(text: &str, base: &Url) -> Result<Sitemap, SiteError> {
-    let mut collector = Collector::new(Kind::Urlset, base);
+fn parse_text(text: &str, mut collector: Collector<'_>) -> Result<Sitemap, SiteError> {
     for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
         if Url::parse(line).is_ok_and(|url| is_web_url(&url)) {
             collector.finish_entry(Entry {
                 loc: Some(line.to_owned()),
                 ..Entry::default()
             });
+            collector.over()?;
         }
     }
-    if collector.items.is_empty() {
+    if collector.entries == 0 {
         let start: String = text.chars().take(40).collect();
         return Err(SiteError::NotMarkup {
             start: start.escape_debug().to_string(),
@@ -445,62 +500,6 @@ pub fn parse_w3c_datetime(text: &str) -> Option<DateTime<Utc>> {
         .or_else(|_| NaiveDate::parse_from_str(&format!("{text}-01-01"), "%Y-%m-%d"))
         .ok()?;
     Some(date.and_hms_opt(0, 0, 0)?.and_utc())
-}
-
-/// Child sitemaps read from one sitemap index.
-const MAX_CHILD_SITEMAPS: usize = 50;
-
-/// Reads a fetched sitemap, or every child of a sitemap index (up to [`MAX_CHILD_SITEMAPS`],
-/// fetched without validators: a child can change while the index does not). A child that fails
-/// is skipped (its articles stay known); all failing is an error.
-pub async fn read(
-    fetcher: &Fetcher,
-    fetched: Fetched,
-    include: Option<&str>,
-) -> Result<Read, ReadError> {
-    let cap = fetcher.max_body_bytes();
-    let (items, index) = match parse_sitemap(&fetched.body, &fetched.final_url, include, cap)? {
-        Sitemap::Urls(items) => (items, false),
-        Sitemap::Index(children) => {
-            let mut items = Vec::new();
-            let mut first_error = None;
-            for child in children.iter().take(MAX_CHILD_SITEMAPS) {
-                match read_child(fetcher, child, include, cap).await {
-                    Ok(more) => items.extend(more),
-                    Err(e) => {
-                        tracing::warn!(sitemap = %child, error = %e, "child sitemap skipped");
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            if let Some(e) = first_error
-                && items.is_empty()
-            {
-                return Err(e);
-            }
-            (items, true)
-        }
-    };
-    let mut read = Read::from(fetched, items, None);
-    read.learned.sitemap_index = Some(index);
-    Ok(read)
-}
-
-/// The pages one child sitemap lists (an index inside an index is not followed).
-async fn read_child(
-    fetcher: &Fetcher,
-    child: &Url,
-    include: Option<&str>,
-    cap: u64,
-) -> Result<Vec<RawItem>, ReadError> {
-    let resp = fetcher.get(child, &Validators::default()).await?;
-    match resp.outcome {
-        FetchOutcome::Fetched(f) => match parse_sitemap(&f.body, &f.final_url, include, cap)? {
-            Sitemap::Urls(more) => Ok(more),
-            Sitemap::Index(_) => Ok(Vec::new()),
-        },
-        FetchOutcome::NotModified { .. } => Ok(Vec::new()),
-    }
 }
 
 #[cfg(test)]

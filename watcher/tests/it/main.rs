@@ -4,9 +4,11 @@
 mod helpers;
 
 mod bench;
+mod bounds;
 mod crash;
 mod daemon;
 mod delivery;
+mod fanout;
 mod faults;
 mod opml;
 mod polling;

@@ -1,0 +1,206 @@
+//! bounds.rs: bounded work per poll, end to end: a sitemap index over the per-poll item or byte
+//! limit fails with one line and records nothing, a sitemap file over its own limit is refused, a
+//! sitemap gets its own (larger) body cap, long fields are cut or their item skipped and counted,
+//! and a poll killed midway leaves its source backing off instead of polled again at once.
+
+use std::time::Duration;
+
+use watcher::poll::PollOutcome;
+
+use crate::helpers::*;
+
+/// A `<urlset>` of `n` URLs named after `prefix`, each `pad` bytes longer than it needs to be.
+fn urlset(prefix: &str, n: usize, pad: usize) -> String {
+    let pad = "x".repeat(pad);
+    let mut text = String::from("<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "<url><loc>https://example.org/{prefix}/{i}/{pad}</loc></url>\n"
+        ));
+    }
+    text.push_str("</urlset>\n");
+    text
+}
+
+/// A sitemap index at `/index.xml` naming `/c0.xml` … on `feeds`.
+fn index(feeds: &FeedServer, children: usize) -> String {
+    let mut text =
+        String::from("<sitemapindex xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n");
+    for i in 0..children {
+        text.push_str(&format!(
+            "<sitemap><loc>{}</loc></sitemap>\n",
+            feeds.url(&format!("/c{i}.xml"))
+        ));
+    }
+    text.push_str("</sitemapindex>\n");
+    text
+}
+
+/// A sitemap body, served without validators (every poll reads it).
+fn xml(body: String) -> Route {
+    Route::Bytes {
+        body: body.into_bytes(),
+        content_type: "application/xml".into(),
+    }
+}
+
+/// A config for one author with one sitemap at `path`, with `fetch` lines added to `[fetch]`.
+fn sitemap_config(scene: &Scene, path: &str, fetch: &str) -> std::path::PathBuf {
+    let cfg = scene.config(&[]);
+    let mut text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[fetch]\n", &format!("[fetch]\n{fetch}\n"));
+    text.push_str(&format!(
+        "\n[[authors]]\nname = \"Site Author\"\nsitemaps = [\"{}\"]\n",
+        scene.feeds.url(path)
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+fn failure(report: &watcher::watch::PassReport) -> String {
+    match &report.polls[0].outcome {
+        PollOutcome::Failed { error } => error.clone(),
+        other => panic!("expected a failed poll, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_sitemap_index_over_the_poll_item_limit_fails_in_one_line_and_records_nothing() {
+    let scene = spawn_scene().await;
+    let feeds = &scene.feeds;
+    feeds.set("/index.xml", xml(index(feeds, 4)));
+    for i in 0..4 {
+        feeds.set(&format!("/c{i}.xml"), xml(urlset(&format!("c{i}"), 400, 0)));
+    }
+    let cfg = sitemap_config(&scene, "/index.xml", "max_poll_items = 1000");
+
+    let error = failure(&pass(&cfg).await);
+    assert!(!error.contains('\n'), "one line: {error}");
+    assert!(
+        error.contains("more than 1000 items") && error.contains("max_poll_items"),
+        "{error}"
+    );
+    assert!(
+        feeds.requests("/c3.xml").is_empty(),
+        "no child is fetched once the poll is over its limit"
+    );
+    let status = status(&cfg).await;
+    assert_eq!(status.sources[0].items_known, 0, "nothing recorded");
+    assert_eq!(status.sources[0].consecutive_failures, 1);
+
+    edit_config(&cfg, "max_poll_items = 1000", "max_poll_items = 2000");
+    assert_eq!(
+        pass(&cfg).await.polls[0].outcome,
+        PollOutcome::Baseline { recorded: 1600 }
+    );
+}
+
+#[tokio::test]
+async fn a_sitemap_index_over_the_poll_byte_limit_fails_and_records_nothing() {
+    let scene = spawn_scene().await;
+    let feeds = &scene.feeds;
+    feeds.set("/index.xml", xml(index(feeds, 3)));
+    for i in 0..3 {
+        // About 40 KB each.
+        feeds.set(
+            &format!("/c{i}.xml"),
+            xml(urlset(&format!("c{i}"), 100, 350)),
+        );
+    }
+    let cfg = sitemap_config(&scene, "/index.xml", "max_poll_bytes = 100000");
+    let error = failure(&pass(&cfg).await);
+    assert!(
+        error.contains("more than 100000 bytes") && error.contains("max_poll_bytes"),
+        "{error}"
+    );
+    assert_eq!(status(&cfg).await.sources[0].items_known, 0);
+}
+
+#[tokio::test]
+async fn a_sitemap_file_over_its_url_limit_is_refused_with_a_hint() {
+    let scene = spawn_scene().await;
+    scene.feeds.set("/sitemap.xml", xml(urlset("a", 150, 0)));
+    let cfg = sitemap_config(&scene, "/sitemap.xml", "max_sitemap_urls = 100");
+    let error = failure(&pass(&cfg).await);
+    assert!(
+        error.contains("more than 100 entries") && error.contains("max_sitemap_urls"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_sitemap_has_its_own_body_cap_above_the_feed_cap() {
+    let scene = spawn_scene().await;
+    // 1.5 MB: over the test config's 1 MiB `max_body_bytes`, far under `max_sitemap_bytes`.
+    let big = urlset("big", 3000, 450);
+    assert!(big.len() > 1_500_000);
+    scene.feeds.set("/sitemap.xml", xml(big));
+    let cfg = sitemap_config(&scene, "/sitemap.xml", "");
+    assert_eq!(
+        pass(&cfg).await.polls[0].outcome,
+        PollOutcome::Baseline { recorded: 3000 }
+    );
+    edit_config(&cfg, "[fetch]\n", "[fetch]\nmax_sitemap_bytes = 1000000\n");
+    let error = failure(&pass(&cfg).await);
+    assert!(error.contains("max_sitemap_bytes"), "{error}");
+}
+
+#[tokio::test]
+async fn long_titles_and_guids_are_cut_and_items_with_long_urls_skipped_and_counted() {
+    let t = spawn_one_author("Ruben", "rubenerd-hugo.rss.xml").await;
+    pass(&t.cfg).await;
+    let long_title = "T".repeat(3000);
+    let long_link = format!("https://rubenerd.com/{}/", "l".repeat(9000));
+    let feed = publish_rss(&t.original, "https://rubenerd.com/long-title/", &long_title);
+    let feed = publish_rss(&feed, &long_link, "Long link");
+    t.feeds.set_feed(FEED_PATH, &feed);
+
+    let report = pass(&t.cfg).await;
+    let PollOutcome::Polled { new, .. } = &report.polls[0].outcome else {
+        panic!("{:?}", report.polls[0].outcome)
+    };
+    assert_eq!(new.len(), 1, "the item with a 9 KB URL is skipped");
+    assert_eq!(new[0].title.as_deref().map(str::len), Some(1024));
+    let result = status(&t.cfg).await.sources[0].last_result.clone().unwrap();
+    assert!(
+        result.contains("1 item(s) with a GUID or title cut, 1 with a URL too long skipped"),
+        "{result}"
+    );
+}
+
+#[tokio::test]
+async fn a_poll_killed_midway_backs_off_instead_of_running_again_at_once() {
+    let t = spawn_one_author("Ruben", "rubenerd-hugo.rss.xml").await;
+    // The poll hangs on its request until the process is killed.
+    t.feeds.set_delay(Duration::from_secs(60));
+    let mut child = watcher_cmd(&t.cfg).arg("once").spawn().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while t.feeds.total_requests() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the watcher polled the source");
+    child.start_kill().unwrap();
+    let status_code = child.wait().await.unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status_code.signal(), Some(9), "killed by SIGKILL");
+    t.feeds.set_delay(Duration::ZERO);
+
+    // After the restart, the source is not due: it backs off.
+    let w = open_watcher(&t.cfg);
+    let once = watcher::watch::OnceOptions { all: false, ..ALL };
+    let report = w.once(once, |_, _, _| {}).await.unwrap();
+    assert!(report.polls.is_empty(), "{:?}", report.polls);
+    assert_eq!(report.not_due, 1);
+    assert_eq!(t.feeds.total_requests(), 1, "not fetched again");
+    let s = &w.status().await.unwrap().sources[0];
+    assert_eq!(s.consecutive_failures, 1);
+    assert!(
+        s.last_result.as_deref().unwrap().contains("interrupted"),
+        "{:?}",
+        s.last_result
+    );
+    assert!(s.next_due.unwrap() > chrono::Utc::now() + chrono::Duration::minutes(30));
+}
