@@ -123,6 +123,25 @@ impl Default for FetchSettings {
     }
 }
 
+impl FetchSettings {
+    /// The keys of the size and count limits that are zero (each must be at least 1).
+    pub fn zero_limits(&self) -> Vec<&'static str> {
+        let zero = [
+            ("max_sitemap_bytes", self.max_sitemap_bytes == 0),
+            ("max_sitemap_urls", self.max_sitemap_urls == 0),
+            ("max_poll_items", self.max_poll_items == 0),
+            ("max_poll_bytes", self.max_poll_bytes == 0),
+            ("max_guid_bytes", self.max_guid_bytes == 0),
+            ("max_title_bytes", self.max_title_bytes == 0),
+            ("max_url_bytes", self.max_url_bytes == 0),
+        ];
+        zero.into_iter()
+            .filter(|(_, is_zero)| *is_zero)
+            .map(|(key, _)| key)
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputFormat {

@@ -382,6 +382,12 @@ pub(super) fn settings(
             "expected at least 1",
         ));
     }
+    for key in fetch.zero_limits() {
+        problems.push(ConfigProblem::new(
+            format!("fetch.{key}"),
+            "expected at least 1",
+        ));
+    }
 }
 
 /// Parses a configured source URL: absolute http(s) only.

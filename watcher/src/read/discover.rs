@@ -317,6 +317,39 @@ mod tests {
     }
 
     #[test]
+    fn three_candidates_at_most_same_host_first() {
+        let candidates = |html: &str| -> Vec<String> {
+            feed_candidates(html.as_bytes(), None, &page())
+                .into_iter()
+                .map(String::from)
+                .collect()
+        };
+        let html = r#"<link rel="alternate" type="application/rss+xml" href="https://feeds.example.net/a">
+            <link rel="alternate" type="application/rss+xml" href="/b">
+            <link rel="alternate" type="application/rss+xml" href="https://feeds.example.net/c">
+            <link rel="alternate" type="application/atom+xml" href="/d">
+            <link rel="alternate" type="application/atom+xml" href="/e">"#;
+        assert_eq!(
+            candidates(html),
+            [
+                "https://example.com/b",
+                "https://example.com/d",
+                "https://example.com/e"
+            ]
+        );
+        assert_eq!(
+            candidates(
+                r#"<link rel="alternate" type="application/rss+xml" href="https://feeds.example.net/a">"#
+            ),
+            [
+                "https://feeds.example.net/a",
+                "https://example.com/feed",
+                "https://example.com/rss"
+            ]
+        );
+    }
+
+    #[test]
     fn sniffs_feeds() {
         assert!(looks_like_feed(
             b"<?xml version=\"1.0\"?>\n<rss version=\"2.0\"><channel/></rss>"

@@ -166,13 +166,15 @@ pub enum SiteError {
     )]
     NoLinks { selector: String, matched: usize },
     #[error(
-        "the sitemap is larger than the {max_bytes}-byte body cap; raise the cap if the sitemap \
-         is genuine (the protocol allows up to 50 MB and 50,000 URLs)"
+        "the sitemap is larger than the {max_bytes}-byte sitemap cap; hint: raise [fetch] \
+         max_sitemap_bytes if the sitemap is genuine (the protocol allows up to 50 MB and 50,000 \
+         URLs)"
     )]
     TooLarge { max_bytes: u64 },
     #[error(
-        "the gzip-compressed sitemap decompresses to more than the {max_bytes}-byte body cap \
-         (a gzip bomb, or an oversized sitemap); raise the cap only if the sitemap is genuine"
+        "the gzip-compressed sitemap decompresses to more than the {max_bytes}-byte sitemap cap \
+         (a gzip bomb, or an oversized sitemap); hint: raise [fetch] max_sitemap_bytes only if \
+         the sitemap is genuine"
     )]
     DecompressedTooLarge { max_bytes: u64 },
     #[error(

@@ -700,8 +700,29 @@ mod tests {
         insta::assert_snapshot!(err(b"<urlset><url><loc>/a</loc></url><url><loc>/b"), @"the sitemap ends inside `<loc>` (truncated at byte 44?); if it is large, raise the body cap, else the server cut the response short");
         insta::assert_snapshot!(err(b"<urlset><url><loc>/a</lastmod></url></urlset>"), @"malformed sitemap XML at byte 20; the sitemap itself is broken: an XML validator will show where");
         insta::assert_snapshot!(err(&[0x1f, 0x8b, 0x08, 0x00, 0x01]), @"the sitemap looks gzip-compressed but does not decompress; the file is corrupt or truncated: check it with `curl -s URL | gunzip | head`");
-        insta::assert_snapshot!(parse_sitemap(URLSET.as_bytes(), &url(), None, 10).unwrap_err(), @"the sitemap is larger than the 10-byte body cap; raise the cap if the sitemap is genuine (the protocol allows up to 50 MB and 50,000 URLs)");
-        insta::assert_snapshot!(parse_sitemap(&gzip(URLSET.as_bytes()), &url(), None, 10).unwrap_err(), @"the gzip-compressed sitemap decompresses to more than the 10-byte body cap (a gzip bomb, or an oversized sitemap); raise the cap only if the sitemap is genuine");
+        insta::assert_snapshot!(parse_sitemap(URLSET.as_bytes(), &url(), None, 10).unwrap_err(), @"the sitemap is larger than the 10-byte sitemap cap; hint: raise [fetch] max_sitemap_bytes if the sitemap is genuine (the protocol allows up to 50 MB and 50,000 URLs)");
+        insta::assert_snapshot!(parse_sitemap(&gzip(URLSET.as_bytes()), &url(), None, 10).unwrap_err(), @"the gzip-compressed sitemap decompresses to more than the 10-byte sitemap cap (a gzip bomb, or an oversized sitemap); hint: raise [fetch] max_sitemap_bytes only if the sitemap is genuine");
+    }
+
+    #[test]
+    fn a_file_over_its_entry_limit_stops_at_the_first_entry_over() {
+        let caps = |max_urls| Caps {
+            max_bytes: CAP,
+            max_urls,
+        };
+        // Seven entries, the bad ones and those `include` leaves out counted too.
+        let err = parse_sitemap_with(URLSET.as_bytes(), &url(), Some("/blog/"), caps(6));
+        assert!(
+            matches!(err, Err(SiteError::TooManyUrls { max_urls: 6 })),
+            "{err:?}"
+        );
+        let (sitemap, parsed) =
+            parse_sitemap_with(URLSET.as_bytes(), &url(), Some("/blog/"), caps(7)).unwrap();
+        assert!(matches!(sitemap, Sitemap::Urls(items) if items.len() == 3));
+        assert_eq!(parsed, URLSET.len() as u64);
+        let text = b"https://example.com/a\nhttps://example.com/b\nhttps://example.com/c\n";
+        let err = parse_sitemap_with(text, &url(), None, caps(2)).unwrap_err();
+        insta::assert_snapshot!(err, @"the sitemap lists more than 2 entries (the protocol allows 50,000 per file); hint: raise [fetch] max_sitemap_urls if the sitemap is genuine");
     }
 
     #[test]

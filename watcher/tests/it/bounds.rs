@@ -204,3 +204,104 @@ async fn a_poll_killed_midway_backs_off_instead_of_running_again_at_once() {
     );
     assert!(s.next_due.unwrap() > chrono::Utc::now() + chrono::Duration::minutes(30));
 }
+
+#[tokio::test]
+async fn a_limit_of_zero_is_refused_naming_the_key() {
+    let scene = spawn_scene().await;
+    let cfg = sitemap_config(
+        &scene,
+        "/sitemap.xml",
+        "max_poll_items = 0\nmax_url_bytes = 0",
+    );
+    let err = watcher::config::Config::load(&cfg).unwrap_err().to_string();
+    assert!(
+        err.contains("fetch.max_poll_items") && err.contains("fetch.max_url_bytes"),
+        "{err}"
+    );
+}
+
+/// A `<urlset>` of about `bytes` bytes whose URLs are each about `url_len` bytes long.
+fn urlset_of_size(prefix: &str, bytes: usize, url_len: usize) -> Vec<u8> {
+    let mut text = String::from("<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n");
+    let base = format!("https://example.org/{prefix}/");
+    let pad = "p".repeat(url_len.saturating_sub(base.len() + 8));
+    let mut i = 0;
+    while text.len() < bytes {
+        text.push_str(&format!("<url><loc>{base}{pad}{i}</loc></url>\n"));
+        i += 1;
+    }
+    text.push_str("</urlset>\n");
+    text.into_bytes()
+}
+
+/// The measurement, on the real binary: `once --all` over an author with a 50-child
+/// sitemap index of ~9 MiB children (short URLs: tens of millions of them before the limits;
+/// and long ones: 45,000 per child) and a feed with one new article; then, for comparison, an index
+/// of 2 such children (90,000 items: a poll within the limits, read in full). Prints the child's
+/// peak RSS (`/usr/bin/time -v`) and wall time; asserts the feed's article is delivered, and the
+/// 200 MB bound for the 50-child index.
+///
+///   cargo test -p watcher --test it bench_sitemap_index -- --ignored --nocapture
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn bench_sitemap_index_of_fifty_9_mib_children() {
+    let runs = [
+        ("50 children, short URLs (~40 B)", 40, 50),
+        ("50 children, long URLs (~200 B)", 200, 50),
+        (
+            "2 children, long URLs: 90,000 items, within the limits",
+            200,
+            2,
+        ),
+    ];
+    for (label, url_len, n) in runs {
+        let t = spawn_one_author("Ruben", "rubenerd-hugo.rss.xml").await;
+        let feeds = &t.feeds;
+        feeds.set("/index.xml", xml(index(feeds, n)));
+        for i in 0..n {
+            let body = urlset_of_size(&format!("c{i}"), 9 * 1024 * 1024, url_len);
+            feeds.set_bytes(&format!("/c{i}.xml"), body, "application/xml");
+        }
+        let text = std::fs::read_to_string(&t.cfg).unwrap().replace(
+            "feeds = [",
+            &format!("sitemaps = [\"{}\"]\nfeeds = [", feeds.url("/index.xml")),
+        );
+        std::fs::write(&t.cfg, text).unwrap();
+        pass(&t.cfg).await;
+        t.publish("https://rubenerd.com/bench/", "Bench");
+
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new("/usr/bin/time")
+            .arg("-v")
+            .arg(env!("CARGO_BIN_EXE_watcher"))
+            .arg("--config")
+            .arg(&t.cfg)
+            .args(["once", "--all"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let peak_kib: u64 = stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        let children = (0..n)
+            .filter(|i| !feeds.requests(&format!("/c{i}.xml")).is_empty())
+            .count();
+        let error = stderr
+            .lines()
+            .find(|l| l.contains("poll failed"))
+            .map(|l| l.chars().take(300).collect::<String>())
+            .unwrap_or_default();
+        println!(
+            "{label}: peak RSS {:.1} MiB, {secs:.1} s, children fetched (both passes) {children}/{n}\n  {error}",
+            peak_kib as f64 / 1024.0
+        );
+        assert_eq!(t.rx.received().len(), 1, "the feed's article is delivered");
+        if n == 50 {
+            assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB");
+        }
+    }
+}

@@ -37,8 +37,9 @@ pub async fn read(
             for child in children.iter().take(MAX_CHILD_SITEMAPS) {
                 match read_child(fetcher, child, include, budget).await {
                     Ok(more) => {
+                        // Checked before growing `items`: over the limit, nothing is copied.
+                        budget.check_items(items.len() + more.len())?;
                         items.extend(more);
-                        budget.check_items(items.len())?;
                     }
                     Err(ReadError::OverLimit(over)) => return Err(over.into()),
                     Err(e) => {
