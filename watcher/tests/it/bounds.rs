@@ -36,6 +36,16 @@ fn index(feeds: &FeedServer, children: usize) -> String {
     text
 }
 
+/// Serves a sitemap index at `/index.xml` naming `n` children, `/c0.xml` …, child `i` being
+/// `child("c{i}")`.
+fn serve_index(feeds: &FeedServer, n: usize, child: impl Fn(&str) -> String) {
+    feeds.set("/index.xml", xml(index(feeds, n)));
+    for i in 0..n {
+        let name = format!("c{i}");
+        feeds.set(&format!("/{name}.xml"), xml(child(&name)));
+    }
+}
+
 /// A sitemap body, served without validators (every poll reads it).
 fn xml(body: String) -> Route {
     Route::Bytes {
@@ -58,10 +68,16 @@ fn sitemap_config(scene: &Scene, path: &str, fetch: &str) -> std::path::PathBuf 
     cfg
 }
 
-fn failure(report: &watcher::watch::PassReport) -> String {
-    match &report.polls[0].outcome {
+/// Runs a pass whose one poll must fail with a one-line error saying each of `needles`.
+async fn poll_fails_with(cfg: &std::path::Path, needles: &[&str]) {
+    let report = pass(cfg).await;
+    let error = match &report.polls[0].outcome {
         PollOutcome::Failed { error } => error.clone(),
         other => panic!("expected a failed poll, got {other:?}"),
+    };
+    assert!(!error.contains('\n'), "one line: {error}");
+    for needle in needles {
+        assert!(error.contains(needle), "`{needle}` in: {error}");
     }
 }
 
@@ -69,18 +85,10 @@ fn failure(report: &watcher::watch::PassReport) -> String {
 async fn a_sitemap_index_over_the_poll_item_limit_fails_in_one_line_and_records_nothing() {
     let scene = spawn_scene().await;
     let feeds = &scene.feeds;
-    feeds.set("/index.xml", xml(index(feeds, 4)));
-    for i in 0..4 {
-        feeds.set(&format!("/c{i}.xml"), xml(urlset(&format!("c{i}"), 400, 0)));
-    }
+    serve_index(feeds, 4, |name| urlset(name, 400, 0));
     let cfg = sitemap_config(&scene, "/index.xml", "max_poll_items = 1000");
 
-    let error = failure(&pass(&cfg).await);
-    assert!(!error.contains('\n'), "one line: {error}");
-    assert!(
-        error.contains("more than 1000 items") && error.contains("max_poll_items"),
-        "{error}"
-    );
+    poll_fails_with(&cfg, &["more than 1000 items", "max_poll_items"]).await;
     assert!(
         feeds.requests("/c3.xml").is_empty(),
         "no child is fetched once the poll is over its limit"
@@ -100,20 +108,10 @@ async fn a_sitemap_index_over_the_poll_item_limit_fails_in_one_line_and_records_
 async fn a_sitemap_index_over_the_poll_byte_limit_fails_and_records_nothing() {
     let scene = spawn_scene().await;
     let feeds = &scene.feeds;
-    feeds.set("/index.xml", xml(index(feeds, 3)));
-    for i in 0..3 {
-        // About 40 KB each.
-        feeds.set(
-            &format!("/c{i}.xml"),
-            xml(urlset(&format!("c{i}"), 100, 350)),
-        );
-    }
+    // About 40 KB each.
+    serve_index(feeds, 3, |name| urlset(name, 100, 350));
     let cfg = sitemap_config(&scene, "/index.xml", "max_poll_bytes = 100000");
-    let error = failure(&pass(&cfg).await);
-    assert!(
-        error.contains("more than 100000 bytes") && error.contains("max_poll_bytes"),
-        "{error}"
-    );
+    poll_fails_with(&cfg, &["more than 100000 bytes", "max_poll_bytes"]).await;
     assert_eq!(status(&cfg).await.sources[0].items_known, 0);
 }
 
@@ -122,11 +120,7 @@ async fn a_sitemap_file_over_its_url_limit_is_refused_with_a_hint() {
     let scene = spawn_scene().await;
     scene.feeds.set("/sitemap.xml", xml(urlset("a", 150, 0)));
     let cfg = sitemap_config(&scene, "/sitemap.xml", "max_sitemap_urls = 100");
-    let error = failure(&pass(&cfg).await);
-    assert!(
-        error.contains("more than 100 entries") && error.contains("max_sitemap_urls"),
-        "{error}"
-    );
+    poll_fails_with(&cfg, &["more than 100 entries", "max_sitemap_urls"]).await;
 }
 
 #[tokio::test]
@@ -142,8 +136,7 @@ async fn a_sitemap_has_its_own_body_cap_above_the_feed_cap() {
         PollOutcome::Baseline { recorded: 3000 }
     );
     edit_config(&cfg, "[fetch]\n", "[fetch]\nmax_sitemap_bytes = 1000000\n");
-    let error = failure(&pass(&cfg).await);
-    assert!(error.contains("max_sitemap_bytes"), "{error}");
+    poll_fails_with(&cfg, &["max_sitemap_bytes"]).await;
 }
 
 #[tokio::test]
@@ -221,7 +214,7 @@ async fn a_limit_of_zero_is_refused_naming_the_key() {
 }
 
 /// A `<urlset>` of about `bytes` bytes whose URLs are each about `url_len` bytes long.
-fn urlset_of_size(prefix: &str, bytes: usize, url_len: usize) -> Vec<u8> {
+fn urlset_of_size(prefix: &str, bytes: usize, url_len: usize) -> String {
     let mut text = String::from("<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n");
     let base = format!("https://example.org/{prefix}/");
     let pad = "p".repeat(url_len.saturating_sub(base.len() + 8));
@@ -231,7 +224,7 @@ fn urlset_of_size(prefix: &str, bytes: usize, url_len: usize) -> Vec<u8> {
         i += 1;
     }
     text.push_str("</urlset>\n");
-    text.into_bytes()
+    text
 }
 
 /// The measurement, on the real binary: `once --all` over an author with a 50-child
@@ -257,11 +250,9 @@ async fn bench_sitemap_index_of_fifty_9_mib_children() {
     for (label, url_len, n) in runs {
         let t = spawn_one_author("Ruben", "rubenerd-hugo.rss.xml").await;
         let feeds = &t.feeds;
-        feeds.set("/index.xml", xml(index(feeds, n)));
-        for i in 0..n {
-            let body = urlset_of_size(&format!("c{i}"), 9 * 1024 * 1024, url_len);
-            feeds.set_bytes(&format!("/c{i}.xml"), body, "application/xml");
-        }
+        serve_index(feeds, n, |name| {
+            urlset_of_size(name, 9 * 1024 * 1024, url_len)
+        });
         let text = std::fs::read_to_string(&t.cfg).unwrap().replace(
             "feeds = [",
             &format!("sitemaps = [\"{}\"]\nfeeds = [", feeds.url("/index.xml")),
