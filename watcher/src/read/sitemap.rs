@@ -170,7 +170,6 @@ struct Collector<'u> {
     entries: usize,
     items: Vec<RawItem>,
     children: Vec<(Url, Option<DateTime<Utc>>)>,
-    seen: std::collections::HashSet<Url>,
     skipped: usize,
 }
 
@@ -184,7 +183,6 @@ impl<'u> Collector<'u> {
             entries: 0,
             items: Vec::new(),
             children: Vec::new(),
-            seen: Default::default(),
             skipped: 0,
         }
     }
@@ -226,9 +224,6 @@ impl<'u> Collector<'u> {
         {
             return;
         }
-        if !self.seen.insert(link.clone()) {
-            return;
-        }
         match self.kind {
             Kind::Index => self
                 .children
@@ -258,16 +253,32 @@ impl<'u> Collector<'u> {
             );
         }
         match self.kind {
-            Kind::Urlset => Sitemap::Urls(self.items),
+            Kind::Urlset => {
+                let mut items = self.items;
+                first_of_each(&mut items, |item| item.link.as_ref().map(Url::as_str));
+                Sitemap::Urls(items)
+            }
             Kind::Index => {
+                let mut children = self.children;
+                first_of_each(&mut children, |(url, _)| Some(url.as_str()));
                 // Newest first (by `<lastmod>`; undated ones after, in document order), so that
                 // a reader that stops after N children reads the ones new articles are in.
-                let mut children = self.children;
                 children.sort_by_key(|c| std::cmp::Reverse(c.1));
                 Sitemap::Index(children.into_iter().map(|(u, _)| u).collect())
             }
         }
     }
+}
+
+/// Keeps the first of the entries that share a URL (`key`), in order. Deduplicated once at the
+/// end, through borrowed keys, so a file's URLs are never held twice.
+fn first_of_each<T>(entries: &mut Vec<T>, key: impl Fn(&T) -> Option<&str>) {
+    let keep: Vec<bool> = {
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        entries.iter().map(|e| seen.insert(key(e))).collect()
+    };
+    let mut keep = keep.into_iter();
+    entries.retain(|_| keep.next().unwrap_or(true));
 }
 
 /// Namespace identity of an element, comparable across events: `None` when in no namespace.
