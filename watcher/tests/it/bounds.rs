@@ -296,3 +296,32 @@ async fn bench_sitemap_index_of_fifty_9_mib_children() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_authors_other_sources_are_delivered_while_a_sitemap_is_over_its_limit() {
+    let scene = spawn_scene().await;
+    let feeds = &scene.feeds;
+    serve_index(feeds, 3, |name| urlset(name, 400, 0));
+    let original = fixture("rubenerd-hugo.rss.xml");
+    feeds.set_feed(FEED_PATH, &original);
+    let cfg = sitemap_config(&scene, "/index.xml", "max_poll_items = 500");
+    edit_config(
+        &cfg,
+        "sitemaps = [",
+        &format!("feeds = [\"{}\"]\nsitemaps = [", feeds.url(FEED_PATH)),
+    );
+    pass(&cfg).await;
+    feeds.set_feed(
+        FEED_PATH,
+        &publish_rss(&original, "https://rubenerd.com/still-here/", "Still here"),
+    );
+
+    let report = pass(&cfg).await;
+    assert_eq!(report.problems().len(), 1, "{:?}", report.problems());
+    assert!(report.problems()[0].contains("more than 500 items"));
+    assert_eq!(report.deliveries.len(), 1);
+    assert_eq!(
+        config_links(&report.deliveries[0].config_path),
+        ["https://rubenerd.com/still-here/"]
+    );
+}
