@@ -146,3 +146,45 @@ impl Embedded {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(dir: &Path, stages: &str) {
+        std::fs::write(dir.join("c.toml"), format!("name = \"c\"\n{stages}")).unwrap();
+    }
+
+    #[test]
+    fn a_run_is_bounded_by_its_longest_path_of_stage_timeouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = |name: &str, after: &str, timeout: &str, retries: u32| {
+            format!(
+                "[[stages]]\nname = \"{name}\"\nafter = [{after}]\nrun = [\"true\"]\ntimeout = \"{timeout}\"\nretries = {retries}\n"
+            )
+        };
+        let diamond = [
+            stage("a", "", "1h", 0),
+            stage("b", "\"a\"", "2h", 0),
+            stage("c", "\"a\"", "30m", 1),
+            stage("d", "\"b\", \"c\"", "1h", 0),
+        ]
+        .concat();
+        chain(dir.path(), &diamond);
+        assert_eq!(
+            run_bound(dir.path(), "c"),
+            Some(RunBound::Within(Duration::from_secs(4 * 3600)))
+        );
+        chain(
+            dir.path(),
+            "[[stages]]\nname = \"train\"\nrun = [\"true\"]\n",
+        );
+        assert_eq!(
+            run_bound(dir.path(), "c"),
+            Some(RunBound::Unbounded {
+                stage: "train".into()
+            })
+        );
+        assert_eq!(run_bound(dir.path(), "missing"), None);
+    }
+}

@@ -103,7 +103,7 @@ pub async fn once(
         }
     }
     let mut problems = report.problems();
-    if watcher.embedded().is_some() && !opts.dry_run {
+    if watcher.embedded().is_some() && !opts.dry_run && !report.interrupted {
         // The embedded runner stops with this process: follow the runs started here.
         let timeout = watcher.config().trigger.wait_timeout;
         let mut unwritten = None;
