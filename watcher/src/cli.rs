@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Watches authors' feeds and starts the LLM Twin's pipelines when they publish.
 ///
@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 /// store, and when an author publishes something new it writes a fresh pipeline config listing
 /// the new links (the `digital_data_etl` format: `parameters: {user_full_name, links}`) and
 /// starts a pipeline run through the configured trigger. The first poll of a source records a
-/// baseline and starts nothing; an article is never delivered twice.
+/// baseline and starts nothing; an article is never delivered twice. A flood of new items in
+/// one poll is held, not triggered, until `watcher release` (or `watcher discard`).
 #[derive(Debug, Parser)]
 #[command(
     name = "watcher",
@@ -72,6 +73,8 @@ Examples:
   watcher once                       one pass (cron-friendly)
   watcher run                        the daemon
   watcher status                     works while the daemon runs, too
+  watcher held                       list the items held as a flood
+  watcher release URL                deliver a source's held items (--all: every source's)
   watcher retry                      re-queue failed deliveries
   watcher import-opml subs.opml      add a feed reader's subscriptions
   watcher export-opml > subs.opml    the reverse";
@@ -115,6 +118,38 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// List the items held as a flood, per source.
+    ///
+    /// A poll whose new items look like a flood (more than `hold_above` = 20, or at least
+    /// `hold_share_min` = 5 making up `hold_share` = 80% or more of what the source returned:
+    /// rotating GUIDs, a token in every link, a CMS migration) records them as known but starts
+    /// no run: they are held, and the source's later new items join them until you decide.
+    /// A baseline, the first poll of a `backfill` author and sources with `hold = false` are
+    /// never held. Asks the daemon when it holds the store.
+    Held {
+        /// Print JSON instead of a list.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver held items: stage them, so the next pass (or the running daemon) delivers them,
+    /// once. Asks the daemon when it holds the store.
+    ///
+    /// Each item leaves the hold in the store transaction that stages it, so a crash or a second
+    /// `release` never delivers it twice. The items go out in their author's next batch: on the
+    /// next `watcher once`, or within seconds when the daemon runs.
+    Release {
+        #[command(flatten)]
+        which: Which,
+    },
+    /// Drop held items for good: they stay known and are never delivered. Asks the daemon when it
+    /// holds the store.
+    ///
+    /// For a flood that is not news (a CMS migration, rotating links): the source then polls and
+    /// delivers as before, and its next flood is held again.
+    Discard {
+        #[command(flatten)]
+        which: Which,
     },
     /// Re-queue failed deliveries (all, or one batch).
     Retry {
@@ -163,4 +198,18 @@ pub enum Command {
     },
     /// Print the configured feeds as OPML (one category per author).
     ExportOpml,
+}
+
+/// Which held items `release` and `discard` act on: one source's, or every source's.
+#[derive(Debug, Args)]
+pub struct Which {
+    /// The source's URL as configured (as `watcher held` lists it).
+    #[arg(value_name = "SOURCE", required_unless_present = "all")]
+    pub source: Option<String>,
+    /// Every source's held items.
+    #[arg(long, conflicts_with = "source")]
+    pub all: bool,
+    /// Only this author's source (when several authors list the same URL).
+    #[arg(long, value_name = "NAME", requires = "source")]
+    pub author: Option<String>,
 }

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod demo;
 pub mod export_opml;
+pub mod held;
 pub mod import_opml;
 pub mod once;
 pub mod redeliver;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::Command;
 use crate::error::{Outcome, WatcherError};
+use crate::hold::HeldAction;
 use crate::watch::OnceOptions;
 
 /// Runs `command` with the config at `config_path` (`demo` needs none), writing to `out`;
@@ -48,6 +50,13 @@ pub async fn dispatch(
             once::once(config, opts, &cancel, out).await
         }
         Command::Status { json } => status::status(config, json, out).await,
+        Command::Held { json } => held::held(config, json, out).await,
+        Command::Release { which } => {
+            held::on_held(config, HeldAction::Release, which.into(), out).await
+        }
+        Command::Discard { which } => {
+            held::on_held(config, HeldAction::Discard, which.into(), out).await
+        }
         Command::Retry { batch } => retry::retry(config, batch, out).await,
         Command::Redeliver { batch, force } => {
             redeliver::redeliver(config, &batch, force, out).await

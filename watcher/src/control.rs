@@ -1,5 +1,6 @@
-//! control.rs: the daemon's loopback HTTP endpoint (`/healthz`, `/status`, `POST /retry`) and the
-//! CLI's client for it, used when `watcher run` holds the store's lock.
+//! control.rs: the daemon's loopback HTTP endpoint (`/healthz`, `/status`, `POST /retry`,
+//! `POST /redeliver`, `GET /held`, `POST /release`, `POST /discard`) and the CLI's client for
+//! it, used when `watcher run` holds the store's lock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +16,10 @@ use tracing::info;
 
 use crate::delivery::Delivery;
 use crate::error::WatcherError;
+use crate::hold::{HeldAction, HeldSource, Selection};
 use crate::outbox::RedeliverError;
 use crate::status::StatusReport;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// What the endpoint asks of the daemon (the watcher implements it).
 pub trait Daemon: Send + Sync + 'static {
@@ -30,6 +32,8 @@ pub trait Daemon: Send + Sync + 'static {
         batch: &str,
         force: bool,
     ) -> impl Future<Output = Result<Delivery, RedeliverError>> + Send;
+    /// The store, for the held items (`held`, `release`, `discard`).
+    fn store(&self) -> &Store;
 }
 
 /// Serves the endpoint until `cancel` fires.
@@ -42,6 +46,9 @@ pub async fn serve<D: Daemon>(listener: TcpListener, watcher: Arc<D>, cancel: Ca
         .route("/status", get(status::<D>))
         .route("/retry", post(retry::<D>))
         .route("/redeliver", post(redeliver::<D>))
+        .route("/held", get(held::<D>))
+        .route("/release", post(release::<D>))
+        .route("/discard", post(discard::<D>))
         .with_state(watcher);
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
@@ -120,6 +127,57 @@ async fn redeliver<D: Daemon>(
     }
 }
 
+/// The endpoint of each action on held items.
+fn held_path(action: HeldAction) -> &'static str {
+    match action {
+        HeldAction::Release => "release",
+        HeldAction::Discard => "discard",
+    }
+}
+
+async fn held<D: Daemon>(State(w): State<Arc<D>>) -> impl IntoResponse {
+    let store = w.store().clone();
+    match sled_gate::blocking(move || crate::hold::list(&store)).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct HoldQuery {
+    #[serde(default)]
+    all: bool,
+    source: Option<String>,
+    author: Option<String>,
+}
+
+/// `POST /release` and `POST /discard`: `?all=true` or `?source=URL[&author=NAME]`.
+async fn release<D: Daemon>(w: State<Arc<D>>, q: Query<HoldQuery>) -> impl IntoResponse {
+    on_held(w, q, HeldAction::Release).await
+}
+
+async fn discard<D: Daemon>(w: State<Arc<D>>, q: Query<HoldQuery>) -> impl IntoResponse {
+    on_held(w, q, HeldAction::Discard).await
+}
+
+async fn on_held<D: Daemon>(
+    State(w): State<Arc<D>>,
+    Query(q): Query<HoldQuery>,
+    action: HeldAction,
+) -> axum::response::Response {
+    let Some(selection) = Selection::from_query(q.all, q.source, q.author) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": "missing ?all=true or ?source=URL"})),
+        )
+            .into_response();
+    };
+    match crate::hold::apply(w.store(), action, selection).await {
+        Ok(n) => Json(serde_json::json!({ action.done(): n })).into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -195,4 +253,34 @@ pub async fn remote_redeliver(
         .as_str()
         .unwrap_or_default()
         .to_string())
+}
+
+/// Asks the daemon at `addr` for the held items.
+pub async fn remote_held(addr: std::net::SocketAddr) -> Result<Vec<HeldSource>, WatcherError> {
+    let url = format!("http://{addr}/held");
+    let resp = client()
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| daemon_error(&url, e))?;
+    resp.json().await.map_err(|e| daemon_error(&url, e))
+}
+
+/// Asks the daemon at `addr` to release or discard the selected held items; returns how many.
+pub async fn remote_on_held(
+    addr: std::net::SocketAddr,
+    action: HeldAction,
+    selection: &Selection,
+) -> Result<usize, WatcherError> {
+    let url = format!("http://{addr}/{}", held_path(action));
+    let resp = client()
+        .post(&url)
+        .query(&selection.query())
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| daemon_error(&url, e))?;
+    let v: serde_json::Value = resp.json().await.map_err(|e| daemon_error(&url, e))?;
+    Ok(v[action.done()].as_u64().unwrap_or(0) as usize)
 }

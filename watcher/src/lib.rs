@@ -3,8 +3,9 @@
 //! the trigger client.
 //!
 //! Data flow: source → [`fetch`] (conditional GET) → [`read`] (feeds through [`parse`]) →
-//! [`identity`] → [`diff`] against [`store`] → staged items → [`outbox`] batches ([`delivery`])
-//! → [`emit`] config file → [`deliver`] trigger. The modules in this order: `watcher/README.md`.
+//! [`identity`] → [`diff`] against [`store`] → staged items (or held: [`hold`]) → [`outbox`]
+//! batches ([`delivery`]) → [`emit`] config file → [`deliver`] trigger. The modules in this
+//! order: `watcher/README.md`.
 
 pub mod causes;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod error;
 pub mod feedkit;
 pub mod fetch;
 pub mod health;
+pub mod hold;
 pub mod identity;
 pub mod limits;
 pub mod opml;

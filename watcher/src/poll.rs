@@ -1,8 +1,8 @@
 //! poll.rs: one poll of one source, top to bottom: fetch (conditional GET) → read (per kind, see
 //! `read`) → identify → diff against the store → one [`Change`] applied to the source's state →
-//! commit the items, staged deliveries, validators and the next poll time in one transaction.
-//! Before any of it, the attempt is recorded ([`attempt`]), so a poll that never finishes backs
-//! off.
+//! hold a flood (see `hold`) → commit the items, staged (or held) deliveries, validators and the
+//! next poll time in one transaction. Before any of it, the attempt is recorded ([`attempt`]), so
+//! a poll that never finishes backs off.
 
 mod attempt;
 
@@ -17,6 +17,7 @@ use url::Url;
 use crate::config::{SourceConfig, SourceKind, WatcherSettings};
 use crate::diff::diff;
 use crate::fetch::{FetchError, FetchOutcome, Fetcher, Validators, cache_lifetime};
+use crate::hold;
 use crate::identity::{Canonicalizer, IDENTITY_VERSION, IdentityMode, Item, identify};
 use crate::read::bounds::{Budget, Cuts};
 use crate::read::{Known, Learned, Read, ReadError};
@@ -74,6 +75,8 @@ pub enum PollOutcome {
     },
     Polled {
         new: Vec<Item>,
+        /// New items held as a flood (see `hold`), not delivered.
+        held: usize,
         updated: usize,
     },
     /// 429/503 with Retry-After: not a failure.
@@ -140,6 +143,7 @@ pub async fn poll_source(
             .put_source_durably(&key, &attempt::interrupted(&state, policy, now))
             .await?;
     }
+    let held_before = store.held_count(&key, hold::SLOW_ABOVE + 1)?;
 
     let got = fetch_and_read(fetcher, source, &state, &url).await;
     let (change, found) = match got {
@@ -156,12 +160,24 @@ pub async fn poll_source(
                 store.known_for(&key, &source.author, &identified.items)?;
             let d = diff(&identified.items, &known_ids, &known_urls);
             let baseline = !(state.baseline_done || opts.backfill || source.backfill);
-            let found = Found::sort(d, baseline, opts.trigger_on_update);
+            let mut found = Found::sort(d, baseline, opts.trigger_on_update);
+            let counts = hold::PollCounts {
+                new: found.stage.len(),
+                returned: identified.items.len(),
+                held_before,
+                consent: !state.baseline_done,
+            };
+            if let Some(why) = hold::decide(source.hold.as_ref(), counts) {
+                found.hold = std::mem::take(&mut found.stage);
+                hold::log(why, counts);
+            }
             let change = fetched(&state, *read, moved_to, identified.mode, &found);
             (change, Some(found))
         }
     };
     let next = schedule::next_wait(policy, &change.schedule, Utc::now(), &mut rand::rng());
+    let held_now = held_before + found.as_ref().map_or(0, |f| f.hold.len());
+    let next = hold::slow_down(next, held_now, policy.max_interval);
     let outcome = change.outcome(found.as_ref());
     change.apply(&mut state, &next, now);
 
@@ -169,19 +185,22 @@ pub async fn poll_source(
         match found {
             Some(found) => {
                 let found_at = Utc::now();
-                let stage = (found.stage.into_iter())
-                    .map(|item| StagedItem {
-                        author: source.author.clone(),
-                        source: source.url.clone(),
-                        found_at,
-                        item,
-                    })
-                    .collect();
+                let waiting = |items: Vec<Item>| {
+                    (items.into_iter())
+                        .map(|item| StagedItem {
+                            author: source.author.clone(),
+                            source: source.url.clone(),
+                            found_at,
+                            item,
+                        })
+                        .collect()
+                };
                 let commit = PollCommit {
                     source_key: key,
                     state,
                     record: found.record,
-                    stage,
+                    stage: waiting(found.stage),
+                    hold: waiting(found.hold),
                 };
                 store.commit_poll(commit).await?;
             }
@@ -239,6 +258,8 @@ struct Found {
     record: Vec<Item>,
     /// What goes to the outbox (nothing on a baseline).
     stage: Vec<Item>,
+    /// What would have gone to the outbox but is held as a flood.
+    hold: Vec<Item>,
     new: usize,
     updated: usize,
 }
@@ -277,6 +298,7 @@ impl Found {
             baseline,
             record,
             stage,
+            hold: Vec::new(),
             new: d.new.len(),
             updated: d.updated.len(),
         }
@@ -367,6 +389,13 @@ fn fetched(
             learned: read.learned,
             result: if found.baseline {
                 format!("baseline: {} items recorded", found.record.len())
+            } else if !found.hold.is_empty() {
+                format!(
+                    "ok: {} new, {} updated; {} HELD as a flood (see `watcher held`)",
+                    found.new,
+                    found.updated,
+                    found.hold.len()
+                )
             } else {
                 format!("ok: {} new, {} updated", found.new, found.updated)
             } + &cuts_note(read.cuts),
@@ -453,6 +482,7 @@ impl Change {
             },
             (Health::Ok, Some(found)) => PollOutcome::Polled {
                 new: found.stage.clone(),
+                held: found.hold.len(),
                 updated: found.updated,
             },
             (Health::Throttled { retry_after }, _) => PollOutcome::Throttled {

@@ -24,6 +24,9 @@ pub struct SourceStatus {
     pub current_url: Option<String>,
     /// For sites: the feed autodiscovery found.
     pub discovered_feed: Option<String>,
+    /// Items held as a flood, waiting for `watcher release` or `watcher discard`.
+    #[serde(default)]
+    pub held: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -83,10 +86,12 @@ impl DeliveryStatus {
 impl StatusReport {
     /// Builds the report; a source with `failing_after` consecutive failures shows as failing.
     pub fn build(store: &Store, failing_after: u32) -> Result<StatusReport, StoreError> {
+        let held = store.held_counts()?;
         let sources = store
             .sources()?
             .into_iter()
-            .map(|(_, s)| SourceStatus {
+            .map(|(key, s)| SourceStatus {
+                held: held.get(&key).copied().unwrap_or(0),
                 failing: s.consecutive_failures >= failing_after,
                 author: s.author,
                 url: s.url,
@@ -142,7 +147,14 @@ impl StatusReport {
         };
         writeln!(out, "SOURCES ({})", self.sources.len())?;
         for s in &self.sources {
-            let flag = if s.failing { "FAILING" } else { "ok" };
+            let flag = match (s.failing, s.held) {
+                (true, 0) => "FAILING".to_string(),
+                (false, 0) => "ok".to_string(),
+                (failing, n) => format!(
+                    "{}HELD {n} item(s): `watcher held`, then `watcher release` or `watcher discard`",
+                    if failing { "FAILING, " } else { "" }
+                ),
+            };
             let url = s
                 .current_url
                 .as_deref()

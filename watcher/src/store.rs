@@ -1,7 +1,8 @@
 //! store.rs: the only module that touches sled. Per source: validators, last poll, failures,
 //! identity mode. Per item: id, canonical URL, title, first seen, content hash (items that drop off
-//! a feed stay: a tombstone). The staged items and the outbox of deliveries. A schema version, and
-//! an flock'd lock file that records the owner's pid.
+//! a feed stay: a tombstone). The staged items and the outbox of deliveries; the items held as a
+//! flood (`held`, see `store/held.rs`). A schema version, and an flock'd lock file that records
+//! the owner's pid.
 //!
 //! sled discipline (shared with the embedded runner's state in this process, see `sled_gate`):
 //! transactions run under `sled_gate::exclusive` and never call `generate_id`; single-key writes
@@ -25,6 +26,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use crate::delivery::{Delivery, Phase};
 use crate::diff::Known;
 use crate::identity::{IdentityMode, Item};
+
+mod held;
 
 /// Bumped when the on-disk layout changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -158,6 +161,8 @@ pub struct PollCommit {
     pub record: Vec<Item>,
     /// Items that owe a delivery.
     pub stage: Vec<StagedItem>,
+    /// New items held as a flood (recorded as known, delivered only on `watcher release`).
+    pub hold: Vec<StagedItem>,
 }
 
 /// The sled store of one state dir, held exclusively by this process. Cheap to clone: every
@@ -172,6 +177,8 @@ pub struct Store {
     staged: sled::Tree,
     outbox: sled::Tree,
     batches: sled::Tree,
+    /// Held items, by source key and sequence (see `store/held.rs`).
+    held: sled::Tree,
     _lock: Arc<nix::fcntl::Flock<File>>,
 }
 
@@ -243,6 +250,7 @@ impl Store {
             staged: db.open_tree("staged")?,
             outbox: db.open_tree("outbox")?,
             batches: db.open_tree("batches")?,
+            held: db.open_tree("held")?,
             commit: sled_gate::GroupCommit::new(db.clone()),
             db,
             _lock: Arc::new(lock),
@@ -317,7 +325,7 @@ impl Store {
     /// state (validators included) in one transaction, then flushes.
     pub async fn commit_poll(&self, commit: PollCommit) -> Result<(), StoreError> {
         let this = self.clone();
-        let must_sync = !commit.stage.is_empty();
+        let must_sync = !commit.stage.is_empty() || !commit.hold.is_empty();
         sled_gate::blocking(move || this.commit_poll_blocking(&commit)).await?;
         // Staged items owe a delivery: durable before anything is sent. Recorded items and
         // validators alone may wait for sled's background flush (a crash then means one
@@ -335,18 +343,27 @@ impl Store {
         // Keys for staged items, taken before the transaction (see the module header); a key
         // left unused is a harmless gap.
         let seqs = sled_gate::shared(|| {
-            (0..commit.stage.len())
+            (0..commit.stage.len() + commit.hold.len())
                 .map(|_| self.db.generate_id())
                 .collect::<Result<Vec<u64>, _>>()
         })?;
         sled_gate::exclusive(|| {
-            (&self.sources, &self.items, &self.urls, &self.staged).transaction(
-                |(sources, items, urls, staged)| {
+            (
+                &self.sources,
+                &self.items,
+                &self.urls,
+                &self.staged,
+                &self.held,
+            )
+                .transaction(|(sources, items, urls, staged, held)| {
                     let mut state = commit.state.clone();
                     // An article another source of this author recorded since our diff (two sources
                     // for one blog, polled at once) is not staged twice.
                     let mut to_stage = Vec::with_capacity(commit.stage.len());
-                    for st in &commit.stage {
+                    let mut to_hold = Vec::with_capacity(commit.hold.len());
+                    let waiting = (commit.stage.iter().map(|st| (st, false)))
+                        .chain(commit.hold.iter().map(|st| (st, true)));
+                    for (st, hold) in waiting {
                         let mine = item_key(&commit.source_key, &st.item.id);
                         let elsewhere = match &st.item.canonical_url {
                             Some(url) if !st.item.link_shared => urls
@@ -354,8 +371,10 @@ impl Store {
                                 .is_some_and(|owner| owner.as_ref() != mine.as_slice()),
                             _ => false,
                         };
-                        if !elsewhere {
-                            to_stage.push(st);
+                        match (elsewhere, hold) {
+                            (true, _) => {}
+                            (false, false) => to_stage.push(st),
+                            (false, true) => to_hold.push(st),
                         }
                     }
                     for item in &commit.record {
@@ -383,13 +402,16 @@ impl Store {
                             urls.insert(url_key(&author, url), key.as_slice())?;
                         }
                     }
-                    for (s, seq) in to_stage.into_iter().zip(&seqs) {
+                    let mut seqs = seqs.iter();
+                    for (s, seq) in to_stage.into_iter().zip(&mut seqs) {
                         staged.insert(&seq.to_be_bytes(), to_json(s))?;
+                    }
+                    for (s, seq) in to_hold.into_iter().zip(&mut seqs) {
+                        held.insert(held::key(&commit.source_key, *seq), to_json(s))?;
                     }
                     sources.insert(commit.source_key.as_bytes(), to_json(&state))?;
                     Ok(())
-                },
-            )
+                })
         })
         .map_err(tx_err)
     }
@@ -625,6 +647,7 @@ mod tests {
                         found_at: Utc::now(),
                         item: it,
                     }],
+                    hold: vec![],
                 })
                 .await
                 .unwrap();

@@ -18,6 +18,8 @@ fn help_pages() {
         &["once", "--help"],
         &["status", "--help"],
         &["demo", "--help"],
+        &["held", "--help"],
+        &["release", "--help"],
     ] {
         let out = watcher(cmd);
         assert!(out.status.success());

@@ -39,7 +39,15 @@ pub async fn once(
         let what = match &p.outcome {
             PollOutcome::NotModified => "not modified".to_string(),
             PollOutcome::Baseline { recorded } => format!("baseline: {recorded} items recorded"),
-            PollOutcome::Polled { new, updated } => format!("{} new, {updated} updated", new.len()),
+            PollOutcome::Polled { new, held, updated } => format!(
+                "{} new, {held} held, {updated} updated{}",
+                new.len(),
+                if *held > 0 {
+                    " (a flood: see `watcher held`)"
+                } else {
+                    ""
+                }
+            ),
             PollOutcome::Throttled { retry_after } => format!(
                 "throttled (Retry-After {})",
                 humantime::format_duration(*retry_after)

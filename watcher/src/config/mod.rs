@@ -3,11 +3,13 @@
 //! modules; the checks that need chain files or the trigger client are the preflight step's.
 //!
 //! - [`settings`]: `[watcher]`, `[fetch]`, `[output]`, `[trigger]`;
+//! - [`hold`]: the flood guard's thresholds, per source;
 //! - [`sources`]: `[[authors]]` and the sources they resolve to (cron and selectors parsed);
 //! - [`validate`]: from raw tables to checked values, every problem with its key;
 //! - [`durations`]: the upper bound of every duration key.
 
 pub mod durations;
+pub mod hold;
 pub mod settings;
 pub mod sources;
 pub mod validate;
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use self::hold::HoldRule;
 pub use self::settings::{
     EMBEDDED, EmbeddedSettings, FetchSettings, OutputFormat, OutputSettings, TriggerSettings,
     WATCHER_TRIGGER_KEYS, WatcherSettings,

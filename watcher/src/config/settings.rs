@@ -48,6 +48,15 @@ pub struct WatcherSettings {
     /// Done deliveries (whose run ended) are removed from the store after this long.
     #[serde(with = "humantime_serde")]
     pub keep_deliveries: Duration,
+    /// Hold floods (see `config::hold`): new items of a poll that look like a flood are recorded
+    /// and held until `watcher release` instead of starting a run.
+    pub hold: bool,
+    /// A poll with more new items than this is a flood.
+    pub hold_above: usize,
+    /// A poll whose new items make up this share of what the source returned (and are at least
+    /// `hold_share_min`) is a flood.
+    pub hold_share: f64,
+    pub hold_share_min: usize,
 }
 
 impl Default for WatcherSettings {
@@ -69,6 +78,10 @@ impl Default for WatcherSettings {
             failing_after: 5,
             adaptive: false,
             keep_deliveries: Duration::from_secs(90 * 24 * 3600),
+            hold: true,
+            hold_above: 20,
+            hold_share: 0.8,
+            hold_share_min: 5,
         }
     }
 }

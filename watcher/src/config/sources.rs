@@ -8,6 +8,8 @@ use pipelines::schedule::Schedule;
 use serde::Deserialize;
 use url::Url;
 
+use super::hold::{HoldOverrides, HoldRule};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Author {
@@ -73,6 +75,15 @@ pub struct SourceTable {
     /// `sitemaps`: keep only URLs whose path contains this.
     #[serde(default)]
     pub include: Option<String>,
+    /// `false`: never hold this source's floods (see `config::hold`).
+    #[serde(default)]
+    pub hold: Option<bool>,
+    #[serde(default)]
+    pub hold_above: Option<usize>,
+    #[serde(default)]
+    pub hold_share: Option<f64>,
+    #[serde(default)]
+    pub hold_share_min: Option<usize>,
 }
 
 /// A source: a URL, or a table `{ url, ... }`.
@@ -128,6 +139,18 @@ pub type FeedSpec = Spec;
 pub type SiteSpec = Spec;
 pub type SitemapSpec = Spec;
 
+impl SourceTable {
+    /// The table's overrides of the `[watcher]` hold settings.
+    pub fn hold_overrides(&self) -> HoldOverrides {
+        HoldOverrides {
+            hold: self.hold,
+            hold_above: self.hold_above,
+            hold_share: self.hold_share,
+            hold_share_min: self.hold_share_min,
+        }
+    }
+}
+
 impl Spec {
     pub fn table(&self) -> SourceTable {
         match self {
@@ -166,6 +189,8 @@ pub struct SourceConfig {
     pub interval: Duration,
     /// Poll on this schedule (UTC) instead of the interval.
     pub cron: Option<Schedule>,
+    /// When a poll's new items are a flood, held instead of delivered (`None`: `hold = false`).
+    pub hold: Option<HoldRule>,
 }
 
 impl SourceConfig {

@@ -121,7 +121,7 @@ pub(super) fn sources(
                 format!("`{}` is listed twice; merge the two tables", author.name),
             ));
         }
-        out.extend(author_sources(i, author, watcher.interval, problems));
+        out.extend(author_sources(i, author, watcher, problems));
     }
     out
 }
@@ -130,7 +130,7 @@ pub(super) fn sources(
 fn author_sources(
     i: usize,
     author: &Author,
-    default_interval: Duration,
+    watcher: &WatcherSettings,
     problems: &mut Vec<ConfigProblem>,
 ) -> Vec<SourceConfig> {
     let listed = author.feeds.len()
@@ -157,7 +157,7 @@ fn author_sources(
     let mut walk = Walk {
         author,
         author_cron,
-        default_interval,
+        watcher,
         problems,
         found: Vec::new(),
     };
@@ -236,7 +236,7 @@ enum Rank {
 struct Walk<'a> {
     author: &'a Author,
     author_cron: Option<Schedule>,
-    default_interval: Duration,
+    watcher: &'a WatcherSettings,
     problems: &'a mut Vec<ConfigProblem>,
     found: Vec<(Rank, SourceConfig)>,
 }
@@ -253,6 +253,7 @@ impl Walk<'_> {
             Some(c) => cron(c, format!("{key}.cron"), self.problems),
             None => self.author_cron.clone(),
         };
+        let hold = super::hold::resolve(self.watcher, &t.hold_overrides(), key, self.problems);
         self.found.push((
             rank,
             SourceConfig {
@@ -263,8 +264,9 @@ impl Walk<'_> {
                 interval: t
                     .interval
                     .or(self.author.interval)
-                    .unwrap_or(self.default_interval),
+                    .unwrap_or(self.watcher.interval),
                 cron,
+                hold,
             },
         ));
     }
@@ -300,6 +302,7 @@ pub(super) fn settings(
     problems: &mut Vec<ConfigProblem>,
 ) {
     super::durations::settings(watcher, fetch, problems);
+    super::hold::check_watcher(watcher, problems);
     if watcher.min_interval > watcher.max_interval {
         problems.push(ConfigProblem::new(
             "watcher.min_interval",

@@ -249,6 +249,7 @@ mod tests {
                 state: Default::default(),
                 record: vec![],
                 stage: items.to_vec(),
+                hold: vec![],
             })
             .await
             .unwrap();
@@ -293,6 +294,7 @@ mod tests {
             state: Default::default(),
             record: vec![],
             stage: items,
+            hold: vec![],
         };
         store
             .commit_poll(stage(vec![staged("A", "1")]))

@@ -20,7 +20,7 @@ use crate::error::WatcherError;
 use crate::outbox;
 use crate::poll::{Planned, PollOptions, PollOutcome};
 use crate::status::StatusReport;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// How often the daemon looks for due sources and deliveries when nothing is due sooner.
 const TICK: Duration = Duration::from_secs(1);
@@ -279,5 +279,9 @@ impl crate::control::Daemon for Watcher {
         force: bool,
     ) -> Result<crate::delivery::Delivery, outbox::RedeliverError> {
         Watcher::redeliver(self, batch, force).await
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
     }
 }

@@ -10,6 +10,7 @@ mod daemon;
 mod delivery;
 mod fanout;
 mod faults;
+mod hold;
 mod opml;
 mod polling;
 mod schedule;

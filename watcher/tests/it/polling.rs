@@ -149,6 +149,7 @@ async fn a_feed_that_rewrites_all_its_guids_triggers_nothing() {
         report.polls[0].outcome,
         PollOutcome::Polled {
             new: vec![],
+            held: 0,
             updated: 0
         }
     );
