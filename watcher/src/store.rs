@@ -14,7 +14,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,6 +27,9 @@ use crate::diff::Known;
 use crate::identity::{IdentityMode, Item};
 
 mod held;
+mod open;
+
+use self::open::{acquire_lock, open_sled};
 
 /// Bumped when the on-disk layout changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -543,69 +545,6 @@ fn report_corrupt(tree: &'static str, seq: u64, e: &StoreError) {
     if !seen.contains(&(tree, seq)) {
         seen.push((tree, seq));
         tracing::error!(tree, record = seq, error = %crate::causes::one_line(e), "record skipped: it cannot be read; the others are delivered");
-    }
-}
-
-/// Opens sled. We hold the state dir's lock, so no other live watcher uses it; a sled lock that
-/// is still taken belongs to a store this process (or one that just exited) is closing, whose
-/// background flusher lets go within moments: wait for it, briefly.
-fn open_sled(path: &Path) -> Result<sled::Db, StoreError> {
-    let mut wait = std::time::Duration::from_millis(10);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::LowSpace)
-            .open()
-        {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(std::time::Duration::from_millis(200));
-            }
-            other => return Ok(other?),
-        }
-    }
-}
-
-/// Takes the exclusive lock on `dir/lock` and writes our pid into it.
-fn acquire_lock(dir: &Path) -> Result<nix::fcntl::Flock<File>, StoreError> {
-    use nix::fcntl::{Flock, FlockArg};
-    let io = |source| StoreError::Io {
-        dir: dir.to_path_buf(),
-        source,
-    };
-    let path = dir.join("lock");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(mut lock) => {
-            lock.set_len(0).map_err(io)?;
-            lock.rewind().map_err(io)?;
-            writeln!(lock, "{}", std::process::id()).map_err(io)?;
-            lock.sync_data().map_err(io)?;
-            Ok(lock)
-        }
-        Err((mut file, _errno)) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            let pid = pid.trim();
-            Err(StoreError::Locked {
-                dir: dir.to_path_buf(),
-                pid: if pid.is_empty() {
-                    "?".into()
-                } else {
-                    pid.into()
-                },
-            })
-        }
     }
 }
 
