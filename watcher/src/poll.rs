@@ -139,9 +139,9 @@ pub async fn poll_source(
     let url = state.poll_url()?;
     let now = Utc::now();
     if !opts.dry_run {
-        store
-            .put_source_durably(&key, &attempt::interrupted(&state, policy, now))
-            .await?;
+        // Durable before the first request: a poll killed at once backs off too.
+        (store.put_source(&key, &attempt::interrupted(&state, policy, now))).await?;
+        store.flush().await?;
     }
     let held_before = store.held_count(&key, hold::SLOW_ABOVE + 1)?;
 

@@ -273,17 +273,6 @@ impl Store {
         Ok(())
     }
 
-    /// [`Store::put_source`], then flushed: durable when it returns (a poll's attempt, recorded
-    /// before its work starts).
-    pub async fn put_source_durably(
-        &self,
-        key: &str,
-        state: &SourceState,
-    ) -> Result<(), StoreError> {
-        self.put_source(key, state).await?;
-        self.flush().await
-    }
-
     pub fn sources(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
         self.sources
             .iter()
