@@ -35,7 +35,19 @@ pub(super) fn settings(
     fetch: &FetchSettings,
     problems: &mut Vec<ConfigProblem>,
 ) {
-    let keys = [
+    all_bounded(&settings_keys(watcher, fetch), problems);
+}
+
+/// The watcher's duration keys of `[trigger]` (the trigger client bounds its own).
+pub(super) fn trigger(raw: &RawTrigger, problems: &mut Vec<ConfigProblem>) {
+    all_bounded(&trigger_keys(raw), problems);
+}
+
+fn settings_keys(
+    watcher: &WatcherSettings,
+    fetch: &FetchSettings,
+) -> [(&'static str, Duration); 7] {
+    [
         ("watcher.interval", watcher.interval),
         ("watcher.batch_window", watcher.batch_window),
         ("watcher.min_interval", watcher.min_interval),
@@ -43,13 +55,11 @@ pub(super) fn settings(
         ("watcher.keep_deliveries", watcher.keep_deliveries),
         ("fetch.timeout", fetch.timeout),
         ("fetch.connect_timeout", fetch.connect_timeout),
-    ];
-    all_bounded(&keys, problems);
+    ]
 }
 
-/// The watcher's duration keys of `[trigger]` (the trigger client bounds its own).
-pub(super) fn trigger(raw: &RawTrigger, problems: &mut Vec<ConfigProblem>) {
-    let keys = [
+fn trigger_keys(raw: &RawTrigger) -> [(&'static str, Duration); 7] {
+    [
         ("trigger.retry_base_delay", raw.retry_base_delay),
         ("trigger.retry_max_delay", raw.retry_max_delay),
         ("trigger.min_interval", raw.min_interval),
@@ -57,8 +67,7 @@ pub(super) fn trigger(raw: &RawTrigger, problems: &mut Vec<ConfigProblem>) {
         ("trigger.follow_interval", raw.follow_interval),
         ("trigger.run_lost_after", raw.run_lost_after),
         ("trigger.shutdown_grace", raw.shutdown_grace),
-    ];
-    all_bounded(&keys, problems);
+    ]
 }
 
 fn all_bounded(keys: &[(&str, Duration)], problems: &mut Vec<ConfigProblem>) {
@@ -79,5 +88,18 @@ mod tests {
         bounded("k", MAX_DURATION + Duration::from_secs(1), &mut problems);
         assert_eq!(problems.len(), 1);
         assert!(!problems[0].message.contains('\n'));
+    }
+
+    #[test]
+    fn every_duration_field_of_the_settings_has_a_bound() {
+        let fields = include_str!("settings.rs")
+            .matches("with = \"humantime_serde\"")
+            .count();
+        let bounded = settings_keys(&Default::default(), &Default::default()).len()
+            + trigger_keys(&RawTrigger::default()).len();
+        assert_eq!(
+            fields, bounded,
+            "a duration field in config/settings.rs has no bound: add its key to config/durations.rs"
+        );
     }
 }
