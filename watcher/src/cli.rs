@@ -83,8 +83,9 @@ Examples:
 pub enum Command {
     /// Run the daemon: poll every source on its interval until SIGINT or SIGTERM.
     ///
-    /// Serves /healthz and /status on [watcher] listen (loopback). On a signal it stops starting
-    /// polls, waits for those in flight, flushes the store and exits 0. When the store fails
+    /// Serves /healthz and /status on [watcher] listen (loopback). Each poll is bounded by
+    /// [fetch] poll_deadline and parse_budget. On a signal it stops starting polls, stops those
+    /// in flight (they record nothing), flushes the store and exits 0. When the store fails
     /// (disk full, I/O error) /healthz answers 503 with the reason and it exits 4.
     Run,
     /// One pass over the sources that are due, then deliver what is pending, then exit.
@@ -92,8 +93,8 @@ pub enum Command {
     /// Only sources that are due are polled (all of them on a fresh store), so running it from
     /// cron every minute respects each source's interval, Retry-After and backoff. Exits 0 when
     /// every polled source was fine and no delivery failed; otherwise 1, with one line per problem.
-    /// Shows progress on a terminal. On SIGTERM or SIGINT it stops like `run`: polls in flight
-    /// finish, nothing more is delivered, the embedded runner's stages get `shutdown_grace` to end
+    /// Shows progress on a terminal. On SIGTERM or SIGINT it stops: polls in flight finish (each
+    /// within [fetch] poll_deadline), nothing more is delivered, the embedded runner's stages get `shutdown_grace` to end
     /// before they are stopped, the store is flushed (exit 1: the pass was cut short).
     Once {
         /// Treat what a source's first poll finds as new (instead of recording a baseline).

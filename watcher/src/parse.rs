@@ -23,6 +23,7 @@ use feed_rs::model::{Entry, Link};
 use url::Url;
 
 use self::repair::{Format, Rejection};
+use crate::work::{WorkBudget, WorkError};
 
 /// A parsed feed: its items plus what the feed says about itself.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +76,9 @@ pub enum ParseError {
          the source URL points at a feed"
     )]
     NotMarkup { start: String },
+    /// The poll's work budget ran out, or the poll was cancelled, while parsing.
+    #[error(transparent)]
+    Work(#[from] WorkError),
     #[error(
         "malformed {format} feed (read as `{encoding}`); the feed itself is broken: a feed \
          validator will show where"
@@ -118,12 +122,27 @@ impl From<Rejection> for ParseError {
 ///
 /// `content_type` is the HTTP `Content-Type` (its `charset` is honoured); `base_url` is the final
 /// URL after redirects, against which relative links resolve.
-#[tracing::instrument(skip_all, fields(base_url = %base_url, bytes = body.len()))]
 pub fn parse_feed(
     body: &[u8],
     content_type: Option<&str>,
     base_url: &Url,
 ) -> Result<ParsedFeed, ParseError> {
+    parse_feed_within(body, content_type, base_url, &WorkBudget::unlimited())
+}
+
+/// [`parse_feed`] within a work budget: every step charges `budget` and stops once it is spent
+/// (or cancelled), failing with [`ParseError::Work`].
+#[tracing::instrument(skip_all, fields(base_url = %base_url, bytes = body.len()))]
+pub fn parse_feed_within(
+    body: &[u8],
+    content_type: Option<&str>,
+    base_url: &Url,
+    budget: &WorkBudget,
+) -> Result<ParsedFeed, ParseError> {
+    // Choosing the charset and transcoding read the body a few times over, linearly.
+    if !budget.charge(body.len() as u64) {
+        budget.check()?;
+    }
     let decoded = encoding::decode(body, content_type);
     tracing::debug!(
         encoding = decoded.encoding.name(),
@@ -131,22 +150,27 @@ pub fn parse_feed(
         lossy = decoded.lossy,
         "decoded feed body"
     );
-    let prepared = repair::prepare(&decoded.text)?;
+    let prepared = repair::prepare(&decoded.text, budget);
+    // A pass that ran out of budget ended early: its verdict means nothing.
+    budget.check()?;
+    let prepared = prepared?;
     if !prepared.repairs.is_empty() {
         tracing::debug!(repairs = ?prepared.repairs, "repaired feed before parsing");
     }
 
     let feed = parser(base_url)
-        .parse(prepared.text.as_bytes())
+        .parse(Metered::new(prepared.text.as_bytes(), budget))
         .or_else(|err| match prepared.format {
-            Format::Json => retry_loosened_json(&prepared.text, base_url).ok_or(err),
+            Format::Json => retry_loosened_json(&prepared.text, base_url, budget).ok_or(err),
             _ => Err(err),
-        })
-        .map_err(|source| ParseError::Malformed {
-            format: prepared.format.name(),
-            encoding: decoded.encoding.name(),
-            source: FeedRsError(source),
-        })?;
+        });
+    // feed-rs stopped because its input did (the budget ran out): say so, not "malformed".
+    budget.check()?;
+    let feed = feed.map_err(|source| ParseError::Malformed {
+        format: prepared.format.name(),
+        encoding: decoded.encoding.name(),
+        source: FeedRsError(source),
+    })?;
 
     Ok(ParsedFeed {
         title: feed.title.and_then(|t| non_blank(t.content)),
@@ -175,10 +199,14 @@ fn parser(base_url: &Url) -> feed_rs::parser::Parser {
 /// non-string item `id` is coerced to a string (JSON Feed 1.1 requires readers to), an
 /// `http://jsonfeed.org/version/1...` version is read as its `https` form, and a missing feed
 /// `title` becomes empty. Only tried after feed-rs failed on JSON; `None` when nothing changed.
-fn retry_loosened_json(text: &str, base_url: &Url) -> Option<feed_rs::model::Feed> {
+fn retry_loosened_json(
+    text: &str,
+    base_url: &Url,
+    budget: &WorkBudget,
+) -> Option<feed_rs::model::Feed> {
     use serde_json::Value;
 
-    let mut json: Value = serde_json::from_str(text).ok()?;
+    let mut json: Value = serde_json::from_reader(Metered::new(text.as_bytes(), budget)).ok()?;
     let feed = json.as_object_mut()?;
     let mut changed = false;
     let https_version = feed
@@ -204,7 +232,41 @@ fn retry_loosened_json(text: &str, base_url: &Url) -> Option<feed_rs::model::Fee
         return None;
     }
     let text = serde_json::to_vec(&json).ok()?;
-    parser(base_url).parse(text.as_slice()).ok()
+    parser(base_url)
+        .parse(Metered::new(text.as_slice(), budget))
+        .ok()
+}
+
+/// feed-rs's input: hands it at most [`Metered::STEP`] bytes a read, charging the budget for
+/// them, and fails the read once the budget is spent or cancelled, which stops feed-rs there.
+struct Metered<'a> {
+    rest: &'a [u8],
+    budget: &'a WorkBudget,
+}
+
+impl<'a> Metered<'a> {
+    /// Small steps bound the work feed-rs does between two checks.
+    const STEP: usize = 4096;
+
+    fn new(bytes: &'a [u8], budget: &'a WorkBudget) -> Metered<'a> {
+        Metered {
+            rest: bytes,
+            budget,
+        }
+    }
+}
+
+impl std::io::Read for Metered<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.rest.len()).min(Self::STEP);
+        if !self.budget.charge(n as u64 + 1) {
+            return Err(std::io::Error::other("the parse's work budget is spent"));
+        }
+        let (now, rest) = self.rest.split_at(n);
+        buf[..n].copy_from_slice(now);
+        self.rest = rest;
+        Ok(n)
+    }
 }
 
 fn raw_item(entry: Entry, base_url: &Url) -> RawItem {

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use url::Url;
 
 use crate::config::{SourceConfig, SourceKind, WatcherSettings};
+use crate::deadline::{PollBounds, Stopped, within};
 use crate::diff::diff;
 use crate::fetch::{FetchError, FetchOutcome, Fetcher, Validators, cache_lifetime};
 use crate::hold;
@@ -23,6 +24,7 @@ use crate::read::bounds::{Budget, Cuts};
 use crate::read::{Known, Learned, Read, ReadError};
 use crate::schedule::{self, Next, Policy};
 use crate::store::{PollCommit, SourceState, StagedItem, Store, StoreError, source_key};
+use crate::work::WorkBudget;
 
 /// One source with what every poll of it needs worked out once: its store key, the host its
 /// config names and its scheduling policy (a cron expression parsed once, not per poll).
@@ -105,6 +107,12 @@ enum PollError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Read(#[from] ReadError),
+    #[error(
+        "the poll did not finish within its {} deadline (`[fetch] poll_deadline`); the source is \
+         slow or endless: it is polled again later, with backoff",
+        humantime::format_duration(*deadline)
+    )]
+    Deadline { deadline: Duration },
 }
 
 /// What fetching and reading the source came to.
@@ -118,8 +126,9 @@ enum Got {
     },
 }
 
-/// Polls `source` once and stores the result. A failure is reported in the outcome (and stored
-/// in the source's state); only a store failure is an `Err`.
+/// Polls `source` once within `bounds` and stores the result. A failure (the deadline passing
+/// too) is reported in the outcome and stored in the source's state; only a store failure is an
+/// `Err`. `None`: cancelled before anything was stored (the daemon is shutting down).
 #[tracing::instrument(skip_all, fields(source = %source.url, author = %source.author))]
 pub async fn poll_source(
     store: &Store,
@@ -128,7 +137,8 @@ pub async fn poll_source(
     source: &SourceConfig,
     policy: &Policy,
     opts: PollOptions,
-) -> Result<PollReport, StoreError> {
+    bounds: &PollBounds,
+) -> Result<Option<PollReport>, StoreError> {
     let key = source_key(&source.author, &source.url);
     let mut state = store.source(&key)?.unwrap_or_else(|| SourceState {
         author: source.author.clone(),
@@ -145,7 +155,22 @@ pub async fn poll_source(
     }
     let held_before = store.held_count(&key, hold::SLOW_ABOVE + 1)?;
 
-    let got = fetch_and_read(fetcher, source, &state, &url).await;
+    let got = within(bounds, |work| {
+        fetch_and_read(fetcher, source, &state, &url, work)
+    })
+    .await;
+    let got = match got {
+        Ok(got) => got,
+        Err(Stopped::Cancelled) => {
+            // Shutting down: the poll did not happen. Its attempt gives way to the state as it
+            // was, so the source neither counts a failure nor backs off for it.
+            if !opts.dry_run {
+                store.put_source(&key, &state).await?;
+            }
+            return Ok(None);
+        }
+        Err(Stopped::Deadline(deadline)) => Err(PollError::Deadline { deadline }),
+    };
     let (change, found) = match got {
         Err(e) => (failure(source, &state, e), None),
         Ok(Got::NotModified { headers }) => (not_modified(&state, &headers), None),
@@ -209,11 +234,11 @@ pub async fn poll_source(
             None => store.put_source(&key, &state).await?,
         }
     }
-    Ok(PollReport {
+    Ok(Some(PollReport {
         source: source.clone(),
         outcome,
         next,
-    })
+    }))
 }
 
 /// Fetches the source (with its validators, except a sitemap index whose children may change
@@ -223,6 +248,7 @@ async fn fetch_and_read(
     source: &SourceConfig,
     state: &SourceState,
     url: &Url,
+    work: WorkBudget,
 ) -> Result<Got, PollError> {
     let validators = if state.sitemap_index {
         Validators::default()
@@ -243,7 +269,7 @@ async fn fetch_and_read(
         feed_known: state.discovered_feed.is_some(),
         discovery_tried: &state.discovery_tried,
     };
-    let read = crate::read::read(fetcher, &source.kind, known, fetched, &mut budget).await?;
+    let read = crate::read::read(fetcher, &source.kind, known, fetched, &mut budget, &work).await?;
     Ok(Got::Read {
         read: Box::new(read),
         moved_to: resp.moved_to,

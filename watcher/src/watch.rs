@@ -13,6 +13,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::config::SourceConfig;
+use crate::deadline::PollBounds;
 use crate::deliver::Deliverer;
 use crate::embedded::Embedded;
 use crate::error::WatcherError;
@@ -207,36 +208,39 @@ impl Watcher {
     ) -> Result<PollReport, StoreError> {
         let never = CancellationToken::new();
         let planned = Planned::new(source.clone(), &self.config.watcher);
-        self.poll_unless(&planned, opts, &never)
+        self.poll_unless(&planned, opts, &never, &never)
             .await
             .expect("never cancelled")
     }
 
-    /// Polls one source within the limits, unless `cancel` fires while it waits for a slot
-    /// (`None`). The per-host slot is taken for the host actually polled (after a permanent
-    /// redirect, or the feed autodiscovery found).
+    /// Polls one source within the limits and its bounds (`[fetch] poll_deadline`,
+    /// `parse_budget`), unless `cancel` fires while it waits for a slot, or `abort` fires before
+    /// its result is stored (`None`: nothing recorded). The per-host slot is taken for the host
+    /// actually polled (after a permanent redirect, or the feed autodiscovery found).
     async fn poll_unless(
         &self,
         source: &Planned,
         opts: PollOptions,
         cancel: &CancellationToken,
+        abort: &CancellationToken,
     ) -> Option<Result<PollReport, StoreError>> {
         let host = source.host_now(&self.store);
         let _permits = tokio::select! {
             _ = cancel.cancelled() => return None,
             permits = self.limits.acquire(&host) => permits,
         };
-        Some(
-            poll_source(
-                &self.store,
-                &self.fetcher,
-                &self.canon,
-                &source.config,
-                &source.policy,
-                opts,
-            )
-            .await,
+        let bounds = PollBounds::new(&self.config.fetch, abort.clone());
+        poll_source(
+            &self.store,
+            &self.fetcher,
+            &self.canon,
+            &source.config,
+            &source.policy,
+            opts,
+            &bounds,
         )
+        .await
+        .transpose()
     }
 
     /// One pass: polls every source that is due (every one with `all`), groups what it found
@@ -282,9 +286,11 @@ impl Watcher {
             .into_iter()
             .map(|source| Planned::new(source, &self.config.watcher))
             .collect();
+        // Polls in flight at the signal finish (each within its deadline).
+        let finish = CancellationToken::new();
         let mut running: FuturesUnordered<_> = planned
             .iter()
-            .map(|source| self.poll_unless(source, poll_opts, cancel))
+            .map(|source| self.poll_unless(source, poll_opts, cancel, &finish))
             .collect();
         let mut polls = Vec::with_capacity(total);
         while let Some(result) = running.next().await {

@@ -115,6 +115,13 @@ pub struct FetchSettings {
     pub max_title_bytes: usize,
     /// Longest article URL accepted; an item with a longer one is skipped.
     pub max_url_bytes: usize,
+    /// How long one poll may take in all (every request and parse of it); past it the poll fails
+    /// and the source backs off.
+    #[serde(with = "humantime_serde")]
+    pub poll_deadline: Duration,
+    /// Work units one poll's parsing may spend (about one per byte read per pass, one per
+    /// element visited); past it the poll fails.
+    pub parse_budget: u64,
 }
 
 impl Default for FetchSettings {
@@ -132,6 +139,8 @@ impl Default for FetchSettings {
             max_guid_bytes: 2 * 1024,
             max_title_bytes: 1024,
             max_url_bytes: 8 * 1024,
+            poll_deadline: Duration::from_secs(5 * 60),
+            parse_budget: crate::work::DEFAULT_PARSE_BUDGET,
         }
     }
 }
@@ -147,6 +156,7 @@ impl FetchSettings {
             ("max_guid_bytes", self.max_guid_bytes == 0),
             ("max_title_bytes", self.max_title_bytes == 0),
             ("max_url_bytes", self.max_url_bytes == 0),
+            ("parse_budget", self.parse_budget == 0),
         ];
         zero.into_iter()
             .filter(|(_, is_zero)| *is_zero)

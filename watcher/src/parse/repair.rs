@@ -19,9 +19,11 @@
 //!   because it is no article.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use super::tags::{self, StartTag, Tag};
+use crate::work::WorkBudget;
 
 const RSS1_NS: &str = "http://purl.org/rss/1.0/";
 const ATOM_NS: &str = "http://www.w3.org/2005/Atom";
@@ -101,7 +103,9 @@ pub(super) enum Rejection {
 }
 
 /// Locates the feed in `text` and applies the repairs listed in the module header.
-pub(super) fn prepare(text: &str) -> Result<Prepared<'_>, Rejection> {
+/// Every pass charges `budget` and ends early once it is spent: the caller checks it before
+/// trusting the result.
+pub(super) fn prepare<'a>(text: &'a str, budget: &WorkBudget) -> Result<Prepared<'a>, Rejection> {
     let text = text.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
     match text.chars().next() {
         None => return Err(Rejection::Empty),
@@ -121,14 +125,14 @@ pub(super) fn prepare(text: &str) -> Result<Prepared<'_>, Rejection> {
     }
 
     let mut repairs = Vec::new();
-    let (mut text, format) = locate(text, &mut repairs)?;
-    if let Some(fixed) = alias_namespaces(&text, &mut repairs) {
+    let (mut text, format) = locate(text, budget, &mut repairs)?;
+    if let Some(fixed) = alias_namespaces(&text, budget, &mut repairs) {
         text = Cow::Owned(fixed);
     }
-    if let Some(fixed) = fix_rss_version(&text, format, &mut repairs) {
+    if let Some(fixed) = fix_rss_version(&text, budget, format, &mut repairs) {
         text = Cow::Owned(fixed);
     }
-    if let Some(fixed) = hoist_nested_items(&text, format, &mut repairs) {
+    if let Some(fixed) = hoist_nested_items(&text, budget, format, &mut repairs) {
         text = Cow::Owned(fixed);
     }
     Ok(Prepared {
@@ -151,9 +155,11 @@ fn feed_format(root: &StartTag<'_>) -> Option<Format> {
 /// The feed element: the root, or a feed wrapped inside the document.
 fn locate<'a>(
     text: &'a str,
+    budget: &WorkBudget,
     repairs: &mut Vec<Repair>,
 ) -> Result<(Cow<'a, str>, Format), Rejection> {
-    let Some(Tag::Start(root)) = tags::tags(text).find(|tag| matches!(tag, Tag::Start(_))) else {
+    let Some(Tag::Start(root)) = tags::tags(text, budget).find(|tag| matches!(tag, Tag::Start(_)))
+    else {
         return Err(Rejection::NotMarkup {
             start: text.chars().take(20).collect(),
         });
@@ -161,7 +167,7 @@ fn locate<'a>(
     if let Some(format) = feed_format(&root) {
         return Ok((Cow::Borrowed(text), format));
     }
-    if let Some((feed, format)) = unwrap_embedded_feed(text) {
+    if let Some((feed, format)) = unwrap_embedded_feed(text, budget) {
         repairs.push(Repair::Unwrapped {
             from: root.name.to_owned(),
         });
@@ -190,27 +196,74 @@ fn locate<'a>(
     )
 }
 
-/// The namespace bound to `tag`'s prefix, by itself or its innermost declaring ancestor.
-fn namespace_of<'a>(tag: &StartTag<'a>, open: &[StartTag<'a>]) -> Option<&'a str> {
-    let prefix = tag.prefix();
-    std::iter::once(tag)
-        .chain(open.iter().rev())
-        .find_map(|t| t.declares(prefix))
+/// The namespace declarations in scope during a scan, kept as the scan goes so a lookup never
+/// re-reads an ancestor's attributes: each element's attributes are read once, when it opens.
+#[derive(Default)]
+struct Scope<'a> {
+    /// Per prefix (`None`: the default namespace), the URIs the open elements bind it to,
+    /// innermost last.
+    bindings: HashMap<Option<&'a str>, Vec<&'a str>>,
+    /// The prefixes each open element declared, in order, and where each element's start.
+    declared: Vec<Option<&'a str>>,
+    opened_at: Vec<usize>,
+}
+
+impl<'a> Scope<'a> {
+    /// `tag` opens: its declarations come into scope.
+    fn open(&mut self, tag: &StartTag<'a>) {
+        self.opened_at.push(self.declared.len());
+        for attr in tag.attrs() {
+            let prefix = match attr.name.strip_prefix("xmlns") {
+                Some("") => None,
+                Some(rest) => match rest.strip_prefix(':') {
+                    Some(prefix) => Some(prefix),
+                    None => continue,
+                },
+                None => continue,
+            };
+            self.bindings
+                .entry(prefix)
+                .or_default()
+                .push(attr.value.trim());
+            self.declared.push(prefix);
+        }
+    }
+
+    /// Every element from the `depth`-th open one on closes: their declarations leave scope.
+    fn close_to(&mut self, depth: usize) {
+        let Some(&start) = self.opened_at.get(depth) else {
+            return;
+        };
+        self.opened_at.truncate(depth);
+        for prefix in self.declared.drain(start..) {
+            if let Some(uris) = self.bindings.get_mut(&prefix) {
+                uris.pop();
+            }
+        }
+    }
+
+    /// The namespace bound to `tag`'s prefix, by itself or its innermost declaring ancestor.
+    fn namespace_of(&self, tag: &StartTag<'a>) -> Option<&'a str> {
+        let prefix = tag.prefix();
+        tag.declares(prefix)
+            .or_else(|| self.bindings.get(&prefix)?.last().copied())
+    }
 }
 
 /// Cuts the first feed element out of a document whose root is something else, and re-declares on
 /// it the prefixed namespaces and `xml:base` it inherited from its ancestors.
-fn unwrap_embedded_feed(text: &str) -> Option<(String, Format)> {
+fn unwrap_embedded_feed(text: &str, budget: &WorkBudget) -> Option<(String, Format)> {
     let mut open: Vec<StartTag<'_>> = Vec::new();
-    let mut scan = tags::tags(text);
+    let mut scope = Scope::default();
+    let mut scan = tags::tags(text, budget);
     let (feed, format) = loop {
         match scan.next()? {
             Tag::Start(tag) => {
                 let format = match tag.local_name() {
-                    "feed" => matches!(namespace_of(&tag, &open), Some(ATOM_NS | ATOM03_NS))
+                    "feed" => matches!(scope.namespace_of(&tag), Some(ATOM_NS | ATOM03_NS))
                         .then_some(Format::Atom),
                     "rss" => tag.attr("version").map(|_| Format::Rss),
-                    "RDF" => (namespace_of(&tag, &open) == Some(RDF_NS)).then_some(Format::Rdf),
+                    "RDF" => (scope.namespace_of(&tag) == Some(RDF_NS)).then_some(Format::Rdf),
                     _ => None,
                 };
                 if let Some(format) = format {
@@ -218,6 +271,7 @@ fn unwrap_embedded_feed(text: &str) -> Option<(String, Format)> {
                 }
                 // HTML leaves elements unclosed; a bounded stack keeps the scan linear.
                 if !tag.empty && open.len() < MAX_OPEN {
+                    scope.open(&tag);
                     open.push(tag);
                 }
             }
@@ -225,6 +279,7 @@ fn unwrap_embedded_feed(text: &str) -> Option<(String, Format)> {
                 // Tolerate HTML's unclosed elements: close up to the matching one, if any.
                 if let Some(at) = open.iter().rposition(|o| o.name == name) {
                     open.truncate(at);
+                    scope.close_to(at);
                 }
             }
         }
@@ -250,14 +305,14 @@ fn unwrap_embedded_feed(text: &str) -> Option<(String, Format)> {
         }
     };
 
-    // Innermost ancestor first, so the nearest declaration of a name wins.
+    // Innermost ancestor first, so the nearest declaration of a name wins. Sets, so that many
+    // declarations on both sides cost one read of each, not one per pair.
+    let own: HashSet<&str> = feed.attrs().map(|attr| attr.name).collect();
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut inherited: Vec<(&str, &str)> = Vec::new();
     for attr in open.iter().rev().flat_map(StartTag::attrs) {
         let wanted = attr.name.starts_with("xmlns:") || attr.name == "xml:base";
-        if wanted
-            && feed.attr(attr.name).is_none()
-            && !inherited.iter().any(|(name, _)| *name == attr.name)
-        {
+        if wanted && !own.contains(attr.name) && seen.insert(attr.name) {
             inherited.push((attr.name, attr.value));
         }
     }
@@ -273,7 +328,7 @@ fn unwrap_embedded_feed(text: &str) -> Option<(String, Format)> {
 }
 
 /// Rewrites namespace declarations of known aliases (see [`NAMESPACE_ALIASES`]).
-fn alias_namespaces(text: &str, repairs: &mut Vec<Repair>) -> Option<String> {
+fn alias_namespaces(text: &str, budget: &WorkBudget, repairs: &mut Vec<Repair>) -> Option<String> {
     if !NAMESPACE_ALIASES
         .iter()
         .any(|(alias, _)| text.contains(alias))
@@ -281,7 +336,7 @@ fn alias_namespaces(text: &str, repairs: &mut Vec<Repair>) -> Option<String> {
         return None;
     }
     let mut edits = Edits::default();
-    for tag in tags::tags(text) {
+    for tag in tags::tags(text, budget) {
         let Tag::Start(tag) = tag else { continue };
         for attr in tag.attrs() {
             if attr.name != "xmlns" && !attr.name.starts_with("xmlns:") {
@@ -303,11 +358,17 @@ fn alias_namespaces(text: &str, repairs: &mut Vec<Repair>) -> Option<String> {
 }
 
 /// Makes an `<rss>` root's version one feed-rs dispatches on: anything else is read as 2.0.
-fn fix_rss_version(text: &str, format: Format, repairs: &mut Vec<Repair>) -> Option<String> {
+fn fix_rss_version(
+    text: &str,
+    budget: &WorkBudget,
+    format: Format,
+    repairs: &mut Vec<Repair>,
+) -> Option<String> {
     if format != Format::Rss {
         return None;
     }
-    let Some(Tag::Start(root)) = tags::tags(text).find(|tag| matches!(tag, Tag::Start(_))) else {
+    let Some(Tag::Start(root)) = tags::tags(text, budget).find(|tag| matches!(tag, Tag::Start(_)))
+    else {
         return None;
     };
     let mut edits = Edits::default();
@@ -330,7 +391,12 @@ fn fix_rss_version(text: &str, format: Format, repairs: &mut Vec<Repair>) -> Opt
 
 /// Moves each `<item>` nested inside another item (and having child elements) to just after the
 /// item that contains it.
-fn hoist_nested_items(text: &str, format: Format, repairs: &mut Vec<Repair>) -> Option<String> {
+fn hoist_nested_items(
+    text: &str,
+    budget: &WorkBudget,
+    format: Format,
+    repairs: &mut Vec<Repair>,
+) -> Option<String> {
     if !matches!(format, Format::Rss | Format::Rdf) {
         return None;
     }
@@ -343,7 +409,7 @@ fn hoist_nested_items(text: &str, format: Format, repairs: &mut Vec<Repair>) -> 
     // The nested item being scanned: its depth, start and whether it has a child element.
     let mut inner: Option<(usize, usize, bool)> = None;
 
-    for tag in tags::tags(text) {
+    for tag in tags::tags(text, budget) {
         match tag {
             Tag::Start(tag) => {
                 if let Some((inner_depth, _, has_child)) = &mut inner {
@@ -422,14 +488,14 @@ mod tests {
     use super::*;
 
     fn prepared(text: &str) -> (String, Format, Vec<Repair>) {
-        let p = prepare(text).unwrap();
+        let p = prepare(text, &WorkBudget::unlimited()).unwrap();
         (p.text.into_owned(), p.format, p.repairs)
     }
 
     #[test]
     fn a_plain_feed_is_borrowed_untouched() {
         let text = "\n<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><item><title>a</title></item></channel></rss>";
-        let p = prepare(text).unwrap();
+        let p = prepare(text, &WorkBudget::unlimited()).unwrap();
         assert!(matches!(p.text, Cow::Borrowed(_)));
         assert_eq!(p.text, text.trim_start());
         assert_eq!(p.format, Format::Rss);
@@ -502,7 +568,10 @@ mod tests {
     #[test]
     fn a_feed_element_outside_the_atom_namespace_is_not_unwrapped() {
         let html = "<!DOCTYPE html><html><body><feed>not atom</feed></body></html>";
-        assert_eq!(prepare(html).unwrap_err(), Rejection::Html);
+        assert_eq!(
+            prepare(html, &WorkBudget::unlimited()).unwrap_err(),
+            Rejection::Html
+        );
     }
 
     #[test]
@@ -524,18 +593,26 @@ mod tests {
 
     #[test]
     fn rejections() {
-        assert_eq!(prepare(" \n").unwrap_err(), Rejection::Empty);
         assert_eq!(
-            prepare("<!DOCTYPE html>\n<meta charset=utf-8><title>x</title>").unwrap_err(),
+            prepare(" \n", &WorkBudget::unlimited()).unwrap_err(),
+            Rejection::Empty
+        );
+        assert_eq!(
+            prepare(
+                "<!DOCTYPE html>\n<meta charset=utf-8><title>x</title>",
+                &WorkBudget::unlimited()
+            )
+            .unwrap_err(),
             Rejection::Html
         );
         assert_eq!(
-            prepare("<HTML><body/></HTML>").unwrap_err(),
+            prepare("<HTML><body/></HTML>", &WorkBudget::unlimited()).unwrap_err(),
             Rejection::Html
         );
         assert_eq!(
             prepare(
-                "<?xml version='1.0'?><urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'/>"
+                "<?xml version='1.0'?><urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'/>",
+                &WorkBudget::unlimited()
             )
             .unwrap_err(),
             Rejection::Sitemap {
@@ -543,13 +620,13 @@ mod tests {
             }
         );
         assert_eq!(
-            prepare("<opml version='2.0'/>").unwrap_err(),
+            prepare("<opml version='2.0'/>", &WorkBudget::unlimited()).unwrap_err(),
             Rejection::OtherXml {
                 root: "opml".into()
             }
         );
         assert_eq!(
-            prepare("Not Found").unwrap_err(),
+            prepare("Not Found", &WorkBudget::unlimited()).unwrap_err(),
             Rejection::NotMarkup {
                 start: "Not Found".into()
             }
@@ -558,8 +635,93 @@ mod tests {
 
     #[test]
     fn json_is_passed_through() {
-        let p = prepare("\u{feff} {\"version\": \"https://jsonfeed.org/version/1.1\"}").unwrap();
+        let p = prepare(
+            "\u{feff} {\"version\": \"https://jsonfeed.org/version/1.1\"}",
+            &WorkBudget::unlimited(),
+        )
+        .unwrap();
         assert_eq!(p.format, Format::Json);
         assert!(p.text.starts_with('{'));
+    }
+
+    /// The work units `prepare` spends on `text` (bytes scanned, tags and attributes read).
+    fn work(text: &str) -> u64 {
+        let budget = WorkBudget::unlimited();
+        let _ = prepare(text, &budget);
+        budget.used()
+    }
+
+    /// Asserts that doubling the input about doubles the work (a quadratic pass would quadruple
+    /// it), and returns both counts.
+    fn assert_linear(what: &str, small: &str, large: &str) -> (u64, u64) {
+        let (a, b) = (work(small), work(large));
+        let ratio = b as f64 / a as f64;
+        eprintln!(
+            "{what}: {} bytes -> {a} units, {} bytes -> {b} units (x{ratio:.2})",
+            small.len(),
+            large.len()
+        );
+        assert!(
+            ratio < 2.5,
+            "{what}: doubling the input multiplied the work by {ratio:.2} ({a} -> {b} units)"
+        );
+        (a, b)
+    }
+
+    /// An XHTML page whose `<body>` carries `attr_bytes` of attributes, holding `tags` `<feed/>`
+    /// elements outside the Atom namespace (each one's namespace is looked up), then the feed.
+    fn wrapped_under_large_attributes(attr_bytes: usize, tags: usize) -> String {
+        format!(
+            "<html xmlns=\"http://www.w3.org/1999/xhtml\"><body data-x=\"{}\">{}\
+             <feed xmlns=\"http://www.w3.org/2005/Atom\"><entry/></feed></body></html>",
+            "x".repeat(attr_bytes),
+            "<feed/>".repeat(tags)
+        )
+    }
+
+    #[test]
+    fn the_namespace_lookup_reads_each_ancestor_attribute_once() {
+        assert_linear(
+            "large ancestor attributes",
+            &wrapped_under_large_attributes(10_000, 1_000),
+            &wrapped_under_large_attributes(20_000, 2_000),
+        );
+    }
+
+    /// A page declaring `n` prefixes around an Atom feed that has `n` attributes of its own.
+    fn wrapped_under_many_declarations(n: usize) -> String {
+        let declarations: String = (0..n)
+            .map(|i| format!(" xmlns:p{i}=\"http://example.com/{i}\""))
+            .collect();
+        let attributes: String = (0..n).map(|i| format!(" a{i}=\"{i}\"")).collect();
+        format!(
+            "<html{declarations}><body><feed xmlns=\"http://www.w3.org/2005/Atom\"{attributes}>\
+             <entry/></feed></body></html>"
+        )
+    }
+
+    #[test]
+    fn inherited_declarations_are_collected_in_one_pass() {
+        let (out, format, _) = prepared(&wrapped_under_many_declarations(3));
+        assert_eq!(format, Format::Atom);
+        assert!(
+            out.starts_with("<feed xmlns:p0=\"http://example.com/0\" xmlns:p1="),
+            "{out}"
+        );
+        assert_linear(
+            "many inherited declarations",
+            &wrapped_under_many_declarations(1_000),
+            &wrapped_under_many_declarations(2_000),
+        );
+    }
+
+    #[test]
+    fn a_spent_budget_ends_the_scan_early() {
+        let text = wrapped_under_large_attributes(10_000, 1_000);
+        let budget = WorkBudget::new(5_000, tokio_util::sync::CancellationToken::new());
+        let _ = prepare(&text, &budget);
+        assert!(budget.check().is_err());
+        // Every pass stopped at its next step (one tag at most) once the budget was spent.
+        assert!(budget.used() < work(&text) / 2, "{}", budget.used());
     }
 }

@@ -5,18 +5,23 @@
 //! fails: where the markup stops making sense (a tag that never closes) it simply ends. The repairs
 //! in `repair.rs` use it to find the root element, namespace declarations and misplaced elements
 //! without building a tree; feed-rs still does the real parsing afterwards.
+//!
+//! Both the tag scan and the attribute reader charge the poll's work budget for the bytes they
+//! read (and one unit per tag or attribute), and end early once it is spent: see `crate::work`.
 
 use std::ops::Range;
 
+use crate::work::WorkBudget;
+
 /// A start or end tag, with the byte span of the whole tag (`<` to `>` inclusive).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(super) enum Tag<'a> {
     Start(StartTag<'a>),
     End { name: &'a str, span: Range<usize> },
 }
 
 /// A start tag (`<name attr="value">`) or an empty-element tag (`<name/>`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(super) struct StartTag<'a> {
     /// The qualified name as written, e.g. `rdf:RDF`.
     pub name: &'a str,
@@ -26,6 +31,7 @@ pub(super) struct StartTag<'a> {
     /// The attribute text between the name and `>` (or `/>`), and where it starts in the document.
     attrs: &'a str,
     attrs_at: usize,
+    budget: &'a WorkBudget,
 }
 
 /// One attribute of a start tag; `value` is raw (entities are not expanded).
@@ -47,9 +53,13 @@ pub(super) fn prefix(name: &str) -> Option<&str> {
     name.split_once(':').map(|(prefix, _)| prefix)
 }
 
-/// Scans `text` from its start.
-pub(super) fn tags(text: &str) -> Tags<'_> {
-    Tags { text, pos: 0 }
+/// Scans `text` from its start, charging `budget` as it goes.
+pub(super) fn tags<'a>(text: &'a str, budget: &'a WorkBudget) -> Tags<'a> {
+    Tags {
+        text,
+        pos: 0,
+        budget,
+    }
 }
 
 impl<'a> StartTag<'a> {
@@ -66,6 +76,7 @@ impl<'a> StartTag<'a> {
             text: self.attrs,
             at: self.attrs_at,
             pos: 0,
+            budget: self.budget,
         }
     }
 
@@ -94,6 +105,7 @@ impl<'a> StartTag<'a> {
 pub(super) struct Tags<'a> {
     text: &'a str,
     pos: usize,
+    budget: &'a WorkBudget,
 }
 
 impl<'a> Tags<'a> {
@@ -139,6 +151,21 @@ impl<'a> Iterator for Tags<'a> {
     type Item = Tag<'a>;
 
     fn next(&mut self) -> Option<Tag<'a>> {
+        let from = self.pos;
+        let tag = self.scan()?;
+        // The bytes this step read, plus one for the tag; a spent budget ends the scan.
+        if self.budget.charge((self.pos - from) as u64 + 1) {
+            Some(tag)
+        } else {
+            self.pos = self.text.len();
+            None
+        }
+    }
+}
+
+impl<'a> Tags<'a> {
+    /// The next tag, unmetered.
+    fn scan(&mut self) -> Option<Tag<'a>> {
         let text = self.text;
         let bytes = text.as_bytes();
         loop {
@@ -176,6 +203,7 @@ impl<'a> Iterator for Tags<'a> {
                     empty,
                     attrs: &text[name_end..attrs_end],
                     attrs_at: name_end,
+                    budget: self.budget,
                 }));
             } else {
                 // A `<` that starts no markup (e.g. `a < b` in sloppy HTML): it is text.
@@ -205,12 +233,31 @@ pub(super) struct Attrs<'a> {
     text: &'a str,
     at: usize,
     pos: usize,
+    budget: &'a WorkBudget,
 }
 
 impl<'a> Iterator for Attrs<'a> {
     type Item = Attr<'a>;
 
     fn next(&mut self) -> Option<Attr<'a>> {
+        let from = self.pos;
+        let attr = self.read();
+        // The attribute bytes this step read, plus one for the attribute.
+        if self
+            .budget
+            .charge((self.pos.min(self.text.len()) - from) as u64 + 1)
+        {
+            attr
+        } else {
+            self.pos = self.text.len();
+            None
+        }
+    }
+}
+
+impl<'a> Attrs<'a> {
+    /// The next attribute, unmetered.
+    fn read(&mut self) -> Option<Attr<'a>> {
         let bytes = self.text.as_bytes();
         let skip_space = |mut i: usize| {
             while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
@@ -221,6 +268,7 @@ impl<'a> Iterator for Attrs<'a> {
         loop {
             let start = skip_space(self.pos);
             if start >= bytes.len() {
+                self.pos = bytes.len();
                 return None;
             }
             let name_len = bytes[start..]
@@ -263,8 +311,11 @@ impl<'a> Iterator for Attrs<'a> {
 mod tests {
     use super::*;
 
+    static UNMETERED: std::sync::LazyLock<WorkBudget> =
+        std::sync::LazyLock::new(WorkBudget::unlimited);
+
     fn names(text: &str) -> Vec<String> {
-        tags(text)
+        tags(text, &UNMETERED)
             .map(|tag| match tag {
                 Tag::Start(start) if start.empty => format!("<{}/>", start.name),
                 Tag::Start(start) => format!("<{}>", start.name),
@@ -285,7 +336,7 @@ mod tests {
     #[test]
     fn quoted_gt_does_not_end_a_tag() {
         let text = r#"<a title="x > y" href='1>2'>t</a>"#;
-        let Some(Tag::Start(start)) = tags(text).next() else {
+        let Some(Tag::Start(start)) = tags(text, &UNMETERED).next() else {
             panic!("no start tag")
         };
         assert_eq!(start.span, 0..28);
@@ -301,7 +352,7 @@ mod tests {
     #[test]
     fn attribute_spans_point_into_the_document() {
         let text = r#"<rdf:RDF xmlns="http://a/" xmlns:rdf = "http://r/" checked>"#;
-        let Some(Tag::Start(start)) = tags(text).next() else {
+        let Some(Tag::Start(start)) = tags(text, &UNMETERED).next() else {
             panic!("no start tag")
         };
         assert_eq!(start.local_name(), "RDF");
@@ -316,7 +367,7 @@ mod tests {
     #[test]
     fn empty_element_and_insert_position() {
         let text = "<item />";
-        let Some(Tag::Start(start)) = tags(text).next() else {
+        let Some(Tag::Start(start)) = tags(text, &UNMETERED).next() else {
             panic!("no start tag")
         };
         assert!(start.empty);

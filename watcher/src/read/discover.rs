@@ -11,7 +11,8 @@ use super::bounds::Budget;
 use super::page::Page;
 use super::{Known, Read, ReadError};
 use crate::fetch::{FetchError, FetchOutcome, Fetched, Fetcher, Validators};
-use crate::parse::parse_feed;
+use crate::parse::{ParseError, parse_feed_within};
+use crate::work::{WorkBudget, WorkError};
 
 /// Feed candidates one discovery fetches at most.
 pub const MAX_CANDIDATES: usize = 3;
@@ -47,9 +48,20 @@ const FEED_TYPES: &[&str] = &[
 /// a feed and is left out.
 #[tracing::instrument(skip_all, fields(page_url = %page_url, bytes = html.len()))]
 pub fn discover_feeds(html: &[u8], content_type: Option<&str>, page_url: &Url) -> Vec<Url> {
-    let page = Page::parse(html, content_type, page_url);
+    discover_feeds_within(html, content_type, page_url, &WorkBudget::unlimited())
+        .expect("an unlimited budget is never spent")
+}
+
+/// [`discover_feeds`] within a work budget (parsing the page charges it).
+pub fn discover_feeds_within(
+    html: &[u8],
+    content_type: Option<&str>,
+    page_url: &Url,
+    work: &WorkBudget,
+) -> Result<Vec<Url>, WorkError> {
+    let page = Page::parse_within(html, content_type, page_url, work)?;
     let Ok(links) = Selector::parse("link[rel][href]") else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let mut feeds: Vec<Url> = Vec::new();
     for link in page.document.select(&links) {
@@ -77,7 +89,7 @@ pub fn discover_feeds(html: &[u8], content_type: Option<&str>, page_url: &Url) -
         }
     }
     tracing::debug!(found = feeds.len(), "discovered feeds");
-    feeds
+    Ok(feeds)
 }
 
 /// [`WELL_KNOWN_FEED_PATHS`] on the origin of `site` (`https://example.com/blog/` gives
@@ -153,9 +165,20 @@ fn root_element(mut text: &str) -> Option<&str> {
 /// The feeds to try for a page: those it advertises, on its own host first (document order
 /// otherwise), then the well-known paths on its origin; at most [`MAX_CANDIDATES`].
 pub fn feed_candidates(html: &[u8], content_type: Option<&str>, page_url: &Url) -> Vec<Url> {
+    feed_candidates_within(html, content_type, page_url, &WorkBudget::unlimited())
+        .expect("an unlimited budget is never spent")
+}
+
+/// [`feed_candidates`] within a work budget (parsing the page charges it).
+pub fn feed_candidates_within(
+    html: &[u8],
+    content_type: Option<&str>,
+    page_url: &Url,
+    work: &WorkBudget,
+) -> Result<Vec<Url>, WorkError> {
     let host = page_url.host_str();
     let (mut candidates, elsewhere): (Vec<Url>, Vec<Url>) =
-        discover_feeds(html, content_type, page_url)
+        discover_feeds_within(html, content_type, page_url, work)?
             .into_iter()
             .partition(|u| u.host_str() == host);
     candidates.extend(elsewhere);
@@ -165,25 +188,39 @@ pub fn feed_candidates(html: &[u8], content_type: Option<&str>, page_url: &Url) 
         }
     }
     candidates.truncate(MAX_CANDIDATES);
-    candidates
+    Ok(candidates)
 }
 
 /// Finds a site's feed from its fetched page: the page itself, else up to [`MAX_CANDIDATES`]
 /// [`feed_candidates`], each fetched (within the poll's `budget`) until one answers with a feed
 /// that parses, skipping those an earlier discovery tried (`known.discovery_tried`). Reads that
 /// feed. A candidate that answered is "tried"; one that timed out, failed to connect or answered
-/// 429 or 5xx is tried again next time.
+/// 429 or 5xx is tried again next time. Every parse runs on the blocking pool within `work`.
 pub async fn read(
     fetcher: &Fetcher,
     page: Fetched,
     known: Known<'_>,
     budget: &mut Budget,
+    work: &WorkBudget,
 ) -> Result<Read, ReadError> {
     if looks_like_feed(&page.body) {
         let url = page.final_url.clone();
-        return found(url, page);
+        return found(url, page, work).await;
     }
-    let candidates = feed_candidates(&page.body, page.content_type.as_deref(), &page.final_url);
+    let (body, content_type, url) = (
+        page.body.clone(),
+        page.content_type.clone(),
+        page.final_url.clone(),
+    );
+    let candidates = super::off_runtime(work, move |work| {
+        Ok(feed_candidates_within(
+            &body,
+            content_type.as_deref(),
+            &url,
+            work,
+        )?)
+    })
+    .await?;
     let mut tried = Vec::new();
     for candidate in candidates {
         if known
@@ -215,11 +252,9 @@ pub async fn read(
         tried.push(candidate);
         if let FetchOutcome::Fetched(f) = resp.outcome {
             budget.spend_bytes(f.body.len() as u64)?;
-            if looks_like_feed(&f.body)
-                && parse_feed(&f.body, f.content_type.as_deref(), &f.final_url).is_ok()
-            {
+            if looks_like_feed(&f.body) && parses(&f, work).await? {
                 let url = f.final_url.clone();
-                return found(url, f);
+                return found(url, f, work).await;
             }
         }
     }
@@ -238,9 +273,29 @@ fn is_transient(e: &FetchError) -> bool {
     }
 }
 
-fn found(url: Url, feed: Fetched) -> Result<Read, ReadError> {
+/// Whether a candidate's body parses as a feed; a spent work budget or a cancelled poll ends
+/// the search, not just this candidate.
+async fn parses(f: &Fetched, work: &WorkBudget) -> Result<bool, ReadError> {
+    let f = f.clone();
+    let parsed = super::off_runtime(work, move |work| {
+        Ok(parse_feed_within(
+            &f.body,
+            f.content_type.as_deref(),
+            &f.final_url,
+            work,
+        ))
+    })
+    .await?;
+    match parsed {
+        Ok(_) => Ok(true),
+        Err(ParseError::Work(e)) => Err(e.into()),
+        Err(_) => Ok(false),
+    }
+}
+
+async fn found(url: Url, feed: Fetched, work: &WorkBudget) -> Result<Read, ReadError> {
     tracing::info!(feed = %url, "feed discovered");
-    let mut read = super::feed::read(feed)?;
+    let mut read = super::off_runtime(work, move |work| super::feed::read(feed, work)).await?;
     read.learned.discovered_feed = Some(url);
     Ok(read)
 }

@@ -2,13 +2,16 @@
 
 use super::{Read, ReadError};
 use crate::fetch::Fetched;
-use crate::parse::parse_feed;
+use crate::parse::parse_feed_within;
+use crate::work::WorkBudget;
 
-pub fn read(fetched: Fetched) -> Result<Read, ReadError> {
-    let parsed = parse_feed(
+/// Reads the feed within `budget` (a blocking call: see `read::off_runtime`).
+pub fn read(fetched: Fetched, budget: &WorkBudget) -> Result<Read, ReadError> {
+    let parsed = parse_feed_within(
         &fetched.body,
         fetched.content_type.as_deref(),
         &fetched.final_url,
+        budget,
     )?;
     Ok(Read::from(fetched, parsed.items, parsed.ttl))
 }

@@ -15,10 +15,14 @@
 //!
 //! Every item read from a page or sitemap has `guid: None`: its identity is its URL (see
 //! `identity`).
+//!
+//! Every parse runs on the blocking pool within the poll's work budget ([`off_runtime`], see
+//! `work`).
 
 pub mod bounds;
 pub mod discover;
 pub mod feed;
+mod html;
 pub mod page;
 pub mod sitemap;
 
@@ -30,13 +34,14 @@ use url::Url;
 pub use self::discover::{
     MAX_CANDIDATES, WELL_KNOWN_FEED_PATHS, discover_feeds, looks_like_feed, well_known_feed_urls,
 };
-pub use self::page::extract_links;
+pub use self::page::{extract_links, extract_links_within};
 pub use self::sitemap::{Sitemap, parse_sitemap};
 
 use self::bounds::{Budget, Cuts, OverLimit};
 use crate::config::{FetchSettings, SourceKind};
 use crate::fetch::{Cap, FetchError, Fetched, Fetcher, Validators};
 use crate::parse::{ParseError, RawItem};
+use crate::work::{WorkBudget, WorkError};
 
 /// What one response said: its items, and what the source learned from it.
 #[derive(Debug, Clone)]
@@ -88,27 +93,45 @@ pub(crate) fn sitemap_cap(settings: &FetchSettings) -> Cap {
 }
 
 /// Reads `fetched` as a source of `kind`, what it fetches on the way counted in `budget`; the
-/// items within the poll's item limit and the field-length limits.
+/// items within the poll's item limit and the field-length limits. Every parse runs on the
+/// blocking pool within `work`.
 pub async fn read(
     fetcher: &Fetcher,
     kind: &SourceKind,
     known: Known<'_>,
     fetched: Fetched,
     budget: &mut Budget,
+    work: &WorkBudget,
 ) -> Result<Read, ReadError> {
     budget.spend_bytes(fetched.body.len() as u64)?;
     let mut read = match kind {
-        SourceKind::Feed => feed::read(fetched),
-        SourceKind::Discover if known.feed_known => feed::read(fetched),
-        SourceKind::Discover => discover::read(fetcher, fetched, known, budget).await,
-        SourceKind::Page { selector } => page::read(fetched, selector),
+        SourceKind::Feed => off_runtime(work, move |w| feed::read(fetched, w)).await,
+        SourceKind::Discover if known.feed_known => {
+            off_runtime(work, move |w| feed::read(fetched, w)).await
+        }
+        SourceKind::Discover => discover::read(fetcher, fetched, known, budget, work).await,
+        SourceKind::Page { selector } => {
+            let selector = selector.clone();
+            off_runtime(work, move |w| page::read(fetched, &selector, w)).await
+        }
         SourceKind::Sitemap { include } => {
-            sitemap::read(fetcher, fetched, include.as_deref(), budget).await
+            sitemap::read(fetcher, fetched, include.as_deref(), budget, work).await
         }
     }?;
     budget.check_items(read.items.len())?;
     read.cuts = bounds::bound_fields(&mut read.items, fetcher.settings());
     Ok(read)
+}
+
+/// Runs `parse` on the blocking pool within `budget`: async workers go on fetching and answering
+/// while it runs, and it stops once the budget is spent or the poll cancelled.
+pub(crate) async fn off_runtime<T, F>(budget: &WorkBudget, parse: F) -> Result<T, ReadError>
+where
+    F: FnOnce(&WorkBudget) -> Result<T, ReadError> + Send + 'static,
+    T: Send + 'static,
+{
+    let budget = budget.clone();
+    crate::work::offload(move || parse(&budget)).await?
 }
 
 impl Read {
@@ -132,6 +155,9 @@ pub enum ReadError {
     Feed(#[from] ParseError),
     #[error(transparent)]
     Site(#[from] SiteError),
+    /// The poll's work budget ran out, or the poll was cancelled, while parsing.
+    #[error(transparent)]
+    Work(#[from] WorkError),
     /// Fetching what the response pointed at (a child sitemap) failed.
     #[error(transparent)]
     Fetch(#[from] FetchError),
@@ -155,6 +181,9 @@ pub enum ReadError {
 /// that source only.
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
+    /// The poll's work budget ran out, or the poll was cancelled, while parsing the page.
+    #[error(transparent)]
+    Work(#[from] WorkError),
     #[error(
         "the selector `{selector}` matched nothing on the page; the site's layout may have \
          changed: try the selector in the browser's developer tools on the page"

@@ -8,12 +8,21 @@
 //! fragment is dropped (it names a place in a document, not another article; identity drops it
 //! too), and only http(s) links to somewhere other than the page itself are kept, first
 //! occurrence first.
+//!
+//! The search is one walk over the tree, whatever the nesting: the link inside a matched element
+//! is the first `<a href>` that opens while it is open, the link around it the innermost `<a
+//! href>` open when it opens, and each link's title is read once however many matched elements
+//! stand for it. The walk charges the poll's work budget per node (plus the node's depth when the
+//! selector has combinators, which the selector engine matches by walking up the ancestors), as
+//! does building the tree (`html`).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use ego_tree::NodeId;
+use ego_tree::iter::Edge;
 use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE, WINDOWS_1252, X_USER_DEFINED};
-use scraper::{ElementRef, Html, Selector};
+use scraper::{ElementRef, Html, Node, Selector};
 
 use crate::config::CssSelector;
 use url::Url;
@@ -21,6 +30,7 @@ use url::Url;
 use super::{Read, ReadError, SiteError};
 use crate::fetch::Fetched;
 use crate::parse::RawItem;
+use crate::work::{WorkBudget, WorkError};
 
 /// How far into the page a `<meta charset>` is looked for. The HTML standard's pre-scan stops at
 /// 1024 bytes; browsers still honour a later one while parsing, so this looks a little further.
@@ -33,27 +43,53 @@ const META_SCAN_BYTES: usize = 4096;
 /// URL after redirects. A selector that matches nothing, or only elements without a usable link,
 /// is an error: on a page that lists articles it means the layout changed, and an empty result
 /// would hide that.
-#[tracing::instrument(skip_all, fields(page_url = %page_url, selector = %selector, bytes = html.len()))]
 pub fn extract_links(
     html: &[u8],
     content_type: Option<&str>,
     page_url: &Url,
     selector: &CssSelector,
 ) -> Result<Vec<RawItem>, SiteError> {
-    let page = Page::parse(html, content_type, page_url);
+    extract_links_within(
+        html,
+        content_type,
+        page_url,
+        selector,
+        &WorkBudget::unlimited(),
+    )
+}
+
+/// [`extract_links`] within a work budget: parsing and the search charge `budget` and stop once
+/// it is spent (or cancelled), failing with [`SiteError::Work`].
+#[tracing::instrument(skip_all, fields(page_url = %page_url, selector = %selector, bytes = html.len()))]
+pub fn extract_links_within(
+    html: &[u8],
+    content_type: Option<&str>,
+    page_url: &Url,
+    selector: &CssSelector,
+    budget: &WorkBudget,
+) -> Result<Vec<RawItem>, SiteError> {
+    let page = Page::parse_within(html, content_type, page_url, budget)?;
+    let found = search(&page.document, selector, budget)?;
 
     let mut items: Vec<RawItem> = Vec::new();
     let mut seen: HashMap<Url, usize> = HashMap::new();
-    let mut matched = 0;
-    for element in page.document.select(selector.selector()) {
-        matched += 1;
-        let Some(anchor) = link_for(element) else {
+    // Each link's title, read once however many matched elements stand for it.
+    let mut titles: HashMap<NodeId, Option<String>> = HashMap::new();
+    for anchor in found.links.into_iter().flatten() {
+        let Some(anchor) = page.document.tree.get(anchor).and_then(ElementRef::wrap) else {
             continue;
         };
         let Some(link) = anchor.attr("href").and_then(|href| page.resolve(href)) else {
             continue;
         };
-        let title = link_title(anchor);
+        let title = match titles.get(&anchor.id()) {
+            Some(title) => title.clone(),
+            None => {
+                let title = link_title(anchor, budget)?;
+                titles.insert(anchor.id(), title.clone());
+                title
+            }
+        };
         match seen.get(&link) {
             // The same article linked twice (an image, then the headline): keep the first, but
             // take the title from a later one when the first had none.
@@ -72,6 +108,7 @@ pub fn extract_links(
             }
         }
     }
+    let matched = found.matched;
     tracing::debug!(matched, items = items.len(), "read links from page");
 
     if matched == 0 {
@@ -88,13 +125,133 @@ pub fn extract_links(
     Ok(items)
 }
 
+/// What the selector matched: how many elements, and the link each stands for (see the module
+/// header), in document order.
+struct Found {
+    matched: usize,
+    links: Vec<Option<NodeId>>,
+}
+
+/// One walk over `document` (see the module header), then the matches in the order the selector
+/// engine reports them (the tree's arena order, as `Html::select`). An element the walk never
+/// reached (html5ever's reparenting can leave scraper's sibling links short of a node its parent
+/// links still place in the document) is searched on its own, as [`link_for`] says.
+fn search(
+    document: &Html,
+    selector: &CssSelector,
+    budget: &WorkBudget,
+) -> Result<Found, WorkError> {
+    // The selector engine matches a combinator by walking up the ancestors: charge for that.
+    let walks_up = selector
+        .to_string()
+        .contains(|c: char| c.is_whitespace() || matches!(c, '>' | '+' | '~' | ':'));
+    let mut visited: HashSet<NodeId> = HashSet::new();
+    // Per matched element, its link once known.
+    let mut found: HashMap<NodeId, Option<NodeId>> = HashMap::new();
+    // Matched elements still open that have no link inside yet, and the link open around each.
+    let mut waiting: Vec<(NodeId, Option<NodeId>)> = Vec::new();
+    let mut open_links: Vec<NodeId> = Vec::new();
+    let mut depth: u64 = 0;
+    for edge in document.tree.root().traverse() {
+        match edge {
+            Edge::Open(node) => {
+                depth += 1;
+                if !budget.charge(1 + if walks_up { depth } else { 0 }) {
+                    budget.check()?;
+                }
+                let Some(element) = ElementRef::wrap(node) else {
+                    continue;
+                };
+                visited.insert(node.id());
+                let link = is_link(element);
+                if selector.selector().matches(&element) {
+                    if link {
+                        found.insert(node.id(), Some(node.id()));
+                    } else {
+                        waiting.push((node.id(), open_links.last().copied()));
+                    }
+                }
+                if link {
+                    // The first link inside every matched element still waiting for one.
+                    for (id, _) in waiting.drain(..) {
+                        found.insert(id, Some(node.id()));
+                    }
+                    open_links.push(node.id());
+                }
+            }
+            Edge::Close(node) => {
+                depth -= 1;
+                if open_links.last() == Some(&node.id()) {
+                    open_links.pop();
+                }
+                if let Some(&(id, around)) = waiting.last()
+                    && id == node.id()
+                {
+                    // No link inside: the one around it, if any.
+                    waiting.pop();
+                    found.insert(id, around);
+                }
+            }
+        }
+    }
+    let mut links = Vec::new();
+    for node in document.tree.nodes() {
+        let Some(element) = ElementRef::wrap(node) else {
+            continue;
+        };
+        if visited.contains(&node.id()) {
+            if let Some(&link) = found.get(&node.id()) {
+                links.push(link);
+            }
+            continue;
+        }
+        if !budget.charge(1) {
+            budget.check()?;
+        }
+        if selector.selector().matches(&element) {
+            links.push(link_for(element, budget)?.map(|link| link.id()));
+        }
+    }
+    budget.check()?;
+    Ok(Found {
+        matched: links.len(),
+        links,
+    })
+}
+
+/// The link one matched element stands for, searched from it (see the module header); one unit
+/// per node visited.
+fn link_for<'a>(
+    element: ElementRef<'a>,
+    budget: &WorkBudget,
+) -> Result<Option<ElementRef<'a>>, WorkError> {
+    if is_link(element) {
+        return Ok(Some(element));
+    }
+    let link = (element.descendent_elements())
+        .take_while(|_| budget.charge(1))
+        .find(|e| is_link(*e))
+        .or_else(|| {
+            (element.ancestors().filter_map(ElementRef::wrap))
+                .take_while(|_| budget.charge(1))
+                .find(|e| is_link(*e))
+        });
+    budget.check()?;
+    Ok(link)
+}
+
 /// Reads the article links of a fetched page through `selector`.
-pub fn read(fetched: Fetched, selector: &CssSelector) -> Result<Read, ReadError> {
-    let items = extract_links(
+pub fn read(
+    fetched: Fetched,
+    selector: &CssSelector,
+    budget: &WorkBudget,
+) -> Result<Read, ReadError> {
+    let items = extract_links_within(
         &fetched.body,
         fetched.content_type.as_deref(),
         &fetched.final_url,
         selector,
+        budget,
     )?;
     Ok(Read::from(fetched, items, None))
 }
@@ -109,20 +266,29 @@ pub(super) struct Page {
 }
 
 impl Page {
-    pub fn parse(html: &[u8], content_type: Option<&str>, page_url: &Url) -> Page {
+    /// Decodes and parses `html` within a work budget (see `html`).
+    pub fn parse_within(
+        html: &[u8],
+        content_type: Option<&str>,
+        page_url: &Url,
+        budget: &WorkBudget,
+    ) -> Result<Page, WorkError> {
+        if !budget.charge(html.len() as u64) {
+            budget.check()?;
+        }
         let text = decode_html(html, content_type);
-        let document = Html::parse_document(&text);
+        let document = super::html::parse_document(&text, budget)?;
         let base = base_href(&document)
             .and_then(|href| page_url.join(href.trim()).ok())
             .filter(is_web_url)
             .unwrap_or_else(|| page_url.clone());
         let mut page = page_url.clone();
         page.set_fragment(None);
-        Page {
+        Ok(Page {
             document,
             base,
             page,
-        }
+        })
     }
 
     /// Resolves an `href` to an absolute http(s) URL without fragment; `None` for fragment-only,
@@ -150,42 +316,34 @@ pub(super) fn is_web_url(url: &Url) -> bool {
     matches!(url.scheme(), "http" | "https") && url.has_host()
 }
 
-/// The link a matched element stands for (see the module header).
-fn link_for(element: ElementRef<'_>) -> Option<ElementRef<'_>> {
-    if is_link(element) {
-        return Some(element);
-    }
-    element
-        .descendent_elements()
-        .find(|descendant| is_link(*descendant))
-        .or_else(|| {
-            element
-                .ancestors()
-                .filter_map(ElementRef::wrap)
-                .find(|ancestor| is_link(*ancestor))
-        })
-}
-
 fn is_link(element: ElementRef<'_>) -> bool {
     element.value().name() == "a" && element.attr("href").is_some()
 }
 
-fn link_title(anchor: ElementRef<'_>) -> Option<String> {
-    let text = collapse_whitespace(&anchor.text().collect::<String>());
-    if !text.is_empty() {
-        return Some(text);
+/// The link's text with its whitespace collapsed, else its `title` attribute, else the `alt` of
+/// an image inside it. Charges one unit per node read.
+fn link_title(anchor: ElementRef<'_>, budget: &WorkBudget) -> Result<Option<String>, WorkError> {
+    let mut text = String::new();
+    let mut alt = None;
+    for node in anchor.descendants() {
+        if !budget.charge(1) {
+            budget.check()?;
+        }
+        match node.value() {
+            Node::Text(t) => text.push_str(t),
+            Node::Element(e) if alt.is_none() && e.name() == "img" => alt = e.attr("alt"),
+            _ => {}
+        }
     }
-    let alt = || {
-        anchor
-            .descendent_elements()
-            .filter(|element| element.value().name() == "img")
-            .find_map(|image| image.attr("alt"))
-    };
-    anchor
+    let text = collapse_whitespace(&text);
+    if !text.is_empty() {
+        return Ok(Some(text));
+    }
+    Ok(anchor
         .attr("title")
-        .or_else(alt)
+        .or(alt)
         .map(collapse_whitespace)
-        .filter(|title| !title.is_empty())
+        .filter(|title| !title.is_empty()))
 }
 
 fn collapse_whitespace(text: &str) -> String {
@@ -420,5 +578,67 @@ mod tests {
             extract_links(html, None, &page(), &sel("article h2")).unwrap_err(),
             @"the selector `article h2` matched 1 element(s) but none is, contains or sits inside a link to a web page; select the article links (`<a href>`) or their headings"
         );
+    }
+
+    /// The work units the link search spends on `html` (building the tree excluded).
+    fn search_work(html: &str, selector: &str) -> u64 {
+        let parse = WorkBudget::unlimited();
+        Page::parse_within(html.as_bytes(), None, &page(), &parse).unwrap();
+        let all = WorkBudget::unlimited();
+        extract_links_within(html.as_bytes(), None, &page(), &sel(selector), &all).unwrap();
+        all.used() - parse.used()
+    }
+
+    fn assert_linear(what: &str, small: &str, large: &str, selector: &str) {
+        let (a, b) = (search_work(small, selector), search_work(large, selector));
+        let ratio = b as f64 / a as f64;
+        eprintln!(
+            "{what}: {} bytes -> {a} units, {} bytes -> {b} units (x{ratio:.2})",
+            small.len(),
+            large.len()
+        );
+        assert!(
+            ratio < 2.5,
+            "{what}: doubling the input multiplied the work by {ratio:.2} ({a} -> {b} units)"
+        );
+    }
+
+    #[test]
+    fn the_link_search_is_linear_in_the_nesting_depth() {
+        // Every matched element nested in the previous one, the link at the bottom.
+        let matched_above_the_link =
+            |n: usize| format!("{}<a href=\"/p/1\">One</a>", "<div class=\"p\">".repeat(n));
+        assert_linear(
+            "matched elements above the link",
+            &matched_above_the_link(1_000),
+            &matched_above_the_link(2_000),
+            ".p",
+        );
+        // Every matched element inside one link.
+        let matched_inside_the_link =
+            |n: usize| format!("<a href=\"/p/1\">{}One</a>", "<span class=\"p\">".repeat(n));
+        assert_linear(
+            "matched elements inside the link",
+            &matched_inside_the_link(1_000),
+            &matched_inside_the_link(2_000),
+            ".p",
+        );
+        assert_eq!(
+            links(&matched_inside_the_link(3), ".p"),
+            [pair("https://example.com/p/1", "One")]
+        );
+        assert_eq!(
+            links(&matched_above_the_link(3), ".p"),
+            [pair("https://example.com/p/1", "One")]
+        );
+    }
+
+    #[test]
+    fn a_spent_budget_stops_the_page_read() {
+        let html = "<div class=\"p\">".repeat(5_000);
+        let budget = WorkBudget::new(100_000, tokio_util::sync::CancellationToken::new());
+        let err =
+            extract_links_within(html.as_bytes(), None, &page(), &sel(".p"), &budget).unwrap_err();
+        insta::assert_snapshot!(err, @"parsing stopped after 100000 work units (the per-poll `parse_budget`): the response is pathological (deeply nested, huge attributes or millions of elements); raise `[fetch] parse_budget` only if the source is genuine");
     }
 }

@@ -38,8 +38,9 @@ const FAILURE_LINGER: Duration = Duration::from_secs(3);
 impl Watcher {
     /// The daemon: serves the status endpoint on `listener`, polls each source when due (within
     /// the global and per-host limits), forms batches after the batch window and delivers them,
-    /// until `cancel` fires. Then it stops starting work, waits for in-flight polls, and flushes
-    /// the store. A store failure stops it the same way (`/healthz` answers 503 meanwhile) and
+    /// until `cancel` fires. Then it stops starting work, stops the polls in flight (they record
+    /// nothing; their parses stop at the next budget check) and waits for them, and flushes the
+    /// store. A store failure stops it the same way (`/healthz` answers 503 meanwhile) and
     /// is returned. Timers use tokio's clock, so tests can pause and advance it.
     pub async fn run(
         self,
@@ -207,7 +208,8 @@ impl Watcher {
         opts: PollOptions,
         cancel: &CancellationToken,
     ) -> Option<Duration> {
-        match self.poll_unless(source, opts, cancel).await? {
+        // At shutdown a poll in flight stops where it is and records nothing.
+        match self.poll_unless(source, opts, cancel, cancel).await? {
             Ok(report) => {
                 // A fetched (200, 304) poll reset the failure count: no need to read it back.
                 let fetched = matches!(

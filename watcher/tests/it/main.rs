@@ -5,6 +5,7 @@ mod helpers;
 
 mod bench;
 mod bounds;
+mod cpu;
 mod crash;
 mod daemon;
 mod delivery;

@@ -2,6 +2,7 @@
 //! poll's [`Budget`]: each file within `[fetch] max_sitemap_bytes` and `max_sitemap_urls`, all of
 //! them together within `max_poll_bytes` and `max_poll_items`. A child's body is dropped once its
 //! URLs are read, so memory holds one body and the items so far, never every body at once.
+//! Each file is parsed on the blocking pool, its bytes charged to the poll's work budget.
 
 use url::Url;
 
@@ -9,7 +10,8 @@ use super::{Caps, Sitemap, parse_sitemap_with};
 use crate::fetch::{Cap, FetchError, FetchOutcome, Fetched, Fetcher, Validators};
 use crate::parse::RawItem;
 use crate::read::bounds::Budget;
-use crate::read::{Read, ReadError, sitemap_cap};
+use crate::read::{Read, ReadError, off_runtime, sitemap_cap};
+use crate::work::WorkBudget;
 
 /// Child sitemaps read from one sitemap index.
 const MAX_CHILD_SITEMAPS: usize = 50;
@@ -24,9 +26,10 @@ pub async fn read(
     fetched: Fetched,
     include: Option<&str>,
     budget: &mut Budget,
+    work: &WorkBudget,
 ) -> Result<Read, ReadError> {
     let caps = caps(fetcher);
-    let (sitemap, parsed) = parse_sitemap_with(&fetched.body, &fetched.final_url, include, caps)?;
+    let (sitemap, parsed) = parse_within(&fetched, include, caps, work).await?;
     // A gzip file counts as what it decompresses to.
     budget.spend_bytes(parsed.saturating_sub(fetched.body.len() as u64))?;
     let (items, index) = match sitemap {
@@ -35,7 +38,7 @@ pub async fn read(
             let mut items = Vec::new();
             let mut first_error = None;
             for child in children.iter().take(MAX_CHILD_SITEMAPS) {
-                match read_child(fetcher, child, include, budget).await {
+                match read_child(fetcher, child, include, budget, work).await {
                     Ok(more) => {
                         // Checked before growing `items`: over the limit, nothing is copied.
                         budget.check_items(items.len() + more.len())?;
@@ -85,6 +88,7 @@ async fn read_child(
     child: &Url,
     include: Option<&str>,
     budget: &mut Budget,
+    work: &WorkBudget,
 ) -> Result<Vec<RawItem>, ReadError> {
     let cap: Cap = budget.cap(sitemap_cap(fetcher.settings()));
     let resp = (fetcher.get_capped(child, &Validators::default(), cap).await)
@@ -94,10 +98,33 @@ async fn read_child(
         FetchOutcome::NotModified { .. } => return Ok(Vec::new()),
     };
     budget.spend_bytes(f.body.len() as u64)?;
-    let (sitemap, parsed) = parse_sitemap_with(&f.body, &f.final_url, include, caps(fetcher))?;
+    let (sitemap, parsed) = parse_within(&f, include, caps(fetcher), work).await?;
     budget.spend_bytes(parsed.saturating_sub(f.body.len() as u64))?;
     match sitemap {
         Sitemap::Urls(more) => Ok(more),
         Sitemap::Index(_) => Ok(Vec::new()),
     }
+}
+
+/// [`parse_sitemap_with`] on the blocking pool, charging the work budget for the body and what it
+/// decompresses to (the parse is one linear pass over them).
+async fn parse_within(
+    fetched: &Fetched,
+    include: Option<&str>,
+    caps: Caps,
+    work: &WorkBudget,
+) -> Result<(Sitemap, u64), ReadError> {
+    let (body, url) = (fetched.body.clone(), fetched.final_url.clone());
+    let include = include.map(str::to_owned);
+    off_runtime(work, move |work| {
+        if !work.charge(body.len() as u64) {
+            work.check()?;
+        }
+        let parsed = parse_sitemap_with(&body, &url, include.as_deref(), caps)?;
+        if !work.charge(parsed.1) {
+            work.check()?;
+        }
+        Ok(parsed)
+    })
+    .await
 }
