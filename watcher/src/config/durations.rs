@@ -55,6 +55,7 @@ fn settings_keys(
         ("watcher.keep_deliveries", watcher.keep_deliveries),
         ("fetch.timeout", fetch.timeout),
         ("fetch.connect_timeout", fetch.connect_timeout),
+        ("fetch.poll_deadline", fetch.poll_deadline),
     ]
 }
 
