@@ -195,14 +195,35 @@ fn daemon_error(addr: &str, e: impl std::error::Error) -> WatcherError {
 
 /// Asks the daemon at `addr` for its status.
 pub async fn remote_status(addr: std::net::SocketAddr) -> Result<StatusReport, WatcherError> {
-    let url = format!("http://{addr}/status");
+    get_json(&format!("http://{addr}/status")).await
+}
+
+/// GETs `url` from the daemon and reads its JSON answer.
+async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, WatcherError> {
     let resp = client()
-        .get(&url)
+        .get(url)
         .send()
         .await
         .and_then(|r| r.error_for_status())
-        .map_err(|e| daemon_error(&url, e))?;
-    resp.json().await.map_err(|e| daemon_error(&url, e))
+        .map_err(|e| daemon_error(url, e))?;
+    resp.json().await.map_err(|e| daemon_error(url, e))
+}
+
+/// POSTs to `url` on the daemon with `query` and reads the count in `field` of its answer.
+async fn post_count(
+    url: &str,
+    query: &[(&str, String)],
+    field: &str,
+) -> Result<usize, WatcherError> {
+    let resp = client()
+        .post(url)
+        .query(query)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| daemon_error(url, e))?;
+    let v: serde_json::Value = resp.json().await.map_err(|e| daemon_error(url, e))?;
+    Ok(v[field].as_u64().unwrap_or(0) as usize)
 }
 
 /// Asks the daemon at `addr` to re-queue failed deliveries.
@@ -210,18 +231,8 @@ pub async fn remote_retry(
     addr: std::net::SocketAddr,
     batch: Option<&str>,
 ) -> Result<usize, WatcherError> {
-    let url = format!("http://{addr}/retry");
-    let mut req = client().post(&url);
-    if let Some(b) = batch {
-        req = req.query(&[("batch", b)]);
-    }
-    let resp = req
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| daemon_error(&url, e))?;
-    let v: serde_json::Value = resp.json().await.map_err(|e| daemon_error(&url, e))?;
-    Ok(v["requeued"].as_u64().unwrap_or(0) as usize)
+    let query: Vec<_> = batch.map(|b| ("batch", b.to_owned())).into_iter().collect();
+    post_count(&format!("http://{addr}/retry"), &query, "requeued").await
 }
 
 /// Asks the daemon at `addr` to redeliver `batch` (`force`: also a lost run); returns the new
@@ -257,14 +268,7 @@ pub async fn remote_redeliver(
 
 /// Asks the daemon at `addr` for the held items.
 pub async fn remote_held(addr: std::net::SocketAddr) -> Result<Vec<HeldSource>, WatcherError> {
-    let url = format!("http://{addr}/held");
-    let resp = client()
-        .get(&url)
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| daemon_error(&url, e))?;
-    resp.json().await.map_err(|e| daemon_error(&url, e))
+    get_json(&format!("http://{addr}/held")).await
 }
 
 /// Asks the daemon at `addr` to release or discard the selected held items; returns how many.
@@ -274,13 +278,5 @@ pub async fn remote_on_held(
     selection: &Selection,
 ) -> Result<usize, WatcherError> {
     let url = format!("http://{addr}/{}", held_path(action));
-    let resp = client()
-        .post(&url)
-        .query(&selection.query())
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| daemon_error(&url, e))?;
-    let v: serde_json::Value = resp.json().await.map_err(|e| daemon_error(&url, e))?;
-    Ok(v[action.done()].as_u64().unwrap_or(0) as usize)
+    post_count(&url, &selection.query(), action.done()).await
 }

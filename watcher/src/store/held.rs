@@ -86,36 +86,29 @@ impl Store {
         &self,
         select: impl Fn(&StagedItem) -> bool + Send + Sync + 'static,
     ) -> Result<usize, StoreError> {
-        let this = self.clone();
-        let n = sled_gate::blocking(move || {
-            let mut n = 0;
-            for chunk in this.held_picked(&select)?.chunks(CHUNK) {
-                // Keys taken before the transaction (see the module header of `store`).
-                let seqs = sled_gate::shared(|| {
-                    (0..chunk.len())
-                        .map(|_| this.db.generate_id())
-                        .collect::<Result<Vec<u64>, _>>()
-                })?;
-                n += sled_gate::exclusive(|| {
-                    (&this.held, &this.staged).transaction(|(held, staged)| {
-                        let mut moved = 0;
-                        for ((k, v), seq) in chunk.iter().zip(&seqs) {
-                            // Gone meanwhile: discarded (or released) by another command.
-                            if held.remove(k)?.is_some() {
-                                staged.insert(&seq.to_be_bytes(), v.clone())?;
-                                moved += 1;
-                            }
+        self.take_held(select, |this, chunk| {
+            // Keys taken before the transaction (see the module header of `store`).
+            let seqs = sled_gate::shared(|| {
+                (0..chunk.len())
+                    .map(|_| this.db.generate_id())
+                    .collect::<Result<Vec<u64>, _>>()
+            })?;
+            sled_gate::exclusive(|| {
+                (&this.held, &this.staged).transaction(|(held, staged)| {
+                    let mut moved = 0;
+                    for ((k, v), seq) in chunk.iter().zip(&seqs) {
+                        // Gone meanwhile: discarded (or released) by another command.
+                        if held.remove(k)?.is_some() {
+                            staged.insert(&seq.to_be_bytes(), v.clone())?;
+                            moved += 1;
                         }
-                        Ok::<_, ConflictableTransactionError<StoreError>>(moved)
-                    })
+                    }
+                    Ok::<_, ConflictableTransactionError<StoreError>>(moved)
                 })
-                .map_err(tx_err)?;
-            }
-            Ok::<_, StoreError>(n)
+            })
+            .map_err(tx_err)
         })
-        .await?;
-        self.flush().await?;
-        Ok(n)
+        .await
     }
 
     /// Drops the held items `select` picks (they stay known, so they are never delivered), then
@@ -124,22 +117,36 @@ impl Store {
         &self,
         select: impl Fn(&StagedItem) -> bool + Send + Sync + 'static,
     ) -> Result<usize, StoreError> {
+        self.take_held(select, |this, chunk| {
+            sled_gate::exclusive(|| {
+                this.held.transaction(|held| {
+                    let mut dropped = 0;
+                    for (k, _) in chunk {
+                        if held.remove(k)?.is_some() {
+                            dropped += 1;
+                        }
+                    }
+                    Ok::<_, ConflictableTransactionError<StoreError>>(dropped)
+                })
+            })
+            .map_err(tx_err)
+        })
+        .await
+    }
+
+    /// Takes the held items `select` picks out of the hold, [`CHUNK`] at a time through `each`
+    /// (one transaction per chunk, on the blocking pool), then flushes. Returns how many `each`
+    /// took.
+    async fn take_held(
+        &self,
+        select: impl Fn(&StagedItem) -> bool + Send + Sync + 'static,
+        each: impl Fn(&Store, &[(sled::IVec, sled::IVec)]) -> Result<usize, StoreError> + Send + 'static,
+    ) -> Result<usize, StoreError> {
         let this = self.clone();
         let n = sled_gate::blocking(move || {
             let mut n = 0;
             for chunk in this.held_picked(&select)?.chunks(CHUNK) {
-                n += sled_gate::exclusive(|| {
-                    this.held.transaction(|held| {
-                        let mut dropped = 0;
-                        for (k, _) in chunk {
-                            if held.remove(k)?.is_some() {
-                                dropped += 1;
-                            }
-                        }
-                        Ok::<_, ConflictableTransactionError<StoreError>>(dropped)
-                    })
-                })
-                .map_err(tx_err)?;
+                n += each(&this, chunk)?;
             }
             Ok::<_, StoreError>(n)
         })

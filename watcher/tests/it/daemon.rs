@@ -2,22 +2,7 @@
 //! endpoint while it holds the store, refuses a second daemon with the first one's pid, and
 //! exits 0 on SIGTERM.
 
-use std::time::Duration;
-
 use crate::helpers::*;
-
-async fn wait_healthy(addr: &str) {
-    let client = reqwest::Client::new();
-    for _ in 0..300 {
-        if let Ok(r) = client.get(format!("http://{addr}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("daemon never became healthy at {addr}");
-}
 
 #[tokio::test]
 async fn run_delivers_serves_status_refuses_a_twin_and_stops_on_sigterm() {
@@ -39,17 +24,7 @@ async fn run_delivers_serves_status_refuses_a_twin_and_stops_on_sigterm() {
         "https://rubenerd.com/daemon/"
     );
 
-    let out = watcher_cmd(cfg)
-        .args(["status", "--json"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = status_json(cfg).await;
     assert_eq!(status["sources"][0]["author"], "Ruben");
     assert_eq!(status["sources"][0]["items_known"], 11);
 
@@ -59,15 +34,6 @@ async fn run_delivers_serves_status_refuses_a_twin_and_stops_on_sigterm() {
     let pid = daemon.id().unwrap();
     assert!(stderr.contains(&format!("in use by pid {pid}")), "{stderr}");
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(20), daemon.wait())
-        .await
-        .expect("daemon stops after SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    stop_with_sigterm(&mut daemon).await;
     assert_eq!(rx.received().len(), 1, "delivered exactly once");
 }

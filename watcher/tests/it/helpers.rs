@@ -336,3 +336,48 @@ pub fn config_links(path: &Path) -> Vec<String> {
         .map(|l| l.as_str().unwrap().to_string())
         .collect()
 }
+
+/// Waits until the daemon listening on `addr` answers `/healthz`.
+pub async fn wait_healthy(addr: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("http://{addr}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("daemon never became healthy at {addr}");
+}
+
+/// Sends SIGTERM to the daemon `child` and waits (up to 20 s) for it to exit 0.
+pub async fn stop_with_sigterm(child: &mut tokio::process::Child) {
+    let pid = child.id().expect("the daemon is running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("daemon stops after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// `watcher status --json` of the watcher configured at `config`, through the binary (so through
+/// the daemon when one holds the store), parsed.
+pub async fn status_json(config: &Path) -> serde_json::Value {
+    let out = watcher_cmd(config)
+        .args(["status", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -28,33 +28,20 @@ async fn cli(cfg: &Path, args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), format!("{stdout}{stderr}"))
 }
 
-/// `watcher status --json`, parsed.
-async fn status_json(cfg: &Path) -> serde_json::Value {
-    let out = watcher_cmd(cfg)
-        .args(["status", "--json"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// How many items `status` shows held for the source of `author` (`None`: no such source, or
+/// no count).
+fn held_in(status: &serde_json::Value, author: &str) -> Option<u64> {
+    status["sources"]
+        .as_array()?
+        .iter()
+        .find(|s| s["author"] == author)?["held"]
+        .as_u64()
 }
 
 /// How many items `status` shows held for the source of `author`.
 async fn held_of(cfg: &Path, author: &str) -> u64 {
     let status = status_json(cfg).await;
-    let source = status["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["author"] == author)
-        .unwrap_or_else(|| panic!("no source of {author} in {status}"));
-    source["held"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no held count in {source}"))
+    held_in(&status, author).unwrap_or_else(|| panic!("no held count for {author} in {status}"))
 }
 
 /// Links delivered so far, over every request the receiver got.
@@ -265,30 +252,10 @@ async fn a_source_holding_over_1000_items_is_polled_at_max_interval() {
     assert_eq!(held_of(&t.cfg, "Ruben").await, 1001);
 }
 
-async fn wait_healthy(addr: &str) {
-    let client = reqwest::Client::new();
-    for _ in 0..300 {
-        if let Ok(r) = client.get(format!("http://{addr}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("daemon never became healthy at {addr}");
-}
-
 /// Waits until `status` (through the daemon) shows `n` items held for `author`.
 async fn wait_held(cfg: &Path, author: &str, n: u64) {
     for _ in 0..200 {
-        let status = status_json(cfg).await;
-        let held = status["sources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["author"] == author)
-            .and_then(|s| s["held"].as_u64());
-        if held == Some(n) {
+        if held_in(&status_json(cfg).await, author) == Some(n) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -330,17 +297,7 @@ async fn held_release_and_discard_go_through_the_running_daemon() {
     wait_held(&t.cfg, "Ruben", 0).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let pid = daemon.id().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(20), daemon.wait())
-        .await
-        .expect("daemon stops after SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    stop_with_sigterm(&mut daemon).await;
     assert_eq!(
         t.rx.received().len(),
         1,
