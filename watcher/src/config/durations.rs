@@ -46,7 +46,7 @@ pub(super) fn trigger(raw: &RawTrigger, problems: &mut Vec<ConfigProblem>) {
 fn settings_keys(
     watcher: &WatcherSettings,
     fetch: &FetchSettings,
-) -> [(&'static str, Duration); 7] {
+) -> [(&'static str, Duration); 8] {
     [
         ("watcher.interval", watcher.interval),
         ("watcher.batch_window", watcher.batch_window),
