@@ -174,8 +174,12 @@ pub async fn poll_source(
     let (change, found) = match got {
         Err(e) => (failure(source, &state, e), None),
         Ok(Got::NotModified { headers }) => (not_modified(&state, &headers), None),
-        Ok(Got::Read { read, moved_to }) => {
+        Ok(Got::Read { mut read, moved_to }) => {
             let identified = identify(&read.items, state.identity_mode, canon);
+            // From here on only the items' dates are needed: the raw items (up to
+            // `max_poll_items` of them) are freed before the store is asked about them.
+            let dates: Vec<_> = read.items.iter().filter_map(|i| i.published).collect();
+            read.items = Vec::new();
             if identified.switched {
                 warn!(
                     "more than 5% of this source's GUIDs are empty or repeated: identifying its items by canonical URL from now on"
@@ -196,7 +200,7 @@ pub async fn poll_source(
                 found.hold = std::mem::take(&mut found.stage);
                 hold::log(why, counts);
             }
-            let change = fetched(&state, *read, moved_to, identified.mode, &found);
+            let change = fetched(&state, *read, &dates, moved_to, identified.mode, &found);
             (change, Some(found))
         }
     };
@@ -388,6 +392,7 @@ fn not_modified(state: &SourceState, headers: &HeaderMap) -> Change {
 fn fetched(
     state: &SourceState,
     read: Read,
+    dates: &[DateTime<Utc>],
     moved_to: Option<Url>,
     identity_mode: IdentityMode,
     found: &Found,
@@ -397,8 +402,7 @@ fn fetched(
         .into_iter()
         .flatten()
         .max_by_key(|(d, _)| *d);
-    let dates: Vec<_> = read.items.iter().filter_map(|i| i.published).collect();
-    let adaptive = schedule::adaptive_interval(&dates);
+    let adaptive = schedule::adaptive_interval(dates);
     // Follow a permanent move only once the new place answered with something readable (not a
     // parking page for a lapsed domain), and not for a site whose feed is what is polled.
     let moved_to = moved_to
