@@ -140,9 +140,7 @@ pub fn parse_feed_within(
     budget: &WorkBudget,
 ) -> Result<ParsedFeed, ParseError> {
     // Choosing the charset and transcoding read the body a few times over, linearly.
-    if !budget.charge(body.len() as u64) {
-        budget.check()?;
-    }
+    budget.spend(body.len() as u64)?;
     let decoded = encoding::decode(body, content_type);
     tracing::debug!(
         encoding = decoded.encoding.name(),

@@ -75,6 +75,16 @@ impl WorkBudget {
         used.saturating_add(units) <= self.inner.limit && !self.inner.stop.is_cancelled()
     }
 
+    /// Spends `units`, failing once the budget is spent or the work cancelled: for a parser
+    /// that can stop right where it is.
+    pub fn spend(&self, units: u64) -> Result<(), WorkError> {
+        if self.charge(units) {
+            Ok(())
+        } else {
+            self.check()
+        }
+    }
+
     /// The units spent so far.
     pub fn used(&self) -> u64 {
         self.inner.used.load(Ordering::Relaxed)
@@ -106,6 +116,21 @@ where
         Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
         Err(_) => Err(WorkError::Cancelled),
     }
+}
+
+/// Test support: asserts that doubling an input about doubled the work spent on it (a quadratic
+/// pass would quadruple it). `small` and `large` are (bytes, units).
+#[cfg(test)]
+pub(crate) fn assert_linear(what: &str, small: (usize, u64), large: (usize, u64)) {
+    let ((small_bytes, a), (large_bytes, b)) = (small, large);
+    let ratio = b as f64 / a as f64;
+    eprintln!(
+        "{what}: {small_bytes} bytes -> {a} units, {large_bytes} bytes -> {b} units (x{ratio:.2})"
+    );
+    assert!(
+        ratio < 2.5,
+        "{what}: doubling the input multiplied the work by {ratio:.2} ({a} -> {b} units)"
+    );
 }
 
 #[cfg(test)]

@@ -651,21 +651,9 @@ mod tests {
         budget.used()
     }
 
-    /// Asserts that doubling the input about doubles the work (a quadratic pass would quadruple
-    /// it), and returns both counts.
-    fn assert_linear(what: &str, small: &str, large: &str) -> (u64, u64) {
-        let (a, b) = (work(small), work(large));
-        let ratio = b as f64 / a as f64;
-        eprintln!(
-            "{what}: {} bytes -> {a} units, {} bytes -> {b} units (x{ratio:.2})",
-            small.len(),
-            large.len()
-        );
-        assert!(
-            ratio < 2.5,
-            "{what}: doubling the input multiplied the work by {ratio:.2} ({a} -> {b} units)"
-        );
-        (a, b)
+    /// Asserts that doubling the input about doubles the work `prepare` spends on it.
+    fn assert_linear(what: &str, small: &str, large: &str) {
+        crate::work::assert_linear(what, (small.len(), work(small)), (large.len(), work(large)));
     }
 
     /// An XHTML page whose `<body>` carries `attr_bytes` of attributes, holding `tags` `<feed/>`

@@ -156,9 +156,7 @@ fn search(
         match edge {
             Edge::Open(node) => {
                 depth += 1;
-                if !budget.charge(1 + if walks_up { depth } else { 0 }) {
-                    budget.check()?;
-                }
+                budget.spend(1 + if walks_up { depth } else { 0 })?;
                 let Some(element) = ElementRef::wrap(node) else {
                     continue;
                 };
@@ -205,9 +203,7 @@ fn search(
             }
             continue;
         }
-        if !budget.charge(1) {
-            budget.check()?;
-        }
+        budget.spend(1)?;
         if selector.selector().matches(&element) {
             links.push(link_for(element, budget)?.map(|link| link.id()));
         }
@@ -273,9 +269,7 @@ impl Page {
         page_url: &Url,
         budget: &WorkBudget,
     ) -> Result<Page, WorkError> {
-        if !budget.charge(html.len() as u64) {
-            budget.check()?;
-        }
+        budget.spend(html.len() as u64)?;
         let text = decode_html(html, content_type);
         let document = super::html::parse_document(&text, budget)?;
         let base = base_href(&document)
@@ -326,9 +320,7 @@ fn link_title(anchor: ElementRef<'_>, budget: &WorkBudget) -> Result<Option<Stri
     let mut text = String::new();
     let mut alt = None;
     for node in anchor.descendants() {
-        if !budget.charge(1) {
-            budget.check()?;
-        }
+        budget.spend(1)?;
         match node.value() {
             Node::Text(t) => text.push_str(t),
             Node::Element(e) if alt.is_none() && e.name() == "img" => alt = e.attr("alt"),
@@ -589,17 +581,12 @@ mod tests {
         all.used() - parse.used()
     }
 
+    /// Asserts that doubling the input about doubles the work the search spends on it.
     fn assert_linear(what: &str, small: &str, large: &str, selector: &str) {
-        let (a, b) = (search_work(small, selector), search_work(large, selector));
-        let ratio = b as f64 / a as f64;
-        eprintln!(
-            "{what}: {} bytes -> {a} units, {} bytes -> {b} units (x{ratio:.2})",
-            small.len(),
-            large.len()
-        );
-        assert!(
-            ratio < 2.5,
-            "{what}: doubling the input multiplied the work by {ratio:.2} ({a} -> {b} units)"
+        crate::work::assert_linear(
+            what,
+            (small.len(), search_work(small, selector)),
+            (large.len(), search_work(large, selector)),
         );
     }
 

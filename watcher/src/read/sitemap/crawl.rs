@@ -117,13 +117,9 @@ async fn parse_within(
     let (body, url) = (fetched.body.clone(), fetched.final_url.clone());
     let include = include.map(str::to_owned);
     off_runtime(work, move |work| {
-        if !work.charge(body.len() as u64) {
-            work.check()?;
-        }
+        work.spend(body.len() as u64)?;
         let parsed = parse_sitemap_with(&body, &url, include.as_deref(), caps)?;
-        if !work.charge(parsed.1) {
-            work.check()?;
-        }
+        work.spend(parsed.1)?;
         Ok(parsed)
     })
     .await
