@@ -267,12 +267,17 @@ impl crate::control::Daemon for Watcher {
         self.health.failure().map(str::to_owned)
     }
 
+    // A store failure met while answering the endpoint stops the daemon like any other.
     async fn status(&self) -> Result<StatusReport, StoreError> {
-        Watcher::status(self).await
+        Watcher::status(self)
+            .await
+            .inspect_err(|e| _ = self.health.store_failed(e))
     }
 
     async fn retry(&self, batch: Option<&str>) -> Result<usize, StoreError> {
-        Watcher::retry(self, batch).await
+        Watcher::retry(self, batch)
+            .await
+            .inspect_err(|e| _ = self.health.store_failed(e))
     }
 
     async fn redeliver(
@@ -280,7 +285,13 @@ impl crate::control::Daemon for Watcher {
         batch: &str,
         force: bool,
     ) -> Result<crate::delivery::Delivery, outbox::RedeliverError> {
-        Watcher::redeliver(self, batch, force).await
+        Watcher::redeliver(self, batch, force)
+            .await
+            .inspect_err(|e| {
+                if let outbox::RedeliverError::Store(e) = e {
+                    self.health.store_failed(e);
+                }
+            })
     }
 
     fn store(&self) -> &Store {
