@@ -84,14 +84,16 @@ pub enum Command {
     /// Run the daemon: poll every source on its interval until SIGINT or SIGTERM.
     ///
     /// Serves /healthz and /status on [watcher] listen (loopback). Each poll is bounded by
-    /// [fetch] poll_deadline and parse_budget. On a signal it stops starting polls, stops those
+    /// [fetch] poll_deadline and parse_budget, and by max_poll_items and max_poll_bytes (a sitemap
+    /// index and its children together: over them the poll fails and records nothing). On a signal it stops starting polls, stops those
     /// in flight (they record nothing), flushes the store and exits 0. When the store fails
     /// (disk full, I/O error) /healthz answers 503 with the reason and it exits 4.
     Run,
     /// One pass over the sources that are due, then deliver what is pending, then exit.
     ///
     /// Only sources that are due are polled (all of them on a fresh store), so running it from
-    /// cron every minute respects each source's interval, Retry-After and backoff. Exits 0 when
+    /// cron every minute respects each source's interval, Retry-After and backoff (a poll killed
+    /// midway counts as a failure, so its source backs off instead of crashing every run). Exits 0 when
     /// every polled source was fine and no delivery failed; otherwise 1, with one line per problem.
     /// Shows progress on a terminal. On SIGTERM or SIGINT it stops: polls in flight finish (each
     /// within [fetch] poll_deadline), nothing more is delivered, the embedded runner's stages get `shutdown_grace` to end
