@@ -131,7 +131,7 @@ pub enum Command {
     /// A baseline, the first poll of a `backfill` author and sources with `hold = false` are
     /// never held. Asks the daemon when it holds the store.
     Held {
-        /// Print JSON instead of a list.
+        /// Print JSON, every item, instead of a list (which shows 50 per source).
         #[arg(long)]
         json: bool,
     },

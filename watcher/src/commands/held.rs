@@ -50,6 +50,9 @@ pub async fn held(
     Ok(Outcome::Ok)
 }
 
+/// Items listed per source in the table (a flood can hold thousands).
+const SHOWN: usize = 50;
+
 fn print_held(list: &[HeldSource], out: &mut impl Write) -> std::io::Result<()> {
     let total: usize = list.iter().map(|s| s.items.len()).sum();
     if total == 0 {
@@ -68,12 +71,19 @@ fn print_held(list: &[HeldSource], out: &mut impl Write) -> std::io::Result<()> 
                 .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
                 .unwrap_or_default()
         )?;
-        for item in &s.items {
+        for item in s.items.iter().take(SHOWN) {
             writeln!(
                 out,
                 "    {} {}",
                 item.url.as_deref().unwrap_or("-"),
                 item.title.as_deref().unwrap_or("")
+            )?;
+        }
+        if s.items.len() > SHOWN {
+            writeln!(
+                out,
+                "    ... and {} more (`watcher held --json` lists every one)",
+                s.items.len() - SHOWN
             )?;
         }
         writeln!(

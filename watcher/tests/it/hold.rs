@@ -250,6 +250,15 @@ async fn a_source_holding_over_1000_items_is_polled_at_max_interval() {
     assert_eq!(next.wait, max, "{next:?}");
     assert!(next.reason.contains("held"), "{next:?}");
     assert_eq!(held_of(&t.cfg, "Ruben").await, 1001);
+    // The list shows 50 per source; JSON has every one.
+    let (code, table) = cli(&t.cfg, &["held"]).await;
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.contains("... and 951 more"), "{table}");
+    assert!(table.lines().count() < 60, "{table}");
+    let (code, json) = cli(&t.cfg, &["held", "--json"]).await;
+    assert_eq!(code, Some(0), "{json}");
+    let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(list[0]["items"].as_array().unwrap().len(), 1001);
 }
 
 /// Waits until `status` (through the daemon) shows `n` items held for `author`.
