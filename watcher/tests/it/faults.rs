@@ -272,31 +272,16 @@ async fn check_warns_when_an_embedded_chain_outlasts_wait_timeout() {
 #[tokio::test]
 async fn once_on_sigterm_stops_the_embedded_stages_and_flushes_the_store() {
     let (feeds, dir, cfg) = long_embedded_chain().await;
-    let baseline = watcher_cmd(&cfg)
-        .args(["once", "--all"])
-        .output()
-        .await
-        .unwrap();
-    assert!(baseline.status.success(), "{baseline:?}");
+    let baseline = watcher_cmd(&cfg).args(["once", "--all"]).status().await;
+    assert!(baseline.unwrap().success());
     feeds.publish(FEED_PATH, "https://rubenerd.com/long/", "Long");
     let mut once = watcher_cmd(&cfg).args(["once", "--all"]).spawn().unwrap();
     let pid_file = dir.path().join("stage.pid");
-    let started = tokio::time::Instant::now();
-    let stage_pid: i32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-        {
-            break pid;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the stage never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let once_pid = nix::unistd::Pid::from_raw(once.id().unwrap() as i32);
-    nix::sys::signal::kill(once_pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let stage_pid =
+        || -> Option<i32> { std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok() };
+    eventually("the stage started", || stage_pid().is_some()).await;
+    let stage_pid = stage_pid().unwrap();
+    sigterm(&once);
     let status = tokio::time::timeout(Duration::from_secs(20), once.wait())
         .await
         .expect("once stops after SIGTERM within the shutdown grace")
@@ -313,13 +298,7 @@ async fn once_on_sigterm_stops_the_embedded_stages_and_flushes_the_store() {
         "the stage (pid {stage_pid}) was stopped with the runner"
     );
     // The store was flushed and released: the delivery and its run are recorded.
-    let out = watcher_cmd(&cfg)
-        .args(["status", "--json"])
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = status_json(&cfg).await;
     assert_eq!(report["done"], 1, "{report}");
 }
 
@@ -335,13 +314,11 @@ async fn once_on_sigterm_while_polling_lets_the_poll_finish_and_delivers_nothing
         .spawn()
         .unwrap();
     // The poll is in flight (the server holds its answer for 2 s).
-    let started = tokio::time::Instant::now();
-    while t.feeds.requests(FEED_PATH).len() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(30), "never polled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let pid = nix::unistd::Pid::from_raw(once.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    eventually("the feed is polled", || {
+        t.feeds.requests(FEED_PATH).len() >= 2
+    })
+    .await;
+    sigterm(&once);
     let out = tokio::time::timeout(Duration::from_secs(20), once.wait_with_output())
         .await
         .unwrap()

@@ -351,14 +351,19 @@ pub async fn wait_healthy(addr: &str) {
     panic!("daemon never became healthy at {addr}");
 }
 
-/// Sends SIGTERM to the daemon `child` and waits (up to 20 s) for it to exit 0.
-pub async fn stop_with_sigterm(child: &mut tokio::process::Child) {
-    let pid = child.id().expect("the daemon is running");
+/// Sends SIGTERM to the running `child`.
+pub fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("the child is running");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
+}
+
+/// Sends SIGTERM to the daemon `child` and waits (up to 20 s) for it to exit 0.
+pub async fn stop_with_sigterm(child: &mut tokio::process::Child) {
+    sigterm(child);
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("daemon stops after SIGTERM")
@@ -380,4 +385,30 @@ pub async fn status_json(config: &Path) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Links delivered so far, over every request the receiver got.
+pub fn delivered_links(rx: &Receiver) -> Vec<String> {
+    rx.received()
+        .iter()
+        .flat_map(|r| {
+            r.body["config"]["parameters"]["links"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|l| l.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Waits (up to 30 s, looking every 20 ms) until `done` holds; panics naming `what` otherwise.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let started = tokio::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -44,20 +44,6 @@ async fn held_of(cfg: &Path, author: &str) -> u64 {
     held_in(&status, author).unwrap_or_else(|| panic!("no held count for {author} in {status}"))
 }
 
-/// Links delivered so far, over every request the receiver got.
-fn delivered_links(rx: &Receiver) -> Vec<String> {
-    rx.received()
-        .iter()
-        .flat_map(|r| {
-            r.body["config"]["parameters"]["links"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .map(|l| l.as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
 /// One author, its baseline recorded, then a flood of 25 new items served.
 async fn flooded_source() -> OneAuthor {
     let t = spawn_one_author("Ruben", "rubenerd-hugo.rss.xml").await;

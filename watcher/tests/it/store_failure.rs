@@ -101,13 +101,12 @@ async fn full_disk_scenario() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let started = tokio::time::Instant::now();
-    while healthz(&listen).await.is_none_or(|(code, _)| code != 200) {
-        assert!(started.elapsed() < Duration::from_secs(30), "never healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_healthy(&listen).await;
     // The baseline, then one new article, staged (the window holds it).
-    wait_for_requests(&t, 1).await;
+    eventually("the feed is polled", || {
+        !t.feeds.requests(FEED_PATH).is_empty()
+    })
+    .await;
     t.publish("https://rubenerd.com/staged/", "Staged");
     wait_for_staged(&t, &listen).await;
 
@@ -148,54 +147,21 @@ async fn full_disk_scenario() {
         .unwrap();
     t.rx.wait_for(1).await;
     // Both articles: the staged one, and the one found while the disk was full.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let links = loop {
-        let links: Vec<String> =
-            t.rx.received()
-                .iter()
-                .flat_map(|r| {
-                    r.body["config"]["parameters"]["links"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|l| l.as_str().unwrap().to_string())
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-        if links.len() >= 2 || tokio::time::Instant::now() > deadline {
-            break links;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut sorted = links.clone();
-    sorted.sort();
+    eventually("both articles are delivered", || {
+        delivered_links(&t.rx).len() >= 2
+    })
+    .await;
+    let mut links = delivered_links(&t.rx);
+    links.sort();
     assert_eq!(
-        sorted,
+        links,
         [
             "https://rubenerd.com/after-full/",
             "https://rubenerd.com/staged/"
         ],
         "nothing staged is lost, nothing is sent twice"
     );
-    let pid = nix::unistd::Pid::from_raw(daemon.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status:?}");
-}
-
-/// Waits until the feed server saw `n` requests for the feed.
-async fn wait_for_requests(t: &OneAuthor, n: usize) {
-    let started = tokio::time::Instant::now();
-    while t.feeds.requests(FEED_PATH).len() < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "feed never polled"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stop_with_sigterm(&mut daemon).await;
 }
 
 /// Waits until the daemon reports one staged item.
