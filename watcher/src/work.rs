@@ -21,9 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 
 /// The default work budget of one poll. Real feeds and pages spend 2 to 6 units per byte (the
-/// test corpus: 2.5 on average, 5.8 at most), so this covers about 150 MiB of them per poll,
-/// while a pathological body is stopped after a few seconds of CPU.
-pub const DEFAULT_PARSE_BUDGET: u64 = 1_000_000_000;
+/// test corpus: 2.5 on average, 5.8 at most), so a poll's largest honest reads (a 10 MiB feed,
+/// a discovery page and its 3 candidates, a 64 MiB sitemap index with its children: 250M units
+/// at worst) fit twice, while a pathological body (a page nested millions of levels deep) is
+/// stopped after seconds of CPU.
+pub const DEFAULT_PARSE_BUDGET: u64 = 500_000_000;
 
 /// Why parsing stopped before it finished.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
