@@ -391,6 +391,12 @@ pub(super) fn settings(
             "expected at least 1",
         ));
     }
+    if fetch.poll_deadline.is_zero() {
+        problems.push(ConfigProblem::new(
+            "fetch.poll_deadline",
+            "expected a duration above zero, such as \"5m\" (every poll would fail at once)",
+        ));
+    }
 }
 
 /// Parses a configured source URL: absolute http(s) only.

@@ -103,6 +103,20 @@ async fn a_feed_over_the_parse_budget_fails_the_poll_with_one_line() {
     );
 }
 
+#[tokio::test]
+async fn a_zero_deadline_or_budget_is_refused_naming_the_key() {
+    let t = spawn_one_author("Ruben", FEED).await;
+    fetch_settings(&t.cfg, "poll_deadline = \"0s\"\nparse_budget = 0");
+    let err = watcher::config::Config::load(&t.cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("fetch.poll_deadline: expected a duration above zero")
+            && err.contains("fetch.parse_budget: expected at least 1"),
+        "{err}"
+    );
+}
+
 /// The test runtime has one thread: a parse on it would stop this ticker for as long as it runs.
 #[tokio::test]
 async fn parsing_runs_off_the_async_workers() {
