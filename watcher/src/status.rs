@@ -56,6 +56,9 @@ pub struct StatusReport {
     pub done: usize,
     /// Pending and failed deliveries, and the 10 most recent done ones, oldest first.
     pub deliveries: Vec<DeliveryStatus>,
+    /// Store records skipped because they cannot be read (`tree/sequence`); they block nothing.
+    #[serde(default)]
+    pub unreadable: Vec<String>,
 }
 
 fn delivery_status(d: &Delivery) -> DeliveryStatus {
@@ -128,6 +131,7 @@ impl StatusReport {
             failed: count(Phase::Failed),
             done: count(Phase::Done),
             deliveries,
+            unreadable: store.unreadable(),
         })
     }
 
@@ -189,6 +193,25 @@ impl StatusReport {
             "DELIVERIES: {} pending, {} failed, {} done; {} item(s) waiting for the batch window",
             self.pending, self.failed, self.done, self.staged
         )?;
+        if !self.unreadable.is_empty() {
+            let shown: Vec<&str> = self
+                .unreadable
+                .iter()
+                .take(10)
+                .map(String::as_str)
+                .collect();
+            writeln!(
+                out,
+                "UNREADABLE: {} store record(s) skipped ({}{}); they block nothing and stay in the store (the log has each error)",
+                self.unreadable.len(),
+                shown.join(", "),
+                if self.unreadable.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            )?;
+        }
         for d in &self.deliveries {
             let state = match d.state {
                 Phase::Pending => "pending",

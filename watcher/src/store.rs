@@ -181,6 +181,8 @@ pub struct Store {
     batches: sled::Tree,
     /// Held items, by source key and sequence (see `store/held.rs`).
     held: sled::Tree,
+    /// Records skipped because they cannot be read (tree, sequence), reported once each.
+    unreadable: Arc<std::sync::Mutex<std::collections::BTreeSet<(&'static str, u64)>>>,
     _lock: Arc<nix::fcntl::Flock<File>>,
 }
 
@@ -255,6 +257,7 @@ impl Store {
             held: db.open_tree("held")?,
             commit: sled_gate::GroupCommit::new(db.clone()),
             db,
+            unreadable: Arc::default(),
             _lock: Arc::new(lock),
         })
     }
@@ -411,7 +414,7 @@ impl Store {
     /// (and reported once), so one bad record does not stop every delivery; it stays in the tree
     /// for inspection.
     pub fn staged(&self) -> Result<Vec<(u64, StagedItem)>, StoreError> {
-        readable(&self.staged, "staged")
+        self.readable(&self.staged, "staged")
     }
 
     /// Moves staged items into one delivery, atomically. A batch id already in the outbox (a batch
@@ -450,7 +453,7 @@ impl Store {
     /// Every delivery in the outbox, oldest first. A record that cannot be read is skipped (and
     /// reported once), so one bad record does not stop every delivery.
     pub fn deliveries(&self) -> Result<Vec<(u64, Delivery)>, StoreError> {
-        readable(&self.outbox, "outbox")
+        self.readable(&self.outbox, "outbox")
     }
 
     /// Removes done deliveries whose run ended (or is not followed) before `cutoff`. Their batch
@@ -507,33 +510,41 @@ impl Store {
         self.commit.sync_async().await?;
         Ok(())
     }
-}
 
-/// Every readable record of `tree` (keyed by sequence number), oldest first; one that cannot be
-/// read is skipped and reported once. Only sled failing fails the scan.
-fn readable<T: DeserializeOwned>(
-    tree: &sled::Tree,
-    name: &'static str,
-) -> Result<Vec<(u64, T)>, StoreError> {
-    let mut out = Vec::new();
-    for kv in tree.iter() {
-        let (k, v) = kv?;
-        let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
-        match from_json(&k, &v) {
-            Ok(record) => out.push((seq, record)),
-            Err(e) => report_corrupt(name, seq, &e),
-        }
+    /// The records skipped so far because they cannot be read, as `tree/sequence`.
+    pub fn unreadable(&self) -> Vec<String> {
+        let skipped = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        skipped
+            .iter()
+            .map(|(tree, seq)| format!("{tree}/{seq}"))
+            .collect()
     }
-    Ok(out)
-}
 
-/// Logs an unreadable record of `tree` once per process.
-fn report_corrupt(tree: &'static str, seq: u64, e: &StoreError) {
-    static SEEN: std::sync::Mutex<Vec<(&str, u64)>> = std::sync::Mutex::new(Vec::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    if !seen.contains(&(tree, seq)) {
-        seen.push((tree, seq));
-        tracing::error!(tree, record = seq, error = %crate::causes::one_line(e), "record skipped: it cannot be read; the others are delivered");
+    /// Every readable record of `tree` (keyed by sequence number), oldest first; one that cannot
+    /// be read is skipped and reported once. Only sled failing fails the scan.
+    fn readable<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        name: &'static str,
+    ) -> Result<Vec<(u64, T)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            let seq = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+            match from_json(&k, &v) {
+                Ok(record) => out.push((seq, record)),
+                Err(e) => self.skip_unreadable(name, seq, &e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remembers an unreadable record and logs it the first time.
+    fn skip_unreadable(&self, tree: &'static str, seq: u64, e: &StoreError) {
+        let mut skipped = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        if skipped.insert((tree, seq)) {
+            tracing::error!(tree, record = seq, error = %crate::causes::one_line(e), "record skipped: it cannot be read; the others are delivered (`watcher status` lists it)");
+        }
     }
 }
 

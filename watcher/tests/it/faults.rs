@@ -189,7 +189,15 @@ async fn an_unreadable_staged_record_is_skipped_and_the_others_are_delivered() {
     assert!(report.deliveries[0].outcome.is_ok());
     let links = t.rx.received()[0].body["config"]["parameters"]["links"].clone();
     assert_eq!(links, serde_json::json!(["https://rubenerd.com/good/"]));
-    // The bad record is kept for inspection and keeps blocking nothing.
+    // Reported, kept for inspection, and blocking nothing.
+    let report = status(&t.cfg).await;
+    assert_eq!(report.unreadable, ["staged/0"]);
+    assert!(
+        report
+            .render(chrono::Utc::now())
+            .contains("UNREADABLE: 1 store record(s) skipped (staged/0)"),
+        "{report:?}"
+    );
     t.publish("https://rubenerd.com/next/", "Next");
     let next = pass(&t.cfg).await;
     assert_eq!(next.deliveries.len(), 1, "{:?}", next.deliveries);
