@@ -19,6 +19,14 @@ pub struct DeliveryItem {
     pub url: String,
     pub title: Option<String>,
     pub published: Option<DateTime<Utc>>,
+    /// The article's revision (see [`crate::identity::Item::revision`]): above 0 for content
+    /// updates delivered with `trigger_on_update`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A batch in the outbox: the config it writes and the trigger it owes.

@@ -9,6 +9,8 @@ use crate::identity::Item;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Known {
     pub content_hash: String,
+    /// How often its content changed since it was first recorded.
+    pub revision: u32,
 }
 
 /// The outcome of comparing one fetch with the store.
@@ -16,15 +18,20 @@ pub struct Known {
 pub struct Diff {
     /// Unknown ids whose article is unknown too: these trigger.
     pub new: Vec<Item>,
-    /// Known ids whose content hash changed.
+    /// Known ids whose content hash changed, with their revision counted up.
     pub updated: Vec<Item>,
-    /// Unknown ids whose canonical URL the author already has (a feed that rewrote its GUIDs):
-    /// recorded as known, never triggered.
+    /// Unknown ids whose canonical URL is already known (see [`diff`]): recorded as known, never
+    /// triggered.
     pub aliases: Vec<Item>,
 }
 
 /// Compares `items` with what is known. An item is new only if its id is unknown and, unless
-/// its link is shared by several items of the fetch, its canonical URL is unknown for the author.
+/// its link is shared by several items of the fetch, its canonical URL is not in `known_urls`:
+/// the URLs this source has recorded, and those the author's other sources recorded after their
+/// baseline (so a feed that rewrites its GUIDs triggers nothing, an article two sources list is
+/// delivered once, and another source's baseline hides nothing new). An updated item's
+/// `revision` is one more than the known one: content that returns to an earlier state is still
+/// a new revision.
 pub fn diff(
     items: &[Item],
     known_ids: &HashMap<String, Known>,
@@ -33,9 +40,10 @@ pub fn diff(
     let mut out = Diff::default();
     for item in items {
         match known_ids.get(&item.id) {
-            Some(known) if known.content_hash != item.content_hash => {
-                out.updated.push(item.clone())
-            }
+            Some(known) if known.content_hash != item.content_hash => out.updated.push(Item {
+                revision: known.revision + 1,
+                ..item.clone()
+            }),
             Some(_) => {}
             None => {
                 let url_known = !item.link_shared
@@ -66,6 +74,14 @@ mod tests {
             title: None,
             content_hash: hash.into(),
             published: None,
+            revision: 0,
+        }
+    }
+
+    fn known(hash: &str) -> Known {
+        Known {
+            content_hash: hash.into(),
+            revision: 0,
         }
     }
 
@@ -77,18 +93,8 @@ mod tests {
             item("g:3", Some("https://x/3"), "h3"),
         ];
         let known = HashMap::from([
-            (
-                "g:1".to_string(),
-                Known {
-                    content_hash: "h1".into(),
-                },
-            ),
-            (
-                "g:2".to_string(),
-                Known {
-                    content_hash: "h2".into(),
-                },
-            ),
+            ("g:1".to_string(), known("h1")),
+            ("g:2".to_string(), known("h2")),
         ]);
         let urls = HashSet::from(["https://x/1".to_string(), "https://x/2".to_string()]);
         let d = diff(&items, &known, &urls);
@@ -110,18 +116,8 @@ mod tests {
             item("g:new-b", Some("https://x/2"), "h2"),
         ];
         let known = HashMap::from([
-            (
-                "g:old-a".to_string(),
-                Known {
-                    content_hash: "h1".into(),
-                },
-            ),
-            (
-                "g:old-b".to_string(),
-                Known {
-                    content_hash: "h2".into(),
-                },
-            ),
+            ("g:old-a".to_string(), known("h1")),
+            ("g:old-b".to_string(), known("h2")),
         ]);
         let urls = HashSet::from(["https://x/1".to_string(), "https://x/2".to_string()]);
         let d = diff(&items, &known, &urls);
@@ -136,5 +132,29 @@ mod tests {
         let urls = HashSet::from(["https://x/n".to_string()]);
         let d = diff(&[a], &HashMap::new(), &urls);
         assert_eq!(d.new.len(), 1);
+    }
+
+    #[test]
+    fn every_content_change_is_a_new_revision() {
+        let mut known = HashMap::from([("g:1".to_string(), known("a"))]);
+        let mut revisions = Vec::new();
+        for hash in ["b", "a", "a", "b"] {
+            let d = diff(
+                &[item("g:1", Some("https://x/1"), hash)],
+                &known,
+                &HashSet::new(),
+            );
+            if let Some(updated) = d.updated.first() {
+                revisions.push(updated.revision);
+                known.insert(
+                    updated.id.clone(),
+                    Known {
+                        content_hash: updated.content_hash.clone(),
+                        revision: updated.revision,
+                    },
+                );
+            }
+        }
+        assert_eq!(revisions, [1, 2, 3], "A → B → A → A → B");
     }
 }

@@ -190,6 +190,7 @@ mod tests {
             url: url.into(),
             title: None,
             published: None,
+            revision: 0,
         }
     }
 

@@ -299,6 +299,7 @@ mod tests {
                 title: None,
                 content_hash: "h".into(),
                 published: None,
+                revision: 0,
             },
         };
         assert!(sel.picks(&item("A", "https://a.example/feed")));

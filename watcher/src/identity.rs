@@ -102,6 +102,11 @@ pub struct Item {
     pub title: Option<String>,
     pub content_hash: String,
     pub published: Option<chrono::DateTime<chrono::Utc>>,
+    /// How often the content changed since the item was first recorded (0 for a new item;
+    /// counted by `diff`). Part of the batch id, so content that returns to an earlier state is
+    /// still delivered (`trigger_on_update`).
+    #[serde(default)]
+    pub revision: u32,
 }
 
 /// The result of identifying one fetch.
@@ -186,6 +191,7 @@ pub fn identify(raw: &[RawItem], mode: IdentityMode, canon: &Canonicalizer) -> I
                 title: item.title.clone(),
                 content_hash: hash,
                 published: item.published,
+                revision: 0,
             });
         }
     }
@@ -340,5 +346,16 @@ mod tests {
             identify(&raw, IdentityMode::Guid, &canon()).items[0].id,
             got.items[0].id
         );
+    }
+
+    #[test]
+    fn raw_xhtml_notes_sharing_one_link_stay_distinct() {
+        let body = include_bytes!("../testdata/feeds/raw-xhtml-descriptions.rss.xml");
+        let base = Url::parse("https://jamie-okafor.example.net/now/feed.xml").unwrap();
+        let feed = crate::parse::parse_feed(body, None, &base).unwrap();
+        let got = identify(&feed.items, IdentityMode::Guid, &canon());
+        assert_eq!(got.mode, IdentityMode::Url, "no GUIDs at all");
+        assert_eq!(got.items.len(), 6, "no two notes collapse into one");
+        assert!(got.items.iter().all(|i| i.link_shared));
     }
 }

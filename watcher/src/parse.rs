@@ -6,13 +6,16 @@
 //! 2. `repair`: locate the feed (reject HTML pages, sitemaps and other documents with a reason,
 //!    unwrap a feed embedded in XHTML) and rewrite what feed-rs would misread (namespace aliases
 //!    such as RSS 0.90's, `<rss>` versions it doesn't dispatch on, illegally nested items);
-//! 3. feed-rs parses, with its id generator replaced so a missing GUID stays `None`;
-//! 4. each entry becomes a [`RawItem`]: trimmed GUID, absolute http(s) article link, text fields.
+//! 3. `markup`: RSS item descriptions written as raw XHTML are kept as content (feed-rs would
+//!    drop them);
+//! 4. feed-rs parses, with its id generator replaced so a missing GUID stays `None`;
+//! 5. each entry becomes a [`RawItem`]: trimmed GUID, absolute http(s) article link, text fields.
 //!
 //! Identity, canonical URLs and diffing are not done here (see `identity`); this module only
 //! reports what the feed says.
 
 mod encoding;
+mod markup;
 mod repair;
 mod tags;
 
@@ -156,8 +159,11 @@ pub fn parse_feed_within(
         tracing::debug!(repairs = ?prepared.repairs, "repaired feed before parsing");
     }
 
+    let text = markup::keep_as_content(&prepared.text, prepared.format, budget);
+    // A scan that ran out of budget ended early: go no further.
+    budget.check()?;
     let feed = parser(base_url)
-        .parse(Metered::new(prepared.text.as_bytes(), budget))
+        .parse(Metered::new(text.as_bytes(), budget))
         .or_else(|err| match prepared.format {
             Format::Json => retry_loosened_json(&prepared.text, base_url, budget).ok_or(err),
             _ => Err(err),

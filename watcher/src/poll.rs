@@ -230,6 +230,7 @@ pub async fn poll_source(
                     record: found.record,
                     stage: waiting(found.stage),
                     hold: waiting(found.hold),
+                    baseline: found.baseline,
                 };
                 store.commit_poll(commit).await?;
             }

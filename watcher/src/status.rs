@@ -44,6 +44,10 @@ pub struct DeliveryStatus {
     pub run_state: Option<String>,
     pub run_message: Option<String>,
     pub config_path: String,
+    /// The highest revision among its articles: above 0 when it delivers updated content
+    /// (`trigger_on_update`).
+    #[serde(default)]
+    pub revision: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,6 +80,7 @@ fn delivery_status(d: &Delivery) -> DeliveryStatus {
         run_state: run.and_then(|r| r.follow.name()).map(str::to_owned),
         run_message: run.and_then(|r| r.message.clone()),
         config_path: d.config_path.display().to_string(),
+        revision: d.items.iter().map(|i| i.revision).max().unwrap_or(0),
     }
 }
 
@@ -234,6 +239,9 @@ impl StatusReport {
                 d.authors.join(", "),
                 d.attempts
             )?;
+            if d.revision > 0 {
+                write!(out, ", updated content revision {}", d.revision)?;
+            }
             if let Some(run) = &d.run {
                 write!(out, ", run {run}")?;
                 match follow.name() {

@@ -1,7 +1,8 @@
 //! store.rs: the only module that touches sled. Per source: validators, last poll, failures,
-//! identity mode. Per item: id, canonical URL, title, first seen, content hash (items that drop off
-//! a feed stay: a tombstone). The staged items and the outbox of deliveries; the items held as a
-//! flood (`held`, see `store/held.rs`). A schema version, and an flock'd lock file that records
+//! identity mode. Per item: id, canonical URL, title, first seen, content hash, revision (items
+//! that drop off a feed stay: a tombstone); the author's URL index (see `store/urls.rs`). The
+//! staged items and the outbox of deliveries; the items held as a flood (`held`, see
+//! `store/held.rs`). A schema version, and an flock'd lock file that records
 //! the owner's pid.
 //!
 //! sled discipline (shared with the embedded runner's state in this process, see `sled_gate`):
@@ -28,6 +29,7 @@ use crate::identity::{IdentityMode, Item};
 
 mod held;
 mod open;
+mod urls;
 
 use self::open::{acquire_lock, open_sled};
 
@@ -143,6 +145,9 @@ pub struct ItemRecord {
     pub title: Option<String>,
     pub first_seen: DateTime<Utc>,
     pub content_hash: String,
+    /// How often its content changed (see [`Item::revision`]).
+    #[serde(default)]
+    pub revision: u32,
 }
 
 /// An item waiting to be grouped into a batch.
@@ -165,6 +170,9 @@ pub struct PollCommit {
     pub stage: Vec<StagedItem>,
     /// New items held as a flood (recorded as known, delivered only on `watcher release`).
     pub hold: Vec<StagedItem>,
+    /// The source's first poll, recorded without delivering: its URLs hide nothing another
+    /// source finds new (see `store/urls.rs`).
+    pub baseline: bool,
 }
 
 /// The sled store of one state dir, held exclusively by this process. Cheap to clone: every
@@ -176,6 +184,8 @@ pub struct Store {
     sources: sled::Tree,
     items: sled::Tree,
     urls: sled::Tree,
+    /// The `baseline_urls` tree (see `store/urls.rs`).
+    base_urls: sled::Tree,
     staged: sled::Tree,
     outbox: sled::Tree,
     batches: sled::Tree,
@@ -193,10 +203,6 @@ pub fn source_key(author: &str, url: &str) -> String {
 
 fn item_key(source_key: &str, id: &str) -> Vec<u8> {
     [source_key.as_bytes(), &[0], id.as_bytes()].concat()
-}
-
-fn url_key(author: &str, url: &str) -> Vec<u8> {
-    [author.as_bytes(), &[0], url.as_bytes()].concat()
 }
 
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -251,6 +257,7 @@ impl Store {
             sources: db.open_tree("sources")?,
             items: db.open_tree("items")?,
             urls: db.open_tree("urls")?,
+            base_urls: db.open_tree("baseline_urls")?,
             staged: db.open_tree("staged")?,
             outbox: db.open_tree("outbox")?,
             batches: db.open_tree("batches")?,
@@ -286,7 +293,8 @@ impl Store {
             .collect()
     }
 
-    /// What is known about `items` for this source (by id) and this author (by canonical URL).
+    /// What is known about `items` for this source (by id) and this author (by canonical URL,
+    /// see `store/urls.rs`).
     pub fn known_for(
         &self,
         source_key: &str,
@@ -303,11 +311,12 @@ impl Store {
                     item.id.clone(),
                     Known {
                         content_hash: rec.content_hash,
+                        revision: rec.revision,
                     },
                 );
             }
             if let Some(url) = &item.canonical_url
-                && self.urls.contains_key(url_key(author, url))?
+                && urls::known(&self.urls, &self.base_urls, author, source_key, url)?
             {
                 urls.insert(url.clone());
             }
@@ -346,10 +355,11 @@ impl Store {
                 &self.sources,
                 &self.items,
                 &self.urls,
+                &self.base_urls,
                 &self.staged,
                 &self.held,
             )
-                .transaction(|(sources, items, urls, staged, held)| {
+                .transaction(|(sources, items, urls, base_urls, staged, held)| {
                     let mut state = commit.state.clone();
                     // An article another source of this author recorded since our diff (two sources
                     // for one blog, polled at once) is not staged twice.
@@ -360,9 +370,9 @@ impl Store {
                     for (st, hold) in waiting {
                         let mine = item_key(&commit.source_key, &st.item.id);
                         let elsewhere = match &st.item.canonical_url {
-                            Some(url) if !st.item.link_shared => urls
-                                .get(url_key(&author, url))?
-                                .is_some_and(|owner| owner.as_ref() != mine.as_slice()),
+                            Some(url) if !st.item.link_shared => {
+                                urls::recorded_elsewhere(urls, &author, url, &mine)?
+                            }
                             _ => false,
                         };
                         match (elsewhere, hold) {
@@ -390,10 +400,19 @@ impl Store {
                             title: item.title.clone(),
                             first_seen,
                             content_hash: item.content_hash.clone(),
+                            revision: item.revision,
                         };
                         items.insert(key.as_slice(), to_json(&rec))?;
                         if let Some(url) = &item.canonical_url {
-                            urls.insert(url_key(&author, url), key.as_slice())?;
+                            urls::record(
+                                urls,
+                                base_urls,
+                                &author,
+                                url,
+                                &commit.source_key,
+                                &key,
+                                commit.baseline,
+                            )?;
                         }
                     }
                     let mut seqs = seqs.iter();
@@ -560,6 +579,7 @@ mod tests {
             title: Some("t".into()),
             content_hash: "h".into(),
             published: None,
+            revision: 0,
         }
     }
 
@@ -587,6 +607,7 @@ mod tests {
                         item: it,
                     }],
                     hold: vec![],
+                    baseline: false,
                 })
                 .await
                 .unwrap();

@@ -16,16 +16,22 @@ use crate::delivery::{Delivery, DeliveryItem, DeliveryState, Phase};
 use crate::emit;
 use crate::store::{StagedItem, Store, StoreError};
 
-/// sha256 over the format and the sorted (author, source, item id, content hash) of its items;
-/// 16 hex chars. The content hash makes an updated article (`trigger_on_update`) a new batch.
+/// sha256 over the format and the sorted (author, source, item id, content hash, revision) of
+/// its items; 16 hex chars. The content hash and the revision make an updated article
+/// (`trigger_on_update`) a new batch, also when its content returns to an earlier state (A → B →
+/// A). Revision 0 adds nothing, so the ids of new articles are those earlier versions gave.
 pub fn batch_id(format: OutputFormat, items: &[StagedItem]) -> String {
     let mut keys: Vec<String> = items
         .iter()
         .map(|s| {
-            format!(
+            let mut key = format!(
                 "{}\u{1f}{}\u{1f}{}\u{1f}{}",
                 s.author, s.source, s.item.id, s.item.content_hash
-            )
+            );
+            if s.item.revision > 0 {
+                key.push_str(&format!("\u{1f}r{}", s.item.revision));
+            }
+            key
         })
         .collect();
     keys.sort();
@@ -150,6 +156,7 @@ pub fn new_delivery(
                 url: s.item.canonical_url.clone()?,
                 title: s.item.title.clone(),
                 published: s.item.published,
+                revision: s.item.revision,
             })
         })
         .collect();
@@ -223,6 +230,7 @@ mod tests {
                 title: None,
                 content_hash: "h".into(),
                 published: None,
+                revision: 0,
             },
         }
     }
@@ -238,6 +246,17 @@ mod tests {
         assert_eq!(batch_id(f, &a).len(), 16);
     }
 
+    #[test]
+    fn a_later_revision_of_the_same_content_is_another_batch() {
+        let first = [staged("A", "1")];
+        let mut back = first.clone();
+        back[0].item.revision = 2;
+        let f = OutputFormat::DigitalDataEtl;
+        assert_ne!(batch_id(f, &first), batch_id(f, &back));
+        // Revision 0 leaves the id as it was before revisions were counted.
+        assert_eq!(batch_id(f, &first), "8edfae3743c1c320");
+    }
+
     #[tokio::test]
     async fn window_holds_young_groups_and_rebuilt_batches_keep_their_id() {
         let dir = tempfile::tempdir().unwrap();
@@ -250,6 +269,7 @@ mod tests {
                 record: vec![],
                 stage: items.to_vec(),
                 hold: vec![],
+                baseline: false,
             })
             .await
             .unwrap();
@@ -295,6 +315,7 @@ mod tests {
             record: vec![],
             stage: items,
             hold: vec![],
+            baseline: false,
         };
         store
             .commit_poll(stage(vec![staged("A", "1")]))

@@ -12,6 +12,7 @@ mod delivery;
 mod fanout;
 mod faults;
 mod hold;
+mod no_silent_drop;
 mod opml;
 mod polling;
 mod schedule;
