@@ -9,6 +9,10 @@
 //! CDATA sections inside it are unwrapped (their text is already the markup the feed meant), and a
 //! stray `]]>` is written `]]&gt;`: the document grows by 12 bytes per rewritten element plus 3 per
 //! stray `]]>`, so a hostile body cannot blow it up.
+//!
+//! Most feeds have no such description, so a quick look (plain substring searches, at most twice
+//! the document's length) decides first whether the tag scan, which charges the poll's work
+//! budget, is needed at all.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -28,7 +32,7 @@ pub(super) fn keep_as_content<'a>(
     format: Format,
     budget: &WorkBudget,
 ) -> Cow<'a, str> {
-    if !matches!(format, Format::Rss | Format::Rdf) {
+    if !matches!(format, Format::Rss | Format::Rdf) || !may_hold_raw_markup(text) {
         return Cow::Borrowed(text);
     }
     let regions = raw_markup_regions(text, budget);
@@ -46,6 +50,58 @@ pub(super) fn keep_as_content<'a>(
     }
     out.push_str(&text[at..]);
     Cow::Owned(out)
+}
+
+/// Whether some `<description>` or `<content:encoded>` may hold an element outside CDATA. Never
+/// wrongly no; wrongly yes only for odd documents (the name inside a comment or another CDATA),
+/// and yes whenever the look would cost more than twice the document's length.
+fn may_hold_raw_markup(text: &str) -> bool {
+    let mut allowance = text.len().saturating_mul(2);
+    for (open, close) in [
+        ("<description", "</description"),
+        ("<content:encoded", "</content:encoded"),
+    ] {
+        let mut from = 0;
+        while let Some(at) = text[from..].find(open) {
+            from += at + open.len();
+            let after = &text[from..];
+            let Some(gt) = after.find('>') else {
+                return true;
+            };
+            let attrs = &after[..gt];
+            // `<descriptions>` is another element, `<description/>` an empty one.
+            if !(attrs.is_empty() || attrs.starts_with(char::is_whitespace)) || attrs.ends_with('/')
+            {
+                continue;
+            }
+            match content_has_element(&after[gt + 1..], close, &mut allowance) {
+                Some(false) => {}
+                Some(true) | None => return true,
+            }
+        }
+    }
+    false
+}
+
+/// Whether `content` has an element start before `close`, outside CDATA sections; `None` when
+/// that cannot be told within `allowance` bytes (which it spends) or the document ends first.
+fn content_has_element(content: &str, close: &str, allowance: &mut usize) -> Option<bool> {
+    let mut at = 0;
+    loop {
+        let lt = at + content[at..].find('<')?;
+        let tail = &content[lt..];
+        let next = if tail.starts_with(CDATA_OPEN) {
+            lt + tail.find(CDATA_CLOSE)? + CDATA_CLOSE.len()
+        } else if tail.starts_with(close) {
+            return Some(false);
+        } else if tail[1..].starts_with(|c: char| c.is_alphabetic() || c == '_' || c == ':') {
+            return Some(true);
+        } else {
+            lt + 1
+        };
+        *allowance = allowance.checked_sub(next - at)?;
+        at = next;
+    }
 }
 
 /// Is this the element whose content is the item's text? `description`, or `content:encoded`.
@@ -202,5 +258,33 @@ mod tests {
                 .unwrap()
                 .contains("tell me</a> &amp; I")
         );
+    }
+
+    #[test]
+    fn the_quick_look_finds_raw_markup_and_passes_cdata_by() {
+        let raw = rss("<item><description>a <em>b</em></description></item>");
+        assert!(may_hold_raw_markup(&raw));
+        let cdata = rss("<item><description><![CDATA[<p>x</p>]]></description></item>");
+        assert!(!may_hold_raw_markup(&cdata));
+        let escaped = rss("<item><description>&lt;p&gt;x</description><descriptions/></item>");
+        assert!(!may_hold_raw_markup(&escaped));
+        let encoded = rss("<item><content:encoded><![CDATA[x]]><p>y</p></content:encoded></item>");
+        assert!(may_hold_raw_markup(&encoded));
+    }
+
+    #[test]
+    fn the_quick_look_stays_linear_on_hostile_input() {
+        // Each description inside a CDATA section would walk the rest of the document again.
+        let hostile = format!(
+            "<description>{}</description>",
+            "<![CDATA[<description>]]>".repeat(20_000)
+        );
+        let started = std::time::Instant::now();
+        assert!(may_hold_raw_markup(&hostile), "too costly to tell: maybe");
+        let unterminated = "<description><![CDATA[".repeat(20_000);
+        assert!(may_hold_raw_markup(&unterminated));
+        let no_gt = "<description ".repeat(20_000);
+        assert!(may_hold_raw_markup(&no_gt));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }
