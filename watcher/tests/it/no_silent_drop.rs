@@ -9,21 +9,6 @@ use crate::helpers::*;
 const MEDIUM: &str = "medium-lizmarley.rss.xml";
 const RUBEN: &str = "rubenerd-hugo.rss.xml";
 
-/// Links delivered to the receiver so far, in order.
-fn delivered_links(rx: &Receiver) -> Vec<String> {
-    rx.received()
-        .iter()
-        .flat_map(|r| {
-            r.body["config"]["parameters"]["links"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| l.as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_new_source_baseline_never_hides_an_older_source_new_article() {
     let scene = spawn_scene().await;
