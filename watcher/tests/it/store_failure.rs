@@ -13,17 +13,19 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
-/// Set in the re-executed test: it runs inside the private mount namespace.
+/// Set in the re-executed test: it runs inside the private mount namespace, and writes this file
+/// when the scenario passed (so a renamed test cannot pass by running nothing).
 const IN_NAMESPACE: &str = "WATCHER_TEST_IN_MOUNT_NAMESPACE";
 const TEST: &str =
     "store_failure::a_full_disk_stops_the_daemon_with_503_and_exit_4_and_a_restart_loses_nothing";
 
 #[test]
 fn a_full_disk_stops_the_daemon_with_503_and_exit_4_and_a_restart_loses_nothing() {
-    if std::env::var_os(IN_NAMESPACE).is_some() {
+    if let Some(passed) = std::env::var_os(IN_NAMESPACE) {
         tokio::runtime::Runtime::new()
             .unwrap()
             .block_on(full_disk_scenario());
+        std::fs::write(passed, "passed").unwrap();
         return;
     }
     // /proc/self belongs to the process's effective user.
@@ -33,20 +35,35 @@ fn a_full_disk_stops_the_daemon_with_503_and_exit_4_and_a_restart_loses_nothing(
         eprintln!("skipped: mounting a tmpfs needs root (this test never skips with CI=true)");
         return;
     }
+    let passed = tempfile::tempdir().unwrap().keep().join("passed");
     let status = std::process::Command::new("unshare")
         .args(["--mount", "--propagation", "private"])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-        .env(IN_NAMESPACE, "1")
+        .env(IN_NAMESPACE, &passed)
         .status()
         .expect("unshare runs (util-linux)");
     assert!(
         status.success(),
         "the scenario inside `unshare -m` failed: {status:?}"
     );
+    assert!(
+        passed.exists(),
+        "the scenario did not run under `unshare -m`"
+    );
+    let _ = std::fs::remove_dir_all(passed.parent().unwrap());
 }
 
-fn mount_tmpfs(dir: &Path, size: &str) {
+/// A tmpfs mounted on a directory, unmounted when dropped (so the temp dir around it can go).
+struct Tmpfs<'a>(&'a Path);
+
+impl Drop for Tmpfs<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0).status();
+    }
+}
+
+fn mount_tmpfs<'a>(dir: &'a Path, size: &str) -> Tmpfs<'a> {
     std::fs::create_dir_all(dir).unwrap();
     let status = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -54,6 +71,7 @@ fn mount_tmpfs(dir: &Path, size: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "mount tmpfs on {}", dir.display());
+    Tmpfs(dir)
 }
 
 /// Writes `path` until the file system is full; returns the bytes written.
@@ -90,7 +108,7 @@ async fn full_disk_scenario() {
     // A feed without <ttl>, so the 1s interval holds.
     let t = spawn_one_author("Liz", "medium-lizmarley.rss.xml").await;
     let state = t.dir.path().join("state");
-    mount_tmpfs(&state, "16m");
+    let _tmpfs = mount_tmpfs(&state, "16m");
     // Staged items wait for the batch window: what is staged when the disk fills must survive.
     edit_config(&t.cfg, "interval = \"30m\"", "interval = \"1s\"");
     edit_config(&t.cfg, "batch_window = \"0s\"", "batch_window = \"1h\"");
