@@ -9,6 +9,17 @@ use crate::helpers::*;
 const MEDIUM: &str = "medium-lizmarley.rss.xml";
 const RUBEN: &str = "rubenerd-hugo.rss.xml";
 
+/// Publishes `x` in feed A (`/a`, the Medium fixture) and in B (`/b`, another blog's feed that
+/// lists it under a GUID of its own).
+fn publish_in_both(scene: &Scene, x: &str) {
+    scene.feeds.publish("/a", x, "X");
+    let b = publish_rss(&fixture(RUBEN), x, "X").replace(
+        &format!("<guid>{x}</guid>"),
+        "<guid isPermaLink=\"false\">b-x</guid>",
+    );
+    scene.feeds.set_feed("/b", &b);
+}
+
 #[tokio::test]
 async fn a_new_source_baseline_never_hides_an_older_source_new_article() {
     let scene = spawn_scene().await;
@@ -22,12 +33,7 @@ async fn a_new_source_baseline_never_hides_an_older_source_new_article() {
 
     // Article X appears in A and in a newly added source B (with its own GUID there).
     let x = "https://medium.com/@lizmarley/x-0001";
-    scene.feeds.publish("/a", x, "X");
-    let b = publish_rss(&fixture(RUBEN), x, "X").replace(
-        &format!("<guid>{x}</guid>"),
-        "<guid isPermaLink=\"false\">b-x-0001</guid>",
-    );
-    scene.feeds.set_feed("/b", &b);
+    publish_in_both(&scene, x);
     scene.config(&[scene.author("Liz", &["/a", "/b"])]);
 
     // `once`: only B is due (A was polled a moment ago): B's baseline records X.
@@ -63,12 +69,7 @@ async fn an_article_both_sources_list_is_delivered_once() {
     pass(&cfg).await;
 
     let x = "https://medium.com/@lizmarley/x-0002";
-    scene.feeds.publish("/a", x, "X");
-    let b = publish_rss(&fixture(RUBEN), x, "X").replace(
-        &format!("<guid>{x}</guid>"),
-        "<guid isPermaLink=\"false\">b-x-0002</guid>",
-    );
-    scene.feeds.set_feed("/b", &b);
+    publish_in_both(&scene, x);
     pass(&cfg).await;
     pass(&cfg).await;
     assert_eq!(delivered_links(&scene.rx), [x], "one article, one delivery");
