@@ -528,6 +528,8 @@ impl Change {
 
     /// Writes this poll into the source's state: the one place a poll changes it.
     fn apply(self, state: &mut SourceState, next: &Next, now: DateTime<Utc>) {
+        // A source stored as gone before `gone_since` existed has been gone since its last poll.
+        let gone_before = state.gone.then_some(state.last_poll).flatten();
         state.last_poll = Some(now);
         match self.health {
             Health::Ok => {
@@ -546,7 +548,7 @@ impl Change {
             }
             Health::Gone => {
                 state.gone = true;
-                state.gone_since.get_or_insert(now);
+                state.gone_since.get_or_insert(gone_before.unwrap_or(now));
                 state.last_result = Some(
                     "gone (410): asked again daily for 30 days; remove it from the config".into(),
                 );

@@ -144,6 +144,33 @@ async fn a_gone_source_is_asked_again_daily_for_30_days_then_stopped() {
     let stopped = pass(&t.cfg).await;
     assert!(stopped.polls.is_empty(), "{:?}", stopped.polls);
     assert_eq!(stopped.not_due, 1);
+
+    // A source stored as gone before `gone_since` existed counts from its last poll.
+    {
+        let store = Store::open(&load(&t.cfg).watcher.state_dir).unwrap();
+        let key = source_key("Ruben", &url);
+        let mut v = serde_json::to_value(store.source(&key).unwrap().unwrap()).unwrap();
+        let now = chrono::Utc::now();
+        v.as_object_mut().unwrap().remove("gone_since");
+        v["last_poll"] = serde_json::json!(now - chrono::Duration::days(29));
+        v["next_due"] = serde_json::json!(now - chrono::Duration::seconds(1));
+        store
+            .put_source(&key, &serde_json::from_value(v).unwrap())
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    assert_eq!(pass(&t.cfg).await.polls[0].outcome, PollOutcome::Gone);
+    let state = Store::open(&load(&t.cfg).watcher.state_dir)
+        .unwrap()
+        .source(&source_key("Ruben", &url))
+        .unwrap()
+        .unwrap();
+    let since = state.gone_since.unwrap();
+    assert!(
+        chrono::Utc::now() - since > chrono::Duration::days(28),
+        "{since}"
+    );
 }
 
 /// Opens the raw sled db of the watcher configured at `cfg` (the watcher closed it), waiting
