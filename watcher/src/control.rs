@@ -1,6 +1,10 @@
 //! control.rs: the daemon's loopback HTTP endpoint (`/healthz`, `/status`, `POST /retry`,
 //! `POST /redeliver`, `GET /held`, `POST /release`, `POST /discard`) and the CLI's client for
-//! it, used when `watcher run` holds the store's lock.
+//! it, used when `watcher run` holds the store's lock. Who may call it: see [`guard`].
+
+mod guard;
+
+pub use guard::HEADER;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +53,7 @@ pub async fn serve<D: Daemon>(listener: TcpListener, watcher: Arc<D>, cancel: Ca
         .route("/held", get(held::<D>))
         .route("/release", post(release::<D>))
         .route("/discard", post(discard::<D>))
+        .layer(axum::middleware::from_fn(guard::guard))
         .with_state(watcher);
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
@@ -178,8 +183,12 @@ async fn on_held<D: Daemon>(
     }
 }
 
+/// The CLI's client: every request carries `X-Watcher-Control: 1` (see [`guard`]).
 fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(HEADER, reqwest::header::HeaderValue::from_static("1"));
     reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(10))
         .no_proxy()
         .build()

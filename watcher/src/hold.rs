@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::HoldRule;
+use crate::printable::printable;
 use crate::schedule::Next;
 use crate::store::{StagedItem, Store, StoreError};
 
@@ -126,7 +127,7 @@ fn same_url(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim().trim_end_matches('/')
 }
 
-/// One held item, as listed (its text made safe to print: see [`printable`]).
+/// One held item, as listed (its text made safe to print: see [`crate::printable`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HeldItem {
     pub url: Option<String>,
@@ -199,25 +200,6 @@ pub async fn apply(
     Ok(n)
 }
 
-/// Network text made safe for a terminal: control characters (escape sequences) shown escaped,
-/// and cut at 300 characters.
-pub fn printable(text: &str) -> String {
-    const MAX: usize = 300;
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,12 +256,6 @@ mod tests {
         let slow = slow_down(next, SLOW_ABOVE + 1, max);
         assert_eq!(slow.wait, max);
         assert!(slow.reason.contains("held"), "{}", slow.reason);
-    }
-
-    #[test]
-    fn network_text_is_printed_escaped_and_cut() {
-        assert_eq!(printable("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
-        assert_eq!(printable(&"x".repeat(400)).chars().count(), 301);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod outbox;
 pub mod parse;
 pub mod poll;
 pub mod preflight;
+pub mod printable;
 pub mod read;
 pub mod schedule;
 pub mod status;

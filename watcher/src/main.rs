@@ -55,7 +55,13 @@ async fn main() -> ExitCode {
     match result {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            // A config error is about the user's own file: its lines (a syntax error's caret)
+            // stay; every other error may quote network text and is printed on one line.
+            let line = match &e {
+                WatcherError::Config(_) => watcher::causes::local_lines(&e),
+                _ => one_line(&e),
+            };
+            eprintln!("error: {line}");
             if matches!(e, WatcherError::Config(ConfigError::Read { .. }))
                 && cli.config.as_os_str() == watcher::config::DEFAULT_CONFIG
             {

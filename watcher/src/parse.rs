@@ -26,6 +26,7 @@ use feed_rs::model::{Entry, Link};
 use url::Url;
 
 use self::repair::{Format, Rejection};
+use crate::printable::printable;
 use crate::work::{WorkBudget, WorkError};
 
 /// A parsed feed: its items plus what the feed says about itself.
@@ -112,10 +113,16 @@ impl From<Rejection> for ParseError {
         match rejection {
             Rejection::Empty => ParseError::Empty,
             Rejection::Html => ParseError::Html,
-            Rejection::Sitemap { root } => ParseError::Sitemap { root },
-            Rejection::OtherXml { root } => ParseError::OtherXml { root },
+            // The root element and the body's start are network text: escaped (see
+            // [`crate::printable`]).
+            Rejection::Sitemap { root } => ParseError::Sitemap {
+                root: printable(&root),
+            },
+            Rejection::OtherXml { root } => ParseError::OtherXml {
+                root: printable(&root),
+            },
             Rejection::NotMarkup { start } => ParseError::NotMarkup {
-                start: start.escape_debug().to_string(),
+                start: printable(&start),
             },
         }
     }

@@ -65,6 +65,12 @@ pub struct StatusReport {
     pub unreadable: Vec<String>,
 }
 
+/// A stored field that came from the network (an error line, a run's message, a URL a server
+/// named), made safe to print: records stored before the rule get it here too.
+fn shown(text: &str) -> String {
+    crate::printable::printable_within(text, crate::printable::LINE)
+}
+
 fn delivery_status(d: &Delivery) -> DeliveryStatus {
     let run = d.run();
     DeliveryStatus {
@@ -75,10 +81,10 @@ fn delivery_status(d: &Delivery) -> DeliveryStatus {
         created_at: d.created_at,
         attempts: d.attempts,
         next_attempt_at: (d.phase() == Phase::Pending).then_some(d.next_attempt_at),
-        last_error: d.last_error.clone(),
-        run: run.map(|r| r.handle.to_string()),
+        last_error: d.last_error.as_deref().map(shown),
+        run: run.map(|r| shown(&r.handle.to_string())),
         run_state: run.and_then(|r| r.follow.name()).map(str::to_owned),
-        run_message: run.and_then(|r| r.message.clone()),
+        run_message: run.and_then(|r| r.message.as_deref()).map(shown),
         config_path: d.config_path.display().to_string(),
         revision: d.items.iter().map(|i| i.revision).max().unwrap_or(0),
     }
@@ -104,13 +110,13 @@ impl StatusReport {
                 author: s.author,
                 url: s.url,
                 last_poll: s.last_poll,
-                last_result: s.last_result,
+                last_result: s.last_result.as_deref().map(shown),
                 items_known: s.items_known,
                 consecutive_failures: s.consecutive_failures,
                 next_due: s.next_due,
                 next_due_reason: s.next_due_reason,
-                current_url: s.current_url,
-                discovered_feed: s.discovered_feed,
+                current_url: s.current_url.as_deref().map(shown),
+                discovered_feed: s.discovered_feed.as_deref().map(shown),
             })
             .collect();
         let all = store.deliveries()?;

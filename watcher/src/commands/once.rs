@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::error::{Outcome, WatcherError};
 use crate::poll::PollOutcome;
+use crate::printable::{LINE, printable, printable_within};
 use crate::watch::{OnceOptions, Watcher};
 
 /// `watcher once`
@@ -55,7 +56,7 @@ pub async fn once(
             PollOutcome::Gone => {
                 "GONE (410): asked again daily for 30 days; remove it from the config".into()
             }
-            PollOutcome::Failed { error } => format!("FAILED: {error}"),
+            PollOutcome::Failed { error } => format!("FAILED: {}", printable_within(error, LINE)),
         };
         writeln!(
             out,
@@ -86,7 +87,12 @@ pub async fn once(
                 d.items.len()
             )?;
             for i in &d.items {
-                writeln!(out, "  {} {}", i.url, i.title.as_deref().unwrap_or(""))?;
+                writeln!(
+                    out,
+                    "  {} {}",
+                    printable_within(i.url.as_str(), LINE),
+                    printable(i.title.as_deref().unwrap_or(""))
+                )?;
             }
         }
     }
@@ -116,7 +122,7 @@ pub async fn once(
         let timeout = watcher.config().trigger.wait_timeout;
         let mut unwritten = None;
         let waiting = watcher.wait_for_runs(&report, timeout, |batch, s| {
-            if let Err(e) = writeln!(out, "batch {batch}: run {s}") {
+            if let Err(e) = writeln!(out, "batch {batch}: run {}", printable_within(&s.to_string(), LINE)) {
                 unwritten.get_or_insert(e);
             }
         });
@@ -153,7 +159,7 @@ pub async fn once(
     }
     writeln!(out, "{} problem(s):", problems.len())?;
     for p in problems {
-        writeln!(out, "  {p}")?;
+        writeln!(out, "  {}", printable_within(&p, LINE))?;
     }
     Ok(Outcome::Problems)
 }
