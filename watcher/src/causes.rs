@@ -46,7 +46,9 @@ mod tests {
 
     #[test]
     fn network_text_in_a_cause_is_escaped() {
-        let e = Outer(std::io::Error::other("root `\u{1b}]0;pwned\u{7}\u{202e}`\nfake line"));
+        let e = Outer(std::io::Error::other(
+            "root `\u{1b}]0;pwned\u{7}\u{202e}`\nfake line",
+        ));
         let line = one_line(&e);
         assert!(crate::printable::is_printable(&line), "{line}");
         assert!(line.contains("\\u{1b}]0;pwned"), "{line}");

@@ -122,7 +122,11 @@ pub async fn once(
         let timeout = watcher.config().trigger.wait_timeout;
         let mut unwritten = None;
         let waiting = watcher.wait_for_runs(&report, timeout, |batch, s| {
-            if let Err(e) = writeln!(out, "batch {batch}: run {}", printable_within(&s.to_string(), LINE)) {
+            if let Err(e) = writeln!(
+                out,
+                "batch {batch}: run {}",
+                printable_within(&s.to_string(), LINE)
+            ) {
                 unwritten.get_or_insert(e);
             }
         });

@@ -28,7 +28,11 @@ pub async fn guard(req: Request, next: Next) -> Response {
 pub fn check(method: &Method, headers: &HeaderMap) -> Result<(), String> {
     let host = headers.get(header::HOST).map(|h| h.to_str().unwrap_or("?"));
     match host {
-        None => return Err("no `Host` header; address the endpoint as 127.0.0.1, ::1 or localhost".into()),
+        None => {
+            return Err(
+                "no `Host` header; address the endpoint as 127.0.0.1, ::1 or localhost".into(),
+            );
+        }
         Some(h) if !is_loopback_host(h) => {
             return Err(format!(
                 "`Host: {}` is not a loopback name or address (this refuses DNS rebinding); address the endpoint as 127.0.0.1, ::1 or localhost",
@@ -145,8 +149,15 @@ mod tests {
             ("origin", "http://evil.example"),
             (HEADER, "1"),
         ]);
-        assert!(check(&Method::POST, &h).unwrap_err().contains("evil.example"));
-        let h = headers(&[("host", "localhost:9860"), ("origin", "http://localhost:8080")]);
+        assert!(
+            check(&Method::POST, &h)
+                .unwrap_err()
+                .contains("evil.example")
+        );
+        let h = headers(&[
+            ("host", "localhost:9860"),
+            ("origin", "http://localhost:8080"),
+        ]);
         assert!(check(&Method::GET, &h).is_ok());
     }
 }

@@ -83,7 +83,7 @@ async fn follow_one(
             run.message = status.message;
             if status.state.is_terminal() {
                 if status.state != trigger_client::RunState::Succeeded {
-                    warn!(message = ?run.message, "run did not succeed; `watcher redeliver` starts it again");
+                    warn!(message = %crate::printable::printable_within(run.message.as_deref().unwrap_or("-"), crate::printable::LINE), "run did not succeed; `watcher redeliver` starts it again");
                 }
                 ended = true;
             }

@@ -16,7 +16,10 @@ async fn raw(addr: &str, request: String) -> (u16, String) {
     stream.read_to_end(&mut answer).await.unwrap();
     let answer = String::from_utf8_lossy(&answer).into_owned();
     let code = answer[9..12].parse().unwrap();
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     (code, body)
 }
 
@@ -43,7 +46,11 @@ async fn cross_origin_forms_and_rebound_hosts_are_refused_and_the_cli_is_not() {
     ] {
         let (code, body) = raw(&listen, form_post(&listen, path)).await;
         assert_eq!(code, 403, "{path}: {body}");
-        assert_eq!(body.trim_end().lines().count(), 1, "{path}: one line: {body}");
+        assert_eq!(
+            body.trim_end().lines().count(),
+            1,
+            "{path}: one line: {body}"
+        );
         assert!(body.starts_with("forbidden: "), "{path}: {body}");
     }
     // Same-origin-looking but without the header (curl -X POST): refused, naming the header.
@@ -77,7 +84,11 @@ async fn cross_origin_forms_and_rebound_hosts_are_refused_and_the_cli_is_not() {
     }
     // The CLI sends the header.
     let retry = watcher_cmd(&t.cfg).arg("retry").output().await.unwrap();
-    assert!(retry.status.success(), "{}", String::from_utf8_lossy(&retry.stderr));
+    assert!(
+        retry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retry.stderr)
+    );
     assert_eq!(status_json(&t.cfg).await["sources"][0]["author"], "Ruben");
 
     stop_with_sigterm(&mut daemon).await;

@@ -25,8 +25,16 @@ async fn run(cfg: &std::path::Path, args: &[&str]) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    assert_eq!(raw_controls(&out.stdout), [] as [char; 0], "{args:?} stdout: {stdout:?}");
-    assert_eq!(raw_controls(&out.stderr), [] as [char; 0], "{args:?} stderr: {stderr:?}");
+    assert_eq!(
+        raw_controls(&out.stdout),
+        [] as [char; 0],
+        "{args:?} stdout: {stdout:?}"
+    );
+    assert_eq!(
+        raw_controls(&out.stderr),
+        [] as [char; 0],
+        "{args:?} stderr: {stderr:?}"
+    );
     (stdout, stderr)
 }
 
@@ -44,7 +52,11 @@ async fn titles_root_elements_and_error_lines_are_printed_escaped() {
     pass(&cfg).await;
     s.feeds.set_feed(
         "/feed",
-        &publish_rss(&original, "https://rubenerd.com/hostile/", &format!("Hi{HOSTILE}")),
+        &publish_rss(
+            &original,
+            "https://rubenerd.com/hostile/",
+            &format!("Hi{HOSTILE}"),
+        ),
     );
 
     let (stdout, stderr) = run(&cfg, &["once", "--all", "--dry-run"]).await;
@@ -53,11 +65,20 @@ async fn titles_root_elements_and_error_lines_are_printed_escaped() {
         "the title shows escaped: {stdout}"
     );
     assert!(stdout.contains("FAILED: not a feed"), "{stdout}");
-    assert!(stdout.contains("\\u{1b}[2J"), "the root element shows escaped: {stdout}");
-    assert!(stderr.contains("poll failed"), "the log line is there: {stderr}");
+    assert!(
+        stdout.contains("\\u{1b}[2J"),
+        "the root element shows escaped: {stdout}"
+    );
+    assert!(
+        stderr.contains("poll failed"),
+        "the log line is there: {stderr}"
+    );
 
     let (table, _) = run(&cfg, &["status"]).await;
-    assert!(table.contains("not a feed: the root element is `<x\\u{1b}[2J"), "{table}");
+    assert!(
+        table.contains("not a feed: the root element is `<x\\u{1b}[2J"),
+        "{table}"
+    );
     let (json, _) = run(&cfg, &["status", "--json"]).await;
     assert!(json.contains("\\\\u{202e}gpj.exe"), "{json}");
 }
