@@ -23,6 +23,13 @@ async fn raw(addr: &str, request: String) -> (u16, String) {
     (code, body)
 }
 
+/// A bodiless request for `path` addressed to `host`, with `headers` (each ending in `\r\n`).
+fn request(method: &str, path: &str, host: &str, headers: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+}
+
 /// What a page on http://evil.example submits with `<form method=post action=...>`.
 fn form_post(addr: &str, path: &str) -> String {
     format!(
@@ -54,19 +61,16 @@ async fn cross_origin_forms_and_rebound_hosts_are_refused_and_the_cli_is_not() {
         assert!(body.starts_with("forbidden: "), "{path}: {body}");
     }
     // Same-origin-looking but without the header (curl -X POST): refused, naming the header.
-    let (code, body) = raw(
-        &listen,
-        format!("POST /retry HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-    )
-    .await;
+    let (code, body) = raw(&listen, request("POST", "/retry", &listen, "")).await;
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("X-Watcher-Control: 1"), "{body}");
 
     // DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1.
     for (method, path) in [("GET", "/status"), ("GET", "/held"), ("POST", "/retry")] {
+        let rebound = format!("evil.example:{port}");
         let (code, body) = raw(
             &listen,
-            format!("{method} {path} HTTP/1.1\r\nHost: evil.example:{port}\r\nX-Watcher-Control: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            request(method, path, &rebound, "X-Watcher-Control: 1\r\n"),
         )
         .await;
         assert_eq!(code, 403, "{method} {path}: {body}");
@@ -77,7 +81,7 @@ async fn cross_origin_forms_and_rebound_hosts_are_refused_and_the_cli_is_not() {
     for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
         let (code, body) = raw(
             &listen,
-            format!("POST /retry HTTP/1.1\r\nHost: {host}\r\nX-Watcher-Control: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            request("POST", "/retry", &host, "X-Watcher-Control: 1\r\n"),
         )
         .await;
         assert_eq!(code, 200, "{host}: {body}");
