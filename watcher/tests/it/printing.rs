@@ -1,7 +1,8 @@
 //! printing.rs: network text is never printed raw. A real loopback feed whose new item's title
-//! carries an ESC sequence, a C1 CSI and bidi overrides, and a source whose root element carries
-//! them, polled by the real binary: `once --dry-run`'s stdout and log lines and `status` (table
-//! and JSON) show them escaped, never as the bytes a terminal would act on.
+//! carries an ESC sequence, a C1 CSI and bidi overrides, a source whose root element carries
+//! them and a JSON Feed whose `version` does, polled by the real binary: `once --dry-run`'s
+//! stdout and log lines and `status` (table and JSON) show them escaped, never as the bytes a
+//! terminal would act on.
 
 use crate::helpers::*;
 
@@ -48,7 +49,13 @@ async fn titles_root_elements_and_error_lines_are_printed_escaped() {
         format!("<?xml version=\"1.0\"?><x{HOSTILE}><item/></x{HOSTILE}>").into_bytes(),
         "application/xml",
     );
-    let cfg = s.one_author_config("Mallory", &["/feed", "/bad"]);
+    let version = serde_json::json!({"version": format!("v{HOSTILE}"), "items": []});
+    s.feeds.set_bytes(
+        "/json",
+        version.to_string().into_bytes(),
+        "application/feed+json",
+    );
+    let cfg = s.one_author_config("Mallory", &["/feed", "/bad", "/json"]);
     pass(&cfg).await;
     s.feeds.set_feed(
         "/feed",
