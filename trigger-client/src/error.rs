@@ -168,6 +168,14 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A webhook receiver named a status URL on another origin than the webhook's: it is never
+    /// asked (the token would go there). Both origins are `scheme://host:port` as the URL parser
+    /// serialized them (ASCII, no path, query or credentials).
+    #[error(
+        "the webhook receiver named a status URL on `{origin}`, not on the webhook's origin `{expected}`; it is not followed (hint: serve the status on the webhook's origin, or set `status_url` in the target)"
+    )]
+    ForeignStatusUrl { origin: String, expected: String },
+
     /// The engine cannot do this at all (e.g. ZenML OSS starting runs, webhook cancel).
     #[error("{message}")]
     Unsupported { kind: &'static str, message: String },
@@ -242,6 +250,7 @@ impl Error {
             // An answer we cannot read: most likely the wrong URL (not retried, so not "unreachable").
             | Error::Protocol { .. }
             | Error::Json { .. }
+            | Error::ForeignStatusUrl { .. }
             | Error::Unsupported { .. } => exit::USAGE,
         }
     }

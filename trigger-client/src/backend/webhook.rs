@@ -1,7 +1,8 @@
 //! The `webhook` backend: POST a JSON body (the caller's opaque payload, or a default body) to
 //! any receiver, with an `Idempotency-Key` header and an optional HMAC-SHA256 signature
 //! (`X-Watcher-Signature: t=<unix>,v1=<hex>` over `timestamp + "." + body`); `status` works
-//! when the receiver names a status URL.
+//! when the receiver names a status URL on the webhook's own origin (another origin is never
+//! asked: the token would go there).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -47,7 +48,27 @@ pub(crate) struct Webhook {
     auth: Auth,
     status_template: Option<String>,
     /// Status URLs the receiver named, by run id (this process only).
-    status_urls: Mutex<HashMap<String, Url>>,
+    status_urls: Mutex<HashMap<String, Named>>,
+}
+
+/// A status URL a receiver named.
+#[derive(Clone)]
+enum Named {
+    /// On the webhook's origin: followed.
+    Followed(Url),
+    /// On another origin (kept as its ASCII serialization only): refused when asked.
+    Foreign(String),
+}
+
+/// `scheme://host:port` (default port made explicit): what "same origin" compares. A URL
+/// without a host (`data:`, `file:`) is its own opaque origin, equal to none.
+fn origin(url: &Url) -> Option<(String, String, u16)> {
+    let host = url.host_str()?;
+    Some((
+        url.scheme().to_owned(),
+        host.to_ascii_lowercase(),
+        url.port_or_known_default()?,
+    ))
 }
 
 /// Status URLs remembered at most (per process); a forgotten one makes `status` fall back to the
@@ -78,8 +99,21 @@ impl Webhook {
     }
 
     fn status_url_for(&self, id: &str) -> Result<Url, Error> {
-        if let Some(url) = self.status_urls.lock().expect("not poisoned").get(id) {
-            return Ok(url.clone());
+        let named = self
+            .status_urls
+            .lock()
+            .expect("not poisoned")
+            .get(id)
+            .cloned();
+        match named {
+            Some(Named::Followed(url)) => return Ok(url),
+            Some(Named::Foreign(origin)) => {
+                return Err(Error::ForeignStatusUrl {
+                    origin,
+                    expected: self.url.origin().ascii_serialization(),
+                });
+            }
+            None => {}
         }
         let unsupported = || Error::Unsupported {
             kind: "webhook",
@@ -177,12 +211,23 @@ impl Backend for Webhook {
             .and_then(|raw| reply.url.join(&raw).ok())
             .or_else(|| reply.location());
         if let Some(url) = status_url {
+            let same = origin(&url).is_some_and(|o| Some(o) == origin(&self.url));
+            let named = if same {
+                Named::Followed(url)
+            } else {
+                tracing::warn!(
+                    run_id = ?id,
+                    origin = %url.origin().ascii_serialization(),
+                    "the webhook receiver named a status URL on another origin; it will not be followed"
+                );
+                Named::Foreign(url.origin().ascii_serialization())
+            };
             let mut urls = self.status_urls.lock().expect("not poisoned");
             // Bounded for a process that runs for months: the oldest runs are long finished.
             if urls.len() >= MAX_STATUS_URLS {
                 urls.clear();
             }
-            urls.insert(id.clone(), url);
+            urls.insert(id.clone(), named);
         }
         Ok(id)
     }
@@ -240,6 +285,21 @@ mod tests {
             signature,
             "t=1700000000,v1=1698a50bc74d1ff1db85c4e0a5297c2ad9fdba245d5737cdb789e4cc6e098940"
         );
+    }
+
+    #[test]
+    fn same_origin_means_scheme_host_and_port() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let hook = origin(&url("http://Hooks.example:80/in"));
+        assert_eq!(origin(&url("http://hooks.example/runs/1?x")), hook);
+        for other in [
+            "https://hooks.example/runs/1",
+            "http://hooks.example:8080/runs/1",
+            "http://evil.example/runs/1",
+            "data:text/plain,x",
+        ] {
+            assert_ne!(origin(&url(other)), hook, "{other}");
+        }
     }
 
     #[test]

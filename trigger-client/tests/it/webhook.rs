@@ -404,3 +404,59 @@ async fn wait_outlasts_an_engine_that_stops_answering_for_a_while() {
     assert_eq!(status.state, RunState::Succeeded);
     assert_eq!(engine.count(), 5);
 }
+
+/// A receiver on 127.0.0.1 that names a status URL on another port of 127.0.0.1 (another origin).
+async fn receiver_pointing_at(other: &str, by_location: bool) -> FakeEngine<()> {
+    let status_url = format!("{other}runs/x?user=secret-path");
+    fake_engine(())
+        .route(
+            "/hook",
+            post(move || {
+                let status_url = status_url.clone();
+                async move {
+                    if by_location {
+                        (StatusCode::ACCEPTED, [("location", status_url)], "").into_response()
+                    } else {
+                        (
+                            StatusCode::CREATED,
+                            axum::Json(json!({"id": "run-x", "status_url": status_url})),
+                        )
+                            .into_response()
+                    }
+                }
+            }),
+        )
+        .spawn()
+        .await
+}
+
+#[tokio::test]
+async fn a_status_url_on_another_origin_is_refused_and_never_asked() {
+    for by_location in [false, true] {
+        let other = fake_engine(())
+            .route(
+                "/runs/x",
+                get(|| async { axum::Json(json!({"status": "succeeded"})) }),
+            )
+            .spawn()
+            .await;
+        let receiver = receiver_pointing_at(&other.url.to_string(), by_location).await;
+        let token = crate::helpers::secret_file(&format!("{SECRET}\n"));
+        let mut target = receiver.target(Kind::Webhook, "hook");
+        target.token_file = Some(token.path().to_owned());
+        let client = client(&target);
+        let handle = client.trigger(&RunRequest::new("p", "run-x")).await.unwrap();
+
+        let err = client.status(&handle).await.unwrap_err();
+        assert!(
+            matches!(err, Error::ForeignStatusUrl { .. }),
+            "{by_location}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(!text.contains(SECRET) && !text.contains("secret-path"), "{text}");
+        assert!(text.contains(&format!("127.0.0.1:{}", other.url.port().unwrap())), "{text}");
+        assert_eq!(err.exit_code(), exit::USAGE);
+        assert_eq!(other.count(), 0, "the other origin got a request");
+    }
+}
