@@ -9,5 +9,6 @@ mod kit;
 mod prefect;
 mod real_airflow;
 mod real_prefect;
+mod signature_doc;
 mod webhook;
 mod zenml;
