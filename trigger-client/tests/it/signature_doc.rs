@@ -34,7 +34,10 @@ fn readme_verifier() -> String {
         .split_once("```python\n")
         .expect("with a Python verifier")
         .1;
-    code.split_once("```").expect("a closed code block").0.to_owned()
+    code.split_once("```")
+        .expect("a closed code block")
+        .0
+        .to_owned()
 }
 
 /// One real signed delivery as a loopback receiver saw it.
@@ -57,7 +60,10 @@ async fn the_documented_formula_matches_a_real_delivery() {
     let seen = captured_delivery().await;
     let readme = readme();
     for name in ["X-Watcher-Signature", "Idempotency-Key"] {
-        assert!(readme.contains(&format!("`{name}: ")), "{name} undocumented");
+        assert!(
+            readme.contains(&format!("`{name}: ")),
+            "{name} undocumented"
+        );
         assert!(seen.header(name).is_some(), "{name} not sent");
     }
     assert_eq!(seen.header("idempotency-key"), Some("batch-readme"));

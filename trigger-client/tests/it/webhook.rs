@@ -445,7 +445,10 @@ async fn a_status_url_on_another_origin_is_refused_and_never_asked() {
         let mut target = receiver.target(Kind::Webhook, "hook");
         target.token_file = Some(token.path().to_owned());
         let client = client(&target);
-        let handle = client.trigger(&RunRequest::new("p", "run-x")).await.unwrap();
+        let handle = client
+            .trigger(&RunRequest::new("p", "run-x"))
+            .await
+            .unwrap();
 
         let err = client.status(&handle).await.unwrap_err();
         assert!(
@@ -454,8 +457,14 @@ async fn a_status_url_on_another_origin_is_refused_and_never_asked() {
         );
         let text = err.to_string();
         assert!(!text.contains('\n'), "{text}");
-        assert!(!text.contains(SECRET) && !text.contains("secret-path"), "{text}");
-        assert!(text.contains(&format!("127.0.0.1:{}", other.url.port().unwrap())), "{text}");
+        assert!(
+            !text.contains(SECRET) && !text.contains("secret-path"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("127.0.0.1:{}", other.url.port().unwrap())),
+            "{text}"
+        );
         assert_eq!(err.exit_code(), exit::USAGE);
         assert_eq!(other.count(), 0, "the other origin got a request");
     }
