@@ -440,7 +440,7 @@ async fn a_status_url_on_another_origin_is_refused_and_never_asked() {
             )
             .spawn()
             .await;
-        let receiver = receiver_pointing_at(&other.url.to_string(), by_location).await;
+        let receiver = receiver_pointing_at(other.url.as_str(), by_location).await;
         let token = crate::helpers::secret_file(&format!("{SECRET}\n"));
         let mut target = receiver.target(Kind::Webhook, "hook");
         target.token_file = Some(token.path().to_owned());
