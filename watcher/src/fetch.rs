@@ -3,7 +3,8 @@
 //! a body cap enforced while streaming (decompressed bytes count), the cache lifetime the server
 //! declares, and one specific error per failure. Every request, each redirect hop included,
 //! takes a slot of the request limits (`limits`) on the host it goes to, from sending until its
-//! body is read.
+//! body is read. Every hop is held to the address rule (`ssrf`): IP literals are checked before
+//! the request, names by the client's resolver; environment proxies are ignored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use url::Url;
 
 use crate::config::FetchSettings;
 use crate::limits::Limits;
+use crate::ssrf::{GuardedResolver, NetworkRule, Refused};
 
 /// The default User-Agent: project, version and where to read about it.
 pub fn default_user_agent() -> String {
@@ -103,6 +105,8 @@ pub enum FetchError {
         #[source]
         source: reqwest::Error,
     },
+    #[error(transparent)]
+    Refused(#[from] Refused),
     #[error("invalid HTTP client settings")]
     Client {
         #[source]
@@ -122,15 +126,30 @@ pub struct Cap {
 pub struct Fetcher {
     http: reqwest::Client,
     settings: FetchSettings,
+    /// Which addresses requests may reach.
+    rule: Arc<NetworkRule>,
     /// Slots for requests in flight, in all and per host.
     requests: Arc<Limits>,
 }
 
 impl Fetcher {
     /// A client whose every request (each redirect hop too) takes a slot of `requests` on the
-    /// host it goes to.
-    pub fn new(settings: &FetchSettings, requests: Arc<Limits>) -> Result<Fetcher, FetchError> {
-        let http = reqwest::Client::builder()
+    /// host it goes to, and that reaches only the addresses `rule` permits.
+    pub fn new(
+        settings: &FetchSettings,
+        rule: NetworkRule,
+        requests: Arc<Limits>,
+    ) -> Result<Fetcher, FetchError> {
+        let rule = Arc::new(rule);
+        let builder = match &settings.proxy {
+            Some(proxy) => reqwest::Client::builder().proxy(
+                reqwest::Proxy::all(proxy.as_str())
+                    .map_err(|source| FetchError::Client { source })?,
+            ),
+            None => reqwest::Client::builder().no_proxy(),
+        };
+        let http = builder
+            .dns_resolver(Arc::new(GuardedResolver::new(rule.clone())))
             .user_agent(
                 settings
                     .user_agent
@@ -145,6 +164,7 @@ impl Fetcher {
         Ok(Fetcher {
             http,
             settings: settings.clone(),
+            rule,
             requests,
         })
     }
@@ -152,6 +172,11 @@ impl Fetcher {
     /// The `[fetch]` settings, limits included.
     pub fn settings(&self) -> &FetchSettings {
         &self.settings
+    }
+
+    /// The address rule requests are held to.
+    pub fn rule(&self) -> &NetworkRule {
+        &self.rule
     }
 
     /// The body cap of an ordinary response (`max_body_bytes`).
@@ -180,6 +205,7 @@ impl Fetcher {
         let mut permanent = true;
         let mut moved_to = None;
         for _ in 0..=self.settings.max_redirects {
+            self.rule.check_url(&current)?;
             let host = current.host_str().unwrap_or_default().to_ascii_lowercase();
             let _slots = self.requests.acquire(&host).await;
             let resp = self.send(&current, validators).await?;
@@ -284,7 +310,9 @@ impl Fetcher {
     }
 
     fn classify(&self, e: reqwest::Error) -> FetchError {
-        if e.is_timeout() {
+        if let Some(refused) = crate::ssrf::refused_in(&e) {
+            FetchError::Refused(refused)
+        } else if e.is_timeout() {
             FetchError::Timeout(self.settings.timeout)
         } else if e.is_connect() {
             FetchError::Connect { source: e }

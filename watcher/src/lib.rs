@@ -36,6 +36,7 @@ pub mod preflight;
 pub mod printable;
 pub mod read;
 pub mod schedule;
+pub mod ssrf;
 pub mod status;
 pub mod store;
 pub mod subscriptions;

@@ -22,6 +22,7 @@ use crate::identity::Canonicalizer;
 use crate::limits::Limits;
 use crate::outbox::{self, DeliveryReport};
 use crate::poll::{Planned, PollOptions, PollOutcome, PollReport, poll_source};
+use crate::ssrf::NetworkRule;
 
 mod daemon;
 use crate::status::StatusReport;
@@ -121,7 +122,9 @@ impl Watcher {
         let store = Store::open(&config.watcher.state_dir)?;
         let (concurrency, per_host) = (config.watcher.concurrency, config.watcher.per_host);
         let requests = Arc::new(Limits::new(concurrency, per_host));
-        let fetcher = Fetcher::new(&config.fetch, requests)?;
+        let sources = config.sources();
+        let rule = NetworkRule::new(&config.fetch, sources.iter().map(|s| s.url.as_str()));
+        let fetcher = Fetcher::new(&config.fetch, rule, requests)?;
         let canon = Canonicalizer::new(
             &config.watcher.tracking_params,
             &config.watcher.tracking_params_by_host,

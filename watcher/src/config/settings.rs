@@ -122,6 +122,16 @@ pub struct FetchSettings {
     /// Work units one poll's parsing may spend (about one per byte read per pass, one per
     /// element visited); past it the poll fails.
     pub parse_budget: u64,
+    /// Let requests and item links reach non-public addresses (loopback, private, link-local,
+    /// metadata...). Off: see `allow_networks` and the README's "Security" section.
+    pub allow_private_networks: bool,
+    /// Non-public networks that may be reached all the same, as CIDRs (`"10.1.0.0/16"`) or
+    /// single addresses.
+    pub allow_networks: Vec<String>,
+    /// The HTTP proxy every request goes through (`"http://proxy.lan:3128"`). Environment
+    /// proxies (`HTTP_PROXY`, ...) are ignored: only this setting enables one. Names are then
+    /// resolved by the proxy, so only IP literals are checked against the address rule.
+    pub proxy: Option<String>,
 }
 
 impl Default for FetchSettings {
@@ -141,6 +151,9 @@ impl Default for FetchSettings {
             max_url_bytes: 8 * 1024,
             poll_deadline: Duration::from_secs(5 * 60),
             parse_budget: crate::work::DEFAULT_PARSE_BUDGET,
+            allow_private_networks: false,
+            allow_networks: Vec::new(),
+            proxy: None,
         }
     }
 }

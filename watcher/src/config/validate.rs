@@ -397,6 +397,20 @@ pub(super) fn settings(
             "expected a duration above zero, such as \"5m\" (every poll would fail at once)",
         ));
     }
+    for bad in crate::ssrf::invalid_networks(fetch) {
+        problems.push(ConfigProblem::new(
+            "fetch.allow_networks",
+            format!("expected CIDRs such as \"10.0.0.0/8\" or addresses, got `{bad}`"),
+        ));
+    }
+    if let Some(proxy) = &fetch.proxy
+        && !Url::parse(proxy).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+    {
+        problems.push(ConfigProblem::new(
+            "fetch.proxy",
+            format!("expected an http(s) URL such as \"http://proxy.lan:3128\", got `{proxy}`"),
+        ));
+    }
 }
 
 /// Parses a configured source URL: absolute http(s) only.

@@ -19,5 +19,6 @@ mod polling;
 mod printing;
 mod schedule;
 mod sites;
+mod ssrf;
 mod store_failure;
 mod store_fixture;

@@ -3,7 +3,7 @@
 //! delivery (pending, done with each kind of run following, failed) is found, and a `once --all`
 //! over the same feeds triggers nothing. `write_store_fixture` (ignored) wrote it with the real
 //! binary; the feeds live on a fixed fake host (`feeds.fixture.test`), reached through
-//! `HTTP_PROXY` pointing at a loopback feed server, so the sources' keys do not depend on a port.
+//! `[fetch] proxy` pointing at a loopback feed server, so the sources' keys do not depend on a port.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -79,9 +79,14 @@ fn feeds(ada_main: &[u32], ada_notes: &[u32], bob_posts: &[u32]) -> Vec<(&'stati
     ]
 }
 
-/// The watcher.toml of the fixture: the sources on [`HOST`], delivering to `hook_url`, and the
-/// `[trigger]` lines `trigger_extra`.
-fn write_fixture_config(dir: &Path, hook_url: &str, trigger_extra: &str) -> PathBuf {
+/// The watcher.toml of the fixture: the sources on [`HOST`] reached through `feeds` as the
+/// proxy, delivering to `hook_url`, and the `[trigger]` lines `trigger_extra`.
+fn write_fixture_config(
+    dir: &Path,
+    feeds: &FeedServer,
+    hook_url: &str,
+    trigger_extra: &str,
+) -> PathBuf {
     let mut text = format!(
         r#"[watcher]
 state_dir = "state"
@@ -93,6 +98,7 @@ listen = "127.0.0.1:{port}"
 
 [fetch]
 timeout = "5s"
+proxy = "http://{proxy}"
 
 [trigger]
 kind = "webhook"
@@ -100,7 +106,8 @@ url = "{hook_url}"
 pipeline = "digital_data_etl"
 {trigger_extra}
 "#,
-        port = free_port()
+        port = free_port(),
+        proxy = feeds.addr
     );
     for author in ["Ada", "Bob"] {
         let feeds: Vec<String> = SOURCES
@@ -126,19 +133,13 @@ retry_max_delay = "3650d"
 min_interval = "36500d"
 follow_interval = "36500d""#;
 
-/// `watcher once --all` as a child process whose feed requests go through `feeds` as a proxy.
-async fn once_all(config: &Path, feeds: &FeedServer) -> std::process::Output {
-    let proxy = format!("http://{}", feeds.addr);
+/// `watcher once --all` as a child process (its feed requests go through the config's proxy; an
+/// environment proxy, set here to a dead address, is ignored).
+async fn once_all(config: &Path) -> std::process::Output {
     let mut cmd = watcher_cmd(config);
     cmd.args(["once", "--all"])
-        .env("HTTP_PROXY", &proxy)
-        .env("http_proxy", &proxy)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("http_proxy", "http://127.0.0.1:9")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let out = cmd.output().await.unwrap();
@@ -189,8 +190,8 @@ async fn write_store_fixture() {
         let (feeds, dir, hook) = (feeds.clone(), dir.path().to_path_buf(), hook.clone());
         async move {
             eprintln!("step: {step}");
-            let cfg = write_fixture_config(&dir, &hook, &trigger_extra);
-            once_all(&cfg, &feeds).await
+            let cfg = write_fixture_config(&dir, &feeds, &hook, &trigger_extra);
+            once_all(&cfg).await
         }
     };
     let quick = "max_attempts = 10\nretry_base_delay = \"0s\"\nretry_max_delay = \"0s\"";
@@ -414,8 +415,8 @@ async fn the_v1_state_dir_is_read_whole_and_a_pass_over_the_same_feeds_triggers_
     let feeds = spawn_feed_server().await;
     let rx = spawn_receiver().await;
     serve(&feeds, &committed_feeds());
-    let cfg = write_fixture_config(dir.path(), &rx.url(), QUIET);
-    let out = once_all(&cfg, &feeds).await;
+    let cfg = write_fixture_config(dir.path(), &feeds, &rx.url(), QUIET);
+    let out = once_all(&cfg).await;
     assert!(out.status.success(), "{out:?}");
     assert!(feeds.total_requests() >= 3, "every source was polled");
     assert!(rx.received().is_empty(), "nothing was triggered");
