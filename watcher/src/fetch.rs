@@ -226,6 +226,13 @@ impl Fetcher {
                 continue;
             }
             let outcome = self.finish(resp, cap).await?;
+            let moved_to = moved_to.filter(|to| match self.rule.may_move(url, to) {
+                Ok(()) => true,
+                Err(why) => {
+                    tracing::warn!(url = %to, reason = why, "permanent redirect not adopted as the source's new URL");
+                    false
+                }
+            });
             return Ok(Response { outcome, moved_to });
         }
         Err(FetchError::Redirects(self.settings.max_redirects))

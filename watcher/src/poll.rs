@@ -171,6 +171,7 @@ pub async fn poll_source(
         }
         Err(Stopped::Deadline(deadline)) => Err(PollError::Deadline { deadline }),
     };
+    let mut refused = 0;
     let (change, found) = match got {
         Err(e) => (failure(source, &state, e), None),
         Ok(Got::NotModified { headers }) => (not_modified(&state, &headers), None),
@@ -190,6 +191,7 @@ pub async fn poll_source(
             let d = diff(&identified.items, &known_ids, &known_urls);
             let baseline = !(state.baseline_done || opts.backfill || source.backfill);
             let mut found = Found::sort(d, baseline, opts.trigger_on_update);
+            refused = crate::ssrf::drop_refused_links(fetcher.rule(), &mut found.stage);
             let counts = hold::PollCounts {
                 new: found.stage.len(),
                 returned: identified.items.len(),
@@ -209,6 +211,7 @@ pub async fn poll_source(
     let next = hold::slow_down(next, held_now, policy.max_interval);
     let outcome = change.outcome(found.as_ref());
     change.apply(&mut state, &next, now);
+    state.links_refused += refused as u64;
 
     if !opts.dry_run {
         match found {

@@ -20,6 +20,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
 use crate::config::FetchSettings;
+use crate::identity::Item;
 
 /// A request refused because it would reach a non-public address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -216,6 +217,20 @@ impl NetworkRule {
         }
     }
 
+    /// Whether a permanent redirect from `from` to `to` may move the source: never from https to
+    /// http, nor onto a host an item link could not name (a non-public address, `localhost`...).
+    pub fn may_move(&self, from: &Url, to: &Url) -> Result<(), &'static str> {
+        if from.scheme() == "https" && to.scheme() != "https" {
+            return Err("it would downgrade https to http");
+        }
+        let same_host = from.host_str().map(str::to_ascii_lowercase)
+            == to.host_str().map(str::to_ascii_lowercase);
+        match self.link_refusal(to) {
+            Some(why) if !same_host => Err(why.as_str()),
+            _ => Ok(()),
+        }
+    }
+
     /// Filters resolved addresses: all of them for a trusted host, else the permitted ones; an
     /// error naming the first refused address when none is left.
     pub fn filter_resolved(
@@ -237,6 +252,30 @@ impl NetworkRule {
             _ => Ok(kept),
         }
     }
+}
+
+/// Drops the items whose link the rule refuses (see [`NetworkRule::link_refusal`]), logging
+/// each; returns how many went.
+pub fn drop_refused_links(rule: &NetworkRule, items: &mut Vec<Item>) -> usize {
+    let before = items.len();
+    items.retain(|item| {
+        let Some(link) = item.canonical_url.as_deref() else {
+            return true;
+        };
+        let refusal = match Url::parse(link) {
+            Ok(url) => rule.link_refusal(&url),
+            Err(_) => Some(LinkRefusal::NonPublicAddress),
+        };
+        if let Some(why) = refusal {
+            tracing::warn!(
+                url = link,
+                reason = why.as_str(),
+                "item link refused: it points into a private network; recorded, not delivered; hint: [fetch] allow_networks"
+            );
+        }
+        refusal.is_none()
+    });
+    before - items.len()
 }
 
 /// Parses one `allow_networks` entry: a CIDR (`10.0.0.0/8`) or a single address.
@@ -461,6 +500,36 @@ mod tests {
         assert_eq!(
             open.link_refusal(&Url::parse("http://intranet/").unwrap()),
             None
+        );
+    }
+
+    #[test]
+    fn moves_never_downgrade_nor_go_private() {
+        let rule = NetworkRule::new(&settings(false, &[]), ["https://blog.example.com/feed"]);
+        let u = |s: &str| Url::parse(s).unwrap();
+        let from = u("https://blog.example.com/feed");
+        assert!(
+            rule.may_move(&from, &u("https://cdn.example.net/feed"))
+                .is_ok()
+        );
+        assert!(
+            rule.may_move(&from, &u("http://blog.example.com/feed"))
+                .is_err()
+        );
+        assert!(rule.may_move(&from, &u("https://10.0.0.5/feed")).is_err());
+        assert!(rule.may_move(&from, &u("https://localhost/feed")).is_err());
+        let lan = u("http://192.168.1.10/feed");
+        let lan_rule = NetworkRule::new(&settings(false, &[]), [lan.as_str()]);
+        // A LAN source moving to its public CDN is fine, so is a move on its own host.
+        assert!(
+            lan_rule
+                .may_move(&lan, &u("https://cdn.example.net/feed"))
+                .is_ok()
+        );
+        assert!(
+            lan_rule
+                .may_move(&lan, &u("http://192.168.1.10:8080/feed"))
+                .is_ok()
         );
     }
 

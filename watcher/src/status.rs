@@ -27,6 +27,9 @@ pub struct SourceStatus {
     /// Items held as a flood, waiting for `watcher release` or `watcher discard`.
     #[serde(default)]
     pub held: usize,
+    /// New items dropped because their link pointed into a private network.
+    #[serde(default)]
+    pub links_refused: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -117,6 +120,7 @@ impl StatusReport {
                 next_due_reason: s.next_due_reason,
                 current_url: s.current_url.as_deref().map(shown),
                 discovered_feed: s.discovered_feed.as_deref().map(shown),
+                links_refused: s.links_refused,
             })
             .collect();
         let all = store.deliveries()?;
@@ -198,6 +202,13 @@ impl StatusReport {
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
             )?;
+            if s.links_refused > 0 {
+                writeln!(
+                    out,
+                    "    links refused {} (a private-network host; see [fetch] allow_networks)",
+                    s.links_refused
+                )?;
+            }
         }
         writeln!(
             out,

@@ -109,6 +109,9 @@ pub struct SourceState {
     pub feed_ttl_secs: Option<u64>,
     /// The interval the author's publishing frequency suggests (seconds), remembered for 304s.
     pub adaptive_secs: Option<u64>,
+    /// New items whose link pointed into a private network (see `ssrf`): recorded, never
+    /// delivered. A running total.
+    pub links_refused: u64,
 }
 
 impl SourceState {

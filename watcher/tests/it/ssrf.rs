@@ -87,3 +87,63 @@ async fn a_redirect_by_name_to_loopback_is_refused_by_the_resolver() {
     assert!(error.contains("allow_networks"), "{error}");
     assert!(scene.feeds.times("/feed.xml").is_empty());
 }
+
+#[tokio::test]
+async fn an_item_linking_to_the_metadata_address_never_reaches_a_config() {
+    let t = spawn_one_author("Ruben", "rubenerd-hugo.rss.xml").await;
+    pass(&t.cfg).await;
+    let metadata = "http://169.254.169.254/latest/meta-data/iam/";
+    let good = "https://rubenerd.com/a-new-post/";
+    let feed = publish_rss(
+        &publish_rss(&t.original, metadata, "Metadata"),
+        good,
+        "Good",
+    );
+    t.feeds.set_feed(FEED_PATH, &feed);
+    let report = pass(&t.cfg).await;
+    assert!(report.problems().is_empty(), "{:?}", report.problems());
+    assert_eq!(
+        delivered_links(&t.rx),
+        [good],
+        "the other item is delivered"
+    );
+    for entry in std::fs::read_dir(t.dir.path().join("out")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains("169.254"), "{text}");
+    }
+    let status = status(&t.cfg).await;
+    assert_eq!(status.sources[0].links_refused, 1);
+    let text = status.render(chrono::Utc::now());
+    assert!(text.contains("links refused 1"), "{text}");
+}
+
+#[tokio::test]
+async fn allow_networks_lets_an_item_link_through() {
+    let t = spawn_one_author("Ruben", "rubenerd-hugo.rss.xml").await;
+    edit_config(
+        &t.cfg,
+        "[fetch]\n",
+        "[fetch]\nallow_networks = [\"10.0.0.0/8\"]\n",
+    );
+    pass(&t.cfg).await;
+    let lan = "http://10.1.2.3/post/";
+    t.publish(lan, "On the LAN");
+    pass(&t.cfg).await;
+    assert_eq!(delivered_links(&t.rx), [lan]);
+}
+
+#[tokio::test]
+async fn check_names_a_bad_allow_networks_entry() {
+    let scene = spawn_scene().await;
+    let cfg = scene.one_author_config("Ada", &["/feed"]);
+    edit_config(
+        &cfg,
+        "[fetch]\n",
+        "[fetch]\nallow_networks = [\"10.0.0.0/33\"]\n",
+    );
+    let err = watcher::config::Config::load(&cfg).unwrap_err().to_string();
+    assert!(
+        err.contains("fetch.allow_networks") && err.contains("10.0.0.0/33"),
+        "{err}"
+    );
+}
