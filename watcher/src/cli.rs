@@ -88,7 +88,10 @@ pub enum Command {
     /// [fetch] poll_deadline and parse_budget, and by max_poll_items and max_poll_bytes (a sitemap
     /// index and its children together: over them the poll fails and records nothing). On a signal it stops starting polls, stops those
     /// in flight (they record nothing), flushes the store and exits 0. When the store fails
-    /// (disk full, I/O error) /healthz answers 503 with the reason and it exits 4.
+    /// (disk full, I/O error) /healthz answers 503 with the reason and it exits 4. Requests and
+    /// article links that reach private networks (loopback, RFC 1918, link-local...) are refused
+    /// unless [fetch] allow_networks or allow_private_networks allows them, or the host is a
+    /// configured source's (README "Security").
     Run,
     /// One pass over the sources that are due, then deliver what is pending, then exit.
     ///

@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
-use crate::config::FetchSettings;
+use crate::config::{FetchSettings, parse_network};
 use crate::identity::Item;
 
 /// A request refused because it would reach a non-public address.
@@ -120,8 +120,7 @@ pub struct NetworkRule {
 }
 
 impl NetworkRule {
-    /// `allow_networks` entries that do not parse are skipped: `check` reports them (see
-    /// [`invalid_networks`]).
+    /// `allow_networks` entries that do not parse are skipped: `check` reports them.
     pub fn new<'a>(
         settings: &FetchSettings,
         source_urls: impl IntoIterator<Item = &'a str>,
@@ -268,7 +267,7 @@ pub fn drop_refused_links(rule: &NetworkRule, items: &mut Vec<Item>) -> usize {
         };
         if let Some(why) = refusal {
             tracing::warn!(
-                url = link,
+                url = %crate::printable::printable(link),
                 reason = why.as_str(),
                 "item link refused: it points into a private network; recorded, not delivered; hint: [fetch] allow_networks"
             );
@@ -276,24 +275,6 @@ pub fn drop_refused_links(rule: &NetworkRule, items: &mut Vec<Item>) -> usize {
         refusal.is_none()
     });
     before - items.len()
-}
-
-/// Parses one `allow_networks` entry: a CIDR (`10.0.0.0/8`) or a single address.
-pub fn parse_network(text: &str) -> Option<IpNet> {
-    let text = text.trim();
-    text.parse::<IpNet>()
-        .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
-}
-
-/// The `allow_networks` entries that are not a CIDR or an address (for `check`).
-pub fn invalid_networks(settings: &FetchSettings) -> Vec<&str> {
-    settings
-        .allow_networks
-        .iter()
-        .filter(|n| parse_network(n).is_none())
-        .map(String::as_str)
-        .collect()
 }
 
 /// The HTTP client's DNS resolver: the system resolver, then [`NetworkRule::filter_resolved`].
@@ -536,6 +517,6 @@ mod tests {
     #[test]
     fn invalid_networks_are_reported() {
         let s = settings(false, &["10.0.0.0/8", "::1", "10.0.0.0/33", "nas"]);
-        assert_eq!(invalid_networks(&s), ["10.0.0.0/33", "nas"]);
+        assert_eq!(s.invalid_networks(), ["10.0.0.0/33", "nas"]);
     }
 }

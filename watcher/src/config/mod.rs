@@ -21,7 +21,7 @@ use serde::Deserialize;
 pub use self::hold::HoldRule;
 pub use self::settings::{
     EMBEDDED, EmbeddedSettings, FetchSettings, OutputFormat, OutputSettings, TriggerSettings,
-    WATCHER_TRIGGER_KEYS, WatcherSettings,
+    WATCHER_TRIGGER_KEYS, WatcherSettings, parse_network,
 };
 pub use self::sources::{
     Author, CssSelector, FeedSpec, OneOrMany, SelectorError, SiteSpec, SitemapSpec, SourceConfig,

@@ -158,7 +158,25 @@ impl Default for FetchSettings {
     }
 }
 
+/// Parses one `[fetch] allow_networks` entry: a CIDR (`10.0.0.0/8`) or a single address.
+pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    (text.parse::<ipnet::IpNet>().ok()).or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
+}
+
 impl FetchSettings {
+    /// The `allow_networks` entries that are neither a CIDR nor an address.
+    pub fn invalid_networks(&self) -> Vec<&str> {
+        (self.allow_networks.iter())
+            .filter(|n| parse_network(n).is_none())
+            .map(String::as_str)
+            .collect()
+    }
+
     /// The keys of the size and count limits that are zero (each must be at least 1).
     pub fn zero_limits(&self) -> Vec<&'static str> {
         let zero = [

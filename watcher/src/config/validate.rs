@@ -397,7 +397,7 @@ pub(super) fn settings(
             "expected a duration above zero, such as \"5m\" (every poll would fail at once)",
         ));
     }
-    for bad in crate::ssrf::invalid_networks(fetch) {
+    for bad in fetch.invalid_networks() {
         problems.push(ConfigProblem::new(
             "fetch.allow_networks",
             format!("expected CIDRs such as \"10.0.0.0/8\" or addresses, got `{bad}`"),
