@@ -192,39 +192,24 @@ impl NetworkRule {
             return None;
         }
         match link.host()? {
-            Host::Ipv4(v4) => {
-                (!self.permits(IpAddr::V4(v4))).then_some(LinkRefusal::NonPublicAddress)
-            }
-            Host::Ipv6(v6) => {
-                (!self.permits(IpAddr::V6(v6))).then_some(LinkRefusal::NonPublicAddress)
-            }
-            Host::Domain(name) => {
-                if self.allow_private {
-                    return None;
-                }
-                let name = name.trim_end_matches('.').to_ascii_lowercase();
-                if name == "localhost" || name.ends_with(".localhost") {
-                    Some(LinkRefusal::Localhost)
-                } else if name == "local" || name.ends_with(".local") {
-                    Some(LinkRefusal::Local)
-                } else if !name.contains('.') {
-                    Some(LinkRefusal::SingleLabel)
-                } else {
-                    None
-                }
-            }
+            Host::Ipv4(v4) if self.permits(IpAddr::V4(v4)) => None,
+            Host::Ipv6(v6) if self.permits(IpAddr::V6(v6)) => None,
+            Host::Domain(_) if self.allow_private => None,
+            other => host_refusal(other),
         }
     }
 
     /// Whether a permanent redirect from `from` to `to` may move the source: never from https to
-    /// http, nor onto a host an item link could not name (a non-public address, `localhost`...).
+    /// http, nor onto another host that is non-public (a non-public address, `localhost`, a
+    /// single-label or `.local` name), whatever the allowances: the hop is followed when they
+    /// allow it, but the source keeps its URL.
     pub fn may_move(&self, from: &Url, to: &Url) -> Result<(), &'static str> {
         if from.scheme() == "https" && to.scheme() != "https" {
             return Err("it would downgrade https to http");
         }
         let same_host = from.host_str().map(str::to_ascii_lowercase)
             == to.host_str().map(str::to_ascii_lowercase);
-        match self.link_refusal(to) {
+        match to.host().and_then(host_refusal) {
             Some(why) if !same_host => Err(why.as_str()),
             _ => Ok(()),
         }
@@ -249,6 +234,27 @@ impl NetworkRule {
                 ip: first.ip(),
             }),
             _ => Ok(kept),
+        }
+    }
+}
+
+/// Why `host`, judged by how it is written, may be non-public: a non-public address, `localhost`,
+/// a `.local` or single-label name.
+fn host_refusal(host: Host<&str>) -> Option<LinkRefusal> {
+    match host {
+        Host::Ipv4(v4) => is_non_public(IpAddr::V4(v4)).then_some(LinkRefusal::NonPublicAddress),
+        Host::Ipv6(v6) => is_non_public(IpAddr::V6(v6)).then_some(LinkRefusal::NonPublicAddress),
+        Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") {
+                Some(LinkRefusal::Localhost)
+            } else if name == "local" || name.ends_with(".local") {
+                Some(LinkRefusal::Local)
+            } else if !name.contains('.') {
+                Some(LinkRefusal::SingleLabel)
+            } else {
+                None
+            }
         }
     }
 }

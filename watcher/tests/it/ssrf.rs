@@ -147,3 +147,33 @@ async fn check_names_a_bad_allow_networks_entry() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_permanent_redirect_to_a_private_address_is_followed_but_not_adopted() {
+    let scene = spawn_scene().await;
+    let (port, hits) = spawn_counting_server().await;
+    scene.feeds.set(
+        "/old",
+        Route::StatusWith(
+            301,
+            vec![("location", format!("http://127.0.0.2:{port}/feed.xml"))],
+        ),
+    );
+    let cfg = scene.config(&[scene.author("Ada", &["/old"])]);
+    edit_config(
+        &cfg,
+        "[fetch]\n",
+        "[fetch]\nallow_networks = [\"127.0.0.2/32\"]\n",
+    );
+    for _ in 0..2 {
+        let report = pass(&cfg).await;
+        assert!(report.problems().is_empty(), "{:?}", report.problems());
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        scene.feeds.times("/old").len(),
+        2,
+        "the source kept its URL"
+    );
+    assert_eq!(status(&cfg).await.sources[0].current_url, None);
+}
