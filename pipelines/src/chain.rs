@@ -17,9 +17,11 @@ use crate::placeholder::{self, Placeholder, Template};
 use crate::schedule::Schedule;
 
 mod dag;
+mod env;
 mod paths;
 mod problem;
 
+pub use self::env::EnvPolicy;
 use self::paths::resolve;
 pub use self::problem::{ChainError, ChainErrors};
 
@@ -37,6 +39,10 @@ struct RawChain {
     workdir: Option<PathBuf>,
     #[serde(default)]
     params: BTreeMap<String, String>,
+    #[serde(default)]
+    env_clear: bool,
+    #[serde(default)]
+    env_allow: Vec<String>,
     #[serde(default)]
     stages: Vec<RawStage>,
 }
@@ -67,6 +73,7 @@ pub struct Chain {
     default_config: Option<PathBuf>,
     concurrency: usize,
     params: BTreeMap<String, String>,
+    env: EnvPolicy,
     stages: Vec<Stage>,
 }
 
@@ -109,6 +116,10 @@ impl Chain {
     /// Defaults for `{param.NAME}`.
     pub fn params(&self) -> &BTreeMap<String, String> {
         &self.params
+    }
+    /// `env_clear` and `env_allow`: what of the runner's environment its stages get.
+    pub fn env_policy(&self) -> &EnvPolicy {
+        &self.env
     }
     /// Stages in file order.
     pub fn stages(&self) -> &[Stage] {
@@ -406,6 +417,7 @@ impl Checker {
             default_config: raw.default_config.map(|path| resolve(base, Some(&path))),
             concurrency,
             params: raw.params,
+            env: EnvPolicy::check(raw.env_clear, raw.env_allow, &self.file, &mut self.errors),
             stages,
         };
         if self.errors.is_empty() {

@@ -26,6 +26,7 @@ pub mod placeholder;
 pub mod process;
 pub mod schedule;
 pub mod settings;
+pub mod stage_env;
 pub mod state;
 pub mod token;
 

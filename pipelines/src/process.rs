@@ -34,6 +34,8 @@ pub struct Spec {
     pub args: Vec<String>,
     pub workdir: PathBuf,
     pub env: Vec<(String, String)>,
+    /// Start from an empty environment (then only `env` is set).
+    pub env_clear: bool,
     /// Variables of the runner's own environment the stage must not see (secrets).
     pub env_remove: Vec<String>,
     pub log: PathBuf,
@@ -181,6 +183,9 @@ pub async fn spawn(spec: &Spec) -> Result<StageProcess, SpawnError> {
         PathBuf::from(&spec.program)
     };
     let mut command = Command::new(&program);
+    if spec.env_clear {
+        command.env_clear();
+    }
     for name in &spec.env_remove {
         command.env_remove(name);
     }
@@ -579,6 +584,7 @@ mod tests {
             args: vec!["-c".into(), script],
             workdir: dir.path().to_owned(),
             env: vec![],
+            env_clear: false,
             env_remove: vec![],
             log: dir.path().join("stage.log"),
             log_cap: 1024,

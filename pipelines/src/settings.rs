@@ -35,6 +35,9 @@ pub struct RunnerSettings {
     /// How long a finished run (succeeded, failed or cancelled) is kept, counted from its end:
     /// then its record, its run directory and its idempotency key are deleted.
     pub keep_runs: Duration,
+    /// Variables of the runner's own environment no stage may see, on top of
+    /// [`crate::stage_env::PROJECT_SECRETS`]: the embedding program's `*_env` secrets.
+    pub secret_env: Vec<String>,
 }
 
 impl fmt::Debug for RunnerSettings {
@@ -47,6 +50,7 @@ impl fmt::Debug for RunnerSettings {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("log_cap", &self.log_cap)
             .field("keep_runs", &self.keep_runs)
+            .field("secret_env", &self.secret_env)
             .finish()
     }
 }
@@ -62,6 +66,7 @@ impl RunnerSettings {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             log_cap: DEFAULT_LOG_CAP,
             keep_runs: DEFAULT_KEEP_RUNS,
+            secret_env: Vec::new(),
         }
     }
 
@@ -79,6 +84,11 @@ impl RunnerSettings {
     }
     pub fn with_log_cap(mut self, bytes: u64) -> Self {
         self.log_cap = bytes;
+        self
+    }
+    /// Names variables (secrets) of the runner's environment its stages must not see.
+    pub fn with_secret_env(mut self, names: Vec<String>) -> Self {
+        self.secret_env = names;
         self
     }
     pub fn with_keep_runs(mut self, keep: Duration) -> Self {

@@ -50,6 +50,7 @@ impl Engine {
                 shutdown_grace: settings.shutdown_grace,
                 log_cap: settings.log_cap,
                 keep_runs: settings.keep_runs,
+                secret_env: settings.secret_env.clone(),
                 queues: Mutex::new(HashMap::new()),
                 tracker: TaskTracker::new(),
                 stopping: CancellationToken::new(),

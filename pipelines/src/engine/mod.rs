@@ -85,6 +85,8 @@ struct Inner {
     shutdown_grace: Duration,
     log_cap: u64,
     keep_runs: Duration,
+    /// The embedder's secret variables, removed from every stage's environment.
+    secret_env: Vec<String>,
     queues: Mutex<HashMap<String, ChainQueue>>,
     tracker: TaskTracker,
     /// No new run or stage starts once this is cancelled.

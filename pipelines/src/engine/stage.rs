@@ -12,6 +12,7 @@ use crate::causes::error_chain;
 use crate::chain::Chain;
 use crate::placeholder::Values;
 use crate::process::{self, Outcome, Stops};
+use crate::stage_env::StageEnv;
 
 /// How a stage task ended, for the run's DAG loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +110,13 @@ impl Engine {
             .map(|arg| arg.render(&values))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|err| err.to_string())?;
-        let mut env = vec![
+        let plan = StageEnv::new(chain.env_policy(), &inner.secret_env);
+        let mut env: Vec<(String, String)> = plan
+            .inherit
+            .iter()
+            .filter_map(|name| Some((name.clone(), std::env::var(name).ok()?)))
+            .collect();
+        env.extend([
             ("PIPELINES_RUN_ID".to_owned(), run.id.clone()),
             ("PIPELINES_CHAIN".to_owned(), chain.name().to_owned()),
             ("PIPELINES_STAGE".to_owned(), stage.name().to_owned()),
@@ -121,7 +128,7 @@ impl Engine {
                 "PIPELINES_RUN_DIR".to_owned(),
                 run.run_dir.to_string_lossy().into_owned(),
             ),
-        ];
+        ]);
         for (name, value) in stage.env() {
             env.push((
                 name.clone(),
@@ -163,7 +170,8 @@ impl Engine {
                 args: args.to_vec(),
                 workdir: stage.workdir().to_owned(),
                 env: env.clone(),
-                env_remove: vec![runner_api::TOKEN_ENV.to_owned()],
+                env_clear: plan.clear,
+                env_remove: plan.remove.clone(),
                 log: log.clone(),
                 log_cap: inner.log_cap,
                 header: format!(

@@ -10,3 +10,4 @@ mod processes;
 mod rest_shape;
 mod restart;
 mod retention;
+mod stage_env;
