@@ -147,7 +147,9 @@ impl ApiToken {
 }
 
 /// 32 random bytes, hex-encoded.
-fn generate() -> String {
+/// A new random token (32 bytes, hex): what the runner writes to its token file, or what an
+/// embedding program keeps in memory and passes with `RunnerSettings::with_token`.
+pub fn generate() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill(&mut bytes);
     hex::encode(bytes)

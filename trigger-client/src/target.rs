@@ -174,6 +174,11 @@ pub struct TargetConfig {
     /// How often `wait` polls the run's status (default 2s).
     #[serde(default, with = "humantime_serde")]
     pub poll_interval: Option<Duration>,
+
+    /// A bearer token held in memory by the embedding program (the watcher's embedded runner):
+    /// wins over `token_env` and `token_file`; never read from a file.
+    #[serde(skip)]
+    pub token: Option<Secret>,
 }
 
 /// Default per-request timeout.
@@ -207,6 +212,7 @@ impl std::fmt::Debug for TargetConfig {
             .field("request_timeout", &self.request_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("poll_interval", &self.poll_interval)
+            .field("token", &self.token)
             .finish()
     }
 }
@@ -257,6 +263,7 @@ impl TargetConfig {
             request_timeout: None,
             connect_timeout: None,
             poll_interval: None,
+            token: None,
         }
     }
 
@@ -330,6 +337,9 @@ impl TargetConfig {
 
     /// The bearer token named by `token_env`/`token_file`, if any.
     pub(crate) fn token(&self) -> Result<Option<Secret>, Error> {
+        if let Some(token) = &self.token {
+            return Ok(Some(token.clone()));
+        }
         Secret::resolve(
             "token",
             self.token_env.as_deref(),

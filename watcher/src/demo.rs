@@ -89,7 +89,7 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
     let watcher = Watcher::open(config)?;
     let runner = watcher.embedded().expect("the demo config is embedded");
     let runner_url = runner.url().to_string();
-    let runner_state = runner.state_dir().to_path_buf();
+    let runner_token = runner.token().to_owned();
     writeln!(
         out,
         "demo: embedded pipelines runner on {runner_url}, chain `demo`"
@@ -156,7 +156,7 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
     )?;
 
     let run_id = run.id.clone();
-    let final_run = follow_stages(&runner_url, &runner_state, &run_id, out).await?;
+    let final_run = follow_stages(&runner_url, &runner_token, &run_id, out).await?;
     watcher
         .wait_for_runs(&second, Duration::from_secs(5), |_, _| {})
         .await?;
@@ -188,14 +188,10 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
 /// Prints each stage's changes until the run ends; returns the final run.
 async fn follow_stages(
     url: &str,
-    runner_state: &Path,
+    token: &str,
     run_id: &str,
     out: &mut impl Write,
 ) -> std::io::Result<Option<pipelines::Run>> {
-    let Ok(token) = std::fs::read_to_string(runner_state.join(pipelines::runner_api::TOKEN_FILE))
-    else {
-        return Ok(None);
-    };
     let Ok(base) = url::Url::parse(url) else {
         return Ok(None);
     };

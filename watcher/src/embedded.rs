@@ -1,6 +1,7 @@
 //! embedded.rs: `[trigger] kind = "embedded"`: the pipelines runner inside the watcher process,
-//! on loopback with a random port and a generated token, its state in its own sled directory under
-//! the watcher's state dir. The watcher triggers it through the same REST client as a remote
+//! on loopback with a random port and a generated token kept in memory only (no token file: a
+//! stage process cannot read it), its state in its own sled directory under the watcher's state
+//! dir. The watcher triggers it through the same REST client as a remote
 //! runner (`kind = "pipelines"`): one code path.
 
 use std::path::{Path, PathBuf};
@@ -75,7 +76,7 @@ pub fn run_bound(chains_dir: &Path, chain: &str) -> Option<RunBound> {
 /// A running embedded runner.
 pub struct Embedded {
     url: String,
-    token_file: PathBuf,
+    token: trigger_client::Secret,
     run_dirs: PathBuf,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), pipelines::Error>>,
@@ -93,9 +94,11 @@ impl Embedded {
         let listener =
             tokio::net::TcpListener::from_std(std_listener).map_err(EmbeddedError::Bind)?;
         let runner_state = state_dir.join("pipelines");
-        // No token given: the runner generates one into <runner state>/api-token (mode 0600),
-        // which the REST client reads.
+        // The token lives in this process only: given to the runner and to the REST client,
+        // never written to disk (stages run as this user and could read a file).
+        let token = pipelines::token::generate();
         let runner_settings = pipelines::RunnerSettings::new(&settings.chains_dir, &runner_state)
+            .with_token(token.clone())
             .with_shutdown_grace(settings.shutdown_grace);
         let runner =
             pipelines::Runner::build(listener, runner_settings).map_err(EmbeddedError::Runner)?;
@@ -105,7 +108,7 @@ impl Embedded {
         let task = tokio::spawn(runner.run(cancel.clone()));
         Ok(Embedded {
             url,
-            token_file: runner_state.join(pipelines::runner_api::TOKEN_FILE),
+            token: trigger_client::Secret::new(token, "the embedded runner (in memory)"),
             run_dirs: runner_state,
             cancel,
             task,
@@ -119,7 +122,7 @@ impl Embedded {
             self.url.parse().expect("the runner's URL is valid"),
         );
         target.pipeline = Some(chain.to_string());
-        target.token_file = Some(self.token_file.clone());
+        target.token = Some(self.token.clone());
         // A local runner is cheap to ask: follow runs closely.
         target.poll_interval = Some(Duration::from_millis(200));
         target
@@ -127,6 +130,11 @@ impl Embedded {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The runner's API token, for in-process clients only (never print it).
+    pub fn token(&self) -> &str {
+        self.token.expose()
     }
 
     /// Where the runner keeps its runs (each run's directory holds its config, logs and outputs).
@@ -153,6 +161,54 @@ mod tests {
 
     fn chain(dir: &Path, stages: &str) {
         std::fs::write(dir.join("c.toml"), format!("name = \"c\"\n{stages}")).unwrap();
+    }
+
+    /// A stage that dumps its environment and lists the runner's state dir: the token is in
+    /// neither, and the watcher's REST client still reaches the runner with it.
+    #[tokio::test]
+    async fn the_embedded_runner_keeps_its_token_in_memory_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let chains = dir.path().join("chains");
+        std::fs::create_dir_all(&chains).unwrap();
+        let out = dir.path().join("seen");
+        chain(
+            &chains,
+            &format!(
+                "[[stages]]\nname = \"dump\"\nrun = [\"sh\", \"-c\", \"(env; ls -a \\\"$2\\\") > \\\"$1.tmp\\\" && mv \\\"$1.tmp\\\" \\\"$1\\\"\", \"sh\", \"{}\", \"{}\"]\n",
+                out.display(),
+                dir.path().join("state/pipelines").display()
+            ),
+        );
+        let settings = EmbeddedSettings {
+            chains_dir: chains,
+            shutdown_grace: Duration::from_secs(1),
+        };
+        let runner = Embedded::start(&settings, &dir.path().join("state")).unwrap();
+        let client = trigger_client::Client::new(&runner.target("c")).unwrap();
+        let mut req = trigger_client::RunRequest::new("c", "key-1");
+        req.config = serde_json::json!({"x": 1});
+        client
+            .trigger(&req)
+            .await
+            .expect("the client reaches the runner with the in-memory token");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !out.exists() {
+            assert!(std::time::Instant::now() < deadline, "the stage never ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seen = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            !seen.contains(runner.token()),
+            "the stage saw the token:\n{seen}"
+        );
+        assert!(!seen.contains(pipelines::runner_api::TOKEN_FILE), "{seen}");
+        assert!(
+            !dir.path()
+                .join("state/pipelines")
+                .join(pipelines::runner_api::TOKEN_FILE)
+                .exists()
+        );
+        runner.stop().await;
     }
 
     #[test]
