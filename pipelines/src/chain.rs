@@ -21,7 +21,7 @@ mod env;
 mod paths;
 mod problem;
 
-pub use self::env::EnvPolicy;
+pub use self::env::{EnvPolicy, PROJECT_SECRETS};
 use self::paths::resolve;
 pub use self::problem::{ChainError, ChainErrors};
 

@@ -3,9 +3,7 @@
 //! run's `PIPELINES_*` variables and the stage's `env` table.
 
 use crate::chain::EnvPolicy;
-
-/// The project's own secret variables: never passed to a stage, whatever the settings say.
-pub const PROJECT_SECRETS: &[&str] = &[runner_api::TOKEN_ENV, "WATCHER_WEBHOOK_SECRET"];
+pub use crate::chain::PROJECT_SECRETS;
 
 /// What the runner sets for every stage, `env_clear` or not (`PATH` copied from the runner's
 /// own environment, the rest describing the run).

@@ -4,6 +4,9 @@
 use super::problem::ChainError;
 use std::path::Path;
 
+/// The project's own secret variables: never passed to a stage, whatever the settings say.
+pub const PROJECT_SECRETS: &[&str] = &[runner_api::TOKEN_ENV, "WATCHER_WEBHOOK_SECRET"];
+
 /// `env_clear` and `env_allow`, validated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnvPolicy {
@@ -39,7 +42,7 @@ impl EnvPolicy {
                     "bad variable name `{}`; expected no `=` and not empty",
                     name.escape_debug()
                 ));
-            } else if crate::stage_env::PROJECT_SECRETS.contains(&name.as_str()) {
+            } else if PROJECT_SECRETS.contains(&name.as_str()) {
                 error(format!(
                     "`{name}` is the runner's own secret and is never passed to stages; remove it"
                 ));
