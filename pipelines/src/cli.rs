@@ -176,7 +176,8 @@ EXAMPLES:
     pipelines serve
     PIPELINES_TOKEN=$(openssl rand -hex 32) pipelines serve --listen 127.0.0.1:9000
     pipelines serve --listen 0.0.0.0:8731 --allow-remote --shutdown-grace 10m
-    pipelines serve --keep-runs 90d"
+    pipelines serve --keep-runs 90d
+    pipelines serve --secret-env ZENML_STORE_API_KEY --secret-env AIRFLOW_PASSWORD"
 )]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -194,6 +195,11 @@ pub struct ServeArgs {
     /// long after they ended; checked at start and hourly (e.g. 30d, 12h, 90d)
     #[arg(long, default_value = "30d", value_parser = parse_retention, value_name = "DURATION")]
     pub keep_runs: Duration,
+
+    /// An environment variable no stage may see, on top of PIPELINES_TOKEN and
+    /// WATCHER_WEBHOOK_SECRET (repeat it; e.g. engine credentials an environment file shares)
+    #[arg(long = "secret-env", value_name = "VAR")]
+    pub secret_env: Vec<String>,
 
     #[command(flatten)]
     pub stopping: Stopping,

@@ -33,7 +33,8 @@ pub async fn serve(
     let settings = args
         .stopping
         .runner_settings(&args.dirs, token)
-        .with_keep_runs(args.keep_runs);
+        .with_keep_runs(args.keep_runs)
+        .with_secret_env(args.secret_env.clone());
     let runner = Runner::build(listener, settings)?;
     println!("pipelines runner listening on {}", runner.url());
     println!(

@@ -40,12 +40,20 @@ fn names(dump: &str) -> BTreeSet<String> {
 async fn a_stage_sees_none_of_the_runners_secrets() {
     let dirs = Dirs::new(&[("dump", DUMP)]);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pipelines"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--chains"])
+        .args([
+            "serve",
+            "--secret-env",
+            "ENGINE_KEY",
+            "--listen",
+            "127.0.0.1:0",
+            "--chains",
+        ])
         .arg(&dirs.chains)
         .arg("--state-dir")
         .arg(&dirs.state)
         .env("PIPELINES_TOKEN", TOKEN)
         .env("WATCHER_WEBHOOK_SECRET", "whsec-never-in-a-stage")
+        .env("ENGINE_KEY", "engine-key-never-in-a-stage")
         .env("PIPELINES_LOG", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -76,7 +84,7 @@ async fn a_stage_sees_none_of_the_runners_secrets() {
     let dump = wait_file(&dirs.work_file("env")).await;
     let seen = names(&dump);
     assert!(seen.contains("PIPELINES_RUN_ID"), "{seen:?}");
-    for secret in ["PIPELINES_TOKEN", "WATCHER_WEBHOOK_SECRET"] {
+    for secret in ["PIPELINES_TOKEN", "WATCHER_WEBHOOK_SECRET", "ENGINE_KEY"] {
         assert!(!seen.contains(secret), "{secret} reached the stage");
     }
     assert!(!dump.contains(TOKEN) && !dump.contains("whsec-never-in-a-stage"));
