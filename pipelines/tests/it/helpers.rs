@@ -261,3 +261,42 @@ pub fn reap(pid: i32) {
         nix::sys::signal::Signal::SIGKILL,
     );
 }
+
+/// Starts the real `pipelines serve` binary on a free loopback port with `args` (besides
+/// `--listen`, `--chains` and `--state-dir`), [`TOKEN`] and `env` in its environment; returns it
+/// (killed on drop) and its base URL.
+pub async fn spawn_runner_binary(
+    dirs: &Dirs,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pipelines"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--chains")
+        .arg(&dirs.chains)
+        .arg("--state-dir")
+        .arg(&dirs.state)
+        .env("PIPELINES_TOKEN", TOKEN)
+        .env("PIPELINES_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("pipelines runner listening on ") {
+                return url.to_owned();
+            }
+        }
+        panic!("the runner exited before listening");
+    })
+    .await
+    .expect("the runner prints its address");
+    // Keep draining stdout so the runner never blocks on it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}

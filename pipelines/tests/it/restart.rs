@@ -2,13 +2,13 @@
 //! runner kills the process group it left, marks the run failed ("interrupted by restart") and
 //! starts the run that was queued behind it.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::helpers::{Dirs, TOKEN, alive, reap, spawn_runner_in, stage, wait_dead, wait_pid};
+use crate::helpers::{
+    Dirs, TOKEN, alive, reap, spawn_runner_binary, spawn_runner_in, stage, wait_dead, wait_pid,
+};
 
 const LONG: &str = r#"
 name = "long"
@@ -24,40 +24,9 @@ after = ["work"]
 run = ["true"]
 "#;
 
-/// Starts `pipelines serve` as a child process on a free port; returns it and its base URL.
+/// Starts `pipelines serve` as a child process (short kill grace) on a free port.
 async fn spawn_runner_process(dirs: &Dirs) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pipelines"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--kill-grace",
-            "300ms",
-            "--chains",
-        ])
-        .arg(&dirs.chains)
-        .arg("--state-dir")
-        .arg(&dirs.state)
-        .env("PIPELINES_TOKEN", TOKEN)
-        .env("PIPELINES_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("pipelines runner listening on ") {
-                return url.to_owned();
-            }
-        }
-        panic!("the runner exited before listening");
-    })
-    .await
-    .expect("the runner prints its address");
-    // Keep draining stdout so the runner never blocks on it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
+    spawn_runner_binary(dirs, &["--kill-grace", "300ms"], &[]).await
 }
 
 #[tokio::test]

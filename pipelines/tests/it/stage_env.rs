@@ -3,13 +3,9 @@
 //! `env_clear` only `env_allow` plus what the runner always sets.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
-use std::time::Duration;
 
+use crate::helpers::{Dirs, TOKEN, spawn_runner_binary, spawn_runner_in, wait_file};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-use crate::helpers::{Dirs, TOKEN, spawn_runner_in, wait_file};
 
 const DUMP: &str = r#"
 name = "dump"
@@ -39,38 +35,15 @@ fn names(dump: &str) -> BTreeSet<String> {
 #[tokio::test]
 async fn a_stage_sees_none_of_the_runners_secrets() {
     let dirs = Dirs::new(&[("dump", DUMP)]);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pipelines"))
-        .args([
-            "serve",
-            "--secret-env",
-            "ENGINE_KEY",
-            "--listen",
-            "127.0.0.1:0",
-            "--chains",
-        ])
-        .arg(&dirs.chains)
-        .arg("--state-dir")
-        .arg(&dirs.state)
-        .env("PIPELINES_TOKEN", TOKEN)
-        .env("WATCHER_WEBHOOK_SECRET", "whsec-never-in-a-stage")
-        .env("ENGINE_KEY", "engine-key-never-in-a-stage")
-        .env("PIPELINES_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("pipelines runner listening on ") {
-                return url.to_owned();
-            }
-        }
-        panic!("the runner exited before listening");
-    })
-    .await
-    .expect("the runner prints its address");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut child, url) = spawn_runner_binary(
+        &dirs,
+        &["--secret-env", "ENGINE_KEY"],
+        &[
+            ("WATCHER_WEBHOOK_SECRET", "whsec-never-in-a-stage"),
+            ("ENGINE_KEY", "engine-key-never-in-a-stage"),
+        ],
+    )
+    .await;
     let status = reqwest::Client::new()
         .post(format!("{url}/api/v1/chains/dump/runs"))
         .bearer_auth(TOKEN)
