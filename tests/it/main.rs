@@ -4,6 +4,7 @@
 mod harness;
 
 mod chain;
+mod fuzz_replay;
 mod load;
 mod structure;
 mod trigger_pipelines;

@@ -91,7 +91,19 @@ pub fn import(
         path: opml_path.to_path_buf(),
         source,
     })?;
-    let feeds = parse_opml(&opml).map_err(|e| SubscriptionError::Opml {
+    import_text(config_path, config_text, opml_path, &opml, author)
+}
+
+/// [`import`] of OPML text already read from `opml_path` (named in errors only): the whole
+/// import without file I/O, which the fuzz target `opml` and its corpus replay drive.
+pub fn import_text(
+    config_path: &Path,
+    config_text: &str,
+    opml_path: &Path,
+    opml: &str,
+    author: Option<&str>,
+) -> Result<Import, SubscriptionError> {
+    let feeds = parse_opml(opml).map_err(|e| SubscriptionError::Opml {
         path: opml_path.to_path_buf(),
         message: crate::causes::one_line(&e),
     })?;
