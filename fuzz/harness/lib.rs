@@ -10,16 +10,18 @@
 //! beside the body (`content-type: …`, `include: …`, `selector: …`); the rest is the body.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
-use url::Url;
-use watcher::config::CssSelector;
+use url::{Host, Url};
+use watcher::config::{CssSelector, FetchSettings};
 use watcher::identity::Canonicalizer;
 use watcher::parse::parse_feed_within;
 use watcher::read::discover::discover_feeds_within;
 use watcher::read::extract_links_within;
 use watcher::read::sitemap::{Caps, Sitemap, parse_sitemap_with};
+use watcher::ssrf::{NetworkRule, is_non_public};
 use watcher::work::WorkBudget;
 
 /// Work units one input may spend: real documents spend 2 to 6 a byte (see `watcher::work`).
@@ -139,18 +141,39 @@ pub fn page(data: &[u8]) {
     assert_bounded(&budget, limit, html.len());
 }
 
-/// URL canonicalization (idempotent, as documented) and the source URL check of the config.
+/// URL canonicalization (idempotent, as documented), the address rule (`ssrf`) on IP-literal
+/// hosts, and the source URL check of the config.
 pub fn canonical(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let by_host = BTreeMap::from([("example.com".to_owned(), vec!["id".to_owned()])]);
     let canon = Canonicalizer::new(&["ref".to_owned()], &by_host);
+    let rule = NetworkRule::new(
+        &FetchSettings::default(),
+        ["https://Feeds.Example.com/feed"],
+    );
     if let Ok(url) = Url::parse(text) {
         let once = canon.canonical(&url);
         let twice = canon.canonical(&once);
         assert_eq!(once, twice, "canonical is not idempotent on {text:?}");
         assert!(once.fragment().is_none());
+        // The address rule: a non-public IP literal is refused, as a request and as a link,
+        // and canonicalizing a URL never changes the verdict.
+        let ip = match url.host() {
+            Some(Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        };
+        if let Some(ip) = ip {
+            let refused = is_non_public(ip);
+            assert_eq!(rule.check_url(&url).is_err(), refused, "check_url on {url}");
+            if refused {
+                assert!(rule.link_refusal(&url).is_some(), "link {url} not refused");
+            }
+        }
+        assert_eq!(rule.check_url(&url), rule.check_url(&once));
+        assert_eq!(rule.link_refusal(&url), rule.link_refusal(&once));
     }
     if let Ok(url) = watcher::config::parse_source_url(text) {
         assert!(is_web(&url), "source url `{url}` is not http(s)");
