@@ -340,3 +340,15 @@ fn throughput() {
         items / rounds
     );
 }
+
+/// Inputs the fuzzer (`fuzz/`, target `feed`) crashed on, kept in `testdata/fuzz/feed/`: each
+/// parses without a panic (overflow checks are on in tests).
+#[test]
+fn fuzz_crashes_parse_without_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/fuzz/feed");
+    let base = Url::parse("https://feeds.example.com/blog/feed.xml").unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let _ = parse_feed(&std::fs::read(&path).unwrap(), None, &base);
+    }
+}

@@ -240,7 +240,8 @@ impl<'a> Iterator for Attrs<'a> {
     type Item = Attr<'a>;
 
     fn next(&mut self) -> Option<Attr<'a>> {
-        let from = self.pos;
+        // `read` may leave `pos` one past the end: never charge a negative step (found by fuzzing).
+        let from = self.pos.min(self.text.len());
         let attr = self.read();
         // The attribute bytes this step read, plus one for the attribute.
         if self
