@@ -93,6 +93,16 @@ pub enum ParseError {
         #[source]
         source: FeedRsError,
     },
+    /// feed-rs (or the XML reader under it) panicked on this body. The panic is contained here, so
+    /// one hostile feed fails its own poll and nothing else.
+    #[error(
+        "malformed {format} feed (read as `{encoding}`): the feed parser gave up on it; the feed \
+         itself is broken: a feed validator will show where"
+    )]
+    ParserPanicked {
+        format: &'static str,
+        encoding: &'static str,
+    },
 }
 
 /// feed-rs's error. Its message already includes its cause, so the chain ends here rather than
@@ -169,12 +179,20 @@ pub fn parse_feed_within(
     let text = markup::keep_as_content(&prepared.text, prepared.format, budget);
     // A scan that ran out of budget ended early: go no further.
     budget.check()?;
-    let feed = parser(base_url)
-        .parse(Metered::new(text.as_bytes(), budget))
-        .or_else(|err| match prepared.format {
-            Format::Json => retry_loosened_json(&prepared.text, base_url, budget).ok_or(err),
-            _ => Err(err),
-        });
+    // A panic inside feed-rs's XML reader (fuzzing found one in quick-xml's `set_encoding`) is
+    // contained here: it fails this body, not the poll's task.
+    let feed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        parser(base_url)
+            .parse(Metered::new(text.as_bytes(), budget))
+            .or_else(|err| match prepared.format {
+                Format::Json => retry_loosened_json(&prepared.text, base_url, budget).ok_or(err),
+                _ => Err(err),
+            })
+    }))
+    .map_err(|_| ParseError::ParserPanicked {
+        format: prepared.format.name(),
+        encoding: decoded.encoding.name(),
+    })?;
     // feed-rs stopped because its input did (the budget ran out): say so, not "malformed".
     budget.check()?;
     let feed = feed.map_err(|source| ParseError::Malformed {

@@ -352,3 +352,20 @@ fn fuzz_crashes_parse_without_panic() {
         let _ = parse_feed(&std::fs::read(&path).unwrap(), None, &base);
     }
 }
+
+/// feed-rs's XML reader (quick-xml 0.42) panics in `set_encoding` on this body (found by the
+/// fuzzer): the panic stays inside the parser and the body fails as a malformed feed, in one
+/// line, instead of taking its poll down.
+#[test]
+fn a_panic_inside_the_xml_reader_is_a_malformed_feed() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/fuzz/feed/quick-xml-set-encoding.xml");
+    let base = Url::parse("https://feeds.example.com/blog/feed.xml").unwrap();
+    let err = parse_feed(&std::fs::read(&path).unwrap(), None, &base)
+        .expect_err("a body the XML reader gives up on is no feed");
+    assert!(
+        matches!(err, watcher::parse::ParseError::ParserPanicked { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().starts_with("malformed "), "{err}");
+}
