@@ -507,7 +507,7 @@ pub fn log_path(run_dir: &Path, stage: &str) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -551,14 +551,17 @@ mod tests {
     }
 
     /// Whether `pid` is alive (a zombie is dead).
-    fn alive(pid: i32) -> bool {
+    /// Whether `pid` is a live process (not a zombie); also used by the engine's stage tests.
+    pub(crate) fn alive(pid: i32) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
             .and_then(|stat| parse_stat(&stat))
             .is_some_and(|info| !matches!(info.state, 'Z' | 'X'))
     }
 
-    async fn read_pid(path: &Path) -> i32 {
+    /// The pid a stage wrote into `path` (a line ending in a newline); also used by the engine's
+    /// stage tests.
+    pub(crate) async fn read_pid(path: &Path) -> i32 {
         for _ in 0..500 {
             if let Ok(text) = std::fs::read_to_string(path)
                 && text.ends_with('\n')

@@ -282,26 +282,8 @@ mod tests {
 
     use super::*;
     use crate::engine::submit::write_run_dir;
+    use crate::process::tests::{alive, read_pid};
     use crate::settings::RunnerSettings;
-
-    fn alive(pid: i32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            let state = stat[stat.rfind(')').unwrap() + 1..].trim_start();
-            !state.starts_with(['Z', 'X'])
-        })
-    }
-
-    async fn read_pid(path: &Path) -> i32 {
-        for _ in 0..500 {
-            if let Ok(text) = std::fs::read_to_string(path)
-                && text.ends_with('\n')
-            {
-                return text.trim().parse().unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("{} never appeared", path.display());
-    }
 
     /// An engine over a chain `slow` whose one stage writes its pid and its child's pid into the
     /// run directory and sleeps; and a running run of it (not dispatched: tests drive it).
