@@ -14,6 +14,7 @@
 //! Identity, canonical URLs and diffing are not done here (see `identity`); this module only
 //! reports what the feed says.
 
+mod declaration;
 mod encoding;
 mod markup;
 mod repair;

@@ -14,8 +14,8 @@
 //! never valid UTF-8). When no declaration decodes cleanly and the bytes are not UTF-8 either, the
 //! first declared encoding is used anyway, replacing the bad bytes.
 //!
-//! The XML declaration's `encoding` is then rewritten to `UTF-8`: feed-rs honours it, and the text
-//! it receives is UTF-8 now.
+//! The XML declarations are then made to say `UTF-8` (`declaration.rs`): feed-rs honours them, and
+//! the text it receives is UTF-8 now.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -60,10 +60,10 @@ impl fmt::Display for Source {
 }
 
 /// Transcodes `body` to UTF-8 (borrowing it when it already is), choosing the encoding as the
-/// module header describes, and rewrites the XML declaration to say `UTF-8`.
+/// module header describes, and makes the XML declarations say `UTF-8`.
 pub(super) fn decode<'a>(body: &'a [u8], content_type: Option<&str>) -> Decoded<'a> {
     let mut decoded = choose_and_decode(body, content_type);
-    decoded.text = rewrite_declaration(decoded.text);
+    decoded.text = super::declaration::normalize(decoded.text);
     decoded
 }
 
@@ -200,21 +200,6 @@ fn declaration_encoding_value(bytes: &[u8]) -> Option<(std::ops::Range<usize>, u
     Some((value, decl_start + decl_len + 2))
 }
 
-/// Rewrites the XML declaration's `encoding` to `UTF-8` (borrowing when there is nothing to do).
-pub(super) fn rewrite_declaration(text: Cow<'_, str>) -> Cow<'_, str> {
-    let Some((value, _)) = declaration_encoding_value(text.as_bytes()) else {
-        return text;
-    };
-    if text[value.clone()].eq_ignore_ascii_case("utf-8") {
-        return text;
-    }
-    let mut rewritten = String::with_capacity(text.len());
-    rewritten.push_str(&text[..value.start]);
-    rewritten.push_str("UTF-8");
-    rewritten.push_str(&text[value.end..]);
-    Cow::Owned(rewritten)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,7 +243,7 @@ mod tests {
         let (text, encoding, source) = check(&body, Some("text/xml; charset=windows-1251"));
         assert_eq!(
             text,
-            "<?xml version='1.0' encoding='UTF-8'?><rss>café</rss>"
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><rss>café</rss>"
         );
         assert_eq!((encoding, source), ("UTF-8", Source::Bom));
     }
@@ -342,30 +327,5 @@ mod tests {
         assert_eq!(name("text/xml;format=x; CHARSET = koi8-r "), Some("KOI8-R"));
         assert_eq!(name("text/xml"), None);
         assert_eq!(name("charset=utf-8"), None, "a media type, not a parameter");
-    }
-
-    #[test]
-    fn declaration_rewrite() {
-        let rewrite = |s: &'static str| rewrite_declaration(Cow::Borrowed(s));
-        assert_eq!(
-            rewrite("\n <?xml version=\"1.0\" encoding = 'windows-1251' standalone=\"yes\"?><a/>"),
-            "\n <?xml version=\"1.0\" encoding = 'UTF-8' standalone=\"yes\"?><a/>"
-        );
-        assert!(matches!(
-            rewrite("<?xml version=\"1.0\"?><a/>"),
-            Cow::Borrowed(_)
-        ));
-        assert!(matches!(
-            rewrite("<?xml version=\"1.0\" encoding=\"utf-8\"?><a/>"),
-            Cow::Borrowed(_)
-        ));
-        assert!(matches!(
-            rewrite("<a encoding=\"latin1\"/>"),
-            Cow::Borrowed(_)
-        ));
-        assert!(matches!(
-            rewrite("<?xml-stylesheet href=\"x\"?><a/>"),
-            Cow::Borrowed(_)
-        ));
     }
 }
