@@ -20,7 +20,7 @@ use watcher::identity::Canonicalizer;
 use watcher::parse::parse_feed_within;
 use watcher::read::discover::discover_feeds_within;
 use watcher::read::extract_links_within;
-use watcher::read::sitemap::{Caps, Sitemap, parse_sitemap_with};
+use watcher::read::sitemap::{Caps, Sitemap, parse_sitemap_within};
 use watcher::ssrf::{NetworkRule, is_non_public};
 use watcher::work::WorkBudget;
 
@@ -91,7 +91,10 @@ pub fn sitemap(data: &[u8]) {
         max_bytes: 1 << 20,
         max_urls: 1_000,
     };
-    if let Ok((sitemap, parsed)) = parse_sitemap_with(body, &url, include, caps) {
+    let (budget, limit) = budget_for(body.len());
+    let parsed = parse_sitemap_within(body, &url, include, caps, &budget);
+    assert_bounded(&budget, limit, body.len());
+    if let Ok((sitemap, parsed)) = parsed {
         assert!(
             parsed <= caps.max_bytes,
             "parsed {parsed} bytes over the cap"

@@ -380,7 +380,12 @@ fn declarations_the_xml_reader_would_panic_on_are_neutralized() {
         "<?xml version=\"1.0\"{} encoding=\"ISO-8859-1\"?>",
         " ".repeat(100)
     ));
-    for (name, body) in [("fuzzed", fuzzed), ("pasted", pasted), ("late", late), ("long", long)] {
+    for (name, body) in [
+        ("fuzzed", fuzzed),
+        ("pasted", pasted),
+        ("late", late),
+        ("long", long),
+    ] {
         match parse_feed(&body, None, &base) {
             Err(watcher::parse::ParseError::ParserPanicked { .. }) => {
                 panic!("{name}: the XML reader panicked")

@@ -172,10 +172,7 @@ mod tests {
 
     #[test]
     fn unterminated_sections_end_the_scan() {
-        assert!(matches!(
-            run("<a><![CDATA[ <?xml ?> "),
-            Cow::Borrowed(_)
-        ));
+        assert!(matches!(run("<a><![CDATA[ <?xml ?> "), Cow::Borrowed(_)));
         assert!(matches!(run("<a><!-- <?xml ?>"), Cow::Borrowed(_)));
     }
 }

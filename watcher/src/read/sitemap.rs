@@ -21,6 +21,7 @@ use url::Url;
 use super::SiteError;
 use super::page::is_web_url;
 use crate::parse::RawItem;
+use crate::work::WorkBudget;
 
 mod crawl;
 
@@ -71,15 +72,31 @@ pub struct Caps {
 }
 
 /// [`parse_sitemap`] with both limits given; with the size of the body parsed (decompressed).
-#[tracing::instrument(skip_all, fields(url = %url, bytes = body.len()))]
 pub fn parse_sitemap_with(
     body: &[u8],
     url: &Url,
     include: Option<&str>,
     caps: Caps,
 ) -> Result<(Sitemap, u64), SiteError> {
+    parse_sitemap_within(body, url, include, caps, &WorkBudget::unlimited())
+}
+
+/// [`parse_sitemap_with`] charging `work` as it goes (a unit per byte decompressed, and per byte
+/// and element the XML or text pass reads), stopping at its next check once the budget is spent
+/// or the poll cancelled (`SiteError::Work`).
+#[tracing::instrument(skip_all, fields(url = %url, bytes = body.len()))]
+pub fn parse_sitemap_within(
+    body: &[u8],
+    url: &Url,
+    include: Option<&str>,
+    caps: Caps,
+    work: &WorkBudget,
+) -> Result<(Sitemap, u64), SiteError> {
     let body = decompress(body, caps.max_bytes)?;
     let parsed = body.len() as u64;
+    if matches!(body, Cow::Owned(_)) {
+        work.spend(parsed)?;
+    }
     let text = decode(&body);
     let text = text.trim_start();
     if text.is_empty() {
@@ -87,9 +104,9 @@ pub fn parse_sitemap_with(
     }
     let collector = Collector::new(url, include, caps.max_urls);
     let sitemap = if text.starts_with('<') {
-        parse_xml(text, collector)?
+        parse_xml(text, collector, work)?
     } else {
-        parse_text(text, collector)?
+        parse_text(text, collector, work)?
     };
     match &sitemap {
         Sitemap::Urls(items) => tracing::debug!(urls = items.len(), "parsed sitemap"),
@@ -291,7 +308,7 @@ fn namespace_of(resolved: &ResolveResult<'_>) -> Option<Option<Vec<u8>>> {
 }
 
 /// Parses XML; `proto` says how to collect (its kind is set by the root element).
-fn parse_xml(text: &str, proto: Collector<'_>) -> Result<Sitemap, SiteError> {
+fn parse_xml(text: &str, proto: Collector<'_>, work: &WorkBudget) -> Result<Sitemap, SiteError> {
     let mut reader = NsReader::from_str(text);
     // Generators write query strings unescaped (`?a=1&b=2`); that `&` is part of the URL.
     reader.config_mut().allow_dangling_amp = true;
@@ -302,8 +319,12 @@ fn parse_xml(text: &str, proto: Collector<'_>) -> Result<Sitemap, SiteError> {
     let mut open: Vec<String> = Vec::new();
     let mut entry: Option<Entry> = None;
     let mut field: Option<(Field, String)> = None;
+    let mut read = 0;
 
     loop {
+        let at = reader.buffer_position();
+        work.spend(1 + at.saturating_sub(read))?;
+        read = at;
         let (resolved, event) = match reader.read_resolved_event() {
             Ok(pair) => pair,
             Err(source) => {
@@ -459,8 +480,17 @@ fn qualified(start: &quick_xml::events::BytesStart<'_>) -> String {
 
 /// A text sitemap: one absolute URL per line. Lines that are not http(s) URLs are skipped; a body
 /// with none is not a sitemap.
-fn parse_text(text: &str, mut collector: Collector<'_>) -> Result<Sitemap, SiteError> {
-    for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
+fn parse_text(
+    text: &str,
+    mut collector: Collector<'_>,
+    work: &WorkBudget,
+) -> Result<Sitemap, SiteError> {
+    for line in text.lines() {
+        work.spend(1 + line.len() as u64)?;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
         if Url::parse(line).is_ok_and(|url| is_web_url(&url)) {
             collector.finish_entry(Entry {
                 loc: Some(line.to_owned()),
@@ -755,6 +785,53 @@ mod tests {
         }
         for bad in ["", "yesterday", "2024-13-01", "01/05/2024"] {
             assert_eq!(parse_w3c_datetime(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parsing_charges_the_work_budget_and_stops_once_it_is_spent_or_cancelled() {
+        use crate::work::WorkError;
+        use tokio_util::sync::CancellationToken;
+
+        let mut xml =
+            String::from("<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">");
+        for i in 0..2_000 {
+            xml.push_str(&format!("<url><loc>https://example.com/p/{i}</loc></url>"));
+        }
+        xml.push_str("</urlset>");
+        let text = (0..2_000)
+            .map(|i| format!("https://example.com/t/{i}\n"))
+            .collect::<String>();
+        let caps = Caps {
+            max_bytes: CAP,
+            max_urls: PROTOCOL_MAX_URLS,
+        };
+        for body in [xml.as_bytes(), text.as_bytes()] {
+            let full = WorkBudget::unlimited();
+            parse_sitemap_within(body, &url(), None, caps, &full).unwrap();
+            assert!(full.used() >= body.len() as u64, "{} units", full.used());
+
+            let limit = full.used() / 4;
+            let quarter = WorkBudget::new(limit, CancellationToken::new());
+            let err = parse_sitemap_within(body, &url(), None, caps, &quarter).unwrap_err();
+            assert!(
+                matches!(err, SiteError::Work(WorkError::Exceeded { .. })),
+                "{err}"
+            );
+            assert!(
+                quarter.used() < limit + 1_000,
+                "stopped late: {}",
+                quarter.used()
+            );
+
+            let stop = CancellationToken::new();
+            stop.cancel();
+            let cancelled = WorkBudget::new(u64::MAX, stop);
+            let err = parse_sitemap_within(body, &url(), None, caps, &cancelled).unwrap_err();
+            assert!(
+                matches!(err, SiteError::Work(WorkError::Cancelled)),
+                "{err}"
+            );
         }
     }
 }

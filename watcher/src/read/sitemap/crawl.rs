@@ -6,7 +6,7 @@
 
 use url::Url;
 
-use super::{Caps, Sitemap, parse_sitemap_with};
+use super::{Caps, Sitemap, parse_sitemap_within};
 use crate::fetch::{Cap, FetchError, FetchOutcome, Fetched, Fetcher, Validators};
 use crate::parse::RawItem;
 use crate::read::bounds::Budget;
@@ -106,8 +106,8 @@ async fn read_child(
     }
 }
 
-/// [`parse_sitemap_with`] on the blocking pool, charging the work budget for the body and what it
-/// decompresses to (the parse is one linear pass over them).
+/// [`parse_sitemap_within`] on the blocking pool, charging the work budget for the body and, as
+/// it goes, for what it decompresses to and reads.
 async fn parse_within(
     fetched: &Fetched,
     include: Option<&str>,
@@ -118,9 +118,13 @@ async fn parse_within(
     let include = include.map(str::to_owned);
     off_runtime(work, move |work| {
         work.spend(body.len() as u64)?;
-        let parsed = parse_sitemap_with(&body, &url, include.as_deref(), caps)?;
-        work.spend(parsed.1)?;
-        Ok(parsed)
+        Ok(parse_sitemap_within(
+            &body,
+            &url,
+            include.as_deref(),
+            caps,
+            work,
+        )?)
     })
     .await
 }
