@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use runner_api::request::{DEFAULT_LIMIT, MAX_IDEMPOTENCY_KEY_LEN, MAX_LIMIT};
 use runner_api::{
-    ChainList, ChainView, ErrorBody, Health, Run, RunPage, RunQuery, RunRequest, RunRequestBody,
-    RunStatus, StageView, Trigger, paths,
+    ChainList, ChainView, ErrorBody, GateQuery, GateReport, Health, Run, RunPage, RunQuery,
+    RunRequest, RunRequestBody, RunStatus, StageView, Trigger, paths,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -35,6 +35,7 @@ pub fn router(engine: Engine, token: ApiToken) -> Router {
         .route(paths::RUN, get(get_run))
         .route(paths::RUN_CANCEL, post(cancel_run))
         .route(paths::STAGE_LOG, get(get_log))
+        .route(paths::GATES, get(get_gates))
         .route_layer(middleware::from_fn_with_state(token, require_token))
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
@@ -161,7 +162,7 @@ async fn method_not_allowed(request: Request) -> ApiError {
     )
 }
 
-const BODY_SHAPE: &str = r#"expected {"config": {...}, "idempotency_key": "...", "params": {"NAME": "value"}} (all optional)"#;
+const BODY_SHAPE: &str = r#"expected {"config": {...}, "idempotency_key": "...", "params": {"NAME": "value"}, "force": false} (all optional)"#;
 
 /// Reads a create-run body and checks it into a [`RunRequest`].
 fn parse_run_request(body: &[u8]) -> Result<RunRequest, ApiError> {
@@ -211,6 +212,7 @@ fn parse_run_request(body: &[u8]) -> Result<RunRequest, ApiError> {
         config,
         idempotency_key: body.idempotency_key,
         params,
+        force: body.force.unwrap_or(false),
     })
 }
 
@@ -312,6 +314,28 @@ async fn cancel_run(
         }
         Err(CancelError::State(err)) => Err(ApiError::internal(&err)),
     }
+}
+
+async fn get_gates(
+    State(engine): State<Engine>,
+    query: Result<Query<GateQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<GateReport>, ApiError> {
+    let Query(query) =
+        query.map_err(|err| ApiError::bad_request(format!("bad query: {}", err.body_text())))?;
+    let chain = query.chain.filter(|chain| !chain.is_empty());
+    if let Some(name) = &chain
+        && engine.chains().get(name).is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown chain `{name}`; list chains with GET {}", paths::CHAINS),
+        ));
+    }
+    let report = engine
+        .gates(chain.as_deref())
+        .await
+        .map_err(|err| ApiError::internal(&err))?;
+    Ok(axum::Json(report))
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,10 +18,13 @@ use crate::schedule::Schedule;
 
 mod dag;
 mod env;
+mod gate;
 mod paths;
 mod problem;
 
 pub use self::env::{EnvPolicy, PROJECT_SECRETS};
+pub use self::gate::{Amount, Budget, DEFAULT_GATE_RETRY, Gate, MAX_MIN_NEW_LINKS};
+use self::gate::{RawBudget, RawGate};
 use self::paths::resolve;
 pub use self::problem::{ChainError, ChainErrors};
 
@@ -43,6 +46,7 @@ struct RawChain {
     env_clear: bool,
     #[serde(default)]
     env_allow: Vec<String>,
+    budget: Option<RawBudget>,
     #[serde(default)]
     stages: Vec<RawStage>,
 }
@@ -61,6 +65,9 @@ struct RawStage {
     config_dir: Option<PathBuf>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    gate: Option<RawGate>,
+    gate_retry: Option<String>,
+    cost: Option<f64>,
 }
 
 /// A validated chain.
@@ -74,6 +81,7 @@ pub struct Chain {
     concurrency: usize,
     params: BTreeMap<String, String>,
     env: EnvPolicy,
+    budget: Option<Budget>,
     stages: Vec<Stage>,
 }
 
@@ -89,6 +97,8 @@ pub struct Stage {
     retries: u32,
     config_dir: Option<PathBuf>,
     env: Vec<(String, Template)>,
+    gate: Option<Gate>,
+    cost: Option<Amount>,
 }
 
 impl Chain {
@@ -125,6 +135,7 @@ impl Chain {
     pub fn stages(&self) -> &[Stage] {
         &self.stages
     }
+
     /// Names of params some stage uses that have no default.
     pub fn required_params(&self) -> BTreeSet<&str> {
         self.stages
@@ -173,6 +184,7 @@ impl Stage {
     pub fn env(&self) -> &[(String, Template)] {
         &self.env
     }
+
     fn templates(&self) -> impl Iterator<Item = &Template> {
         self.run
             .iter()
@@ -418,6 +430,7 @@ impl Checker {
             concurrency,
             params: raw.params,
             env: EnvPolicy::check(raw.env_clear, raw.env_allow, &self.file, &mut self.errors),
+            budget: self.budget(raw.budget),
             stages,
         };
         if self.errors.is_empty() {
@@ -531,7 +544,11 @@ impl Checker {
                 }
             }
         }
+        let gate = self.gate(key, raw.gate, raw.gate_retry.as_deref());
+        let cost = self.cost(key, raw.cost);
         Stage {
+            gate,
+            cost,
             name: raw.name,
             run,
             after: raw.after,

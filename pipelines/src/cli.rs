@@ -111,6 +111,7 @@ pub enum Command {
     Serve(ServeArgs),
     Run(RunArgs),
     Runs(RunsArgs),
+    Gates(GatesArgs),
     Check(CheckArgs),
 }
 
@@ -245,6 +246,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub wait: bool,
 
+    /// Open every gate and budget for this run (recorded in the run; its costs are still
+    /// charged). Part of what --idempotency-key names
+    #[arg(long)]
+    pub force: bool,
+
     /// URL of a running `pipelines serve`, e.g. http://127.0.0.1:8731
     #[arg(
         long,
@@ -322,6 +328,47 @@ pub struct RunsArgs {
         value_name = "DIR"
     )]
     pub state_dir: PathBuf,
+}
+
+/// Show every gate with its counters and when it opens, and each chain's budget.
+#[derive(Debug, Args)]
+#[command(
+    long_about = "\
+Show the gates and budgets of every chain (or of CHAIN): for each gated stage the distinct new
+links waiting, its last success and failure, whether it is open and when `or_after` opens it;
+for each budget what was spent in its rolling window and what is left.
+
+Reads the state directory (and the chain files) directly, which must not be in use by a
+runner; with --url (or PIPELINES_URL) it asks that runner instead.",
+    after_long_help = "\
+EXAMPLES:
+    pipelines gates
+    pipelines gates llm-twin --url http://127.0.0.1:8731
+    pipelines gates --json | jq '.chains[].budget.left'"
+)]
+pub struct GatesArgs {
+    /// Only this chain
+    pub chain: Option<String>,
+
+    /// Print JSON (the REST API's shape) instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    /// URL of a running `pipelines serve`, e.g. http://127.0.0.1:8731
+    #[arg(
+        long,
+        env = "PIPELINES_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub url: Option<url::Url>,
+
+    /// With --url: file holding the API token (default: PIPELINES_TOKEN, then api-token in --state-dir)
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub dirs: Dirs,
 }
 
 /// Validate chain files and print what each chain would run.
@@ -457,7 +504,7 @@ mod tests {
         let mut command = Cli::command().term_width(100);
         command.build();
         insta::assert_snapshot!("help", command.render_long_help().to_string());
-        for name in ["serve", "run", "runs", "check"] {
+        for name in ["serve", "run", "runs", "gates", "check"] {
             let sub = command.find_subcommand_mut(name).unwrap();
             let help = sub.render_long_help().to_string();
             insta::assert_snapshot!(format!("help_{name}"), help);

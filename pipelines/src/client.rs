@@ -2,7 +2,7 @@
 //! that holds the state directory). It only builds requests and reads responses; the paths and
 //! bodies are `runner_api`'s.
 
-use runner_api::{ErrorBody, Run, RunPage, RunQuery, RunRequest, paths};
+use runner_api::{ErrorBody, GateQuery, GateReport, Run, RunPage, RunQuery, RunRequest, paths};
 use url::Url;
 
 use crate::state::RunFilter;
@@ -75,6 +75,18 @@ impl Client {
             status: filter.status.map(|status| status.to_string()),
             limit: Some(filter.limit.to_string()),
             cursor: filter.cursor.clone(),
+        };
+        let response = self
+            .send(self.http.get(url.clone()).query(&query), &url)
+            .await?;
+        decode(response, &url).await
+    }
+
+    /// The gates and budgets of `chain`, or of every chain.
+    pub async fn gates(&self, chain: Option<&str>) -> Result<GateReport, ClientError> {
+        let url = paths::gates(&self.base);
+        let query = GateQuery {
+            chain: chain.map(str::to_owned),
         };
         let response = self
             .send(self.http.get(url.clone()).query(&query), &url)

@@ -15,13 +15,17 @@
 //! ```
 
 pub mod api;
+pub mod budget;
 mod causes;
 pub mod chain;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod commands;
 pub mod engine;
 pub mod error;
+pub mod gate;
+pub mod gate_report;
 pub mod placeholder;
 pub mod process;
 pub mod schedule;
@@ -39,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::chain::{Chain, ChainError, ChainErrors, Chains};
 pub use crate::client::{Client, ClientError};
+pub use crate::clock::Clock;
 pub use crate::engine::{Engine, Submitted};
 pub use crate::error::Error;
 pub use crate::settings::RunnerSettings;

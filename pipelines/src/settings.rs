@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::clock::Clock;
+
 /// Default `--listen` address (not 8237, which ZenML's local server uses).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8731";
 /// Default SIGTERM → SIGKILL grace for a stage's process group.
@@ -38,6 +40,8 @@ pub struct RunnerSettings {
     /// Variables of the runner's own environment no stage may see, on top of
     /// [`crate::stage_env::PROJECT_SECRETS`]: the embedding program's `*_env` secrets.
     pub secret_env: Vec<String>,
+    /// The wall clock gates and budgets read (tests pass a manual clock).
+    pub clock: Clock,
 }
 
 impl fmt::Debug for RunnerSettings {
@@ -51,6 +55,7 @@ impl fmt::Debug for RunnerSettings {
             .field("log_cap", &self.log_cap)
             .field("keep_runs", &self.keep_runs)
             .field("secret_env", &self.secret_env)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -67,6 +72,7 @@ impl RunnerSettings {
             log_cap: DEFAULT_LOG_CAP,
             keep_runs: DEFAULT_KEEP_RUNS,
             secret_env: Vec::new(),
+            clock: Clock::system(),
         }
     }
 
@@ -89,6 +95,11 @@ impl RunnerSettings {
     /// Names variables (secrets) of the runner's environment its stages must not see.
     pub fn with_secret_env(mut self, names: Vec<String>) -> Self {
         self.secret_env = names;
+        self
+    }
+    /// Reads gate and budget time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
     pub fn with_keep_runs(mut self, keep: Duration) -> Self {

@@ -3,7 +3,10 @@
 //! Trees: `runs` (run id → [`Run`] as JSON; ids are UUIDv7, so key order is creation order),
 //! `idempotency` (idempotency key → run id + request fingerprint) and `groups` (process group id
 //! → the stage process that leads it, recorded at spawn and removed once the group is gone, so a
-//! restarted runner can kill what a crashed one left behind).
+//! restarted runner can kill what a crashed one left behind), and for gates and budgets (in
+//! `gates`): `gates` (`chain/stage` → [`GateRecord`](crate::gate::GateRecord)) and `spend`
+//! (chain → its [`Ledger`](crate::budget::Ledger) of charges). Trees only ever added, so the
+//! state of an older runner opens as it was.
 //!
 //! sled discipline (shared with the watcher's store, see `sled_gate`): transactions run under
 //! `sled_gate::exclusive`, single-key writes and flushes under `sled_gate::shared`, so a
@@ -21,6 +24,9 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{TransactionError, abort};
 
+mod gates;
+
+pub use self::gates::{Admission, Admit};
 use crate::process::GroupRecord;
 use runner_api::{Run, RunPage, RunStatus};
 
@@ -80,6 +86,8 @@ pub struct State {
     runs: sled::Tree,
     idempotency: sled::Tree,
     groups: sled::Tree,
+    gates: sled::Tree,
+    spend: sled::Tree,
     /// Serialises read-modify-write of run records (sled itself is only per-key atomic).
     write: Arc<Mutex<()>>,
     commit: sled_gate::GroupCommit,
@@ -116,6 +124,8 @@ impl State {
             runs: db.open_tree("runs")?,
             idempotency: db.open_tree("idempotency")?,
             groups: db.open_tree("groups")?,
+            gates: db.open_tree("gates")?,
+            spend: db.open_tree("spend")?,
             commit: sled_gate::GroupCommit::new(db),
             write: Arc::new(Mutex::new(())),
         })
@@ -393,6 +403,7 @@ mod tests {
             idempotency_key: None,
             params: Default::default(),
             run_dir: "/tmp/x".into(),
+            force: false,
         }
     }
 

@@ -20,6 +20,9 @@ pub const RUN: &str = "/api/v1/runs/{id}";
 pub const RUN_CANCEL: &str = "/api/v1/runs/{id}/cancel";
 /// `GET`: a stage's log as text, from byte `?offset=N`.
 pub const STAGE_LOG: &str = "/api/v1/runs/{id}/stages/{stage}/log";
+/// `GET`: every gate's counters and every budget ([`GateReport`](crate::GateReport));
+/// `?chain=NAME` for one chain.
+pub const GATES: &str = "/api/v1/gates";
 
 /// The segments every API path starts with.
 const API: [&str; 2] = ["api", "v1"];
@@ -59,6 +62,11 @@ pub fn stage_log(base: &Url, id: &str, stage: &str) -> Url {
     join(base, &["runs", id, "stages", stage, "log"])
 }
 
+/// `base` + [`GATES`].
+pub fn gates(base: &Url) -> Url {
+    join(base, &["gates"])
+}
+
 /// `base` with its query dropped and the API segments plus `segments` appended, each encoded.
 fn join(base: &Url, segments: &[&str]) -> Url {
     let mut url = base.clone();
@@ -80,6 +88,7 @@ mod tests {
         let path = |url: Url| url.path().to_owned();
         assert_eq!(path(chains(&base)), CHAINS);
         assert_eq!(path(runs(&base)), RUNS);
+        assert_eq!(path(gates(&base)), GATES);
         assert_eq!(
             path(chain_runs(&base, "demo")),
             CHAIN_RUNS.replace("{chain}", "demo")

@@ -27,6 +27,14 @@ pub struct RunRequest {
     /// Values for `{param.NAME}`, over the chain's defaults.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// Opens every gate and budget for this run (recorded in the run, and part of what an
+    /// idempotency key names). Left out of the body when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
+}
+
+fn is_false(flag: &bool) -> bool {
+    !flag
 }
 
 /// The body of `POST` [`CHAIN_RUNS`](crate::paths::CHAIN_RUNS) as the runner reads it, before
@@ -40,6 +48,8 @@ pub struct RunRequestBody {
     pub idempotency_key: Option<String>,
     #[serde(default)]
     pub params: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub force: Option<bool>,
 }
 
 /// The query of `GET` [`RUNS`](crate::paths::RUNS); empty values count as absent. Kept as text
@@ -57,6 +67,13 @@ pub struct RunQuery {
     /// The `next` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+}
+
+/// The query of `GET` [`GATES`](crate::paths::GATES).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GateQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
 }
 
 #[cfg(test)]

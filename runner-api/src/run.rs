@@ -1,5 +1,6 @@
 //! What a run is: the record of one execution of a chain and its stages, with the status machines
-//! (queued → running → succeeded / failed / cancelled; a stage may also be skipped).
+//! (queued → running → succeeded / failed / cancelled; a stage may also be skipped, or deferred
+//! by a closed gate or an exhausted budget).
 //!
 //! These types are the REST API's response bodies, and the runner stores them in sled as the same
 //! JSON: a field renamed here changes both the API and the on-disk format.
@@ -87,6 +88,10 @@ pub enum StageStatus {
     Cancelled,
     /// Never started because a stage failed, the run was cancelled or the runner stopped.
     Skipped,
+    /// Not started because its gate is closed or the chain's budget cannot pay for it (or a
+    /// stage it waits for is deferred); the reason is in the stage's `error`. A run whose other
+    /// stages succeeded still ends `succeeded`.
+    Deferred,
 }
 
 impl StageStatus {
@@ -101,6 +106,7 @@ impl StageStatus {
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::Skipped => "skipped",
+            Self::Deferred => "deferred",
         }
     }
 }
@@ -121,6 +127,9 @@ pub enum Trigger {
     Schedule,
     /// `pipelines run` without `--url`.
     Cli,
+    /// The runner itself, catching up on a gate whose `or_after` came due with links waiting:
+    /// the run starts at the gated stages.
+    Gate,
 }
 
 /// One stage of a run.
@@ -179,6 +188,9 @@ pub struct Run {
     pub params: BTreeMap<String, String>,
     /// Absolute path of the run's directory: `config.yaml`, `logs/`, and room for outputs.
     pub run_dir: PathBuf,
+    /// Started with `force`: gates and budgets were open for this run.
+    #[serde(default)]
+    pub force: bool,
 }
 
 impl fmt::Display for Trigger {
@@ -187,6 +199,7 @@ impl fmt::Display for Trigger {
             Self::Api => "api",
             Self::Schedule => "schedule",
             Self::Cli => "cli",
+            Self::Gate => "gate",
         })
     }
 }
@@ -207,6 +220,22 @@ impl Run {
                 stage.error = Some(reason.to_owned());
             }
         }
+    }
+    /// Marks every stage that never started as deferred, with `reason`.
+    pub fn defer_unstarted(&mut self, reason: &str, at: DateTime<Utc>) {
+        for stage in &mut self.stages {
+            if stage.status == StageStatus::Queued {
+                stage.status = StageStatus::Deferred;
+                stage.finished_at = Some(at);
+                stage.error = Some(reason.to_owned());
+            }
+        }
+    }
+    /// The deferred stages with their reasons, in the chain file's order.
+    pub fn deferred(&self) -> impl Iterator<Item = &StageRun> {
+        self.stages
+            .iter()
+            .filter(|stage| stage.status == StageStatus::Deferred)
     }
     /// Ends the run: sets status, error and end time.
     pub fn finish(&mut self, status: RunStatus, error: Option<String>, at: DateTime<Utc>) {

@@ -1,10 +1,12 @@
-//! The commands behind the CLI, one module per subcommand (`serve`, `run`, `runs`, `check`),
+//! The commands behind the CLI, one module per subcommand (`serve`, `run`, `runs`, `gates`,
+//! `check`),
 //! with what they share beside them: the exit-code contract, the tables and progress lines they
 //! print, how `--url` finds its token, how flags become a run request, and the chain preflight.
 
 mod check;
 mod client_token;
 pub mod exit;
+mod gates;
 mod preflight;
 mod request;
 mod run;
@@ -26,6 +28,7 @@ pub async fn execute(command: Command, cancel: CancellationToken) -> Result<Stat
         Command::Serve(args) => serve::serve(args, token, cancel).await,
         Command::Run(args) => run::run(args, token, cancel).await,
         Command::Runs(args) => runs::runs(args, token).await,
+        Command::Gates(args) => gates::gates(args, token).await,
         Command::Check(args) => check::check(&args.path),
     }
 }

@@ -1,6 +1,6 @@
 //! Chain preflight for `check`: what a valid chain still lacks on this machine (working and
-//! config directories, programs on PATH, the default config). These are warnings, since they may
-//! exist where the runner runs.
+//! config directories, programs on PATH, the default config), and costs no budget counts. These
+//! are warnings: the rest may exist where the runner runs, and a cost alone is harmless.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -11,6 +11,12 @@ use crate::chain::Chain;
 pub fn warnings(chain: &Chain) -> BTreeSet<String> {
     let mut warnings = BTreeSet::new();
     for stage in chain.stages() {
+        if stage.cost().is_some() && chain.budget().is_none() {
+            warnings.insert(format!(
+                "stage `{}` has a `cost` but the chain has no `budget`, so nothing limits it; add e.g. `budget = {{ limit = 100, per = \"30d\" }}`",
+                stage.name()
+            ));
+        }
         if !stage.workdir().is_dir() {
             warnings.insert(format!(
                 "workdir `{}` does not exist here",

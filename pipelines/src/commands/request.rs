@@ -14,6 +14,7 @@ pub fn run_request(args: &RunArgs) -> Result<RunRequest, Error> {
         config: args.config.as_deref().map(read_config).transpose()?,
         idempotency_key: args.idempotency_key.clone(),
         params: parse_params(&args.params)?,
+        force: args.force,
     })
 }
 

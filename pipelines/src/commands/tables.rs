@@ -1,11 +1,12 @@
 //! What the commands print: the runs table, one run with its stages, a chain's stages in order,
-//! the progress lines of a run being followed and its final summary.
+//! the gates and budgets report, the progress lines of a run being followed and its final
+//! summary.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::chain::{self, Chain};
-use runner_api::{Run, RunPage, StageStatus};
+use runner_api::{GateReport, Run, RunPage, StageStatus};
 
 /// Prints stage status changes between snapshots of a run.
 #[derive(Debug, Default)]
@@ -52,6 +53,13 @@ pub fn print_finished(run: &Run) {
     if let Some(error) = &run.error {
         println!("error: {error}");
     }
+    for stage in run.deferred() {
+        println!(
+            "deferred: {} ({})",
+            stage.name,
+            stage.error.as_deref().unwrap_or("")
+        );
+    }
     println!(
         "run directory (config, logs, outputs): {}",
         run.run_dir.display()
@@ -72,14 +80,19 @@ pub fn print_runs(page: &RunPage) {
             (Some(start), Some(end)) => format_duration(end - start),
             _ => "-".into(),
         };
+        let deferred: Vec<&str> = run.deferred().map(|s| s.name.as_str()).collect();
+        let note = match (&run.error, deferred.is_empty()) {
+            (Some(error), _) => error.clone(),
+            (None, false) => format!("deferred: {}", deferred.join(", ")),
+            (None, true) => String::new(),
+        };
         println!(
-            "{:<36}  {:<16} {:<10} {:<20} {:>9}  {}",
+            "{:<36}  {:<16} {:<10} {:<20} {:>9}  {note}",
             run.id,
             run.chain,
             run.status,
             run.created_at.format("%Y-%m-%d %H:%M:%S"),
             took,
-            run.error.as_deref().unwrap_or("")
         );
     }
     if page.next.is_some() {
@@ -93,6 +106,9 @@ pub fn print_run(run: &Run) {
     println!("chain      {}", run.chain);
     println!("status     {}", run.status);
     println!("trigger    {}", run.trigger);
+    if run.force {
+        println!("force      gates and budgets were open for this run");
+    }
     println!("created    {}", run.created_at.to_rfc3339());
     if let Some(at) = run.cancel_requested_at {
         println!("cancel     requested {}", at.to_rfc3339());
@@ -145,9 +161,79 @@ pub fn print_chain(chain: &Chain, warnings: &BTreeSet<String>) {
         };
         let argv: Vec<&str> = stage.run().iter().map(|arg| arg.source()).collect();
         println!("  - {}{after}: {}", stage.name(), argv.join(" "));
+        if let Some(gate) = stage.gate() {
+            let mut keys = Vec::new();
+            if let Some(min) = gate.min_new_links {
+                keys.push(format!("{min} new links"));
+            }
+            if let Some(after) = gate.or_after {
+                keys.push(format!("{} after its last success", humantime::format_duration(after)));
+            }
+            println!(
+                "      gate: {}; after a failure not before {}",
+                keys.join(" or "),
+                humantime::format_duration(gate.retry)
+            );
+        }
+        if let Some(cost) = stage.cost() {
+            println!("      cost: {cost} per attempt");
+        }
+    }
+    if let Some(budget) = chain.budget() {
+        println!(
+            "  budget: {} per {} (rolling)",
+            budget.limit,
+            humantime::format_duration(budget.per)
+        );
     }
     for warning in warnings {
         println!("  warning: {warning}");
+    }
+}
+
+/// The gates and budgets report.
+pub fn print_gates(report: &GateReport) {
+    if report.chains.is_empty() {
+        println!("no gates and no budgets");
+    }
+    let date = |at: Option<chrono::DateTime<chrono::Utc>>| {
+        at.map(crate::gate::when).unwrap_or_else(|| "never".into())
+    };
+    for chain in &report.chains {
+        println!("chain `{}`", chain.chain);
+        for gate in &chain.gates {
+            println!("  gate {}: {}", gate.stage, gate.summary);
+            let mut keys = Vec::new();
+            if let Some(min) = gate.min_new_links {
+                keys.push(format!("{min} new links"));
+            }
+            if let Some(after) = &gate.or_after {
+                keys.push(format!("{after} after its last success"));
+            }
+            println!(
+                "    opens at {}; last success {}; last failure {}; gate_retry {}",
+                keys.join(" or "),
+                date(gate.last_success),
+                date(gate.last_failure),
+                gate.gate_retry
+            );
+        }
+        if let Some(budget) = &chain.budget {
+            println!(
+                "  budget: {} of {} spent in the last {}, {} left{}",
+                budget.spent,
+                budget.limit,
+                budget.per,
+                budget.left,
+                budget
+                    .next_release_at
+                    .map(|at| format!("; the oldest charge leaves the window on {}", crate::gate::when(at)))
+                    .unwrap_or_default()
+            );
+            for (stage, cost) in &budget.costs {
+                println!("    {stage} costs {cost} per attempt");
+            }
+        }
     }
 }
 

@@ -1,18 +1,20 @@
 //! Executing one run: its stages in DAG order, independent ones in parallel, a failure or a
-//! cancel skipping what has not started, and the run's end recorded.
+//! cancel skipping what has not started, a deferred stage deferring what waits for it, and the
+//! run's end recorded (a run whose stages all succeeded or were deferred succeeded).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use runner_api::RunStatus;
+use runner_api::{RunStatus, StageStatus};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::stage::StageEnd;
 use super::{Engine, INTERRUPTED_BY_SHUTDOWN};
-use crate::chain::Chain;
+use crate::chain::{self, Chain};
+use crate::gate::Deferral;
 use crate::state::StateError;
 
 impl Engine {
@@ -59,6 +61,14 @@ impl Engine {
         self.inner.state.flush().await?;
         tracing::info!("run started");
         let stages = chain.stages();
+        // A gate's catch-up run executes part of the chain: the stages not skipped at its start.
+        let in_scope: Vec<bool> = stages
+            .iter()
+            .map(|stage| {
+                run.stage(stage.name())
+                    .is_none_or(|record| record.status == StageStatus::Queued)
+            })
+            .collect();
         let mut ends: Vec<Option<StageEnd>> = vec![None; stages.len()];
         let mut started = vec![false; stages.len()];
         // Dropping the set (an early return, a panic) aborts the stage tasks, and each one's
@@ -77,8 +87,8 @@ impl Engine {
                     let ready = stage
                         .deps()
                         .iter()
-                        .all(|&dep| ends[dep] == Some(StageEnd::Succeeded));
-                    if started[index] || !ready {
+                        .all(|&dep| !in_scope[dep] || ends[dep] == Some(StageEnd::Succeeded));
+                    if !in_scope[index] || started[index] || !ready {
                         continue;
                     }
                     started[index] = true;
@@ -128,10 +138,31 @@ impl Engine {
         }
 
         let now = Utc::now();
-        let all_done = ends.iter().all(|end| *end == Some(StageEnd::Succeeded));
-        // Every stage succeeded: a cancel or shutdown that came too late changes nothing.
+        let waiting = waiting_for_deferred(chain, &ends, &in_scope);
+        let all_done = (0..stages.len()).all(|i| {
+            !in_scope[i]
+                || matches!(ends[i], Some(StageEnd::Succeeded | StageEnd::Deferred))
+                || waiting[i].is_some()
+        });
+        // Every stage succeeded or was deferred: a cancel or shutdown that came too late changes
+        // nothing.
         let run = if all_done {
+            let deferred: Vec<(String, String)> = stages
+                .iter()
+                .zip(waiting)
+                .filter_map(|(stage, upstream)| {
+                    let why = Deferral::Upstream { stage: upstream? };
+                    Some((stage.name().to_owned(), why.to_string()))
+                })
+                .collect();
             self.update(run_id, move |run| {
+                for (stage, why) in deferred {
+                    if let Some(record) = run.stage_mut(&stage) {
+                        record.status = StageStatus::Deferred;
+                        record.finished_at = Some(now);
+                        record.error = Some(why);
+                    }
+                }
                 run.finish(RunStatus::Succeeded, None, now)
             })
             .await?
@@ -181,4 +212,28 @@ impl Engine {
             why.as_deref().unwrap_or("failed")
         )
     }
+}
+
+/// For each stage of the run that never started: the deferred stage it waits for (directly or
+/// through other such stages), if any.
+fn waiting_for_deferred(
+    chain: &Chain,
+    ends: &[Option<StageEnd>],
+    in_scope: &[bool],
+) -> Vec<Option<String>> {
+    let stages = chain.stages();
+    let mut waiting: Vec<Option<String>> = vec![None; stages.len()];
+    for index in chain::topological_order(stages).unwrap_or_default() {
+        if !in_scope[index] || ends[index].is_some() {
+            continue;
+        }
+        waiting[index] = stages[index].deps().iter().find_map(|&dep| {
+            if ends[dep] == Some(StageEnd::Deferred) {
+                Some(stages[dep].name().to_owned())
+            } else {
+                waiting[dep].clone()
+            }
+        });
+    }
+    waiting
 }

@@ -56,13 +56,15 @@ impl Engine {
                 stopping: CancellationToken::new(),
                 kill: CancellationToken::new(),
                 changed: Notify::new(),
+                clock: settings.clock.clone(),
+                runs_ended: Notify::new(),
             }),
         };
         engine.recover()?;
         Ok(engine)
     }
 
-    /// Starts the cron schedules, the queued runs and the pruning of old finished runs (now and
+    /// Starts the cron schedules, the gates' catch-up, the queued runs and the pruning of old finished runs (now and
     /// every [`PRUNE_EVERY`](super::PRUNE_EVERY)). Call once, inside a tokio runtime.
     pub fn start(&self) {
         let engine = self.clone();
@@ -70,6 +72,7 @@ impl Engine {
             .tracker
             .spawn(async move { engine.prune_periodically().await });
         self.start_schedules();
+        self.start_catchup();
         for chain in self.inner.chains.iter() {
             self.dispatch(chain.name());
         }

@@ -3,7 +3,8 @@
 //! every part uses (reading and updating a run record, waiting for changes). The work itself is
 //! in the children, in the order a run meets them: [`submit`] accepts it, [`queue`] starts it
 //! under the chain's concurrency limit, [`execute`] walks its DAG, [`stage`] runs each stage's
-//! attempts; [`cancel`] stops it; [`schedules`] submits on cron; [`recover`] cleans up after the
+//! attempts, [`gates`] admitting each past its gate and budget; [`cancel`] stops it;
+//! [`catchup`] starts the runs a gate's `or_after` makes due; [`schedules`] submits on cron; [`recover`] cleans up after the
 //! previous process at open; [`retention`] deletes old runs; [`lifecycle`] opens, starts and
 //! shuts the whole down.
 //!
@@ -14,7 +15,9 @@
 //! may have had side effects, so the caller decides (e.g. the watcher redelivers the batch).
 
 mod cancel;
+mod catchup;
 mod execute;
+mod gates;
 mod lifecycle;
 mod queue;
 mod recover;
@@ -35,6 +38,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::causes::list;
 use crate::chain::Chains;
+use crate::clock::Clock;
 use crate::process;
 use crate::state::{RunFilter, State, StateError};
 
@@ -95,6 +99,10 @@ struct Inner {
     kill: CancellationToken,
     /// Woken after every change of a run record.
     changed: Notify,
+    /// What gates and budgets read the time from.
+    clock: Clock,
+    /// Woken when a run ends, so a gate's catch-up that waited for it looks again.
+    runs_ended: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +118,11 @@ impl Engine {
         &self.inner.chains
     }
 
+    /// The clock gates and budgets read.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
     /// One run.
     pub fn run(&self, id: &str) -> Result<Option<Run>, StateError> {
         self.inner.state.get_run(id)
@@ -118,6 +131,20 @@ impl Engine {
     /// Runs matching `filter`, newest first.
     pub async fn runs(&self, filter: RunFilter) -> Result<RunPage, StateError> {
         self.inner.state.list_runs(filter).await
+    }
+
+    /// The gates and budgets of `chain` (every chain when `None`), by the engine's clock (a
+    /// store read, on the blocking pool).
+    pub async fn gates(&self, chain: Option<&str>) -> Result<runner_api::GateReport, StateError> {
+        let chains: Vec<_> = self
+            .inner
+            .chains
+            .iter()
+            .filter(|c| chain.is_none_or(|name| c.name() == name))
+            .cloned()
+            .collect();
+        let (state, now) = (self.inner.state.clone(), self.inner.clock.now());
+        sled_gate::blocking(move || crate::gate_report::report(&chains, &state, now)).await
     }
 
     /// Waits until run `id` has finished.

@@ -38,6 +38,7 @@ impl Engine {
                         .active
                         .remove(&id);
                     engine.dispatch(chain.name());
+                    engine.inner.runs_ended.notify_waiters();
                 }
                 .instrument(span),
             );

@@ -1,5 +1,6 @@
 //! Recovery at open: killing the process groups the previous runner left, failing the runs it
-//! was running ("interrupted by restart"), re-queueing its queued runs in creation order.
+//! was running ("interrupted by restart") and giving their gates' links back, re-queueing its
+//! queued runs in creation order.
 
 use chrono::Utc;
 use runner_api::{RunStatus, StageStatus};
@@ -29,6 +30,8 @@ impl Engine {
             }
             state.forget_group_blocking(group.pgid)?;
         }
+        // An attempt that held a gate's links was interrupted: they wait again.
+        state.release_in_flight_blocking(self.inner.clock.now())?;
         let now = Utc::now();
         for run in state.runs_with_status(&[RunStatus::Running])? {
             tracing::warn!(chain = %run.chain, run_id = %run.id, "run was interrupted by a restart; marking it failed");

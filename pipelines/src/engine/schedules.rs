@@ -37,6 +37,7 @@ impl Engine {
             config: None,
             idempotency_key: Some(format!("schedule:{chain}:{}", at.to_rfc3339())),
             params: BTreeMap::new(),
+            force: false,
         };
         match self.submit(chain, request, Trigger::Schedule).await {
             Ok(submitted) => {

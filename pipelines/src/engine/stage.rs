@@ -1,5 +1,7 @@
-//! One stage of a run: its argv and environment rendered, its attempts (retries) as a process
-//! group, and its end recorded; [`StageGuard`] records an end however the stage's task ends.
+//! One stage of a run: admitted past its gate and budget (or deferred), its argv and environment
+//! rendered, its attempts (retries) as a process group, and its end recorded (a gated stage's
+//! success together with its gate's reset); [`StageGuard`] records an end however the stage's
+//! task ends.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,7 @@ use crate::chain::Chain;
 use crate::placeholder::Values;
 use crate::process::{self, Outcome, Stops};
 use crate::stage_env::StageEnv;
+use crate::state::Admission;
 
 /// How a stage task ended, for the run's DAG loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +23,8 @@ pub(super) enum StageEnd {
     Succeeded,
     Failed,
     Stopped,
+    /// Its gate or the budget kept it from starting.
+    Deferred,
 }
 
 impl Engine {
@@ -33,10 +38,27 @@ impl Engine {
     ) -> StageEnd {
         let stage = &chain.stages()[index];
         let name = stage.name();
+        match self.admit(chain, index, run, 1).await {
+            Ok(Admission::Open) => {}
+            Ok(Admission::Deferred(why)) => {
+                let (status, end) = (StageStatus::Deferred, StageEnd::Deferred);
+                self.record_unstarted(run, name, status, why.to_string()).await;
+                return end;
+            }
+            Err(err) => {
+                let why = format!("cannot check the stage's gate or budget: {err}");
+                tracing::error!(error = %error_chain(&err), "admission failed");
+                self.record_unstarted(run, name, StageStatus::Failed, why).await;
+                return StageEnd::Failed;
+            }
+        }
+        let gated = stage.gate().is_some();
         let mut guard = StageGuard {
             engine: self,
             run_id: &run.id,
+            chain: chain.name(),
             stage: name,
+            gated,
             armed: true,
         };
         let result = self.try_run_stage(chain, index, run, cancel).await;
@@ -63,21 +85,53 @@ impl Engine {
         }
         let now = Utc::now();
         let stage_name = name.to_owned();
+        let change = move |run: &mut Run| {
+            if let Some(record) = run.stage_mut(&stage_name) {
+                record.status = status;
+                record.exit_code = exit_code;
+                record.finished_at = Some(now);
+                record.started_at.get_or_insert(now);
+                record.error = error;
+            }
+        };
+        let recorded = if gated && status == StageStatus::Succeeded {
+            // The stage's success and its gate's reset: one write.
+            let at = self.inner.clock.now();
+            let recorded = self
+                .inner
+                .state
+                .gate_succeeded(&run.id, change, chain.name(), name, at)
+                .await;
+            self.inner.changed.notify_waiters();
+            recorded.map(drop)
+        } else {
+            if gated {
+                self.gate_failed(chain, name, &run.id).await;
+            }
+            self.update(&run.id, change).await.map(drop)
+        };
+        if let Err(err) = recorded {
+            tracing::error!(error = %err, "recording a stage's end failed");
+        }
+        end
+    }
+
+    /// Records a stage that never started (deferred, or its admission failed).
+    async fn record_unstarted(&self, run: &Run, stage: &str, status: StageStatus, why: String) {
+        let now = Utc::now();
+        let stage = stage.to_owned();
         let recorded = self
             .update(&run.id, move |run| {
-                if let Some(record) = run.stage_mut(&stage_name) {
+                if let Some(record) = run.stage_mut(&stage) {
                     record.status = status;
-                    record.exit_code = exit_code;
                     record.finished_at = Some(now);
-                    record.started_at.get_or_insert(now);
-                    record.error = error;
+                    record.error = Some(why);
                 }
             })
             .await;
         if let Err(err) = recorded {
             tracing::error!(error = %err, "recording a stage's end failed");
         }
-        end
     }
 
     /// The attempts of one stage; `Err` is a problem before any process ran.
@@ -153,6 +207,17 @@ impl Engine {
             if stops.kill.is_cancelled() {
                 outcome = Outcome::Killed;
                 break;
+            }
+            if attempt > 1 {
+                // Every attempt pays: a retry the budget cannot pay for is not made.
+                match self.admit(chain, index, run, attempt).await {
+                    Ok(Admission::Open) => {}
+                    Ok(Admission::Deferred(why)) => {
+                        let failed = outcome.describe().unwrap_or_else(|| "failed".into());
+                        return Err(format!("{failed}; not retried: {why}"));
+                    }
+                    Err(err) => return Err(format!("cannot check the budget: {err}")),
+                }
             }
             let now = Utc::now();
             let stage_name = stage.name().to_owned();
@@ -231,7 +296,10 @@ async fn copy_config(config: &Path, dir: &Path, run_id: &str) -> Result<PathBuf,
 struct StageGuard<'a> {
     engine: &'a Engine,
     run_id: &'a str,
+    chain: &'a str,
     stage: &'a str,
+    /// The stage has a gate, whose links go back to waiting.
+    gated: bool,
     armed: bool,
 }
 
@@ -246,6 +314,10 @@ impl Drop for StageGuard<'_> {
             STAGE_TASK_STOPPED
         };
         tracing::error!(error, "stage task ended early");
+        if self.gated {
+            self.engine
+                .gate_failed_blocking(self.chain, self.stage, self.run_id);
+        }
         let now = Utc::now();
         let recorded = self.engine.update_blocking(self.run_id, |run| {
             if let Some(record) = run.stage_mut(self.stage)
@@ -322,6 +394,7 @@ run = ["sh", "-c", "sleep 30 & echo $! > \"$PIPELINES_RUN_DIR/child\"; echo $$ >
             idempotency_key: None,
             params: BTreeMap::new(),
             run_dir,
+            force: false,
         };
         engine.inner.state.insert_run_blocking(&run, None).unwrap();
         (dir, engine, chain, run)

@@ -2,10 +2,11 @@
 //! request is a conflict), the params and the config, the run directory, the durable record,
 //! then the chain's queue.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use runner_api::{Run, RunRequest, RunStatus, StageRun, Trigger};
+use runner_api::{Run, RunRequest, RunStatus, StageRun, StageStatus, Trigger};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -86,6 +87,18 @@ impl Engine {
         request: RunRequest,
         trigger: Trigger,
     ) -> Result<Submitted, SubmitError> {
+        self.submit_scoped(chain_name, request, trigger, None).await
+    }
+
+    /// [`submit`](Self::submit) of a run that executes only the stages in `scope` (by index);
+    /// the others are `skipped` from the start with the scope's reason.
+    pub(super) async fn submit_scoped(
+        &self,
+        chain_name: &str,
+        request: RunRequest,
+        trigger: Trigger,
+        scope: Option<(BTreeSet<usize>, String)>,
+    ) -> Result<Submitted, SubmitError> {
         let inner = &self.inner;
         let chain = inner
             .chains
@@ -149,12 +162,23 @@ impl Engine {
             stages: chain
                 .stages()
                 .iter()
-                .map(|stage| StageRun::queued(stage.name()))
+                .enumerate()
+                .map(|(index, stage)| {
+                    let mut record = StageRun::queued(stage.name());
+                    if let Some((scope, reason)) = &scope
+                        && !scope.contains(&index)
+                    {
+                        record.status = StageStatus::Skipped;
+                        record.error = Some(reason.clone());
+                    }
+                    record
+                })
                 .collect(),
             error: None,
             idempotency_key: key.clone(),
             params,
             run_dir: run_dir.clone(),
+            force: request.force,
         };
         let idempotency = key.clone().map(|key| (key, fingerprint.clone()));
         match inner.state.insert_run(run.clone(), idempotency).await? {
@@ -197,17 +221,19 @@ impl Engine {
     }
 }
 
-/// A stable digest of what was asked: chain, config and params (keys sorted at every level).
+/// A stable digest of what was asked: chain, config, params and `force` (keys sorted at every
+/// level). `force` enters only when set, so keys stored before it existed keep their digests.
 fn fingerprint(chain: &str, request: &RunRequest) -> String {
     let mut canonical = String::new();
-    write_canonical(
-        &serde_json::json!({
-            "chain": chain,
-            "config": request.config,
-            "params": request.params,
-        }),
-        &mut canonical,
-    );
+    let mut asked = serde_json::json!({
+        "chain": chain,
+        "config": request.config,
+        "params": request.params,
+    });
+    if request.force {
+        asked["force"] = Value::Bool(true);
+    }
+    write_canonical(&asked, &mut canonical);
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
@@ -283,6 +309,7 @@ mod tests {
             config: serde_json::from_str(json).unwrap(),
             idempotency_key: Some("k".into()),
             params: BTreeMap::new(),
+            force: false,
         };
         let a = fingerprint("c", &request(r#"{"a": 1, "b": {"x": [1, 2], "y": null}}"#));
         let b = fingerprint("c", &request(r#"{"b": {"y": null, "x": [1, 2]}, "a": 1}"#));
@@ -297,6 +324,9 @@ mod tests {
         let mut with_param = request(r#"{"a": 1, "b": {"x": [1, 2], "y": null}}"#);
         with_param.params.insert("p".into(), "v".into());
         assert_ne!(a, fingerprint("c", &with_param));
+        let mut forced = request(r#"{"a": 1, "b": {"x": [1, 2], "y": null}}"#);
+        forced.force = true;
+        assert_ne!(a, fingerprint("c", &forced), "force is part of what a key names");
     }
 
     #[test]
