@@ -4,6 +4,7 @@
 mod api;
 mod chains;
 mod cli;
+mod gates;
 mod helpers;
 mod load;
 mod processes;
