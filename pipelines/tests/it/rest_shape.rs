@@ -28,6 +28,20 @@ name = "sleep"
 run = ["sleep", "30"]
 "#;
 
+const GATED: &str = r#"
+name = "gated"
+budget = { limit = 10, per = "30d" }
+[[stages]]
+name = "first"
+run = ["true"]
+cost = 1.5
+[[stages]]
+name = "second"
+after = ["first"]
+run = ["true"]
+gate = { min_new_links = 5 }
+"#;
+
 /// Keys whose values change from run to run: replaced by `<type>`.
 const VOLATILE: &[&str] = &[
     "id",
@@ -39,6 +53,10 @@ const VOLATILE: &[&str] = &[
     "run_dir",
     "next",
     "log",
+    "at",
+    "since",
+    "window_start",
+    "next_release_at",
 ];
 
 /// `value` with volatile keys replaced by their type, the test's directory by `<tmp>` and run
@@ -100,7 +118,7 @@ fn type_name(value: &Value) -> &'static str {
 
 #[tokio::test]
 async fn every_answer_keeps_its_json_shape() {
-    let runner = spawn_runner(&[("shape", CHAIN), ("slow", SLOW)]).await;
+    let runner = spawn_runner(&[("shape", CHAIN), ("slow", SLOW), ("gated", GATED)]).await;
     let tmp = runner
         .dirs
         .chains
@@ -194,6 +212,22 @@ async fn every_answer_keeps_its_json_shape() {
         (unauthorised.status(), unauthorised.json().await.unwrap()),
     );
     record("GET /nowhere", runner.get("/nowhere").await);
+
+    let deferring = runner
+        .start(
+            "gated",
+            json!({"config": {"parameters": {"links": ["https://a/1"]}}, "force": false}),
+        )
+        .await;
+    record(
+        "GET /api/v1/runs/{id} (deferred stage)",
+        (StatusCode::OK, runner.wait_finished(&deferring).await),
+    );
+    record("GET /api/v1/gates", runner.get("/api/v1/gates").await);
+    record(
+        "GET /api/v1/gates?chain=nope",
+        runner.get("/api/v1/gates?chain=nope").await,
+    );
 
     insta::assert_snapshot!(serde_json::to_string_pretty(&Value::Object(answers)).unwrap());
     runner.stop().await;
