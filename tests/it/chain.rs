@@ -1,6 +1,6 @@
 //! chain.rs: the scenarios: a new article reaches the chain's stages; a crash between publish and
 //! delivery; the runner down then up; two authors in one batch window in both output formats; a
-//! failing stage, then `redeliver` once it is fixed.
+//! failing stage, then `redeliver` once it is fixed; a stage behind a closed gate, deferred.
 
 use std::time::Duration;
 
@@ -286,4 +286,42 @@ async fn the_daemon_lets_a_running_stage_finish_when_it_stops() {
         .unwrap()
         .unwrap();
     assert!(finished.exists(), "the running stage was let finish");
+}
+
+#[tokio::test]
+async fn a_stage_behind_a_closed_gate_is_deferred_and_status_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let chains = dir.path().join("chains");
+    std::fs::create_dir_all(&chains).unwrap();
+    std::fs::write(
+        chains.join("gated.toml"),
+        r#"name = "gated"
+[[stages]]
+name = "etl"
+run = ["true"]
+[[stages]]
+name = "datasets"
+after = ["etl"]
+gate = { min_new_links = 5 }
+run = ["true"]
+"#,
+    )
+    .unwrap();
+    let t = serve_one_author(dir, RUBEN, &embedded(&chains, "gated")).await;
+    let cfg = &t.cfg;
+    t.baseline_then_publish("https://rubenerd.com/gated/").await;
+    let (_, runs) = pass(cfg).await;
+    let run = runs[0].1.as_ref().unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
+    assert_eq!(
+        run.message.as_deref(),
+        Some("deferred: datasets (1 of 5 new links)")
+    );
+    let datasets = run.stages.iter().find(|s| s.name == "datasets").unwrap();
+    assert!(datasets.is_deferred(), "{datasets:?}");
+    let rendered = status(cfg).await.render(chrono::Utc::now());
+    assert!(
+        rendered.contains("run: deferred: datasets (1 of 5 new links)"),
+        "{rendered}"
+    );
 }

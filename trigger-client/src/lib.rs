@@ -184,8 +184,30 @@ pub struct RunStatus {
     pub state: RunState,
     /// The engine's own state name (`COMPLETED`, `success`, `initializing`, ...).
     pub raw_state: String,
-    /// The engine's message, e.g. Prefect's `state.message` or the runner's `error`.
+    /// The engine's message, e.g. Prefect's `state.message` or the runner's `error` (for a
+    /// runner's run that succeeded with deferred stages: which and why).
     pub message: Option<String>,
+    /// The run's stages, for engines that report them (the pipelines runner); empty otherwise.
+    #[serde(default)]
+    pub stages: Vec<StageState>,
+}
+
+/// One stage of a run as the engine reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageState {
+    pub name: String,
+    /// The engine's own status name, kept as sent: a status this build does not know (from a
+    /// newer runner) is shown, never an error.
+    pub state: String,
+    /// Why it failed, was skipped or was deferred.
+    pub message: Option<String>,
+}
+
+impl StageState {
+    /// Whether a gate or a budget kept the stage from running (pipelines runner).
+    pub fn is_deferred(&self) -> bool {
+        self.state == "deferred"
+    }
 }
 
 impl fmt::Display for RunStatus {

@@ -201,6 +201,7 @@ impl Backend for Airflow {
             state,
             raw_state,
             message,
+            stages: Vec::new(),
         })
     }
 

@@ -3,8 +3,12 @@
 //!
 //! Creating a run answers 201 with a new run or 200 with the run that key already started (409:
 //! same key, other body); a run is read and cancelled by id. Bearer token on every call.
+//!
+//! Runs are read leniently: only the fields used, with stage statuses and triggers as plain
+//! names, so a newer runner's new stage status (or trigger) is shown rather than an error.
 
-use runner_api::{RunRequest as RunnerRequest, StageRun, StageStatus, paths};
+use runner_api::{RunRequest as RunnerRequest, paths};
+use serde::Deserialize;
 use url::Url;
 
 use super::Backend;
@@ -12,7 +16,33 @@ use crate::auth::Auth;
 use crate::error::Error;
 use crate::http::{Body, Call, Http};
 use crate::target::{Secret, TargetConfig};
-use crate::{RunRequest, RunState, RunStatus};
+use crate::{RunRequest, RunState, RunStatus, StageState};
+
+/// What is read of a created run.
+#[derive(Deserialize)]
+struct Created {
+    id: String,
+}
+
+/// What is read of a run: its status, its error and its stages, statuses as names.
+#[derive(Deserialize)]
+struct RunView {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    stages: Vec<StageView>,
+}
+
+#[derive(Deserialize)]
+struct StageView {
+    name: String,
+    status: String,
+    #[serde(default)]
+    exit_code: Option<i32>,
+    #[serde(default)]
+    error: Option<String>,
+}
 
 pub(crate) struct Pipelines {
     base: Url,
@@ -54,6 +84,7 @@ fn runner_request(req: &RunRequest) -> Result<RunnerRequest, Error> {
         config,
         idempotency_key: Some(req.idempotency_key.clone()),
         params: req.params.clone(),
+        force: false,
     })
 }
 
@@ -71,22 +102,39 @@ impl Backend for Pipelines {
                 ),
             });
         }
-        let run: runner_api::Run = reply.success(&self.auth)?.json()?;
+        let run: Created = reply.success(&self.auth)?.json()?;
         Ok(run.id)
     }
 
     async fn status(&self, http: &Http, id: &str) -> Result<RunStatus, Error> {
         let url = paths::run(&self.base, id);
-        let run: runner_api::Run = http
+        let reply = http
             .send(&Call::get(url), &self.auth)
             .await?
-            .success(&self.auth)?
-            .json()?;
-        let message = run.error.clone().or_else(|| failed_stage(&run.stages));
+            .success(&self.auth)?;
+        let run: RunView = reply.json()?;
+        let status: runner_api::RunStatus = run
+            .status
+            .parse()
+            .map_err(|err: runner_api::UnknownStatus| reply.protocol(err.to_string()))?;
+        let message = run
+            .error
+            .clone()
+            .or_else(|| failed_stage(&run.stages))
+            .or_else(|| deferred_stages(&run.stages));
         Ok(RunStatus {
-            state: state(run.status),
-            raw_state: run.status.as_str().to_owned(),
+            state: state(status),
+            raw_state: status.as_str().to_owned(),
             message,
+            stages: run
+                .stages
+                .into_iter()
+                .map(|stage| StageState {
+                    name: stage.name,
+                    state: stage.status,
+                    message: stage.error,
+                })
+                .collect(),
         })
     }
 
@@ -103,14 +151,26 @@ impl Backend for Pipelines {
 }
 
 /// "stage `x` failed (exit code 3)" for the first failed stage.
-fn failed_stage(stages: &[StageRun]) -> Option<String> {
-    let stage = stages
-        .iter()
-        .find(|stage| stage.status == StageStatus::Failed)?;
+fn failed_stage(stages: &[StageView]) -> Option<String> {
+    let stage = stages.iter().find(|stage| stage.status == "failed")?;
     Some(match stage.exit_code {
         Some(code) => format!("stage `{}` failed (exit code {code})", stage.name),
         None => format!("stage `{}` failed", stage.name),
     })
+}
+
+/// "deferred: x (7 of 20 new links; or on ...); y (waits for deferred stage `x`)" for a run whose
+/// gates or budget held stages back.
+fn deferred_stages(stages: &[StageView]) -> Option<String> {
+    let deferred: Vec<String> = stages
+        .iter()
+        .filter(|stage| stage.status == "deferred")
+        .map(|stage| match &stage.error {
+            Some(why) => format!("{} ({why})", stage.name),
+            None => stage.name.clone(),
+        })
+        .collect();
+    (!deferred.is_empty()).then(|| format!("deferred: {}", deferred.join("; ")))
 }
 
 fn state(status: runner_api::RunStatus) -> RunState {
@@ -127,14 +187,11 @@ fn state(status: runner_api::RunStatus) -> RunState {
 mod tests {
     use super::*;
 
-    fn stage(name: &str, status: StageStatus, exit_code: Option<i32>) -> StageRun {
-        StageRun {
+    fn stage(name: &str, status: &str, exit_code: Option<i32>) -> StageView {
+        StageView {
             name: name.into(),
-            status,
+            status: status.into(),
             exit_code,
-            started_at: None,
-            finished_at: None,
-            attempts: 1,
             error: None,
         }
     }
@@ -142,9 +199,9 @@ mod tests {
     #[test]
     fn a_run_without_an_error_is_explained_by_its_first_failed_stage() {
         let stages = [
-            stage("etl", StageStatus::Succeeded, Some(0)),
-            stage("features", StageStatus::Failed, Some(3)),
-            stage("train", StageStatus::Failed, None),
+            stage("etl", "succeeded", Some(0)),
+            stage("features", "failed", Some(3)),
+            stage("train", "failed", None),
         ];
         assert_eq!(
             failed_stage(&stages).as_deref(),
@@ -155,6 +212,27 @@ mod tests {
             Some("stage `train` failed")
         );
         assert_eq!(failed_stage(&stages[..1]), None);
+    }
+
+    #[test]
+    fn deferred_stages_are_named_with_their_reasons_and_unknown_statuses_read() {
+        let body = r#"{"id": "r", "status": "succeeded", "trigger": "some-new-trigger", "error": null,
+            "stages": [
+                {"name": "etl", "status": "succeeded", "exit_code": 0},
+                {"name": "datasets", "status": "deferred", "error": "7 of 20 new links"},
+                {"name": "train", "status": "deferred", "error": "waits for deferred stage `datasets`"},
+                {"name": "eval", "status": "paused-by-a-newer-runner"}
+            ]}"#;
+        let run: RunView = serde_json::from_str(body).unwrap();
+        assert_eq!(failed_stage(&run.stages), None);
+        assert_eq!(
+            deferred_stages(&run.stages).as_deref(),
+            Some(
+                "deferred: datasets (7 of 20 new links); train (waits for deferred stage `datasets`)"
+            )
+        );
+        assert_eq!(run.stages[3].status, "paused-by-a-newer-runner");
+        assert_eq!(deferred_stages(&run.stages[..1]), None);
     }
 
     #[test]

@@ -156,6 +156,7 @@ impl Backend for Prefect {
             state: normalize(&state_type),
             raw_state,
             message,
+            stages: Vec::new(),
         })
     }
 

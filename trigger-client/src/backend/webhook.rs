@@ -247,6 +247,7 @@ impl Backend for Webhook {
             state: normalize(&raw),
             raw_state: raw,
             message: body.message.or(body.error),
+            stages: Vec::new(),
         })
     }
 

@@ -356,6 +356,7 @@ impl Backend for Zenml {
             state: normalize(&body.status),
             raw_state: body.status,
             message: body.status_reason.filter(|reason| !reason.is_empty()),
+            stages: Vec::new(),
         })
     }
 
