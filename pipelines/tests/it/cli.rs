@@ -40,6 +40,14 @@ fn check_accepts_the_shipped_chains() {
         "{stdout}"
     );
     assert!(stdout.contains("2 chain file(s) OK"), "{stdout}");
+    // The LLM Twin's two dataset stages are gated; training and evaluation wait with them.
+    let gate = "      gate: 10 new links or 14days after its last success; after a failure not before 1day";
+    assert_eq!(stdout.matches(gate).count(), 2, "{stdout}");
+    for stage in ["generate_instruct_datasets", "generate_preference_datasets"] {
+        let twin = &stdout[stdout.find("chain `llm-twin`").unwrap()..];
+        let at = twin.find(&format!("- {stage} (after feature_engineering)")).unwrap();
+        assert!(twin[at..].lines().nth(1).unwrap().starts_with(gate), "{stdout}");
+    }
 }
 
 #[test]
