@@ -328,7 +328,10 @@ async fn get_gates(
     {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("unknown chain `{name}`; list chains with GET {}", paths::CHAINS),
+            format!(
+                "unknown chain `{name}`; list chains with GET {}",
+                paths::CHAINS
+            ),
         ));
     }
     let report = engine

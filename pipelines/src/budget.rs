@@ -105,9 +105,15 @@ mod tests {
             per: Duration::from_secs(10 * 86400),
         };
         let mut ledger = Ledger::default();
-        ledger.try_charge(&budget, charge(0, 12_500), false).unwrap();
-        ledger.try_charge(&budget, charge(1, 12_500), false).unwrap();
-        let refused = ledger.try_charge(&budget, charge(2, 12_500), false).unwrap_err();
+        ledger
+            .try_charge(&budget, charge(0, 12_500), false)
+            .unwrap();
+        ledger
+            .try_charge(&budget, charge(1, 12_500), false)
+            .unwrap();
+        let refused = ledger
+            .try_charge(&budget, charge(2, 12_500), false)
+            .unwrap_err();
         assert_eq!(
             refused.to_string(),
             "budget: an attempt costs 12.5 but 0 of 25 per 10days is left; the oldest charge leaves the window on 2026-12-11 00:00 UTC"
@@ -117,7 +123,9 @@ mod tests {
         // Day 10: the day-0 charge left the window; still 25 spent, no room.
         assert!(ledger.try_charge(&budget, charge(10, 1), false).is_err());
         // Day 11: the day-1 charge left too.
-        ledger.try_charge(&budget, charge(11, 12_500), false).unwrap();
+        ledger
+            .try_charge(&budget, charge(11, 12_500), false)
+            .unwrap();
         assert_eq!(ledger.charges.len(), 2, "old charges are dropped");
     }
 }

@@ -298,18 +298,24 @@ mod tests {
         record.take("r1");
         record.failed("r1", at(1));
         assert_eq!(record.waiting.len(), 1);
-        let deferral = record.decide(&gate, at(1) + TimeDelta::hours(23)).unwrap_err();
+        let deferral = record
+            .decide(&gate, at(1) + TimeDelta::hours(23))
+            .unwrap_err();
         assert!(
-            deferral
-                .to_string()
-                .starts_with("failed on 2026-12-02 00:00 UTC; not tried again before 2026-12-03 00:00 UTC"),
+            deferral.to_string().starts_with(
+                "failed on 2026-12-02 00:00 UTC; not tried again before 2026-12-03 00:00 UTC"
+            ),
             "{deferral}"
         );
         assert_eq!(record.decide(&gate, at(2)), Ok(()));
         assert_eq!(record.due(&gate), Some(at(10)));
         let mut late = record.clone();
         late.last_failure = Some(at(10));
-        assert_eq!(late.due(&gate), Some(at(11)), "a failure delays the catch-up");
+        assert_eq!(
+            late.due(&gate),
+            Some(at(11)),
+            "a failure delays the catch-up"
+        );
     }
 
     #[test]
@@ -319,7 +325,10 @@ mod tests {
             min_new_links: None,
             opens_at: Some(at(3)),
         };
-        assert_eq!(only_time.to_string(), "no new links; or on 2026-12-04 00:00 UTC");
+        assert_eq!(
+            only_time.to_string(),
+            "no new links; or on 2026-12-04 00:00 UTC"
+        );
         let budget = Deferral::Budget {
             cost: "12.5".into(),
             left: "3".into(),
@@ -343,7 +352,9 @@ mod tests {
         ]}});
         let found = links_of(&authors);
         assert_eq!(found.len(), 2);
-        assert!(found.is_subset(&links_of(&serde_json::json!({"parameters": {"links": ["https://a/1", "https://b/1"]}}))));
+        assert!(found.is_subset(&links_of(
+            &serde_json::json!({"parameters": {"links": ["https://a/1", "https://b/1"]}})
+        )));
         assert!(links_of(&serde_json::json!({})).is_empty());
     }
 }

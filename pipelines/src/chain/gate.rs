@@ -98,7 +98,11 @@ impl Chain {
         let mut found: BTreeSet<usize> = roots.iter().copied().collect();
         let order = topological_order(&self.stages).unwrap_or_default();
         for index in order {
-            if self.stages[index].deps.iter().any(|dep| found.contains(dep)) {
+            if self.stages[index]
+                .deps
+                .iter()
+                .any(|dep| found.contains(dep))
+            {
                 found.insert(index);
             }
         }
@@ -122,7 +126,10 @@ fn positive_duration(check: &mut Checker, key: &str, text: &str) -> Option<Durat
     match humantime::parse_duration(text) {
         Ok(duration) if !duration.is_zero() => Some(duration),
         Ok(_) => {
-            check.error(key, "zero; expected a positive duration such as \"14d\" or \"12h\"");
+            check.error(
+                key,
+                "zero; expected a positive duration such as \"14d\" or \"12h\"",
+            );
             None
         }
         Err(err) => {
@@ -160,16 +167,14 @@ impl Checker {
             );
             return None;
         }
-        let min_new_links = raw.min_new_links.and_then(|n| {
-            match u64::try_from(n) {
-                Ok(n) if (1..=MAX_MIN_NEW_LINKS).contains(&n) => Some(n),
-                _ => {
-                    self.error(
-                        format!("{gate_key}.min_new_links"),
-                        format!("got {n}; expected a whole number from 1 to {MAX_MIN_NEW_LINKS}"),
-                    );
-                    None
-                }
+        let min_new_links = raw.min_new_links.and_then(|n| match u64::try_from(n) {
+            Ok(n) if (1..=MAX_MIN_NEW_LINKS).contains(&n) => Some(n),
+            _ => {
+                self.error(
+                    format!("{gate_key}.min_new_links"),
+                    format!("got {n}; expected a whole number from 1 to {MAX_MIN_NEW_LINKS}"),
+                );
+                None
             }
         });
         let or_after = raw
@@ -263,7 +268,10 @@ mod tests {
         )
         .unwrap();
         let budget = chain.budget().unwrap();
-        assert_eq!((budget.limit.milli(), budget.per), (100_000, Duration::from_secs(30 * 86400)));
+        assert_eq!(
+            (budget.limit.milli(), budget.per),
+            (100_000, Duration::from_secs(30 * 86400))
+        );
         let [a, b, c] = chain.stages() else { panic!() };
         assert_eq!(a.gate(), None);
         assert_eq!(a.cost().map(|c| c.to_string()).as_deref(), Some("2"));
@@ -308,7 +316,9 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
-        let text = problems("name = \"c\"\n[[stages]]\nname = \"a\"\nrun = [\"true\"]\ngate = { min_links = 3 }\n");
+        let text = problems(
+            "name = \"c\"\n[[stages]]\nname = \"a\"\nrun = [\"true\"]\ngate = { min_links = 3 }\n",
+        );
         assert!(text.contains("unknown field `min_links`"), "{text}");
     }
 }

@@ -167,7 +167,10 @@ pub fn print_chain(chain: &Chain, warnings: &BTreeSet<String>) {
                 keys.push(format!("{min} new links"));
             }
             if let Some(after) = gate.or_after {
-                keys.push(format!("{} after its last success", humantime::format_duration(after)));
+                keys.push(format!(
+                    "{} after its last success",
+                    humantime::format_duration(after)
+                ));
             }
             println!(
                 "      gate: {}; after a failure not before {}",
@@ -227,7 +230,10 @@ pub fn print_gates(report: &GateReport) {
                 budget.left,
                 budget
                     .next_release_at
-                    .map(|at| format!("; the oldest charge leaves the window on {}", crate::gate::when(at)))
+                    .map(|at| format!(
+                        "; the oldest charge leaves the window on {}",
+                        crate::gate::when(at)
+                    ))
                     .unwrap_or_default()
             );
             for (stage, cost) in &budget.costs {

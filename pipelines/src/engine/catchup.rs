@@ -78,7 +78,11 @@ impl Engine {
             })
             .await?
         };
-        let next = dues.iter().map(|&(_, due)| due).filter(|&due| due > now).min();
+        let next = dues
+            .iter()
+            .map(|&(_, due)| due)
+            .filter(|&due| due > now)
+            .min();
         let ready: Vec<(usize, DateTime<Utc>)> =
             dues.into_iter().filter(|&(_, due)| due <= now).collect();
         let Some(&(first, due)) = ready.first() else {
@@ -99,7 +103,11 @@ impl Engine {
         let request = RunRequest {
             // The gated stages read accumulated state; without a default config they get `{}`.
             config: chain.default_config().is_none().then(serde_json::Map::new),
-            idempotency_key: Some(format!("gate:{}:{stage}:{}", chain.name(), due.to_rfc3339())),
+            idempotency_key: Some(format!(
+                "gate:{}:{stage}:{}",
+                chain.name(),
+                due.to_rfc3339()
+            )),
             params: Default::default(),
             force: false,
         };

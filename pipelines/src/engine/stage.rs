@@ -42,13 +42,15 @@ impl Engine {
             Ok(Admission::Open) => {}
             Ok(Admission::Deferred(why)) => {
                 let (status, end) = (StageStatus::Deferred, StageEnd::Deferred);
-                self.record_unstarted(run, name, status, why.to_string()).await;
+                self.record_unstarted(run, name, status, why.to_string())
+                    .await;
                 return end;
             }
             Err(err) => {
                 let why = format!("cannot check the stage's gate or budget: {err}");
                 tracing::error!(error = %error_chain(&err), "admission failed");
-                self.record_unstarted(run, name, StageStatus::Failed, why).await;
+                self.record_unstarted(run, name, StageStatus::Failed, why)
+                    .await;
                 return StageEnd::Failed;
             }
         }

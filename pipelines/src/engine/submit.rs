@@ -326,7 +326,11 @@ mod tests {
         assert_ne!(a, fingerprint("c", &with_param));
         let mut forced = request(r#"{"a": 1, "b": {"x": [1, 2], "y": null}}"#);
         forced.force = true;
-        assert_ne!(a, fingerprint("c", &forced), "force is part of what a key names");
+        assert_ne!(
+            a,
+            fingerprint("c", &forced),
+            "force is part of what a key names"
+        );
     }
 
     #[test]

@@ -45,8 +45,13 @@ fn check_accepts_the_shipped_chains() {
     assert_eq!(stdout.matches(gate).count(), 2, "{stdout}");
     for stage in ["generate_instruct_datasets", "generate_preference_datasets"] {
         let twin = &stdout[stdout.find("chain `llm-twin`").unwrap()..];
-        let at = twin.find(&format!("- {stage} (after feature_engineering)")).unwrap();
-        assert!(twin[at..].lines().nth(1).unwrap().starts_with(gate), "{stdout}");
+        let at = twin
+            .find(&format!("- {stage} (after feature_engineering)"))
+            .unwrap();
+        assert!(
+            twin[at..].lines().nth(1).unwrap().starts_with(gate),
+            "{stdout}"
+        );
     }
 }
 

@@ -11,9 +11,7 @@ use pipelines::gate::when;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    Dirs, TOKEN, TestRunner, spawn_runner_binary, spawn_runner_in, stage,
-};
+use crate::helpers::{Dirs, TOKEN, TestRunner, spawn_runner_binary, spawn_runner_in, stage};
 
 /// `etl` → `datasets` (gated; `@GATE@`) → `train`. Each stage appends its name to a file in the
 /// work directory; `datasets` fails while the file `fail` exists there.
@@ -46,7 +44,8 @@ fn config(links: &[&str]) -> Value {
 /// A whole minute, so reasons (which show minutes) are exact.
 fn start_time() -> DateTime<Utc> {
     let now = Utc::now();
-    now - TimeDelta::seconds(now.timestamp() % 60) - TimeDelta::nanoseconds(now.timestamp_subsec_nanos().into())
+    now - TimeDelta::seconds(now.timestamp() % 60)
+        - TimeDelta::nanoseconds(now.timestamp_subsec_nanos().into())
 }
 
 async fn runner_with_clock(dirs: Dirs, clock: &Clock) -> TestRunner {
@@ -166,7 +165,10 @@ async fn or_after_opens_the_gate_on_a_paused_clock_with_a_catch_up_run_once_even
     assert_eq!(stage(&first, "datasets")["status"], "deferred");
     assert_eq!(
         stage(&first, "datasets")["error"],
-        format!("1 of 10 new links; or on {}", when(start + TimeDelta::days(14)))
+        format!(
+            "1 of 10 new links; or on {}",
+            when(start + TimeDelta::days(14))
+        )
     );
     // Thirteen days: nothing is due yet.
     clock.advance(TimeDelta::days(13));
@@ -227,7 +229,10 @@ async fn a_failed_gated_stage_keeps_its_count_and_is_not_retried_before_gate_ret
     assert_eq!(run["status"], "failed", "{run:#}");
     assert_eq!(stage(&run, "datasets")["status"], "failed");
     let view = gates(&runner, "twin").await;
-    assert_eq!(view["gates"][0]["new_links"], 1, "the count is kept: {view:#}");
+    assert_eq!(
+        view["gates"][0]["new_links"], 1,
+        "the count is kept: {view:#}"
+    );
     assert_eq!(view["gates"][0]["last_failure"], json!(start));
 
     clock.advance(TimeDelta::hours(23));
@@ -318,7 +323,10 @@ async fn an_exhausted_budget_defers_the_stage_and_force_opens_it() {
 
 #[tokio::test]
 async fn counts_and_spend_survive_a_crash_of_the_runner_process() {
-    let dirs = Dirs::new(&[("twin", &gated("{ min_new_links = 3 }", "")), ("paid", BUDGETED)]);
+    let dirs = Dirs::new(&[
+        ("twin", &gated("{ min_new_links = 3 }", "")),
+        ("paid", BUDGETED),
+    ]);
     let (mut process, url) = spawn_runner_binary(&dirs, &[], &[]).await;
     let http = reqwest::Client::new();
     for (chain, body) in [
@@ -363,16 +371,27 @@ async fn counts_and_spend_survive_a_crash_of_the_runner_process() {
     assert_eq!(view["gates"][0]["new_links"], 2, "{view:#}");
     assert_eq!(gates(&runner, "paid").await["budget"]["spent"], 12.5);
     let run = run_with(&runner, "twin", config(&["https://a/3"])).await;
-    assert_eq!(stage(&run, "datasets")["status"], "succeeded", "2 + 1 links: {run:#}");
+    assert_eq!(
+        stage(&run, "datasets")["status"],
+        "succeeded",
+        "2 + 1 links: {run:#}"
+    );
     let run = run_with(&runner, "paid", json!({"config": {}})).await;
-    assert_eq!(stage(&run, "paid")["status"], "deferred", "7.5 left: {run:#}");
+    assert_eq!(
+        stage(&run, "paid")["status"],
+        "deferred",
+        "7.5 left: {run:#}"
+    );
     runner.stop().await;
 }
 
 #[tokio::test]
 async fn the_cli_shows_gates_budgets_and_deferred_stages() {
     let chain = gated(r#"{ min_new_links = 5, or_after = "14d" }"#, "")
-        .replace("name = \"twin\"", "name = \"twin\"\nbudget = { limit = 100, per = \"30d\" }")
+        .replace(
+            "name = \"twin\"",
+            "name = \"twin\"\nbudget = { limit = 100, per = \"30d\" }",
+        )
         .replace("name = \"train\"", "name = \"train\"\ncost = 40");
     let dirs = Dirs::new(&[("twin", &chain)]);
     let runner = spawn_runner_in(dirs.clone(), dirs.settings()).await;
@@ -411,12 +430,23 @@ async fn the_cli_shows_gates_budgets_and_deferred_stages() {
         "{text}"
     );
     assert!(text.contains("    train costs 40 per attempt"), "{text}");
-    let json: Value = serde_json::from_str(&pipelines(&["gates", "twin", "--json", "--chains", chains, "--state-dir", state])).unwrap();
+    let json: Value = serde_json::from_str(&pipelines(&[
+        "gates",
+        "twin",
+        "--json",
+        "--chains",
+        chains,
+        "--state-dir",
+        state,
+    ]))
+    .unwrap();
     assert_eq!(json["chains"][0]["gates"][0]["new_links"], 2);
 
     let text = pipelines(&["runs", &id, "--state-dir", state]);
     assert!(
-        text.contains("datasets                         deferred            2 of 5 new links; or on "),
+        text.contains(
+            "datasets                         deferred            2 of 5 new links; or on "
+        ),
         "{text}"
     );
     let text = pipelines(&["runs", "--state-dir", state]);
@@ -428,5 +458,8 @@ async fn the_cli_shows_gates_budgets_and_deferred_stages() {
         text.contains("      gate: 5 new links or 14days after its last success; after a failure not before 1day"),
         "{text}"
     );
-    assert!(text.contains("  budget: 100 per 30days (rolling)"), "{text}");
+    assert!(
+        text.contains("  budget: 100 per 30days (rolling)"),
+        "{text}"
+    );
 }
