@@ -22,6 +22,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod commands;
+pub mod dashboard;
 pub mod engine;
 pub mod error;
 pub mod gate;

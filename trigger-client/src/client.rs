@@ -90,6 +90,17 @@ impl Client {
             .await
     }
 
+    /// The pipelines runner's whole record of the run, stages included (for a per-stage view);
+    /// `None` when the target is another engine, which reports only [`Client::status`].
+    pub async fn runner_run(&self, run: &RunHandle) -> Result<Option<runner_api::Run>, Error> {
+        self.check_handle(run)?;
+        let span = tracing::debug_span!("runner_run", run_id = %run);
+        self.backend
+            .runner_run(&self.http, &run.id)
+            .instrument(span)
+            .await
+    }
+
     /// Polls until the run is terminal or `timeout` passes, calling `on_change` with the first
     /// status and with every change. A run that ends failed or cancelled is `Ok` here: look at
     /// the returned state. An engine that stops answering for a while (each poll already

@@ -1,6 +1,7 @@
 //! control.rs: the daemon's loopback HTTP endpoint (`/healthz`, `/status`, `POST /retry`,
 //! `POST /redeliver`, `GET /held`, `POST /release`, `POST /discard`) and the CLI's client for
-//! it, used when `watcher run` holds the store's lock. Who may call it: see [`guard`].
+//! it, used when `watcher run` holds the store's lock; also the dashboard at `/`
+//! ([`crate::dashboard`]). Who may call it: see [`guard`].
 
 mod guard;
 
@@ -40,8 +41,13 @@ pub trait Daemon: Send + Sync + 'static {
     fn store(&self) -> &Store;
 }
 
-/// Serves the endpoint until `cancel` fires.
-pub async fn serve<D: Daemon>(listener: TcpListener, watcher: Arc<D>, cancel: CancellationToken) {
+/// Serves the endpoint (and the dashboard) until `cancel` fires.
+pub async fn serve<D: Daemon>(
+    listener: TcpListener,
+    watcher: Arc<D>,
+    dashboard: Arc<crate::dashboard::Dashboard>,
+    cancel: CancellationToken,
+) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "status endpoint listening");
     }
@@ -53,8 +59,9 @@ pub async fn serve<D: Daemon>(listener: TcpListener, watcher: Arc<D>, cancel: Ca
         .route("/held", get(held::<D>))
         .route("/release", post(release::<D>))
         .route("/discard", post(discard::<D>))
-        .layer(axum::middleware::from_fn(guard::guard))
-        .with_state(watcher);
+        .with_state(watcher.clone())
+        .merge(crate::dashboard::router(watcher, dashboard))
+        .layer(axum::middleware::from_fn(guard::guard));
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await;

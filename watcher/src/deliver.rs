@@ -148,6 +148,37 @@ impl Deliverer {
             .map_err(|e| SendError::Trigger(Arc::new(e)))
     }
 
+    /// Starts the configured pipeline by hand (the dashboard's "Run now") with `config` (an
+    /// empty mapping lets the chain's `default_config` apply on the pipelines runner) and `key` as
+    /// idempotency key, so the same key never starts a second run.
+    pub async fn start(
+        &self,
+        key: &str,
+        config: serde_json::Value,
+    ) -> Result<RunHandle, trigger_client::Error> {
+        let mut req = RunRequest::new(self.pipeline.clone(), key);
+        req.config = config;
+        self.client.trigger(&req).await
+    }
+
+    /// What is started: the chain, DAG, deployment... (`[trigger] pipeline`).
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
+    /// The engine the runs go to.
+    pub fn kind(&self) -> trigger_client::Kind {
+        self.client.kind()
+    }
+
+    /// The pipelines runner's record of `run`, stages included; `None` for other engines.
+    pub async fn runner_run(
+        &self,
+        run: &RunHandle,
+    ) -> Result<Option<pipelines::Run>, trigger_client::Error> {
+        self.client.runner_run(run).await
+    }
+
     /// The run's status; `None` when the engine cannot report it (a webhook without status URL).
     pub async fn status(
         &self,

@@ -31,6 +31,20 @@ impl DueQueue {
         self.queue.pop_first().map(|(_, index)| index)
     }
 
+    /// Moves source `index` to `at` if it waits in the queue for later ("Poll now"); false
+    /// when it is not waiting (being polled, or stopped for good). A walk over the queue: for
+    /// a person's click, not for the loop.
+    pub fn advance(&mut self, index: usize, at: Instant) -> bool {
+        let Some(&(due, _)) = self.queue.iter().find(|(_, i)| *i == index) else {
+            return false;
+        };
+        if due > at {
+            self.queue.remove(&(due, index));
+            self.queue.insert((at, index));
+        }
+        true
+    }
+
     /// When the earliest source is due.
     pub fn next(&self) -> Option<Instant> {
         self.queue.first().map(|(at, _)| *at)
@@ -65,6 +79,23 @@ mod tests {
         assert_eq!(taken, [1, 2, 0]);
         assert_eq!(q.len(), 1);
         assert_eq!(q.next(), Some(t0 + Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn advance_moves_a_waiting_source_forward_only() {
+        let t0 = Instant::now();
+        let mut q = DueQueue::default();
+        q.insert(t0 + Duration::from_secs(60), 1);
+        q.insert(t0 + Duration::from_secs(5), 2);
+        assert!(q.advance(1, t0));
+        assert_eq!(q.pop_due(t0), Some(1));
+        assert!(!q.advance(1, t0), "taken: being polled");
+        assert!(
+            q.advance(2, t0 + Duration::from_secs(30)),
+            "waiting, already sooner"
+        );
+        assert_eq!(q.next(), Some(t0 + Duration::from_secs(5)));
+        assert_eq!(q.len(), 1);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod crash;
+pub mod dashboard;
 pub mod deadline;
 pub mod deliver;
 pub mod delivery;

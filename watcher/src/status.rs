@@ -30,6 +30,9 @@ pub struct SourceStatus {
     /// New items dropped because their link pointed into a private network.
     #[serde(default)]
     pub links_refused: u64,
+    /// The source answered 410 Gone (asked again daily for 30 days).
+    #[serde(default)]
+    pub gone: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -121,6 +124,7 @@ impl StatusReport {
                 current_url: s.current_url.as_deref().map(shown),
                 discovered_feed: s.discovered_feed.as_deref().map(shown),
                 links_refused: s.links_refused,
+                gone: s.gone,
             })
             .collect();
         let all = store.deliveries()?;

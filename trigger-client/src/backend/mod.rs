@@ -79,6 +79,18 @@ impl AnyBackend {
     pub(crate) async fn cancel(&self, http: &Http, id: &str) -> Result<(), Error> {
         dispatch!(self, backend => backend.cancel(http, id).await)
     }
+
+    /// The pipelines runner's record of run `id` (stages included); `None` for other engines.
+    pub(crate) async fn runner_run(
+        &self,
+        http: &Http,
+        id: &str,
+    ) -> Result<Option<runner_api::Run>, Error> {
+        match self {
+            AnyBackend::Pipelines(backend) => backend.run(http, id).await.map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// `base` with `segments` appended as path segments, each percent-encoded (so a chain, DAG or

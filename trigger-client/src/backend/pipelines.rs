@@ -88,6 +88,17 @@ fn runner_request(req: &RunRequest) -> Result<RunnerRequest, Error> {
     })
 }
 
+impl Pipelines {
+    /// The runner's whole record of run `id`: its stages, for a per-stage view.
+    pub(crate) async fn run(&self, http: &Http, id: &str) -> Result<runner_api::Run, Error> {
+        let url = paths::run(&self.base, id);
+        http.send(&Call::get(url), &self.auth)
+            .await?
+            .success(&self.auth)?
+            .json()
+    }
+}
+
 impl Backend for Pipelines {
     async fn trigger(&self, http: &Http, chain: &str, req: &RunRequest) -> Result<String, Error> {
         let url = paths::chain_runs(&self.base, chain);

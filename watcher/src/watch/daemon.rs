@@ -51,9 +51,14 @@ impl Watcher {
         let tracker = TaskTracker::new();
         // The endpoint outlives the loop after a store failure, to say why.
         let endpoint = cancel.child_token();
+        let (dashboard, mut poll_requests) = crate::dashboard::Dashboard::new(
+            &this.config,
+            this.deliverer.clone().expect("opened with Watcher::open"),
+        );
         let control = tokio::spawn(crate::control::serve(
             listener,
             this.clone(),
+            Arc::new(dashboard),
             endpoint.clone(),
         ));
         // Sources are known by their index in `sources` from here on: the due queue and the
@@ -140,6 +145,15 @@ impl Watcher {
                         }
                         done = done_rx.try_recv().ok();
                     }
+                }
+                Some(asked) = poll_requests.recv() => {
+                    // The dashboard's "Poll now".
+                    let answer = match sources.iter().position(|s| s.key == asked.key) {
+                        None => crate::dashboard::PollAnswer::Unknown,
+                        Some(index) if due.advance(index, Instant::now()) => crate::dashboard::PollAnswer::Scheduled,
+                        Some(_) => crate::dashboard::PollAnswer::NotWaiting,
+                    };
+                    let _ = asked.reply.send(answer);
                 }
                 _ = tokio::time::sleep_until(wake) => {}
             }
