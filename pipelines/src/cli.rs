@@ -171,7 +171,11 @@ queued runs stay queued for the next start.
 Finished runs are deleted --keep-runs after they ended (record, run directory, idempotency
 key), at start and then hourly; queued and running runs are never deleted.
 
-The API listens on loopback unless --allow-remote is given with another address.",
+The API listens on loopback unless --allow-remote is given with another address.
+
+A web page at / lists the runs (each stage's status and log), cancels them and starts a
+chain with a config; it asks for the API token once and keeps a session cookie (HttpOnly,
+SameSite=Strict). From another machine, reach it through an SSH tunnel.",
     after_long_help = "\
 EXAMPLES:
     pipelines serve

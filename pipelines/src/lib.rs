@@ -64,6 +64,7 @@ pub struct Runner {
     addr: SocketAddr,
     engine: Engine,
     token: ApiToken,
+    dashboard: bool,
 }
 
 impl Runner {
@@ -77,6 +78,7 @@ impl Runner {
             addr,
             engine,
             token,
+            dashboard: settings.dashboard,
         })
     }
 
@@ -108,10 +110,14 @@ impl Runner {
             addr,
             engine,
             token,
+            dashboard,
         } = self;
         engine.start();
         tracing::info!(%addr, chains = engine.chains().len(), "runner listening");
-        let app = api::router(engine.clone(), token);
+        let mut app = api::router(engine.clone(), token.clone());
+        if dashboard {
+            app = app.merge(dashboard::router(engine.clone(), token));
+        }
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
             .into_future();

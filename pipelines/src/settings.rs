@@ -42,6 +42,9 @@ pub struct RunnerSettings {
     pub secret_env: Vec<String>,
     /// The wall clock gates and budgets read (tests pass a manual clock).
     pub clock: Clock,
+    /// Serve the web page at `/` beside the API (`pipelines serve` does; the watcher's embedded
+    /// runner does not: the watcher's own page shows its runs).
+    pub dashboard: bool,
 }
 
 impl fmt::Debug for RunnerSettings {
@@ -56,6 +59,7 @@ impl fmt::Debug for RunnerSettings {
             .field("keep_runs", &self.keep_runs)
             .field("secret_env", &self.secret_env)
             .field("clock", &self.clock)
+            .field("dashboard", &self.dashboard)
             .finish()
     }
 }
@@ -73,9 +77,15 @@ impl RunnerSettings {
             keep_runs: DEFAULT_KEEP_RUNS,
             secret_env: Vec::new(),
             clock: Clock::system(),
+            dashboard: false,
         }
     }
 
+    /// Serves the web page at `/` too (see [`crate::dashboard`]).
+    pub fn with_dashboard(mut self) -> Self {
+        self.dashboard = true;
+        self
+    }
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self

@@ -34,9 +34,14 @@ pub async fn serve(
         .stopping
         .runner_settings(&args.dirs, token)
         .with_keep_runs(args.keep_runs)
-        .with_secret_env(args.secret_env.clone());
+        .with_secret_env(args.secret_env.clone())
+        .with_dashboard();
     let runner = Runner::build(listener, settings)?;
     println!("pipelines runner listening on {}", runner.url());
+    println!(
+        "dashboard: {}/ (log in with the token; from another machine, through an SSH tunnel)",
+        runner.url()
+    );
     println!(
         "chains: {} from {}",
         runner
