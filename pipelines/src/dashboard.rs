@@ -39,6 +39,8 @@ const LOG_TAIL: u64 = 256 * 1024;
 
 /// The login's path (open without a session).
 pub const LOGIN_PATH: &str = "/dashboard/login";
+/// The logout's path (a plain form: logging someone out is all another page could do with it).
+const LOGOUT_PATH: &str = "/dashboard/logout";
 
 struct Dash {
     engine: Engine,
@@ -63,7 +65,7 @@ pub fn router(engine: Engine, token: ApiToken) -> axum::Router {
         .route("/dashboard/cancel", post(cancel))
         .route("/dashboard/start", post(start))
         .route(LOGIN_PATH, post(login))
-        .route("/dashboard/logout", post(logout))
+        .route(LOGOUT_PATH, post(logout))
         .route(STYLE_PATH, get(|| async { asset("text/css", STYLE) }))
         .route(
             SCRIPT_PATH,
@@ -110,7 +112,7 @@ fn same_origin(origin: &str, host: Option<&str>) -> bool {
 }
 
 /// Why a request is refused, if it is: another origin's page; no session (but the login and
-/// the assets); a POST without [`page::HEADER`] (but the login, a plain form).
+/// the assets); a POST without [`page::HEADER`] (but the login and logout, plain forms).
 fn refusal(
     method: &Method,
     path: &str,
@@ -133,7 +135,8 @@ fn refusal(
             "log in first: open / and paste the API token",
         ));
     }
-    if *method == Method::POST && path != LOGIN_PATH && !headers.contains_key(page::HEADER) {
+    let plain_form = path == LOGIN_PATH || path == LOGOUT_PATH;
+    if *method == Method::POST && !plain_form && !headers.contains_key(page::HEADER) {
         return Some((
             StatusCode::FORBIDDEN,
             "a state-changing request must carry the header `X-Pipelines-Dashboard: 1` (the page's script sends it; a cross-origin form cannot)",

@@ -4,6 +4,7 @@
 mod api;
 mod chains;
 mod cli;
+mod dashboard;
 mod gates;
 mod helpers;
 mod load;
