@@ -8,6 +8,7 @@ mod bounds;
 mod cpu;
 mod crash;
 mod daemon;
+mod dashboard;
 mod delivery;
 mod endpoint_guard;
 mod fanout;
