@@ -149,8 +149,9 @@ fn refusal(
 async fn gate(State(d): Shared, req: Request, next: Next) -> Response {
     match refusal(req.method(), req.uri().path(), req.headers(), &d.sessions) {
         None => next.run(req).await,
+        // The page itself: the login form (a 200: it is what the page is until then).
         Some((StatusCode::UNAUTHORIZED, _)) if req.uri().path() == "/" => {
-            html_page(StatusCode::UNAUTHORIZED, page::login(false))
+            html_page(StatusCode::OK, page::login(false))
         }
         Some((status, reason)) => (
             status,

@@ -4,6 +4,7 @@
 mod harness;
 
 mod chain;
+mod dashboard;
 mod fuzz_replay;
 mod load;
 mod structure;

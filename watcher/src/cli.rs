@@ -83,8 +83,9 @@ Examples:
 pub enum Command {
     /// Run the daemon: poll every source on its interval until SIGINT or SIGTERM.
     ///
-    /// Serves /healthz and /status on [watcher] listen (loopback; it answers only requests whose
-    /// Host is loopback, and POSTs only with the header `X-Watcher-Control: 1`). Each poll is bounded by
+    /// Serves /healthz, /status and a dashboard page at / on [watcher] listen (loopback: reach
+    /// the page through an SSH tunnel; it answers only requests whose Host is loopback, and POSTs
+    /// only with the header `X-Watcher-Control: 1`, which the page sends). Each poll is bounded by
     /// [fetch] poll_deadline and parse_budget, and by max_poll_items and max_poll_bytes (a sitemap
     /// index and its children together: over them the poll fails and records nothing). On a signal it stops starting polls, stops those
     /// in flight (they record nothing), flushes the store and exits 0. When the store fails

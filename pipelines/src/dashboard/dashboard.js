@@ -20,7 +20,8 @@
     const text = await response.text();
     try {
       const json = JSON.parse(text);
-      return { ok: response.ok, json, text: json.message || json.error || text };
+      const pairs = Object.entries(json).map(([k, v]) => `${k.replace(/_/g, " ")}: ${v}`);
+      return { ok: response.ok, json, text: json.message || json.error || pairs.join(", ") };
     } catch (_) {
       return { ok: response.ok, json: {}, text: text.trim() };
     }

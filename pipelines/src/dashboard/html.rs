@@ -14,16 +14,17 @@ pub const STYLE_PATH: &str = "/dashboard/style.css";
 pub const SCRIPT_PATH: &str = "/dashboard/app.js";
 
 /// Headers every dashboard response carries: no inline script runs (so text that escaped
-/// escaping still could not), no framing (clickjacking), no sniffing, no caching, no referrer.
+/// escaping still could not), no framing (clickjacking), no sniffing, no caching, no referrer to other sites (`same-origin`:
+/// with `no-referrer` a browser sends `Origin: null` on the page's own form posts).
 pub const SECURITY_HEADERS: [(&str, &str); 5] = [
     (
         "content-security-policy",
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     ("x-frame-options", "DENY"),
     ("x-content-type-options", "nosniff"),
     ("cache-control", "no-store"),
-    ("referrer-policy", "no-referrer"),
+    ("referrer-policy", "same-origin"),
 ];
 
 /// `text` with `& < > " '` escaped: safe in element content and in quoted attribute values.
@@ -162,6 +163,7 @@ pub fn document(title: &str, header: &str, live: &str, body: &str) -> String {
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="{STYLE_PATH}">
 <noscript><meta http-equiv="refresh" content="10"></noscript>
 <script src="{SCRIPT_PATH}" defer></script>

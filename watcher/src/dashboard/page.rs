@@ -148,7 +148,10 @@ fn run_state(live: Option<&RunView>, stored: Option<&DeliveryStatus>) -> String 
     let mut out = String::new();
     match live {
         Some(v) if v.state.is_some() => {
-            out.push_str(&state_badge(v.state.as_deref().unwrap_or_default()));
+            out.push_str(&format!(
+                r#"<span class="run-state">{}</span>"#,
+                state_badge(v.state.as_deref().unwrap_or_default())
+            ));
             if let Some(m) = &v.message {
                 out.push_str(&format!(r#" <span class="err">{}</span>"#, net(m)));
             }
@@ -157,7 +160,10 @@ fn run_state(live: Option<&RunView>, stored: Option<&DeliveryStatus>) -> String 
         _ => {
             if let Some(d) = stored {
                 if let Some(state) = d.run_state.as_deref() {
-                    out.push_str(&state_badge(state));
+                    out.push_str(&format!(
+                        r#"<span class="run-state">{}</span>"#,
+                        state_badge(state)
+                    ));
                 }
                 if let Some(m) = &d.run_message {
                     out.push_str(&format!(r#" <span class="err">{}</span>"#, net(m)));
