@@ -73,10 +73,10 @@ pub enum RunNowError {
     Config {
         path: PathBuf,
         #[source]
-        source: trigger_client::Error,
+        source: Box<trigger_client::Error>,
     },
     #[error("the trigger failed")]
-    Trigger(#[source] trigger_client::Error),
+    Trigger(#[source] Box<trigger_client::Error>),
 }
 
 /// A run started from the dashboard.
@@ -161,13 +161,16 @@ impl Manual {
                 })
                 .await
                 .expect("reading a config does not panic")
-                .map_err(|source| RunNowError::Config { path, source })?
+                .map_err(|source| RunNowError::Config {
+                    path,
+                    source: Box::new(source),
+                })?
             }
         };
         let handle = deliverer
             .start(key, config)
             .await
-            .map_err(RunNowError::Trigger)?;
+            .map_err(|e| RunNowError::Trigger(Box::new(e)))?;
         tracing::info!(run_id = %handle, config = choice.label(), "manual run started from the dashboard");
         let run = ManualRun {
             key: key.to_owned(),
