@@ -1,7 +1,7 @@
 //! control.rs: the daemon's loopback HTTP endpoint (`/healthz`, `/status`, `POST /retry`,
 //! `POST /redeliver`, `GET /held`, `POST /release`, `POST /discard`) and the CLI's client for
-//! it, used when `watcher run` holds the store's lock; also the dashboard at `/`
-//! ([`crate::dashboard`]). Who may call it: see [`guard`].
+//! it, used when `watcher run` holds the store's lock. It also serves the pages it is given (the
+//! dashboard at `/`), behind the same guard. Who may call it: see [`guard`].
 
 mod guard;
 
@@ -41,11 +41,11 @@ pub trait Daemon: Send + Sync + 'static {
     fn store(&self) -> &Store;
 }
 
-/// Serves the endpoint (and the dashboard) until `cancel` fires.
+/// Serves the endpoint, and `pages` (the dashboard) behind the same guard, until `cancel` fires.
 pub async fn serve<D: Daemon>(
     listener: TcpListener,
     watcher: Arc<D>,
-    dashboard: Arc<crate::dashboard::Dashboard>,
+    pages: axum::Router,
     cancel: CancellationToken,
 ) {
     if let Ok(addr) = listener.local_addr() {
@@ -59,8 +59,8 @@ pub async fn serve<D: Daemon>(
         .route("/held", get(held::<D>))
         .route("/release", post(release::<D>))
         .route("/discard", post(discard::<D>))
-        .with_state(watcher.clone())
-        .merge(crate::dashboard::router(watcher, dashboard))
+        .with_state(watcher)
+        .merge(pages)
         .layer(axum::middleware::from_fn(guard::guard));
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())

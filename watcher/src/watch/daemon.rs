@@ -58,7 +58,7 @@ impl Watcher {
         let control = tokio::spawn(crate::control::serve(
             listener,
             this.clone(),
-            Arc::new(dashboard),
+            crate::dashboard::router(this.clone(), Arc::new(dashboard)),
             endpoint.clone(),
         ));
         // Sources are known by their index in `sources` from here on: the due queue and the
