@@ -367,7 +367,7 @@ async fn start(State(d): Shared, Form(f): Form<StartForm>) -> Response {
     let request = RunRequest {
         config,
         idempotency_key: Some(f.key),
-        params: Default::default(),
+        ..RunRequest::default()
     };
     match d.engine.submit(&f.chain, request, Trigger::Api).await {
         Ok(Submitted::Created(run)) => (

@@ -93,7 +93,7 @@ pub fn state_class(state: &str) -> &'static str {
     match state {
         "succeeded" => "ok",
         "failed" | "lost" => "bad",
-        "cancelled" | "skipped" => "warn",
+        "cancelled" | "skipped" | "deferred" => "warn",
         "running" | "queued" => "run",
         _ => "off",
     }

@@ -104,7 +104,7 @@ pub fn live(runs: &[Run], selected: Option<&Run>, now: DateTime<Utc>) -> String 
             id = esc(&run.id),
             open = esc(&open),
             chain = esc(&run.chain),
-            trigger = esc(trigger(run)),
+            trigger = esc(&run.trigger.to_string()),
             created = time(run.created_at, now),
             state = state_badge(run.status.as_str()),
             total = run.stages.len(),
@@ -118,14 +118,6 @@ pub fn live(runs: &[Run], selected: Option<&Run>, now: DateTime<Utc>) -> String 
         r#"<section id="runs"><h2>Runs</h2><table><thead><tr><th>run</th><th>chain</th><th>trigger</th><th>created</th><th>state</th><th>ended</th></tr></thead><tbody>{rows}</tbody></table></section>"#
     ));
     out
-}
-
-fn trigger(run: &Run) -> &'static str {
-    match run.trigger {
-        runner_api::Trigger::Api => "api",
-        runner_api::Trigger::Schedule => "schedule",
-        runner_api::Trigger::Cli => "cli",
-    }
 }
 
 fn run_detail(run: &Run, now: DateTime<Utc>) -> String {
@@ -162,7 +154,7 @@ fn run_detail(run: &Run, now: DateTime<Utc>) -> String {
         rid = esc(&run.id),
         chain = esc(&run.chain),
         state = state_badge(run.status.as_str()),
-        trigger = badge("off", trigger(run)),
+        trigger = badge("off", &run.trigger.to_string()),
         created = time(run.created_at, now),
         started = maybe_time(run.started_at, now, "-"),
         ended = maybe_time(run.finished_at, now, "-"),
