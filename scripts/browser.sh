@@ -49,8 +49,18 @@ install_playwright() {
     log "playwright-core installed in $(since "$t0")"
 }
 
+install_node() {
+    command -v node >/dev/null && command -v npm >/dev/null && return
+    log "installing Debian's nodejs and npm"
+    local sudo=()
+    [[ $(id -u) == 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+        nodejs npm >/dev/null
+}
+
 install() {
-    command -v node >/dev/null || { log "node is missing (apt-get install nodejs npm)"; exit 1; }
+    install_node
     install_chromium
     install_playwright
 }

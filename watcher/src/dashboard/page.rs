@@ -381,3 +381,106 @@ fn batch_row(view: &View, d: &DeliveryStatus) -> String {
         created = time(d.created_at, view.now),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hold::HeldItem;
+
+    const HOSTILE: &str = r#"<script>alert("x")</script><img src=x onerror=alert(1)>"#;
+
+    fn hostile_view() -> View {
+        let now = Utc::now();
+        let source = SourceStatus {
+            author: "Ruben".into(),
+            url: "https://example.com/feed".into(),
+            last_poll: Some(now),
+            last_result: Some(format!("failed: server said {HOSTILE}")),
+            items_known: 3,
+            consecutive_failures: 5,
+            failing: true,
+            next_due: Some(now),
+            next_due_reason: Some("backoff".into()),
+            current_url: Some(format!("javascript:alert(1)//{HOSTILE}")),
+            discovered_feed: None,
+            held: 1,
+            links_refused: 0,
+            gone: true,
+        };
+        let delivery = DeliveryStatus {
+            batch_id: "b1".into(),
+            state: Phase::Done,
+            authors: vec!["Ruben".into()],
+            links: 1,
+            created_at: now,
+            attempts: 1,
+            next_attempt_at: None,
+            last_error: Some(HOSTILE.into()),
+            run: Some("pipelines:r1".into()),
+            run_state: Some("lost".into()),
+            run_message: Some(HOSTILE.into()),
+            config_path: "/x/b1.yaml".into(),
+            revision: 0,
+        };
+        View {
+            now,
+            status: StatusReport {
+                sources: vec![source],
+                staged: 0,
+                pending: 0,
+                failed: 0,
+                done: 1,
+                deliveries: vec![delivery],
+                unreadable: vec![],
+            },
+            held: vec![HeldSource {
+                author: "Ruben".into(),
+                url: "https://example.com/feed".into(),
+                items: vec![HeldItem {
+                    url: Some("javascript:alert(document.cookie)".into()),
+                    title: Some(HOSTILE.into()),
+                    found_at: now,
+                }],
+            }],
+            links: HashMap::from([(
+                "b1".into(),
+                vec![format!("https://example.com/a?q={HOSTILE}")],
+            )]),
+            runs: HashMap::new(),
+            manual: vec![],
+            target: "the `demo` chain".into(),
+        }
+    }
+
+    #[test]
+    fn network_text_is_escaped_and_only_web_urls_are_links() {
+        let form = Form {
+            key: "manual-0123456789abcdef".into(),
+            options: ConfigOptions {
+                generated: vec![],
+                default: Some("default_config".into()),
+            },
+        };
+        let html = page(&hostile_view(), &form);
+        assert!(
+            !html.contains("<script>alert") && !html.contains("<img src=x"),
+            "{html}"
+        );
+        assert!(!html.contains(r#"href="javascript:"#), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"),
+            "{html}"
+        );
+        // The highlights and the lost run's button.
+        for want in [
+            "GONE (410)",
+            "FAILING",
+            "HELD 1",
+            ">Redeliver anyway</button>",
+            ">Release</button>",
+            ">Discard</button>",
+        ] {
+            assert!(html.contains(want), "{want}: {html}");
+        }
+    }
+}
