@@ -299,23 +299,8 @@ impl StatusReport {
     }
 }
 
-/// "3m ago", "in 2h", "now".
-pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (t - now).num_seconds();
-    let span = |s: i64| {
-        humantime::format_duration(std::time::Duration::from_secs(s.unsigned_abs()))
-            .to_string()
-            .split(' ')
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    match secs {
-        -1..=1 => "now".into(),
-        s if s < 0 => format!("{} ago", span(s)),
-        s => format!("in {}", span(s)),
-    }
-}
+/// "3m ago", "in 2h", "now": the dashboards' rule, so the CLI and the pages say it alike.
+pub use pipelines::dashboard::html::relative;
 
 #[cfg(test)]
 mod tests {
