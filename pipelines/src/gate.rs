@@ -71,17 +71,17 @@ impl fmt::Display for Deferral {
                 waiting,
                 min_new_links,
                 opens_at,
-            } => {
-                let links = match min_new_links {
-                    Some(min) => format!("{waiting} of {min} new links"),
-                    None if *waiting == 0 => "no new links".to_owned(),
-                    None => format!("{waiting} new links"),
-                };
-                match opens_at {
-                    Some(at) => write!(f, "{links}; or on {}", when(*at)),
-                    None => f.write_str(&links),
+            } => match (min_new_links, opens_at) {
+                (Some(min), Some(at)) => {
+                    write!(f, "{waiting} of {min} new links; or on {}", when(*at))
                 }
-            }
+                (Some(min), None) => write!(f, "{waiting} of {min} new links"),
+                (None, Some(at)) if *waiting == 0 => {
+                    write!(f, "no new links; opens with the first after {}", when(*at))
+                }
+                (None, Some(at)) => write!(f, "{waiting} new links; opens on {}", when(*at)),
+                (None, None) => write!(f, "{waiting} new links"),
+            },
             Self::Failed { at, until, waiting } => write!(
                 f,
                 "failed on {}; not tried again before {} (`gate_retry`); {waiting} new links waiting",
@@ -327,7 +327,16 @@ mod tests {
         };
         assert_eq!(
             only_time.to_string(),
-            "no new links; or on 2026-12-04 00:00 UTC"
+            "no new links; opens with the first after 2026-12-04 00:00 UTC"
+        );
+        let waiting = Deferral::Closed {
+            waiting: 2,
+            min_new_links: None,
+            opens_at: Some(at(3)),
+        };
+        assert_eq!(
+            waiting.to_string(),
+            "2 new links; opens on 2026-12-04 00:00 UTC"
         );
         let budget = Deferral::Budget {
             cost: "12.5".into(),

@@ -228,3 +228,77 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn admit(run_id: &str, gate: Option<Gate>, links: &[&str], budget: &Budget) -> Admit {
+        Admit {
+            chain: "c".into(),
+            stage: "paid".into(),
+            run_id: run_id.into(),
+            attempt: 1,
+            gate,
+            links: links.iter().map(|l| l.to_string()).collect(),
+            cost: Some((budget.clone(), Amount(6_000))),
+            force: false,
+            now: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn concurrent_attempts_never_both_pass_the_budget_or_take_the_same_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let budget = Budget {
+            limit: Amount(10_000),
+            per: Duration::from_secs(86400),
+        };
+        let gate = Gate {
+            min_new_links: Some(1),
+            or_after: None,
+            retry: Duration::from_secs(86400),
+        };
+        let opened: Vec<Admission> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (state, budget, gate) = (&state, &budget, gate.clone());
+                    scope.spawn(move || {
+                        state
+                            .admit_blocking(&admit(
+                                &format!("r{i}"),
+                                Some(gate),
+                                &[&format!("l{i}")],
+                                budget,
+                            ))
+                            .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let open = opened.iter().filter(|a| **a == Admission::Open).count();
+        assert_eq!(open, 1, "{opened:?}");
+        assert!(
+            opened.iter().all(|a| *a == Admission::Open
+                || matches!(a, Admission::Deferred(Deferral::Budget { .. }))),
+            "the gate was open for all, the budget for one: {opened:?}"
+        );
+        let ledger = state.ledger("c").unwrap();
+        assert_eq!(ledger.charges.len(), 1);
+        let record = state.gate_record("c", "paid").unwrap();
+        assert_eq!(record.in_flight.len(), 1, "one attempt holds links");
+        let taken = record.in_flight.values().next().unwrap().len();
+        assert_eq!(taken + record.waiting.len(), 8, "{record:?}");
+
+        // A restart finds the attempt interrupted: its link waits again, as after a failure.
+        state.release_in_flight_blocking(Utc::now()).unwrap();
+        let record = state.gate_record("c", "paid").unwrap();
+        assert!(record.in_flight.is_empty(), "{record:?}");
+        assert_eq!(record.waiting.len(), 8);
+        assert!(record.last_failure.is_some());
+    }
+}
