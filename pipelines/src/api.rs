@@ -413,8 +413,20 @@ fn chain_view(chain: &Chain) -> ChainView {
                     .timeout()
                     .map(|t| humantime::format_duration(t).to_string()),
                 retries: stage.retries(),
+                gate: stage.gate().map(|gate| runner_api::GateSpec {
+                    min_new_links: gate.min_new_links,
+                    or_after: gate
+                        .or_after
+                        .map(|d| humantime::format_duration(d).to_string()),
+                    gate_retry: humantime::format_duration(gate.retry).to_string(),
+                }),
+                cost: stage.cost().map(|cost| cost.units()),
             })
             .collect(),
+        budget: chain.budget().map(|budget| runner_api::BudgetSpec {
+            limit: budget.limit.units(),
+            per: humantime::format_duration(budget.per).to_string(),
+        }),
     }
 }
 

@@ -69,3 +69,20 @@ pub struct BudgetView {
     /// Each costed stage's estimate per attempt.
     pub costs: BTreeMap<String, f64>,
 }
+
+/// A stage's gate as the chain file gives it (in [`StageView`](crate::StageView)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateSpec {
+    pub min_new_links: Option<u64>,
+    /// A humantime duration such as `14days`.
+    pub or_after: Option<String>,
+    pub gate_retry: String,
+}
+
+/// A chain's budget as the chain file gives it (in [`ChainView`](crate::ChainView)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetSpec {
+    pub limit: f64,
+    /// A humantime duration such as `30days`.
+    pub per: String,
+}

@@ -9,7 +9,7 @@ pub mod request;
 pub mod run;
 pub mod token;
 
-pub use crate::gates::{BudgetView, ChainGates, GateReport, GateView};
+pub use crate::gates::{BudgetSpec, BudgetView, ChainGates, GateReport, GateSpec, GateView};
 pub use crate::page::{ChainList, ChainView, ErrorBody, Health, RunPage, StageView};
 pub use crate::request::{GateQuery, RunQuery, RunRequest, RunRequestBody};
 pub use crate::run::{Run, RunStatus, StageRun, StageStatus, Trigger, UnknownStatus};

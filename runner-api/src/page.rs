@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::gates::{BudgetSpec, GateSpec};
 use crate::run::Run;
 
 /// One page of runs, newest first; `next` is the cursor for the following page.
@@ -31,13 +32,13 @@ pub struct Health {
 }
 
 /// The answer of `GET` [`CHAINS`](crate::paths::CHAINS).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainList {
     pub chains: Vec<ChainView>,
 }
 
 /// One chain as the runner loaded it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainView {
     pub name: String,
     pub description: String,
@@ -53,10 +54,13 @@ pub struct ChainView {
     /// The params' defaults.
     pub params: BTreeMap<String, String>,
     pub stages: Vec<StageView>,
+    /// What the costed stages may spend per rolling window.
+    #[serde(default)]
+    pub budget: Option<BudgetSpec>,
 }
 
 /// One stage of a [`ChainView`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageView {
     pub name: String,
     pub after: Vec<String>,
@@ -66,4 +70,10 @@ pub struct StageView {
     /// A humantime duration such as `10m`.
     pub timeout: Option<String>,
     pub retries: u32,
+    /// When the stage may run at all.
+    #[serde(default)]
+    pub gate: Option<GateSpec>,
+    /// The user's estimate per attempt, charged to the chain's budget.
+    #[serde(default)]
+    pub cost: Option<f64>,
 }

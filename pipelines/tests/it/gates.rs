@@ -463,3 +463,45 @@ async fn the_cli_shows_gates_budgets_and_deferred_stages() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn no_catch_up_starts_while_a_run_of_the_chain_is_running() {
+    let clock = Clock::manual(start_time());
+    let chain = gated(r#"{ min_new_links = 10, or_after = "1d" }"#, "").replace(
+        r#"run = ["sh", "-c", "echo etl >> \"$1/ran\"", "sh", "@WORK@"]"#,
+        r#"run = ["sh", "-c", "while [ ! -e \"$1/go\" ]; do sleep 0.02; done; echo etl >> \"$1/ran\"; test ! -e \"$1/etl-fails\"", "sh", "@WORK@"]"#,
+    );
+    let dirs = Dirs::new(&[("twin", &chain)]);
+    std::fs::write(dirs.work_file("go"), "").unwrap();
+    let runner = runner_with_clock(dirs.clone(), &clock).await;
+    let first = run_with(&runner, "twin", config(&["https://a/1"])).await;
+    assert_eq!(stage(&first, "datasets")["status"], "deferred", "{first:#}");
+
+    // A second run holds the chain (its ETL waits), and fails before it reaches the gate.
+    std::fs::remove_file(dirs.work_file("go")).unwrap();
+    std::fs::write(dirs.work_file("etl-fails"), "").unwrap();
+    let second = runner.start("twin", config(&["https://a/2"])).await;
+    runner
+        .wait_run(&second, |run| stage(run, "etl")["status"] == "running")
+        .await;
+    clock.advance(TimeDelta::days(2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        wait_runs(&runner, "twin", 2).await.len(),
+        2,
+        "the due gate waits while a run of its chain is running"
+    );
+
+    std::fs::write(dirs.work_file("go"), "").unwrap();
+    let second = runner.wait_finished(&second).await;
+    assert_eq!(second["status"], "failed", "{second:#}");
+    let runs = wait_runs(&runner, "twin", 3).await;
+    let catch_up = runner.wait_finished(runs[0]["id"].as_str().unwrap()).await;
+    assert_eq!(catch_up["trigger"], "gate", "{catch_up:#}");
+    assert_eq!(
+        stage(&catch_up, "datasets")["status"],
+        "succeeded",
+        "{catch_up:#}"
+    );
+    runner.stop().await;
+}
