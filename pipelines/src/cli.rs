@@ -115,6 +115,23 @@ pub enum Command {
     Check(CheckArgs),
 }
 
+/// Which runner a client command talks to, instead of reading the state directory.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    /// URL of a running `pipelines serve`, e.g. http://127.0.0.1:8731
+    #[arg(
+        long,
+        env = "PIPELINES_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub url: Option<url::Url>,
+
+    /// With --url: file holding the API token (default: PIPELINES_TOKEN, then api-token in --state-dir)
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
 /// Where the chains and the state are.
 #[derive(Debug, Clone, Args)]
 pub struct Dirs {
@@ -255,18 +272,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// URL of a running `pipelines serve`, e.g. http://127.0.0.1:8731
-    #[arg(
-        long,
-        env = "PIPELINES_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
-    pub url: Option<url::Url>,
-
-    /// With --url: file holding the API token (default: PIPELINES_TOKEN, then api-token in --state-dir)
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: Remote,
 
     #[command(flatten)]
     pub dirs: Dirs,
@@ -310,18 +317,8 @@ pub struct RunsArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// URL of a running `pipelines serve`, e.g. http://127.0.0.1:8731
-    #[arg(
-        long,
-        env = "PIPELINES_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
-    pub url: Option<url::Url>,
-
-    /// With --url: file holding the API token (default: PIPELINES_TOKEN, then api-token in --state-dir)
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: Remote,
 
     /// Directory for the run database, the token file and run directories
     #[arg(
@@ -358,18 +355,8 @@ pub struct GatesArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// URL of a running `pipelines serve`, e.g. http://127.0.0.1:8731
-    #[arg(
-        long,
-        env = "PIPELINES_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
-    pub url: Option<url::Url>,
-
-    /// With --url: file holding the API token (default: PIPELINES_TOKEN, then api-token in --state-dir)
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: Remote,
 
     #[command(flatten)]
     pub dirs: Dirs,

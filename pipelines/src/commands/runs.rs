@@ -17,8 +17,8 @@ pub async fn runs(args: RunsArgs, token: Option<String>) -> Result<Status, Error
         limit: args.limit.max(1),
         cursor: None,
     };
-    let (one, page) = if let Some(url) = &args.url {
-        let token = client_token(token, args.token_file.as_deref(), &args.state_dir)?;
+    let (one, page) = if let Some(url) = &args.remote.url {
+        let token = client_token(token, args.remote.token_file.as_deref(), &args.state_dir)?;
         let client = Client::new(url.clone(), &token);
         match &args.id {
             Some(id) => (Some(client.run(id).await?), None),
