@@ -14,7 +14,11 @@ use crate::state::State;
 /// Prints the report for `args.chain` (or every chain).
 pub async fn gates(args: GatesArgs, token: Option<String>) -> Result<Status, Error> {
     let report = if let Some(url) = &args.remote.url {
-        let token = client_token(token, args.remote.token_file.as_deref(), &args.dirs.state_dir)?;
+        let token = client_token(
+            token,
+            args.remote.token_file.as_deref(),
+            &args.dirs.state_dir,
+        )?;
         Client::new(url.clone(), &token)
             .gates(args.chain.as_deref())
             .await?

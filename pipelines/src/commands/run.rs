@@ -36,7 +36,11 @@ pub async fn run(
     let request = run_request(&args)?;
     let target = match &args.remote.url {
         Some(url) => {
-            let token = client_token(token, args.remote.token_file.as_deref(), &args.dirs.state_dir)?;
+            let token = client_token(
+                token,
+                args.remote.token_file.as_deref(),
+                &args.dirs.state_dir,
+            )?;
             Target::Remote {
                 client: Client::new(url.clone(), &token),
                 url: url.clone(),

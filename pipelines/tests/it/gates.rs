@@ -33,8 +33,9 @@ after = ["datasets"]
 run = ["sh", "-c", "echo train >> \"$1/ran\"", "sh", "@WORK@"]
 "#;
 
-fn gated(gate: &str, extra: &str) -> String {
-    format!("{}{extra}", GATED.replace("@GATE@", gate))
+/// [`GATED`] with `gate` as its `gate = ...` (lines after it may follow).
+fn gated(gate: &str) -> String {
+    GATED.replace("@GATE@", gate)
 }
 
 fn config(links: &[&str]) -> Value {
@@ -77,10 +78,7 @@ async fn gates(runner: &TestRunner, chain: &str) -> Value {
 #[tokio::test]
 async fn a_closed_gate_defers_its_stage_and_what_follows_and_opens_by_count_across_runs() {
     let clock = Clock::manual(start_time());
-    let dirs = Dirs::new(&[(
-        "twin",
-        &gated(r#"{ min_new_links = 3, or_after = "30d" }"#, ""),
-    )]);
+    let dirs = Dirs::new(&[("twin", &gated(r#"{ min_new_links = 3, or_after = "30d" }"#))]);
     let runner = runner_with_clock(dirs.clone(), &clock).await;
 
     let run = run_with(&runner, "twin", config(&["https://a/1", "https://a/2"])).await;
@@ -158,7 +156,7 @@ async fn or_after_opens_the_gate_on_a_paused_clock_with_a_catch_up_run_once_even
     let clock = Clock::manual(start);
     let dirs = Dirs::new(&[(
         "twin",
-        &gated(r#"{ min_new_links = 10, or_after = "14d" }"#, ""),
+        &gated(r#"{ min_new_links = 10, or_after = "14d" }"#),
     )]);
     let runner = runner_with_clock(dirs.clone(), &clock).await;
     let first = run_with(&runner, "twin", config(&["https://a/1"])).await;
@@ -215,13 +213,7 @@ async fn or_after_opens_the_gate_on_a_paused_clock_with_a_catch_up_run_once_even
 async fn a_failed_gated_stage_keeps_its_count_and_is_not_retried_before_gate_retry() {
     let start = start_time();
     let clock = Clock::manual(start);
-    let dirs = Dirs::new(&[(
-        "twin",
-        &gated("{ min_new_links = 1 }", "").replace(
-            "gate = { min_new_links = 1 }",
-            "gate = { min_new_links = 1 }\ngate_retry = \"1d\"",
-        ),
-    )]);
+    let dirs = Dirs::new(&[("twin", &gated("{ min_new_links = 1 }\ngate_retry = \"1d\""))]);
     std::fs::write(dirs.work_file("fail"), "").unwrap();
     let runner = runner_with_clock(dirs.clone(), &clock).await;
 
@@ -324,7 +316,7 @@ async fn an_exhausted_budget_defers_the_stage_and_force_opens_it() {
 #[tokio::test]
 async fn counts_and_spend_survive_a_crash_of_the_runner_process() {
     let dirs = Dirs::new(&[
-        ("twin", &gated("{ min_new_links = 3 }", "")),
+        ("twin", &gated("{ min_new_links = 3 }")),
         ("paid", BUDGETED),
     ]);
     let (mut process, url) = spawn_runner_binary(&dirs, &[], &[]).await;
@@ -387,7 +379,7 @@ async fn counts_and_spend_survive_a_crash_of_the_runner_process() {
 
 #[tokio::test]
 async fn the_cli_shows_gates_budgets_and_deferred_stages() {
-    let chain = gated(r#"{ min_new_links = 5, or_after = "14d" }"#, "")
+    let chain = gated(r#"{ min_new_links = 5, or_after = "14d" }"#)
         .replace(
             "name = \"twin\"",
             "name = \"twin\"\nbudget = { limit = 100, per = \"30d\" }",
@@ -467,7 +459,7 @@ async fn the_cli_shows_gates_budgets_and_deferred_stages() {
 #[tokio::test]
 async fn no_catch_up_starts_while_a_run_of_the_chain_is_running() {
     let clock = Clock::manual(start_time());
-    let chain = gated(r#"{ min_new_links = 10, or_after = "1d" }"#, "").replace(
+    let chain = gated(r#"{ min_new_links = 10, or_after = "1d" }"#).replace(
         r#"run = ["sh", "-c", "echo etl >> \"$1/ran\"", "sh", "@WORK@"]"#,
         r#"run = ["sh", "-c", "while [ ! -e \"$1/go\" ]; do sleep 0.02; done; echo etl >> \"$1/ran\"; test ! -e \"$1/etl-fails\"", "sh", "@WORK@"]"#,
     );
