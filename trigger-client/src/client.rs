@@ -130,7 +130,9 @@ impl Client {
                     }
                     Err(err) => return Err(err),
                 };
-                if last.as_ref() != Some(&status) {
+                // A change is one of state, raw state or message; stage progress alone is not.
+                let seen = |s: &RunStatus| (s.state, s.raw_state.clone(), s.message.clone());
+                if last.as_ref().map(seen) != Some(seen(&status)) {
                     tracing::info!(state = %status.state, raw_state = %status.raw_state, "run state");
                     on_change(&status);
                     last = Some(status.clone());
