@@ -23,3 +23,4 @@ mod sites;
 mod ssrf;
 mod store_failure;
 mod store_fixture;
+mod store_migration;

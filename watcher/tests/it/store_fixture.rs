@@ -20,7 +20,7 @@ fn fixture_dir() -> PathBuf {
 }
 
 /// The fake host every fixture feed is configured on.
-const HOST: &str = "http://feeds.fixture.test";
+pub(crate) const HOST: &str = "http://feeds.fixture.test";
 
 /// The fixture's sources: (author, path on [`HOST`]). Ada's two feeds carry the same articles
 /// (aliases: one delivery per article).
@@ -31,7 +31,7 @@ const SOURCES: [(&str, &str); 3] = [
 ];
 
 /// A minimal RSS feed of `items` (link, title), newest first.
-fn rss(title: &str, items: &[(&str, &str)]) -> String {
+pub(crate) fn rss(title: &str, items: &[(&str, &str)]) -> String {
     let items: String = items
         .iter()
         .map(|(link, title)| {
@@ -127,7 +127,7 @@ pipeline = "digital_data_etl"
 
 /// What the test's config asks: nothing new may form or be sent (the cost guard holds staged
 /// items, the pending batch waits years, followed runs are not asked about again).
-const QUIET: &str = r#"max_attempts = 10
+pub(crate) const QUIET: &str = r#"max_attempts = 10
 retry_base_delay = "3650d"
 retry_max_delay = "3650d"
 min_interval = "36500d"
@@ -135,7 +135,7 @@ follow_interval = "36500d""#;
 
 /// `watcher once --all` as a child process (its feed requests go through the config's proxy; an
 /// environment proxy, set here to a dead address, is ignored).
-async fn once_all(config: &Path) -> std::process::Output {
+pub(crate) async fn once_all(config: &Path) -> std::process::Output {
     let mut cmd = watcher_cmd(config);
     cmd.args(["once", "--all"])
         .env("HTTP_PROXY", "http://127.0.0.1:9")
@@ -152,13 +152,13 @@ async fn once_all(config: &Path) -> std::process::Output {
     out
 }
 
-fn serve(feeds: &FeedServer, bodies: &[(&str, String)]) {
+pub(crate) fn serve(feeds: &FeedServer, bodies: &[(&str, String)]) {
     for (path, body) in bodies {
         feeds.set_feed(path, body);
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
