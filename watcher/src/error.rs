@@ -97,6 +97,8 @@ fn store_exit_code(e: &StoreError) -> u8 {
         StoreError::Io { .. }
         | StoreError::Sled(_)
         | StoreError::Corrupt { .. }
+        | StoreError::CorruptItem { .. }
+        | StoreError::Migrate { .. }
         | StoreError::InvalidUrl { .. } => exit::STORE,
     }
 }

@@ -1,9 +1,10 @@
 //! store.rs: the only module that touches sled. Per source: validators, last poll, failures,
-//! identity mode. Per item: id, canonical URL, title, first seen, content hash, revision (items
-//! that drop off a feed stay: a tombstone); the author's URL index (see `store/urls.rs`). The
-//! staged items and the outbox of deliveries; the items held as a flood (`held`, see
-//! `store/held.rs`). A schema version, and an flock'd lock file that records
-//! the owner's pid.
+//! identity mode (serde records), and a small id. Per item, in a compact binary layout (see
+//! `store/layout.rs`): first seen, a content fingerprint, revision (items that drop off a feed
+//! stay: a tombstone); the author's URL index (see `store/urls.rs`). The staged items and the
+//! outbox of deliveries; the items held as a flood (`held`, see `store/held.rs`). A schema
+//! version (a store of schema 1 is migrated on open, see `store/migrate.rs`), and an flock'd lock
+//! file that records the owner's pid.
 //!
 //! sled discipline (shared with the embedded runner's state in this process, see `sled_gate`):
 //! transactions run under `sled_gate::exclusive` and never call `generate_id`; single-key writes
@@ -28,13 +29,23 @@ use crate::diff::Known;
 use crate::identity::{IdentityMode, Item};
 
 mod held;
+pub mod layout;
+mod migrate;
 mod open;
 mod urls;
 
+use self::layout::{FLAG_BASELINE, ItemRecord, SourceId, fingerprint};
 use self::open::{acquire_lock, open_sled};
 
-/// Bumped when the on-disk layout changes incompatibly.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped when the on-disk layout changes incompatibly (2: the compact layout of
+/// `store/layout.rs`; a store of 1 is migrated on open).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Where `meta` keeps the schema version; written last by a migration.
+const SCHEMA_KEY: &str = "schema_version";
+
+/// Where `meta` keeps the next source id to hand out.
+const NEXT_SOURCE_ID: &str = "next_source_id";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -61,6 +72,18 @@ pub enum StoreError {
         key: String,
         #[source]
         source: serde_json::Error,
+    },
+    #[error("stored item record `{key}` is corrupt: {len} bytes")]
+    CorruptItem { key: String, len: usize },
+    #[error(
+        "cannot migrate state dir `{}` to schema {SCHEMA_VERSION}; hint: the old state dir is kept as `{}`: check free disk space, then start the watcher again",
+        dir.display(), backup.display()
+    )]
+    Migrate {
+        dir: PathBuf,
+        backup: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("the URL `{url}` stored for source `{source_url}` is invalid")]
     InvalidUrl {
@@ -140,19 +163,6 @@ impl SourceState {
     }
 }
 
-/// One known item (kept forever, also after it drops off the feed).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ItemRecord {
-    pub id: String,
-    pub canonical_url: Option<String>,
-    pub title: Option<String>,
-    pub first_seen: DateTime<Utc>,
-    pub content_hash: String,
-    /// How often its content changed (see [`Item::revision`]).
-    #[serde(default)]
-    pub revision: u32,
-}
-
 /// An item waiting to be grouped into a batch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StagedItem {
@@ -184,11 +194,15 @@ pub struct PollCommit {
 pub struct Store {
     db: sled::Db,
     commit: sled_gate::GroupCommit,
+    meta: sled::Tree,
     sources: sled::Tree,
-    items: sled::Tree,
-    urls: sled::Tree,
-    /// The `baseline_urls` tree (see `store/urls.rs`).
-    base_urls: sled::Tree,
+    /// Source key → [`SourceId`].
+    source_ids: sled::Tree,
+    /// Every item ever recorded (see `store/layout.rs`).
+    known: sled::Tree,
+    /// The author URL index and the baselines' (see `store/urls.rs`).
+    author_urls: sled::Tree,
+    source_urls: sled::Tree,
     staged: sled::Tree,
     outbox: sled::Tree,
     batches: sled::Tree,
@@ -204,10 +218,6 @@ pub fn source_key(author: &str, url: &str) -> String {
     format!("{author}\u{1f}{url}")
 }
 
-fn item_key(source_key: &str, id: &str) -> Vec<u8> {
-    [source_key.as_bytes(), &[0], id.as_bytes()].concat()
-}
-
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("store records always serialize")
 }
@@ -217,6 +227,25 @@ fn from_json<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreEr
         key: String::from_utf8_lossy(key).replace(['\0', '\u{1f}'], "/"),
         source,
     })
+}
+
+/// A stored id (source id or counter); a malformed one reads as 0, never handed out.
+fn decode_id(bytes: &[u8]) -> SourceId {
+    bytes.try_into().map_or(0, SourceId::from_be_bytes)
+}
+
+fn decode_item(key: &[u8], bytes: &[u8]) -> Result<ItemRecord, StoreError> {
+    ItemRecord::decode(bytes).ok_or_else(|| StoreError::CorruptItem {
+        key: hex::encode(key),
+        len: bytes.len(),
+    })
+}
+
+/// The schema version `meta` records (`None`: a new store).
+fn schema_of(meta: &sled::Tree) -> Result<Option<u32>, StoreError> {
+    Ok(meta
+        .get(SCHEMA_KEY)?
+        .map(|v| u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 4]))))
 }
 
 fn abort<E>(e: E) -> ConflictableTransactionError<E> {
@@ -232,7 +261,8 @@ fn tx_err(e: TransactionError<StoreError>) -> StoreError {
 
 impl Store {
     /// Opens (creating) the store in `dir`. Fails with the owner's pid when another process holds
-    /// it, and refuses a store written by a newer schema.
+    /// it, and refuses a store written by a newer schema. A store of schema 1 is migrated first
+    /// (see `store/migrate.rs`); one whose migration was interrupted is completed.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let io = |source| StoreError::Io {
             dir: dir.to_path_buf(),
@@ -240,36 +270,48 @@ impl Store {
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         let lock = acquire_lock(dir)?;
-        let db = open_sled(&dir.join("db"))?;
-        let meta = db.open_tree("meta")?;
-        match meta.get("schema_version")? {
-            Some(v) => {
-                let found = u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 4]));
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema {
-                        dir: dir.to_path_buf(),
-                        found,
-                    });
-                }
+        migrate::finish_interrupted(dir)?;
+        let mut db = open_sled(&dir.join("db"))?;
+        let mut meta = db.open_tree("meta")?;
+        match schema_of(&meta)? {
+            Some(found) if found > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema {
+                    dir: dir.to_path_buf(),
+                    found,
+                });
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(_) => {
+                drop((db, meta));
+                migrate::run(dir)?;
+                db = open_sled(&dir.join("db"))?;
+                meta = db.open_tree("meta")?;
             }
             None => {
-                sled_gate::shared(|| meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes()))?;
+                sled_gate::shared(|| meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()))?;
             }
         }
         Ok(Store {
             sources: db.open_tree("sources")?,
-            items: db.open_tree("items")?,
-            urls: db.open_tree("urls")?,
-            base_urls: db.open_tree("baseline_urls")?,
+            source_ids: db.open_tree("source_ids")?,
+            known: db.open_tree("known")?,
+            author_urls: db.open_tree("author_urls")?,
+            source_urls: db.open_tree("source_urls")?,
             staged: db.open_tree("staged")?,
             outbox: db.open_tree("outbox")?,
             batches: db.open_tree("batches")?,
             held: db.open_tree("held")?,
+            meta,
             commit: sled_gate::GroupCommit::new(db.clone()),
             db,
             unreadable: Arc::default(),
             _lock: Arc::new(lock),
         })
+    }
+
+    /// The id of a source that committed a poll (`None`: none yet).
+    fn source_id(&self, source_key: &str) -> Result<Option<SourceId>, StoreError> {
+        Ok(self.source_ids.get(source_key)?.map(|v| decode_id(&v)))
     }
 
     pub fn source(&self, key: &str) -> Result<Option<SourceState>, StoreError> {
@@ -297,29 +339,39 @@ impl Store {
     }
 
     /// What is known about `items` for this source (by id) and this author (by canonical URL,
-    /// see `store/urls.rs`).
+    /// see `store/urls.rs`). Point reads only: the cost grows with the fetch, not the store.
     pub fn known_for(
         &self,
         source_key: &str,
         author: &str,
         items: &[Item],
     ) -> Result<(HashMap<String, Known>, HashSet<String>), StoreError> {
+        let source = self.source_id(source_key)?;
         let mut ids = HashMap::new();
         let mut urls = HashSet::new();
         for item in items {
-            let key = item_key(source_key, &item.id);
-            if let Some(v) = self.items.get(&key)? {
-                let rec: ItemRecord = from_json(&key, &v)?;
-                ids.insert(
-                    item.id.clone(),
-                    Known {
-                        content_hash: rec.content_hash,
-                        revision: rec.revision,
-                    },
-                );
+            if let Some(id) = source {
+                let key = layout::item_key(id, &item.id);
+                if let Some(v) = self.known.get(key)? {
+                    let rec = decode_item(&key, &v)?;
+                    // `diff` compares hashes as strings: the item's own when the fingerprints
+                    // match, else one that never equals it.
+                    let content_hash = if rec.content == fingerprint(&item.content_hash) {
+                        item.content_hash.clone()
+                    } else {
+                        format!("fingerprint:{}", hex::encode(rec.content))
+                    };
+                    ids.insert(
+                        item.id.clone(),
+                        Known {
+                            content_hash,
+                            revision: rec.revision,
+                        },
+                    );
+                }
             }
             if let Some(url) = &item.canonical_url
-                && urls::known(&self.urls, &self.base_urls, author, source_key, url)?
+                && urls::known(&self.author_urls, &self.source_urls, author, source, url)?
             {
                 urls.insert(url.clone());
             }
@@ -344,7 +396,7 @@ impl Store {
     }
 
     fn commit_poll_blocking(&self, commit: &PollCommit) -> Result<(), StoreError> {
-        let author = commit.state.author.clone();
+        let author = commit.state.author.as_str();
         let now = Utc::now();
         // Keys for staged items, taken before the transaction (see the module header); a key
         // left unused is a harmless gap.
@@ -353,81 +405,103 @@ impl Store {
                 .map(|_| self.db.generate_id())
                 .collect::<Result<Vec<u64>, _>>()
         })?;
+        // Encoded once, outside the transaction's closure (which may run again on a conflict).
+        let staged_values: Vec<Vec<u8>> = commit.stage.iter().map(to_json).collect();
+        let held_values: Vec<Vec<u8>> = commit.hold.iter().map(to_json).collect();
+        let fingerprints: Vec<[u8; 16]> = (commit.record.iter())
+            .map(|item| fingerprint(&item.content_hash))
+            .collect();
+        let flags = if commit.baseline { FLAG_BASELINE } else { 0 };
         sled_gate::exclusive(|| {
             (
                 &self.sources,
-                &self.items,
-                &self.urls,
-                &self.base_urls,
+                &self.known,
+                &self.author_urls,
+                &self.source_urls,
                 &self.staged,
                 &self.held,
+                &self.source_ids,
+                &self.meta,
             )
-                .transaction(|(sources, items, urls, base_urls, staged, held)| {
-                    let mut state = commit.state.clone();
-                    // An article another source of this author recorded since our diff (two sources
-                    // for one blog, polled at once) is not staged twice.
-                    let mut to_stage = Vec::with_capacity(commit.stage.len());
-                    let mut to_hold = Vec::with_capacity(commit.hold.len());
-                    let waiting = (commit.stage.iter().map(|st| (st, false)))
-                        .chain(commit.hold.iter().map(|st| (st, true)));
-                    for (st, hold) in waiting {
-                        let mine = item_key(&commit.source_key, &st.item.id);
-                        let elsewhere = match &st.item.canonical_url {
-                            Some(url) if !st.item.link_shared => {
-                                urls::recorded_elsewhere(urls, &author, url, &mine)?
-                            }
-                            _ => false,
-                        };
-                        match (elsewhere, hold) {
-                            (true, _) => {}
-                            (false, false) => to_stage.push(st),
-                            (false, true) => to_hold.push(st),
-                        }
-                    }
-                    for item in &commit.record {
-                        let key = item_key(&commit.source_key, &item.id);
-                        let first_seen = match items.get(&key)? {
-                            Some(old) => {
-                                from_json::<ItemRecord>(&key, &old)
-                                    .map_err(abort)?
-                                    .first_seen
-                            }
+                .transaction(
+                    |(sources, known, author_urls, source_urls, staged, held, ids, meta)| {
+                        let source = match ids.get(commit.source_key.as_bytes())? {
+                            Some(v) => decode_id(&v),
                             None => {
-                                state.items_known += 1;
-                                now
+                                let next = meta.get(NEXT_SOURCE_ID)?.map_or(1, |v| decode_id(&v));
+                                meta.insert(NEXT_SOURCE_ID, &(next + 1).to_be_bytes())?;
+                                ids.insert(commit.source_key.as_bytes(), &next.to_be_bytes())?;
+                                next
                             }
                         };
-                        let rec = ItemRecord {
-                            id: item.id.clone(),
-                            canonical_url: item.canonical_url.clone(),
-                            title: item.title.clone(),
-                            first_seen,
-                            content_hash: item.content_hash.clone(),
-                            revision: item.revision,
-                        };
-                        items.insert(key.as_slice(), to_json(&rec))?;
-                        if let Some(url) = &item.canonical_url {
-                            urls::record(
-                                urls,
-                                base_urls,
-                                &author,
-                                url,
-                                &commit.source_key,
-                                &key,
-                                commit.baseline,
-                            )?;
+                        let mut items_known = commit.state.items_known;
+                        // An article another source of this author recorded since our diff (two
+                        // sources for one blog, polled at once) is not staged twice.
+                        let mut seqs = seqs.iter();
+                        let waiting = (commit.stage.iter().zip(&staged_values))
+                            .map(|st| (st, false))
+                            .chain(commit.hold.iter().zip(&held_values).map(|st| (st, true)));
+                        for ((st, value), hold) in waiting {
+                            let Some(seq) = seqs.next() else { break };
+                            let mine = layout::item_key(source, &st.item.id);
+                            let elsewhere = match &st.item.canonical_url {
+                                Some(url) if !st.item.link_shared => {
+                                    urls::recorded_elsewhere(author_urls, author, url, &mine)?
+                                }
+                                _ => false,
+                            };
+                            match (elsewhere, hold) {
+                                (true, _) => {}
+                                (false, false) => {
+                                    staged.insert(&seq.to_be_bytes(), value.as_slice())?;
+                                }
+                                (false, true) => {
+                                    held.insert(
+                                        held::key(&commit.source_key, *seq),
+                                        value.as_slice(),
+                                    )?;
+                                }
+                            }
                         }
-                    }
-                    let mut seqs = seqs.iter();
-                    for (s, seq) in to_stage.into_iter().zip(&mut seqs) {
-                        staged.insert(&seq.to_be_bytes(), to_json(s))?;
-                    }
-                    for (s, seq) in to_hold.into_iter().zip(&mut seqs) {
-                        held.insert(held::key(&commit.source_key, *seq), to_json(s))?;
-                    }
-                    sources.insert(commit.source_key.as_bytes(), to_json(&state))?;
-                    Ok(())
-                })
+                        for (item, content) in commit.record.iter().zip(&fingerprints) {
+                            let key = layout::item_key(source, &item.id);
+                            let rec = match known.get(key)? {
+                                Some(old) => ItemRecord {
+                                    content: *content,
+                                    revision: item.revision,
+                                    ..decode_item(&key, &old).map_err(abort)?
+                                },
+                                None => {
+                                    items_known += 1;
+                                    ItemRecord {
+                                        first_seen: now,
+                                        content: *content,
+                                        revision: item.revision,
+                                        flags,
+                                    }
+                                }
+                            };
+                            known.insert(&key, &rec.encode())?;
+                            if let Some(url) = &item.canonical_url {
+                                urls::record(
+                                    author_urls,
+                                    source_urls,
+                                    author,
+                                    url,
+                                    source,
+                                    &key,
+                                    commit.baseline,
+                                )?;
+                            }
+                        }
+                        let state = SourceState {
+                            items_known,
+                            ..commit.state.clone()
+                        };
+                        sources.insert(commit.source_key.as_bytes(), to_json(&state))?;
+                        Ok(())
+                    },
+                )
         })
         .map_err(tx_err)
     }

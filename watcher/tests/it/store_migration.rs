@@ -23,10 +23,14 @@ async fn once_delivering(config: &Path) -> std::process::Output {
         .output()
         .await
         .unwrap();
-    eprintln!("once --all: {}\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "once --all: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
-
 
 /// The fixture with holds and baselines.
 fn holds_fixture_dir() -> PathBuf {
@@ -164,4 +168,154 @@ async fn write_store_fixture_with_holds() {
         std::fs::write(out.join("feeds").join(&path[1..]), body).unwrap();
     }
     eprintln!("wrote {}", out.display());
+}
+
+/// A copy of the holds fixture in a temp dir: (temp dir, state dir).
+fn holds_fixture_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &holds_fixture_dir().join("state"),
+        &dir.path().join("state"),
+    );
+    let state = dir.path().join("state");
+    (dir, state)
+}
+
+/// The feeds as committed beside the holds fixture.
+fn committed_feeds() -> Vec<(&'static str, String)> {
+    SOURCES
+        .iter()
+        .map(|(_, path)| {
+            let file = holds_fixture_dir().join("feeds").join(&path[1..]);
+            (*path, std::fs::read_to_string(&file).unwrap())
+        })
+        .collect()
+}
+
+/// What a migrated holds fixture must hold; `state` is a state dir not open elsewhere.
+fn assert_holds_fixture_whole(state: &Path) {
+    let store = Store::open(state).unwrap();
+    let sources = store.sources().unwrap();
+    assert_eq!(sources.len(), 3);
+    assert!(
+        sources
+            .iter()
+            .all(|(_, s)| s.baseline_done && s.etag.is_some())
+    );
+    let known: u64 = sources.iter().map(|(_, s)| s.items_known).sum();
+    assert_eq!(known, 3 + 3 + 7, "every item of every feed");
+    let bobs = source_key("Bob", &format!("{HOST}/bob.xml"));
+    assert_eq!(store.held_count(&bobs, 100).unwrap(), 6);
+    let mut held: Vec<String> = (store.held().unwrap().into_iter())
+        .map(|s| s.item.canonical_url.unwrap())
+        .collect();
+    held.sort();
+    let want: Vec<String> = (2..=7).map(|n| bob(n).0).collect();
+    assert_eq!(held, want);
+    assert_eq!(store.deliveries().unwrap().len(), 1);
+    let item = |n: u32| watcher::identity::Item {
+        id: format!("g:{}", ada(n).0),
+        canonical_url: Some(ada(n).0),
+        link_shared: false,
+        title: None,
+        content_hash: String::new(),
+        published: None,
+        revision: 0,
+    };
+    // Ada's notes feed: posts 1 and 2 by its own baseline (`baseline_urls`), post 3 by the
+    // main feed's delivery (`urls`); its three ids are known.
+    let notes = source_key("Ada", &format!("{HOST}/ada-notes.xml"));
+    let probe = [item(1), item(2), item(3), item(9)];
+    let (ids, urls) = store.known_for(&notes, "Ada", &probe).unwrap();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(urls.len(), 3, "{urls:?}");
+    assert!(!urls.contains(&ada(9).0));
+    // A baseline hides nothing from another source: a source of Ada's never polled knows only
+    // post 3 (recorded after the main feed's baseline).
+    let (ids, urls) = store
+        .known_for("Ada\u{1f}http://elsewhere/feed", "Ada", &probe)
+        .unwrap();
+    assert!(ids.is_empty());
+    assert_eq!(urls.into_iter().collect::<Vec<_>>(), [ada(3).0]);
+}
+
+#[tokio::test]
+async fn the_v1_state_dir_with_holds_migrates_whole_and_a_pass_triggers_nothing() {
+    let (dir, state) = holds_fixture_copy();
+    assert_holds_fixture_whole(&state);
+    let backup = dir.path().join("state.schema1");
+    assert!(
+        backup.join("db").is_dir(),
+        "the old state dir is kept beside it"
+    );
+    assert!(!dir.path().join("state.schema1.partial").exists());
+    assert!(!state.join("db.migrating").exists());
+
+    // A pass over the same feeds: polled, nothing new, nothing sent, nothing re-baselined.
+    let server = spawn_feed_server().await;
+    let rx = spawn_receiver().await;
+    serve(&server, &committed_feeds());
+    let cfg = write_config(dir.path(), &server, &rx.url(), &SOURCES, "");
+    let out = once_delivering(&cfg).await;
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("baseline"), "{stdout}");
+    assert!(server.total_requests() >= 3, "every source was polled");
+    assert!(rx.received().is_empty(), "nothing was triggered");
+    assert_holds_fixture_whole(&state);
+
+    // The held flood migrated usable: released, it is delivered once.
+    let released = watcher_cmd(&cfg)
+        .args(["release", &format!("{HOST}/bob.xml")])
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&released.stdout);
+    assert!(said.contains("released 6"), "{said}");
+    let out = once_delivering(&cfg).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(delivered_links(&rx).len(), 6);
+}
+
+/// `watcher once --all` on the holds fixture, killed (SIGKILL) at the crash point `at` of its
+/// migration; the next start completes the migration.
+async fn killed_migrating(at: &str) {
+    let (dir, state) = holds_fixture_copy();
+    let server = spawn_feed_server().await;
+    let rx = spawn_receiver().await;
+    serve(&server, &committed_feeds());
+    let cfg = write_config(dir.path(), &server, &rx.url(), &SOURCES, QUIET);
+    let status = watcher_cmd(&cfg)
+        .args(["once", "--all"])
+        .env(watcher::crash::ENV, at)
+        .status()
+        .await
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the child died of SIGKILL at {at}"
+    );
+    assert!(
+        dir.path().join("state.schema1").join("db").is_dir(),
+        "the backup was made first"
+    );
+
+    // The next start completes the migration, and finds everything.
+    let out = once_all(&cfg).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(rx.received().is_empty(), "nothing was triggered");
+    assert!(!state.join("db.migrating").exists());
+    assert_holds_fixture_whole(&state);
+}
+
+#[tokio::test]
+async fn killed_in_the_middle_of_the_migration_the_next_start_completes_it() {
+    killed_migrating("migrate-midway").await;
+}
+
+#[tokio::test]
+async fn killed_while_swapping_in_the_migrated_db_the_next_start_completes_it() {
+    killed_migrating("migrate-swap").await;
 }
