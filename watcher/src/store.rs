@@ -14,7 +14,6 @@
 //! status endpoint and shutdown keep going while the disk is slow; point reads (served from
 //! sled's cache) and the small scans stay on the caller's thread.
 
-use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,16 +24,19 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::delivery::{Delivery, Phase};
-use crate::diff::Known;
 use crate::identity::{IdentityMode, Item};
 
+mod footprint;
 mod held;
 pub mod layout;
 mod migrate;
 mod open;
+mod poll;
 mod urls;
 
-use self::layout::{FLAG_BASELINE, ItemRecord, SourceId, fingerprint};
+pub use self::footprint::{Footprint, TreeFootprint};
+use self::layout::{ItemRecord, SourceId};
+pub use self::open::Tuning;
 use self::open::{acquire_lock, open_sled};
 
 /// Bumped when the on-disk layout changes incompatibly (2: the compact layout of
@@ -264,14 +266,19 @@ impl Store {
     /// it, and refuses a store written by a newer schema. A store of schema 1 is migrated first
     /// (see `store/migrate.rs`); one whose migration was interrupted is completed.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_tuned(dir, &Tuning::default())
+    }
+
+    /// [`Store::open`] with sled settings other than the defaults (for measurements).
+    pub fn open_tuned(dir: &Path, tuning: &Tuning) -> Result<Store, StoreError> {
         let io = |source| StoreError::Io {
             dir: dir.to_path_buf(),
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         let lock = acquire_lock(dir)?;
-        migrate::finish_interrupted(dir)?;
-        let mut db = open_sled(&dir.join("db"))?;
+        migrate::finish_interrupted(dir, tuning)?;
+        let mut db = open_sled(&dir.join("db"), tuning)?;
         let mut meta = db.open_tree("meta")?;
         match schema_of(&meta)? {
             Some(found) if found > SCHEMA_VERSION => {
@@ -283,8 +290,8 @@ impl Store {
             Some(SCHEMA_VERSION) => {}
             Some(_) => {
                 drop((db, meta));
-                migrate::run(dir)?;
-                db = open_sled(&dir.join("db"))?;
+                migrate::run(dir, tuning)?;
+                db = open_sled(&dir.join("db"), tuning)?;
                 meta = db.open_tree("meta")?;
             }
             None => {
@@ -336,174 +343,6 @@ impl Store {
                 Ok((String::from_utf8_lossy(&k).into_owned(), from_json(&k, &v)?))
             })
             .collect()
-    }
-
-    /// What is known about `items` for this source (by id) and this author (by canonical URL,
-    /// see `store/urls.rs`). Point reads only: the cost grows with the fetch, not the store.
-    pub fn known_for(
-        &self,
-        source_key: &str,
-        author: &str,
-        items: &[Item],
-    ) -> Result<(HashMap<String, Known>, HashSet<String>), StoreError> {
-        let source = self.source_id(source_key)?;
-        let mut ids = HashMap::new();
-        let mut urls = HashSet::new();
-        for item in items {
-            if let Some(id) = source {
-                let key = layout::item_key(id, &item.id);
-                if let Some(v) = self.known.get(key)? {
-                    let rec = decode_item(&key, &v)?;
-                    // `diff` compares hashes as strings: the item's own when the fingerprints
-                    // match, else one that never equals it.
-                    let content_hash = if rec.content == fingerprint(&item.content_hash) {
-                        item.content_hash.clone()
-                    } else {
-                        format!("fingerprint:{}", hex::encode(rec.content))
-                    };
-                    ids.insert(
-                        item.id.clone(),
-                        Known {
-                            content_hash,
-                            revision: rec.revision,
-                        },
-                    );
-                }
-            }
-            if let Some(url) = &item.canonical_url
-                && urls::known(&self.author_urls, &self.source_urls, author, source, url)?
-            {
-                urls.insert(url.clone());
-            }
-        }
-        Ok((ids, urls))
-    }
-
-    /// Records a poll's items, stages those that owe a delivery and stores the source's new
-    /// state (validators included) in one transaction, then flushes.
-    pub async fn commit_poll(&self, commit: PollCommit) -> Result<(), StoreError> {
-        let this = self.clone();
-        let must_sync = !commit.stage.is_empty() || !commit.hold.is_empty();
-        sled_gate::blocking(move || this.commit_poll_blocking(&commit)).await?;
-        // Staged items owe a delivery: durable before anything is sent. Recorded items and
-        // validators alone may wait for sled's background flush (a crash then means one
-        // refetch, never a lost article), which spares an fsync per poll.
-        if must_sync {
-            self.flush().await
-        } else {
-            Ok(())
-        }
-    }
-
-    fn commit_poll_blocking(&self, commit: &PollCommit) -> Result<(), StoreError> {
-        let author = commit.state.author.as_str();
-        let now = Utc::now();
-        // Keys for staged items, taken before the transaction (see the module header); a key
-        // left unused is a harmless gap.
-        let seqs = sled_gate::shared(|| {
-            (0..commit.stage.len() + commit.hold.len())
-                .map(|_| self.db.generate_id())
-                .collect::<Result<Vec<u64>, _>>()
-        })?;
-        // Encoded once, outside the transaction's closure (which may run again on a conflict).
-        let staged_values: Vec<Vec<u8>> = commit.stage.iter().map(to_json).collect();
-        let held_values: Vec<Vec<u8>> = commit.hold.iter().map(to_json).collect();
-        let fingerprints: Vec<[u8; 16]> = (commit.record.iter())
-            .map(|item| fingerprint(&item.content_hash))
-            .collect();
-        let flags = if commit.baseline { FLAG_BASELINE } else { 0 };
-        sled_gate::exclusive(|| {
-            (
-                &self.sources,
-                &self.known,
-                &self.author_urls,
-                &self.source_urls,
-                &self.staged,
-                &self.held,
-                &self.source_ids,
-                &self.meta,
-            )
-                .transaction(
-                    |(sources, known, author_urls, source_urls, staged, held, ids, meta)| {
-                        let source = match ids.get(commit.source_key.as_bytes())? {
-                            Some(v) => decode_id(&v),
-                            None => {
-                                let next = meta.get(NEXT_SOURCE_ID)?.map_or(1, |v| decode_id(&v));
-                                meta.insert(NEXT_SOURCE_ID, &(next + 1).to_be_bytes())?;
-                                ids.insert(commit.source_key.as_bytes(), &next.to_be_bytes())?;
-                                next
-                            }
-                        };
-                        let mut items_known = commit.state.items_known;
-                        // An article another source of this author recorded since our diff (two
-                        // sources for one blog, polled at once) is not staged twice.
-                        let mut seqs = seqs.iter();
-                        let waiting = (commit.stage.iter().zip(&staged_values))
-                            .map(|st| (st, false))
-                            .chain(commit.hold.iter().zip(&held_values).map(|st| (st, true)));
-                        for ((st, value), hold) in waiting {
-                            let Some(seq) = seqs.next() else { break };
-                            let mine = layout::item_key(source, &st.item.id);
-                            let elsewhere = match &st.item.canonical_url {
-                                Some(url) if !st.item.link_shared => {
-                                    urls::recorded_elsewhere(author_urls, author, url, &mine)?
-                                }
-                                _ => false,
-                            };
-                            match (elsewhere, hold) {
-                                (true, _) => {}
-                                (false, false) => {
-                                    staged.insert(&seq.to_be_bytes(), value.as_slice())?;
-                                }
-                                (false, true) => {
-                                    held.insert(
-                                        held::key(&commit.source_key, *seq),
-                                        value.as_slice(),
-                                    )?;
-                                }
-                            }
-                        }
-                        for (item, content) in commit.record.iter().zip(&fingerprints) {
-                            let key = layout::item_key(source, &item.id);
-                            let rec = match known.get(key)? {
-                                Some(old) => ItemRecord {
-                                    content: *content,
-                                    revision: item.revision,
-                                    ..decode_item(&key, &old).map_err(abort)?
-                                },
-                                None => {
-                                    items_known += 1;
-                                    ItemRecord {
-                                        first_seen: now,
-                                        content: *content,
-                                        revision: item.revision,
-                                        flags,
-                                    }
-                                }
-                            };
-                            known.insert(&key, &rec.encode())?;
-                            if let Some(url) = &item.canonical_url {
-                                urls::record(
-                                    author_urls,
-                                    source_urls,
-                                    author,
-                                    url,
-                                    source,
-                                    &key,
-                                    commit.baseline,
-                                )?;
-                            }
-                        }
-                        let state = SourceState {
-                            items_known,
-                            ..commit.state.clone()
-                        };
-                        sources.insert(commit.source_key.as_bytes(), to_json(&state))?;
-                        Ok(())
-                    },
-                )
-        })
-        .map_err(tx_err)
     }
 
     /// Staged items, oldest first, with their keys. A record that cannot be read is skipped

@@ -2,7 +2,8 @@
 //! item id, URL indexes keyed by whole URLs) → schema 2 (the compact layout of `store/layout.rs`).
 //!
 //! Under the state dir's lock, on open: (1) the state dir is copied beside itself as
-//! `<state dir>.schema1` (through a `.partial` name, renamed when whole; kept for the user);
+//! `<state dir>.schema1` (through a `.partial` name, renamed when whole; kept for the user;
+//! without the embedded runner's `pipelines/`, which is not migrated);
 //! (2) a fresh sled db `db.migrating` is built from `db`: sources, staged items, outbox, batches,
 //! holds and meta copied as they are, items and URL indexes converted, sled's id counter carried
 //! over; flushed, then `schema_version` written last and flushed; (3) `db` is removed and
@@ -17,11 +18,14 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::layout::{self, ItemRecord, SourceId};
-use super::open::open_sled;
+use super::open::{Tuning, open_sled};
 use super::{NEXT_SOURCE_ID, SCHEMA_KEY, SCHEMA_VERSION, StoreError, schema_of};
 
 /// The db being built by a migration, inside the state dir.
 const MIGRATING: &str = "db.migrating";
+
+/// The trees of schema 1 that are converted, not copied (sled's default tree holds nothing).
+const CONVERTED: [&str; 5] = ["sources", "items", "urls", "baseline_urls", "__sled__default"];
 
 /// Records written per batch.
 const CHUNK: usize = 10_000;
@@ -45,13 +49,13 @@ pub(super) fn backup_path(dir: &Path) -> PathBuf {
 
 /// Completes a migration a killed process left: a complete `db.migrating` replaces `db`, an
 /// incomplete one is removed (`db` is still whole then).
-pub(super) fn finish_interrupted(dir: &Path) -> Result<(), StoreError> {
+pub(super) fn finish_interrupted(dir: &Path, tuning: &Tuning) -> Result<(), StoreError> {
     let migrating = dir.join(MIGRATING);
     if !migrating.exists() {
         return Ok(());
     }
     let complete = {
-        let db = open_sled(&migrating)?;
+        let db = open_sled(&migrating, tuning)?;
         schema_of(&db.open_tree("meta")?)? == Some(SCHEMA_VERSION)
     };
     let failed = |source| StoreError::Migrate {
@@ -68,13 +72,14 @@ pub(super) fn finish_interrupted(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Migrates the schema-1 store of `dir` (whose lock the caller holds, its `db` closed).
-pub(super) fn run(dir: &Path) -> Result<(), StoreError> {
-    let backup = backup_path(dir);
+pub(super) fn run(dir: &Path, tuning: &Tuning) -> Result<(), StoreError> {
     let failed = |source| StoreError::Migrate {
         dir: dir.to_path_buf(),
-        backup: backup.clone(),
+        backup: backup_path(dir),
         source,
     };
+    // Absolute, so the copy lands beside the state dir also when it is `.`.
+    let backup = backup_path(&dir.canonicalize().map_err(failed)?);
     if !backup.exists() {
         let partial = backup.with_extension("schema1.partial");
         if partial.exists() {
@@ -89,8 +94,8 @@ pub(super) fn run(dir: &Path) -> Result<(), StoreError> {
         std::fs::remove_dir_all(&migrating).map_err(failed)?;
     }
     {
-        let old = open_sled(&dir.join("db"))?;
-        let new = open_sled(&migrating)?;
+        let old = open_sled(&dir.join("db"), tuning)?;
+        let new = open_sled(&migrating, tuning)?;
         let counts = convert(&old, &new)?;
         sled_gate::shared(|| new.flush())?;
         crate::crash::point("migrate-midway");
@@ -118,13 +123,14 @@ fn swap(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Copies the state dir `from` (but its lock file and a migration's db) to `to`, synced.
+/// Copies the state dir `from` to `to`, synced: all but its lock file, a migration's db and the
+/// embedded runner's store (`pipelines/`, live and not migrated).
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let name = entry.file_name();
-        if name == "lock" || name == MIGRATING {
+        if name == "lock" || name == MIGRATING || name == "pipelines" {
             continue;
         }
         let target = to.join(&name);
@@ -264,9 +270,15 @@ fn convert(old: &sled::Db, new: &sled::Db) -> Result<Counts, StoreError> {
             Some((key.to_vec(), Vec::new()))
         },
     )?;
-    for name in ["staged", "outbox", "batches", "held"] {
-        each(&tree(old, name)?, &tree(new, name)?, |k, v| {
-            Some((k.to_vec(), v.to_vec()))
+    // Every other tree as it is (staged, outbox, batches, held, and any a later schema-1 build
+    // added); `meta` but its schema version, which is written last.
+    for name in old.tree_names() {
+        let name = String::from_utf8_lossy(&name).into_owned();
+        if CONVERTED.contains(&name.as_str()) {
+            continue;
+        }
+        each(&tree(old, &name)?, &tree(new, &name)?, |k, v| {
+            (name != "meta" || k != SCHEMA_KEY.as_bytes()).then(|| (k.to_vec(), v.to_vec()))
         })?;
     }
     let mut pairs: Vec<(&Vec<u8>, &SourceId)> = ids.ids.iter().collect();
