@@ -25,7 +25,13 @@ use super::{NEXT_SOURCE_ID, SCHEMA_KEY, SCHEMA_VERSION, StoreError, schema_of};
 const MIGRATING: &str = "db.migrating";
 
 /// The trees of schema 1 that are converted, not copied (sled's default tree holds nothing).
-const CONVERTED: [&str; 5] = ["sources", "items", "urls", "baseline_urls", "__sled__default"];
+const CONVERTED: [&str; 5] = [
+    "sources",
+    "items",
+    "urls",
+    "baseline_urls",
+    "__sled__default",
+];
 
 /// Records written per batch.
 const CHUNK: usize = 10_000;
