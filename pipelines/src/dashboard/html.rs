@@ -168,6 +168,7 @@ pub fn document(title: &str, header: &str, live: &str, body: &str) -> String {
 <noscript><meta http-equiv="refresh" content="10"></noscript>
 <script src="{SCRIPT_PATH}" defer></script>
 </head><body data-header="{header}" data-live="{live}">
+<noscript><p class="muted">Without JavaScript this page is read-only and reloads every 10 s: its buttons send a header (against other sites' forms) that only its script can add.</p></noscript>
 {body}
 </body></html>
 "#,
