@@ -180,6 +180,11 @@ pub fn parse_feed_within(
     let text = markup::keep_as_content(&prepared.text, prepared.format, budget);
     // A scan that ran out of budget ended early: go no further.
     budget.check()?;
+    // The text is UTF-8 now: its XML declarations must say so, or not be declarations at all.
+    let text = match prepared.format {
+        Format::Json => text,
+        _ => declaration::normalize(text),
+    };
     // A panic inside feed-rs's XML reader (fuzzing found one in quick-xml's `set_encoding`) is
     // contained here: it fails this body, not the poll's task.
     let feed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

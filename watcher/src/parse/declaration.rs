@@ -93,34 +93,81 @@ fn names_only_utf8(decl: &str) -> bool {
         .is_some_and(|end| value[..end].eq_ignore_ascii_case("utf-8"))
 }
 
-/// Positions just after `<?xml` of every declaration from `from` on that lies outside CDATA
-/// sections and comments (where quick-xml would report it).
+/// Positions just after `<?xml` of every declaration from `from` on that quick-xml would report.
+///
+/// The scan reads markup as quick-xml 0.42 does, so that a `<?xml` inside a CDATA section, a
+/// comment or an attribute value stays as it is: `<![` opens a CDATA section that ends at the
+/// first `]]>`, `<!-` a comment ending at `-->`, `<?` an instruction ending at `?>`, `</` an end
+/// tag ending at `>`, any other `<` a tag ending at the first `>` outside quotes. Where the scan
+/// could end a section later than quick-xml, it ends it earlier instead: marking a declaration
+/// quick-xml would not report is harmless, missing one is not. A DOCTYPE's internal subset has
+/// rules of its own, so from a `<!D` on every `<?xml` is marked.
 fn later_declarations(text: &str, from: usize) -> Vec<usize> {
     let mut found = Vec::new();
     if !text[from..].contains("<?xml") {
         return found;
     }
+    let bytes = text.as_bytes();
     let mut at = from;
     while let Some(offset) = text[at..].find('<') {
         at += offset;
         let rest = &text[at..];
-        let skip_past = |close: &str, open: usize| {
-            rest[open..]
-                .find(close)
-                .map_or(text.len(), |end| at + open + end + close.len())
+        let end = match bytes.get(at + 1) {
+            Some(b'!') => match bytes.get(at + 2) {
+                Some(b'[') => end_of(rest, 3, "]]>"),
+                Some(b'-') => end_of(rest, 4, "-->"),
+                Some(b'D' | b'd') => {
+                    mark_every_declaration(text, at, &mut found);
+                    break;
+                }
+                _ => Some(2),
+            },
+            Some(b'?') => {
+                if opens_declaration(rest) {
+                    found.push(at + 5);
+                }
+                end_of(rest, 2, "?>")
+            }
+            Some(b'/') => end_of(rest, 2, ">"),
+            _ => end_of_tag(rest),
         };
-        if rest.starts_with("<![CDATA[") {
-            at = skip_past("]]>", 9);
-        } else if rest.starts_with("<!--") {
-            at = skip_past("-->", 4);
-        } else if opens_declaration(rest) {
-            found.push(at + 5);
-            at += 5;
-        } else {
-            at += 1;
+        match end {
+            Some(end) => at += end,
+            None => break,
         }
     }
     found
+}
+
+/// Where `rest` continues after the first `close` at or past `from` (`None`: never closed).
+fn end_of(rest: &str, from: usize, close: &str) -> Option<usize> {
+    let from = from.min(rest.len());
+    rest[from..].find(close).map(|at| from + at + close.len())
+}
+
+/// Where `rest` (a tag from its `<`) continues after its first `>` outside quotes.
+fn end_of_tag(rest: &str) -> Option<usize> {
+    let mut quote = None;
+    for (at, byte) in rest.bytes().enumerate().skip(1) {
+        match (quote, byte) {
+            (None, b'>') => return Some(at + 1),
+            (None, b'"' | b'\'') => quote = Some(byte),
+            (Some(open), _) if open == byte => quote = None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Marks every `<?xml` declaration opening from `from` on, whatever surrounds it.
+fn mark_every_declaration(text: &str, from: usize, found: &mut Vec<usize>) {
+    found.extend(
+        text[from..]
+            .match_indices("<?xml")
+            .map(|(at, _)| from + at)
+            .filter(|&at| opens_declaration(&text[at..]))
+            .map(|at| at + 5),
+    );
 }
 
 #[cfg(test)]
@@ -168,6 +215,26 @@ mod tests {
              <![CDATA[<?xml ?>]]><!--<?xml ?>--><?xml-?></feed>"
         );
         assert_eq!(run("<a/><?xml\tencoding='x'"), "<a/><?xml-\tencoding='x'");
+    }
+
+    #[test]
+    fn the_scan_reads_markup_as_quick_xml_does() {
+        // An attribute value holding `<![CDATA[` opens nothing: the declaration after the tag
+        // is quick-xml's to report (the shape of the second input the fuzzer found).
+        assert_eq!(
+            run("<a t=\"<![CDATA[\"><?xml version='1.0' encoding='latin1'?>]]></a>"),
+            "<a t=\"<![CDATA[\"><?xml- version='1.0' encoding='latin1'?>]]></a>"
+        );
+        // Any `<![` is a CDATA section to quick-xml; a PI hides what it holds up to its `?>`.
+        assert_eq!(
+            run("<a><![x <?xml ?> ]]><?pi <![CDATA[ ?><?xml ?></a>"),
+            "<a><![x <?xml ?> ]]><?pi <![CDATA[ ?><?xml- ?></a>"
+        );
+        // Inside and after a DOCTYPE every declaration is marked.
+        assert_eq!(
+            run("<!DOCTYPE r [<!ENTITY e \"<![CDATA[\">]><r><?xml ?><![CDATA[<?xml ?>]]></r>"),
+            "<!DOCTYPE r [<!ENTITY e \"<![CDATA[\">]><r><?xml- ?><![CDATA[<?xml- ?>]]></r>"
+        );
     }
 
     #[test]

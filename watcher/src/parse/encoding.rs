@@ -14,8 +14,8 @@
 //! never valid UTF-8). When no declaration decodes cleanly and the bytes are not UTF-8 either, the
 //! first declared encoding is used anyway, replacing the bad bytes.
 //!
-//! The XML declarations are then made to say `UTF-8` (`declaration.rs`): feed-rs honours them, and
-//! the text it receives is UTF-8 now.
+//! The text keeps its XML declaration; `declaration.rs` makes it say `UTF-8` just before feed-rs
+//! reads the text.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -60,14 +60,8 @@ impl fmt::Display for Source {
 }
 
 /// Transcodes `body` to UTF-8 (borrowing it when it already is), choosing the encoding as the
-/// module header describes, and makes the XML declarations say `UTF-8`.
+/// module header describes.
 pub(super) fn decode<'a>(body: &'a [u8], content_type: Option<&str>) -> Decoded<'a> {
-    let mut decoded = choose_and_decode(body, content_type);
-    decoded.text = super::declaration::normalize(decoded.text);
-    decoded
-}
-
-fn choose_and_decode<'a>(body: &'a [u8], content_type: Option<&str>) -> Decoded<'a> {
     if let Some((encoding, bom_len)) = Encoding::for_bom(body) {
         return decode_lossy(encoding, &body[bom_len..], Source::Bom);
     }
@@ -217,11 +211,11 @@ mod tests {
     }
 
     #[test]
-    fn prolog_encoding_is_honoured_and_rewritten() {
+    fn prolog_encoding_is_honoured() {
         let (text, encoding, source) = check(LATIN1_PROLOG, None);
         assert_eq!(
             text,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><rss>café</rss>"
+            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><rss>café</rss>"
         );
         assert_eq!((encoding, source), ("windows-1252", Source::Prolog));
     }
@@ -243,7 +237,7 @@ mod tests {
         let (text, encoding, source) = check(&body, Some("text/xml; charset=windows-1251"));
         assert_eq!(
             text,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><rss>café</rss>"
+            "<?xml version='1.0' encoding='ISO-8859-1'?><rss>café</rss>"
         );
         assert_eq!((encoding, source), ("UTF-8", Source::Bom));
     }
@@ -253,7 +247,7 @@ mod tests {
         let xml = "<?xml version=\"1.0\" encoding=\"UTF-16\"?><rss>ü</rss>";
         let le: Vec<u8> = xml.encode_utf16().flat_map(u16::to_le_bytes).collect();
         let be: Vec<u8> = xml.encode_utf16().flat_map(u16::to_be_bytes).collect();
-        let expected = xml.replace("UTF-16", "UTF-8");
+        let expected = xml.to_owned();
 
         let with_bom = [&[0xff, 0xfe][..], &le].concat();
         assert_eq!(
@@ -298,7 +292,7 @@ mod tests {
     fn utf8_bytes_beat_a_single_byte_declaration() {
         let body = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><feed>Café</feed>";
         let (text, encoding, source) = check(body.as_bytes(), None);
-        assert_eq!(text, body.replace("ISO-8859-1", "UTF-8"));
+        assert_eq!(text, body);
         assert_eq!((encoding, source), ("UTF-8", Source::Utf8Content));
     }
 
