@@ -414,3 +414,42 @@ fn declarations_the_xml_reader_would_panic_on_are_neutralized() {
         }
     }
 }
+
+#[test]
+fn an_author_beside_a_multibyte_delimiter_does_not_fail_the_feed() {
+    // Found by the `feed` fuzz target: feed-rs 3.0.0 cut the name beside an e-mail address with
+    // byte arithmetic and panicked inside a multi-byte character (fixed in vendor/feed-rs).
+    let base = Url::parse("https://feeds.example.com/blog/feed.xml").unwrap();
+    let fuzzed = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/fuzz/feed/feed-rs-person-char-boundary.xml"),
+    )
+    .unwrap();
+    // The fuzzed body is ill-formed further on: a malformed feed, not a panic.
+    let result = parse_feed(&fuzzed, None, &base);
+    assert!(
+        !matches!(
+            result,
+            Err(watcher::parse::ParseError::ParserPanicked { .. })
+        ),
+        "{result:?}"
+    );
+    for author in [
+        "Ada «ada@example.com»",
+        "ada@example.com—Ada",
+        "edi¡tor@example.com",
+    ] {
+        let rss = format!(
+            "<rss version=\"2.0\"><channel><title>t</title><managingEditor>{author}</managingEditor>\
+             <item><title>a</title><author>{author}</author><link>https://example.com/a</link></item>\
+             </channel></rss>"
+        );
+        let feed = parse_feed(rss.as_bytes(), None, &base).expect(author);
+        assert_eq!(feed.items.len(), 1, "{author}");
+        let json = format!(
+            r#"{{"version":"https://jsonfeed.org/version/1.1","title":"t","items":[{{"id":"1","url":"https://example.com/a","authors":[{{"name":"{author}"}}]}}]}}"#
+        );
+        let feed = parse_feed(json.as_bytes(), Some("application/feed+json"), &base).expect(author);
+        assert_eq!(feed.items.len(), 1, "{author}");
+    }
+}
