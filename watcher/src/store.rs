@@ -96,47 +96,73 @@ pub enum StoreError {
     },
 }
 
-/// What the store knows about one source.
+/// What the store knows about one source. Stored as JSON without the fields that hold their
+/// default (they read back as it): a source's record is rewritten by every poll.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct SourceState {
     pub author: String,
     pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_poll: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_success: Option<DateTime<Utc>>,
     /// One line: "ok: 2 new", "not modified", "error: ...".
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_result: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "is_zero")]
     pub consecutive_failures: u32,
+    #[serde(skip_serializing_if = "is_zero")]
     pub items_known: u64,
     pub baseline_done: bool,
     pub identity_mode: IdentityMode,
+    #[serde(skip_serializing_if = "is_zero")]
     pub identity_version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_due: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_due_reason: Option<String>,
     /// Where the source lives now, after a permanent redirect (301/308).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub current_url: Option<String>,
     /// 410 Gone: the source is asked again daily, for 30 days after `gone_since`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub gone: bool,
     /// The first 410 of the current run of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gone_since: Option<DateTime<Utc>>,
     /// For `sites` without a selector: the feed found by autodiscovery.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub discovered_feed: Option<String>,
     /// The sitemap is an index: its children can change while it does not, so it is fetched
     /// without validators.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sitemap_index: bool,
     /// For `sites` without a selector whose feed is not found yet: the candidates autodiscovery
     /// tried in vain (at most 3), not fetched again while the page names the same ones.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub discovery_tried: Vec<String>,
     /// The feed's own `<ttl>` (seconds), remembered for polls that get a 304.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub feed_ttl_secs: Option<u64>,
     /// The interval the author's publishing frequency suggests (seconds), remembered for 304s.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub adaptive_secs: Option<u64>,
     /// New items whose link pointed into a private network (see `ssrf`): recorded, never
     /// delivered. A running total.
+    #[serde(skip_serializing_if = "is_zero")]
     pub links_refused: u64,
+}
+
+/// For `skip_serializing_if`: a zero count is left out.
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 impl SourceState {
@@ -542,6 +568,22 @@ mod tests {
         assert!(ids.contains_key("g:1") && !ids.contains_key("g:2"));
         assert!(urls.contains("https://x/1") && !urls.contains("https://x/2"));
         assert_eq!(store.staged().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_source_record_leaves_out_its_defaults_and_reads_back_the_same() {
+        let state = SourceState {
+            author: "A".into(),
+            url: "https://x/feed".into(),
+            etag: Some("\"v1\"".into()),
+            items_known: 20,
+            baseline_done: true,
+            ..Default::default()
+        };
+        let json = String::from_utf8(to_json(&state)).unwrap();
+        assert!(!json.contains("null") && !json.contains("gone"), "{json}");
+        let back: SourceState = from_json(b"k", json.as_bytes()).unwrap();
+        assert_eq!(back, state);
     }
 
     #[test]
