@@ -20,6 +20,14 @@ pub enum WatcherError {
     Redeliver(#[from] crate::outbox::RedeliverError),
     #[error("cannot build the HTTP client")]
     Fetch(#[from] FetchError),
+    #[error("cannot build the HTTP client for WebSub hubs")]
+    Hub(#[from] crate::websub::hub::HubError),
+    #[error("cannot listen on `{addr}` for WebSub callbacks; hint: set [websub] listen to a free address")]
+    CallbackListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot listen on `{addr}`; hint: set [watcher] listen to a free address")]
     Listen {
         addr: std::net::SocketAddr,
@@ -76,6 +84,8 @@ impl WatcherError {
             WatcherError::Config(_)
             | WatcherError::Usage(_)
             | WatcherError::Fetch(_)
+            | WatcherError::Hub(_)
+            | WatcherError::CallbackListen { .. }
             | WatcherError::Listen { .. } => exit::USAGE,
             WatcherError::Store(e) => store_exit_code(e),
             WatcherError::StoreFailed { .. } => exit::STORE,

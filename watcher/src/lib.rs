@@ -42,4 +42,5 @@ pub mod status;
 pub mod store;
 pub mod subscriptions;
 pub mod watch;
+pub mod websub;
 pub mod work;

@@ -98,6 +98,9 @@ pub struct PollReport {
     pub outcome: PollOutcome,
     /// When to poll again, and why.
     pub next: Next,
+    /// A response was read (200): `push` is what it said of a WebSub hub.
+    pub read: bool,
+    pub push: Option<crate::websub::discover::PushLinks>,
 }
 
 /// Why a poll got no items.
@@ -172,10 +175,12 @@ pub async fn poll_source(
         Err(Stopped::Deadline(deadline)) => Err(PollError::Deadline { deadline }),
     };
     let mut refused = 0;
+    let (was_read, mut push) = (matches!(got, Ok(Got::Read { .. })), None);
     let (change, found) = match got {
         Err(e) => (failure(source, &state, e), None),
         Ok(Got::NotModified { headers }) => (not_modified(&state, &headers), None),
         Ok(Got::Read { mut read, moved_to }) => {
+            push = read.learned.push.take();
             let identified = identify(&read.items, state.identity_mode, canon);
             // From here on only the items' dates are needed: the raw items (up to
             // `max_poll_items` of them) are freed before the store is asked about them.
@@ -246,6 +251,8 @@ pub async fn poll_source(
         source: source.clone(),
         outcome,
         next,
+        read: was_read,
+        push,
     }))
 }
 

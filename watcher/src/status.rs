@@ -1,13 +1,15 @@
 //! status.rs: the status report (per source and per delivery), built from the store, served as
 //! JSON by the daemon, and rendered for humans by the CLI.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::{Delivery, Phase, RunFollow};
-use crate::store::{Store, StoreError};
+
+use crate::store::{PushState, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SourceStatus {
@@ -27,12 +29,90 @@ pub struct SourceStatus {
     /// Items held as a flood, waiting for `watcher release` or `watcher discard`.
     #[serde(default)]
     pub held: usize,
+    /// WebSub push, when the source has a subscription.
+    #[serde(default)]
+    pub push: Option<PushStatus>,
     /// New items dropped because their link pointed into a private network.
     #[serde(default)]
     pub links_refused: u64,
     /// The source answered 410 Gone (asked again daily for 30 days).
     #[serde(default)]
     pub gone: bool,
+}
+
+/// A source's WebSub subscription (the one that counts when a renewal overlaps).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PushStatus {
+    #[serde(flatten)]
+    pub state: PushState,
+    pub hub: String,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub last_push: Option<DateTime<Utc>>,
+    pub pushes: u64,
+    /// Deliveries dropped: unsigned or badly signed.
+    pub bad_deliveries: u64,
+}
+
+impl PushStatus {
+    /// Per source key, its subscription that says most: live, then being subscribed, then
+    /// denied or failed, then being ended.
+    fn by_source(store: &Store) -> Result<HashMap<String, PushStatus>, StoreError> {
+        let rank = |s: &PushState| match s {
+            PushState::Live => 0,
+            PushState::Subscribing => 1,
+            PushState::Denied { .. } | PushState::Failed { .. } => 2,
+            PushState::Unsubscribing => 3,
+        };
+        let mut out: HashMap<String, PushStatus> = HashMap::new();
+        for (_, sub) in store.push_subscriptions()? {
+            if out
+                .get(&sub.source_key)
+                .is_some_and(|have| rank(&have.state) <= rank(&sub.state))
+            {
+                continue;
+            }
+            let state = match sub.state {
+                PushState::Denied { reason } => PushState::Denied {
+                    reason: reason.as_deref().map(shown),
+                },
+                PushState::Failed { error } => PushState::Failed {
+                    error: shown(&error),
+                },
+                other => other,
+            };
+            out.insert(
+                sub.source_key,
+                PushStatus {
+                    state,
+                    hub: shown(&sub.hub),
+                    lease_until: sub.lease_until,
+                    last_push: sub.last_push,
+                    pushes: sub.pushes,
+                    bad_deliveries: sub.bad_deliveries,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// One line for the table.
+    fn line(&self, ago: impl Fn(Option<DateTime<Utc>>) -> String) -> String {
+        let state = match &self.state {
+            PushState::Live => format!("live until {}", ago(self.lease_until)),
+            PushState::Subscribing => "pending (waiting for the hub to verify)".into(),
+            PushState::Unsubscribing => "ending".into(),
+            PushState::Denied { reason } => format!(
+                "DENIED by the hub{}: polled instead",
+                reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+            ),
+            PushState::Failed { error } => format!("FAILED ({error}): polled instead"),
+        };
+        let mut line = format!("push {state}, hub {}, last push {}", self.hub, ago(self.last_push));
+        if self.bad_deliveries > 0 {
+            line += &format!(", {} bad delivery(ies) dropped", self.bad_deliveries);
+        }
+        line
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -107,11 +187,13 @@ impl StatusReport {
     /// Builds the report; a source with `failing_after` consecutive failures shows as failing.
     pub fn build(store: &Store, failing_after: u32) -> Result<StatusReport, StoreError> {
         let held = store.held_counts()?;
+        let mut push = PushStatus::by_source(store)?;
         let sources = store
             .sources()?
             .into_iter()
             .map(|(key, s)| SourceStatus {
                 held: held.get(&key).copied().unwrap_or(0),
+                push: push.remove(&key),
                 failing: s.consecutive_failures >= failing_after,
                 author: s.author,
                 url: s.url,
@@ -206,6 +288,9 @@ impl StatusReport {
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
             )?;
+            if let Some(push) = &s.push {
+                writeln!(out, "    {}", push.line(ago))?;
+            }
             if s.links_refused > 0 {
                 writeln!(
                     out,

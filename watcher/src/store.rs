@@ -32,11 +32,13 @@ pub mod layout;
 mod migrate;
 mod open;
 mod poll;
+mod push;
 mod urls;
 
 pub use self::footprint::{Footprint, TreeFootprint};
 use self::layout::{ItemRecord, SourceId};
 pub use self::open::Tuning;
+pub use self::push::{PushState, PushSubscription};
 use self::open::{acquire_lock, open_sled};
 
 /// Bumped when the on-disk layout changes incompatibly (2: the compact layout of

@@ -93,6 +93,9 @@ pub struct Watcher {
     limits: Limits,
     /// The daemon's store health (`/healthz`).
     health: crate::health::Health,
+    /// WebSub push (`[websub]`), and the pushes it receives (taken by the daemon).
+    push: Option<Arc<crate::websub::Push>>,
+    pushed: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
 }
 
 impl Watcher {
@@ -114,6 +117,16 @@ impl Watcher {
         };
         w.deliverer = Some(Arc::new(deliverer));
         w.embedded = embedded;
+        if let Some(websub) = &w.config.websub {
+            let (push, pushed) = crate::websub::Push::new(
+                websub.clone(),
+                &w.config.fetch,
+                w.fetcher.rule().clone(),
+                Store::clone(&w.store),
+            )?;
+            w.push = Some(Arc::new(push));
+            w.pushed = std::sync::Mutex::new(Some(pushed));
+        }
         Ok(w)
     }
 
@@ -137,6 +150,8 @@ impl Watcher {
             deliverer: None,
             embedded: None,
             health: crate::health::Health::default(),
+            push: None,
+            pushed: std::sync::Mutex::new(None),
             config,
         })
     }

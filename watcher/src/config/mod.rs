@@ -6,13 +6,15 @@
 //! - [`hold`]: the flood guard's thresholds, per source;
 //! - [`sources`]: `[[authors]]` and the sources they resolve to (cron and selectors parsed);
 //! - [`validate`]: from raw tables to checked values, every problem with its key;
-//! - [`durations`]: the upper bound of every duration key.
+//! - [`durations`]: the upper bound of every duration key;
+//! - [`websub`]: `[websub]`, push through WebSub hubs (off without it).
 
 pub mod durations;
 pub mod hold;
 pub mod settings;
 pub mod sources;
 pub mod validate;
+pub mod websub;
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,7 @@ pub use self::sources::{
     SourceKind, SourceTable, Spec, medium_feed, parse_cron, substack_feed,
 };
 pub use self::validate::{FileOnly, TriggerCheck, closest, parse_source_url};
+pub use self::websub::WebsubSettings;
 
 /// Default config file name, looked up in the current directory.
 pub const DEFAULT_CONFIG: &str = "watcher.toml";
@@ -42,6 +45,8 @@ pub struct Config {
     pub output: OutputSettings,
     pub trigger: TriggerSettings,
     pub authors: Vec<Author>,
+    /// `[websub]`: push on (`None`: off).
+    pub websub: Option<WebsubSettings>,
     /// Every source, resolved once.
     sources: Vec<SourceConfig>,
 }
@@ -58,6 +63,7 @@ struct RawConfig {
     trigger: Option<toml::Table>,
     #[serde(default)]
     authors: Vec<Author>,
+    websub: Option<WebsubSettings>,
 }
 
 /// One problem in the config file.
@@ -143,6 +149,9 @@ impl Config {
         let mut watcher = raw.watcher;
         let sources = validate::sources(&raw.authors, &watcher, &mut problems);
         validate::settings(&watcher, &raw.fetch, &sources, &mut problems);
+        if let Some(websub) = &raw.websub {
+            websub.check(&mut problems);
+        }
         let trigger = match trigger {
             Some(trigger) if problems.is_empty() => trigger,
             _ => {
@@ -161,6 +170,7 @@ impl Config {
             output: raw.output,
             trigger,
             authors: raw.authors,
+            websub: raw.websub,
             sources,
         })
     }

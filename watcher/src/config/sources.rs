@@ -84,6 +84,10 @@ pub struct SourceTable {
     pub hold_share: Option<f64>,
     #[serde(default)]
     pub hold_share_min: Option<usize>,
+    /// `false`: never subscribe to this feed's WebSub hub (default: push when `[websub]` is
+    /// set and the feed names a hub).
+    #[serde(default)]
+    pub push: Option<bool>,
 }
 
 /// A source: a URL, or a table `{ url, ... }`.
@@ -191,6 +195,8 @@ pub struct SourceConfig {
     pub cron: Option<Schedule>,
     /// When a poll's new items are a flood, held instead of delivered (`None`: `hold = false`).
     pub hold: Option<HoldRule>,
+    /// Subscribe to the feed's WebSub hub when it names one (`push = false` turns it off).
+    pub push: bool,
 }
 
 impl SourceConfig {

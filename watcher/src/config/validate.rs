@@ -267,6 +267,7 @@ impl Walk<'_> {
                     .unwrap_or(self.watcher.interval),
                 cron,
                 hold,
+                push: t.push != Some(false),
             },
         ));
     }

@@ -1,4 +1,5 @@
-//! feed.rs: reads a fetched feed (RSS, Atom, JSON Feed): its items and its `<ttl>`.
+//! feed.rs: reads a fetched feed (RSS, Atom, JSON Feed): its items, its `<ttl>` and the WebSub
+//! hub it names.
 
 use super::{Read, ReadError};
 use crate::fetch::Fetched;
@@ -13,5 +14,9 @@ pub fn read(fetched: Fetched, budget: &WorkBudget) -> Result<Read, ReadError> {
         &fetched.final_url,
         budget,
     )?;
-    Ok(Read::from(fetched, parsed.items, parsed.ttl))
+    let push =
+        crate::websub::discover::push_links(&fetched.headers, &fetched.body, &fetched.final_url);
+    let mut read = Read::from(fetched, parsed.items, parsed.ttl);
+    read.learned.push = push;
+    Ok(read)
 }

@@ -65,6 +65,8 @@ pub struct Learned {
     pub sitemap_index: Option<bool>,
     /// A site without a selector: the feed autodiscovery found.
     pub discovered_feed: Option<Url>,
+    /// A feed: the WebSub hub and topic it names (see `websub::discover`).
+    pub push: Option<crate::websub::discover::PushLinks>,
 }
 
 /// What the source's state says that reading needs.

@@ -68,6 +68,11 @@ impl Watcher {
             .into_iter()
             .map(|s| Planned::new(s, &this.config.watcher))
             .collect();
+        let push_task = this.start_push(&sources, &endpoint).await?;
+        let mut pushed = this.pushed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut coalescer = crate::websub::coalesce::Coalescer::new(
+            (this.config.websub.as_ref()).map_or(Duration::ZERO, |w| w.coalesce),
+        );
         let mut due = this.initial_due(&sources)?;
         info!(
             sources = sources.len(),
@@ -140,7 +145,9 @@ impl Watcher {
                     let now = Instant::now();
                     let mut done = Some(done);
                     while let Some((index, next)) = done {
-                        if let Some(wait) = next {
+                        if let Some(at) = coalescer.finished(index, now) {
+                            due.insert(at, index);
+                        } else if let Some(wait) = next {
                             due.insert(now + wait, index);
                         }
                         done = done_rx.try_recv().ok();
@@ -154,6 +161,15 @@ impl Watcher {
                         Some(_) => crate::dashboard::PollAnswer::NotWaiting,
                     };
                     let _ = asked.reply.send(answer);
+                }
+                Some(key) = crate::websub::next_push(&mut pushed) => {
+                    // A signed delivery: poll the source now (coalesced).
+                    if let Some(index) = sources.iter().position(|s| s.key == key)
+                        && let Some(at) = coalescer.pushed(index, Instant::now())
+                        && !due.advance(index, at)
+                    {
+                        coalescer.in_flight(index);
+                    }
                 }
                 _ = tokio::time::sleep_until(wake) => {}
             }
@@ -176,6 +192,9 @@ impl Watcher {
             tokio::time::sleep_until(at + FAILURE_LINGER).await;
         }
         endpoint.cancel();
+        if let Some(task) = push_task {
+            let _ = task.await;
+        }
         if let Err(e) = control.await {
             warn!(error = %e, "status endpoint task ended badly");
         }
@@ -210,6 +229,11 @@ impl Watcher {
                 warn!(source = %source.config.url, "source is stopped (410 Gone for 30 days); remove it from the config");
                 continue;
             };
+            // Pushes sent while the daemon was down are lost: a push-live source is polled now.
+            let wait = match &self.push {
+                Some(push) if push.is_live(&source.key) => Duration::ZERO,
+                _ => wait,
+            };
             due.insert(start + wait, index);
         }
         Ok(due)
@@ -225,6 +249,13 @@ impl Watcher {
         // At shutdown a poll in flight stops where it is and records nothing.
         match self.poll_unless(source, opts, cancel, cancel).await? {
             Ok(report) => {
+                if let Some(push) = &self.push {
+                    let links = report.push.as_ref();
+                    if let Err(e) = push.after_poll(&source.config, &source.key, links, report.read).await {
+                        error!(source = %source.config.url, error = %crate::causes::one_line(&e), "cannot store a push subscription");
+                        self.health.store_failed(&e);
+                    }
+                }
                 // A fetched (200, 304) poll reset the failure count: no need to read it back.
                 let fetched = matches!(
                     report.outcome,
@@ -253,7 +284,10 @@ impl Watcher {
                         _ => Some(report.next.wait),
                     };
                 }
-                Some(report.next.wait)
+                Some(match &self.push {
+                    Some(push) => push.safety_wait(&source.key, report.next.wait),
+                    None => report.next.wait,
+                })
             }
             Err(e) => {
                 error!(source = %source.config.url, error = %crate::causes::one_line(&e), "cannot store poll result");
@@ -261,6 +295,34 @@ impl Watcher {
                 Some(self.config.watcher.interval)
             }
         }
+    }
+
+    /// With `[websub]`: binds its listener and starts the callback server and the upkeep of
+    /// subscriptions, until `cancel`.
+    async fn start_push(
+        &self,
+        sources: &[Planned],
+        cancel: &CancellationToken,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, WatcherError> {
+        let Some(push) = &self.push else {
+            return Ok(None);
+        };
+        let addr = push.settings().listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| WatcherError::CallbackListen { addr, source })?;
+        push.refresh_live()?;
+        let keys = (sources.iter())
+            .filter(|s| crate::websub::wants_push(&s.config))
+            .map(|s| s.key.clone())
+            .collect();
+        info!(listen = %addr, "WebSub callback server started");
+        Ok(Some(crate::websub::start(
+            push.clone(),
+            listener,
+            keys,
+            cancel.clone(),
+        )))
     }
 
     async fn batch_and_deliver(&self, window: Option<Duration>) -> Result<(), StoreError> {
