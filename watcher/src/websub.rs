@@ -269,7 +269,7 @@ impl Push {
         self.refresh_live()
     }
 
-    /// Renews leases that are three quarters spent (with a fresh callback; the old one ends once
+    /// Renews leases near their end ([`renew_margin`]) (with a fresh callback; the old one ends once
     /// the new one is verified), gives up requests never verified, and marks lapsed leases.
     pub async fn maintain(&self) -> Result<(), StoreError> {
         let now = Utc::now();
@@ -306,7 +306,9 @@ impl Push {
                             error: "the lease ran out before it was renewed".into(),
                         };
                         self.store.put_push_subscription(id, &s).await?;
-                    } else if until - now <= (until - from) / 4 && !renewing.contains(id.as_str()) {
+                    } else if until - now <= renew_margin(until - from)
+                        && !renewing.contains(id.as_str())
+                    {
                         renew.push((id.clone(), sub.clone()));
                     }
                 }
@@ -446,6 +448,12 @@ pub async fn next_push(rx: &mut Option<mpsc::Receiver<String>>) -> Option<String
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// How long before a lease ends it is renewed: a quarter of it, and never less than two
+/// upkeep rounds (so a short lease is not missed between two of them).
+fn renew_margin(lease: chrono::Duration) -> chrono::Duration {
+    (lease / 4).max(chrono::Duration::from_std(2 * UPKEEP).unwrap_or_default())
 }
 
 /// How long after a failed request the next one may go: 1 min, doubling, at most a day.

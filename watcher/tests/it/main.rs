@@ -24,3 +24,4 @@ mod ssrf;
 mod store_failure;
 mod store_fixture;
 mod store_migration;
+mod websub;
