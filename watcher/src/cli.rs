@@ -92,7 +92,9 @@ pub enum Command {
     /// (disk full, I/O error) /healthz answers 503 with the reason and it exits 4. Requests and
     /// article links that reach private networks (loopback, RFC 1918, link-local...) are refused
     /// unless [fetch] allow_networks or allow_private_networks allows them, or the host is a
-    /// configured source's (README "Security").
+    /// configured source's (README "Security"). With [websub], feeds that name a WebSub hub are
+    /// subscribed to and a signed push polls the source at once; the callback server listens on
+    /// [websub] listen, and polling stays the safety net (README "Push (WebSub)").
     Run,
     /// One pass over the sources that are due, then deliver what is pending, then exit.
     ///
