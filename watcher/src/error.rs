@@ -22,7 +22,9 @@ pub enum WatcherError {
     Fetch(#[from] FetchError),
     #[error("cannot build the HTTP client for WebSub hubs")]
     Hub(#[from] crate::websub::hub::HubError),
-    #[error("cannot listen on `{addr}` for WebSub callbacks; hint: set [websub] listen to a free address")]
+    #[error(
+        "cannot listen on `{addr}` for WebSub callbacks; hint: set [websub] listen to a free address"
+    )]
     CallbackListen {
         addr: std::net::SocketAddr,
         #[source]

@@ -103,11 +103,18 @@ impl PushStatus {
             PushState::Unsubscribing => "ending".into(),
             PushState::Denied { reason } => format!(
                 "DENIED by the hub{}: polled instead",
-                reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
             ),
             PushState::Failed { error } => format!("FAILED ({error}): polled instead"),
         };
-        let mut line = format!("push {state}, hub {}, last push {}", self.hub, ago(self.last_push));
+        let mut line = format!(
+            "push {state}, hub {}, last push {}",
+            self.hub,
+            ago(self.last_push)
+        );
         if self.bad_deliveries > 0 {
             line += &format!(", {} bad delivery(ies) dropped", self.bad_deliveries);
         }

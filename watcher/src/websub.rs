@@ -139,7 +139,8 @@ impl Push {
             if sub.source_key != key {
                 continue;
             }
-            let same = wanted.is_some_and(|l| l.hub.as_str() == sub.hub && l.topic.as_str() == sub.topic);
+            let same =
+                wanted.is_some_and(|l| l.hub.as_str() == sub.hub && l.topic.as_str() == sub.topic);
             match (&sub.state, same) {
                 (PushState::Failed { .. }, true) => {
                     if Utc::now() - sub.asked_at >= retry_after(sub.failures) {
@@ -274,14 +275,18 @@ impl Push {
     pub async fn maintain(&self) -> Result<(), StoreError> {
         let now = Utc::now();
         let subs = self.store.push_subscriptions()?;
-        let renewing: HashSet<&str> = subs.iter().filter_map(|(_, s)| s.replaces.as_deref()).collect();
+        let renewing: HashSet<&str> = subs
+            .iter()
+            .filter_map(|(_, s)| s.replaces.as_deref())
+            .collect();
         let mut renew = Vec::new();
         let mut changed = false;
         for (id, sub) in &subs {
             let waited = now - sub.asked_at;
             match &sub.state {
                 PushState::Subscribing | PushState::Unsubscribing
-                    if waited >= chrono::Duration::from_std(PENDING_TIMEOUT).unwrap_or_default() =>
+                    if waited
+                        >= chrono::Duration::from_std(PENDING_TIMEOUT).unwrap_or_default() =>
                 {
                     changed = true;
                     if sub.state == PushState::Unsubscribing {
@@ -383,7 +388,10 @@ impl Push {
         let Some(mut sub) = self.store.push_subscription(id)? else {
             return Ok(Delivered::Unknown);
         };
-        if matches!(sub.state, PushState::Denied { .. } | PushState::Failed { .. }) {
+        if matches!(
+            sub.state,
+            PushState::Denied { .. } | PushState::Failed { .. }
+        ) {
             return Ok(Delivered::Unknown);
         }
         if let Err(e) = signature::verify(signature, sub.secret.as_bytes(), body) {

@@ -128,7 +128,9 @@ mod tests {
             "https://w.example/websub/ab12"
         );
         assert_eq!(
-            settings("https://w.example/push/").callback("ab12").as_str(),
+            settings("https://w.example/push/")
+                .callback("ab12")
+                .as_str(),
             "https://w.example/push/websub/ab12"
         );
     }

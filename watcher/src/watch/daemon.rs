@@ -251,7 +251,10 @@ impl Watcher {
             Ok(report) => {
                 if let Some(push) = &self.push {
                     let links = report.push.as_ref();
-                    if let Err(e) = push.after_poll(&source.config, &source.key, links, report.read).await {
+                    if let Err(e) = push
+                        .after_poll(&source.config, &source.key, links, report.read)
+                        .await
+                    {
                         error!(source = %source.config.url, error = %crate::causes::one_line(&e), "cannot store a push subscription");
                         self.health.store_failed(&e);
                     }

@@ -169,9 +169,7 @@ mod tests {
 
     #[test]
     fn link_headers_name_hub_and_self() {
-        let h = headers(&[
-            r#"<https://hub.example/>; rel="hub", </feed?x=1,2>; rel="self""#,
-        ]);
+        let h = headers(&[r#"<https://hub.example/>; rel="hub", </feed?x=1,2>; rel="self""#]);
         let links = push_links(&h, b"", &base()).unwrap();
         assert_eq!(links.hub.as_str(), "https://hub.example/");
         assert_eq!(links.topic.as_str(), "https://blog.example/feed?x=1,2");

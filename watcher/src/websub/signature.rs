@@ -21,7 +21,10 @@ pub enum BadSignature {
 pub fn verify(header: Option<&[u8]>, secret: &[u8], body: &[u8]) -> Result<(), BadSignature> {
     let header = header.ok_or(BadSignature::Missing)?;
     let header = std::str::from_utf8(header).map_err(|_| BadSignature::Malformed)?;
-    let (method, hex_sig) = header.trim().split_once('=').ok_or(BadSignature::Malformed)?;
+    let (method, hex_sig) = header
+        .trim()
+        .split_once('=')
+        .ok_or(BadSignature::Malformed)?;
     // The longest is sha512's: 64 bytes.
     if hex_sig.len() > 128 {
         return Err(BadSignature::Malformed);

@@ -139,9 +139,17 @@ mod tests {
         };
         assert_eq!(challenge, "ch4ll");
         assert_eq!(record.state, PushState::Live);
-        assert_eq!(record.lease_until, Some(now + chrono::Duration::seconds(60)));
+        assert_eq!(
+            record.lease_until,
+            Some(now + chrono::Duration::seconds(60))
+        );
         assert_eq!(record.failures, 0);
-        let v = answer(Some(&r), &query("subscribe", "https://b/feed", None), ASKED, now);
+        let v = answer(
+            Some(&r),
+            &query("subscribe", "https://b/feed", None),
+            ASKED,
+            now,
+        );
         let Verdict::Subscribed { record, .. } = v else {
             panic!("{v:?}")
         };
@@ -159,18 +167,33 @@ mod tests {
             PushState::Unsubscribing,
             PushState::Denied { reason: None },
         ] {
-            assert_eq!(answer(Some(&record(state)), &sub, ASKED, now), Verdict::NotFound);
+            assert_eq!(
+                answer(Some(&record(state)), &sub, ASKED, now),
+                Verdict::NotFound
+            );
         }
         let pending = record(PushState::Subscribing);
         let other_topic = query("subscribe", "https://evil/feed", Some("60"));
-        assert_eq!(answer(Some(&pending), &other_topic, ASKED, now), Verdict::NotFound);
+        assert_eq!(
+            answer(Some(&pending), &other_topic, ASKED, now),
+            Verdict::NotFound
+        );
         let unsub = query("unsubscribe", "https://b/feed", None);
-        assert_eq!(answer(Some(&pending), &unsub, ASKED, now), Verdict::NotFound);
+        assert_eq!(
+            answer(Some(&pending), &unsub, ASKED, now),
+            Verdict::NotFound
+        );
         let bad_lease = query("subscribe", "https://b/feed", Some("abc"));
-        assert_eq!(answer(Some(&pending), &bad_lease, ASKED, now), Verdict::NotFound);
+        assert_eq!(
+            answer(Some(&pending), &bad_lease, ASKED, now),
+            Verdict::NotFound
+        );
         let mut no_challenge = sub.clone();
         no_challenge.challenge = None;
-        assert_eq!(answer(Some(&pending), &no_challenge, ASKED, now), Verdict::NotFound);
+        assert_eq!(
+            answer(Some(&pending), &no_challenge, ASKED, now),
+            Verdict::NotFound
+        );
     }
 
     #[test]
@@ -178,7 +201,12 @@ mod tests {
         let now = Utc::now();
         let ending = record(PushState::Unsubscribing);
         assert_eq!(
-            answer(Some(&ending), &query("unsubscribe", "https://b/feed", None), ASKED, now),
+            answer(
+                Some(&ending),
+                &query("unsubscribe", "https://b/feed", None),
+                ASKED,
+                now
+            ),
             Verdict::Unsubscribed {
                 challenge: "ch4ll".into()
             }
@@ -189,7 +217,10 @@ mod tests {
         let Verdict::Denied { record } = v else {
             panic!("{v:?}")
         };
-        let PushState::Denied { reason: Some(reason) } = record.state else {
+        let PushState::Denied {
+            reason: Some(reason),
+        } = record.state
+        else {
             panic!()
         };
         assert!(!reason.contains('\u{1b}'), "{reason}");

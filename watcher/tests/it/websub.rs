@@ -41,10 +41,15 @@ pub struct Asked {
 
 impl Asked {
     pub fn get(&self, key: &str) -> &str {
-        self.form.get(key).and_then(|v| v.first()).map_or("", String::as_str)
+        self.form
+            .get(key)
+            .and_then(|v| v.first())
+            .map_or("", String::as_str)
     }
     pub fn ok(&self) -> bool {
-        self.verified.as_ref().is_some_and(|(s, b)| *s == 200 && *b == self.challenge)
+        self.verified
+            .as_ref()
+            .is_some_and(|(s, b)| *s == 200 && *b == self.challenge)
     }
 }
 
@@ -187,7 +192,9 @@ pub async fn push_scene(mode: HubMode, source_extra: &str) -> PushScene {
     let scene = spawn_scene().await;
     let hub = HubDouble::spawn(mode).await;
     let feed_url = scene.feeds.url("/feed");
-    scene.feeds.set_feed("/feed", &feed_naming(&hub.url, &feed_url));
+    scene
+        .feeds
+        .set_feed("/feed", &feed_naming(&hub.url, &feed_url));
     let listen = format!("127.0.0.1:{}", free_port());
     let callback_base = format!("http://{listen}");
     let extra = format!(
@@ -246,7 +253,11 @@ impl Daemon {
     }
 
     /// Waits until the source's push status satisfies `done`.
-    pub async fn wait_push(&self, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub async fn wait_push(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         for _ in 0..600 {
             let push = self.push_status().await;
             if done(&push) {
@@ -254,7 +265,10 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("timed out waiting until {what}: {}", self.push_status().await);
+        panic!(
+            "timed out waiting until {what}: {}",
+            self.push_status().await
+        );
     }
 }
 
@@ -279,7 +293,10 @@ async fn signed_deliveries_poll_the_source_and_reach_the_trigger_once() {
     // sync verification is offered for older hubs.
     assert_eq!(sub.get("hub.topic"), s.feed_url);
     let callback = sub.get("hub.callback").to_owned();
-    assert!(callback.starts_with(&format!("{}/websub/", s.callback_base)), "{callback}");
+    assert!(
+        callback.starts_with(&format!("{}/websub/", s.callback_base)),
+        "{callback}"
+    );
     assert_eq!(callback.rsplit('/').next().unwrap().len(), 48);
     let secret = sub.get("hub.secret").to_owned();
     assert_eq!(secret.len(), 64);
@@ -290,12 +307,28 @@ async fn signed_deliveries_poll_the_source_and_reach_the_trigger_once() {
 
     // Spec corners: a replayed or foreign verification, an unknown callback, other paths.
     let topic = s.feed_url.as_str();
-    let replay = [("hub.mode", "subscribe"), ("hub.topic", topic), ("hub.challenge", "x")];
-    assert_eq!(s.hub.verify(&callback, &replay).await.0, 404, "already live");
+    let replay = [
+        ("hub.mode", "subscribe"),
+        ("hub.topic", topic),
+        ("hub.challenge", "x"),
+    ];
+    assert_eq!(
+        s.hub.verify(&callback, &replay).await.0,
+        404,
+        "already live"
+    );
     let unknown = format!("{}/websub/{}", s.callback_base, "ab".repeat(24));
     assert_eq!(s.hub.verify(&unknown, &replay).await.0, 404);
-    let foreign = [("hub.mode", "unsubscribe"), ("hub.topic", topic), ("hub.challenge", "x")];
-    assert_eq!(s.hub.verify(&callback, &foreign).await.0, 404, "nothing pending");
+    let foreign = [
+        ("hub.mode", "unsubscribe"),
+        ("hub.topic", topic),
+        ("hub.challenge", "x"),
+    ];
+    assert_eq!(
+        s.hub.verify(&callback, &foreign).await.0,
+        404,
+        "nothing pending"
+    );
     let other = format!("{}/status", s.callback_base);
     assert_eq!(reqwest::get(&other).await.unwrap().status().as_u16(), 404);
     assert_eq!(s.hub.deliver(&unknown, "<rss/>", None).await, 410);
@@ -309,13 +342,21 @@ async fn signed_deliveries_poll_the_source_and_reach_the_trigger_once() {
     let tampered = watcher::websub::signature::sign_sha256(b"guessed", fat.as_bytes());
     assert_eq!(s.hub.deliver(&callback, &fat, Some(tampered)).await, 202);
     assert_eq!(s.hub.deliver(&callback, &fat, None).await, 202);
-    d.wait_push("bad deliveries counted", |p| p["bad_deliveries"] == 2).await;
+    d.wait_push("bad deliveries counted", |p| p["bad_deliveries"] == 2)
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(s.scene.feeds.requests("/feed").len(), polls_before, "not acted on");
+    assert_eq!(
+        s.scene.feeds.requests("/feed").len(),
+        polls_before,
+        "not acted on"
+    );
     assert!(s.scene.rx.received().is_empty());
 
     // A good one: the source is polled through the normal path and the article delivered.
-    assert_eq!(s.hub.deliver(&callback, &fat, Some(good.clone())).await, 202);
+    assert_eq!(
+        s.hub.deliver(&callback, &fat, Some(good.clone())).await,
+        202
+    );
     s.scene.rx.wait_for(1).await;
     assert_eq!(delivered_links(&s.scene.rx), [link]);
     // The same fat ping again: polled again, nothing new, nothing delivered twice.
@@ -328,7 +369,11 @@ async fn signed_deliveries_poll_the_source_and_reach_the_trigger_once() {
     let push = d.wait_push("two pushes", |p| p["pushes"] == 2).await;
     assert!(push["last_push"].is_string(), "{push}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(delivered_links(&s.scene.rx), [link], "delivered exactly once");
+    assert_eq!(
+        delivered_links(&s.scene.rx),
+        [link],
+        "delivered exactly once"
+    );
     d.stop().await;
 }
 
@@ -339,16 +384,26 @@ async fn a_denial_or_a_broken_hub_leaves_the_source_to_polling() {
     let push = d.wait_push("denied", |p| p["state"] == "denied").await;
     assert_eq!(push["reason"], "not on this hub");
     let denied = &s.hub.asked()[0];
-    assert_eq!(denied.verified, Some((200, String::new())), "a denial is acknowledged");
+    assert_eq!(
+        denied.verified,
+        Some((200, String::new())),
+        "a denial is acknowledged"
+    );
     d.stop().await;
     let table = watcher_cmd(&s.cfg).arg("status").output().await.unwrap();
     let table = String::from_utf8_lossy(&table.stdout);
-    assert!(table.contains("push DENIED by the hub (not on this hub): polled instead"), "{table}");
+    assert!(
+        table.contains("push DENIED by the hub (not on this hub): polled instead"),
+        "{table}"
+    );
 
     let s = push_scene(HubMode::Broken, "").await;
     let d = start_daemon(&s.cfg).await;
     let push = d.wait_push("failed", |p| p["state"] == "failed").await;
-    assert!(push["error"].as_str().unwrap().contains("HTTP 500"), "{push}");
+    assert!(
+        push["error"].as_str().unwrap().contains("HTTP 500"),
+        "{push}"
+    );
     d.stop().await;
 }
 
@@ -370,7 +425,9 @@ async fn a_short_lease_is_renewed_with_a_fresh_callback_and_the_old_one_ended() 
     // A quarter of the lease before its end, a new subscription with a new callback and secret.
     for _ in 0..600 {
         let asked = s.hub.asked();
-        let ended = asked.iter().any(|a| a.get("hub.mode") == "unsubscribe" && a.get("hub.callback") == old && a.ok());
+        let ended = asked
+            .iter()
+            .any(|a| a.get("hub.mode") == "unsubscribe" && a.get("hub.callback") == old && a.ok());
         if ended {
             break;
         }
@@ -389,9 +446,15 @@ async fn a_short_lease_is_renewed_with_a_fresh_callback_and_the_old_one_ended() 
 async fn push_false_unsubscribes() {
     let s = push_scene(HubMode::Async { lease: None }, "").await;
     let d = start_daemon(&s.cfg).await;
-    let callback = wait_for_live(&s.hub, 1).await[0].get("hub.callback").to_owned();
+    let callback = wait_for_live(&s.hub, 1).await[0]
+        .get("hub.callback")
+        .to_owned();
     d.stop().await;
-    edit_config(&s.cfg, "interval = \"1h\" }", "interval = \"1h\", push = false }");
+    edit_config(
+        &s.cfg,
+        "interval = \"1h\" }",
+        "interval = \"1h\", push = false }",
+    );
     let d = start_daemon(&s.cfg).await;
     for _ in 0..600 {
         if s.hub.live().is_empty() {
@@ -400,9 +463,15 @@ async fn push_false_unsubscribes() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let asked = s.hub.asked();
-    let unsub = asked.iter().find(|a| a.get("hub.mode") == "unsubscribe").expect("unsubscribed");
+    let unsub = asked
+        .iter()
+        .find(|a| a.get("hub.mode") == "unsubscribe")
+        .expect("unsubscribed");
     assert_eq!(unsub.get("hub.callback"), callback);
-    assert!(unsub.ok(), "the unsubscribe verification is answered: {unsub:?}");
+    assert!(
+        unsub.ok(),
+        "the unsubscribe verification is answered: {unsub:?}"
+    );
     assert_eq!(d.push_status().await, serde_json::Value::Null);
     d.stop().await;
 }
