@@ -63,6 +63,8 @@ struct ServerState {
     in_flight: usize,
     max_in_flight: usize,
     delay: Duration,
+    /// `Link` headers sent with a path's answer (a WebSub hub and self).
+    links: HashMap<String, Vec<String>>,
 }
 
 /// A feed server on 127.0.0.1 whose routes change as the caller goes. Cheap to clone: every
@@ -171,6 +173,11 @@ impl FeedServer {
         self.state().max_in_flight
     }
 
+    /// Sends `links` as `Link` headers (one each) with every answer for `path`.
+    pub fn set_links(&self, path: &str, links: &[String]) {
+        self.state().links.insert(path.into(), links.to_vec());
+    }
+
     /// Every answer waits this long first.
     pub fn set_delay(&self, delay: Duration) {
         self.state().delay = delay;
@@ -184,7 +191,7 @@ fn lock(state: &Mutex<ServerState>) -> MutexGuard<'_, ServerState> {
 async fn serve(State(state): State<Arc<Mutex<ServerState>>>, req: Request) -> Response {
     // An absolute-form request (the server standing in as a proxy) has the same path.
     let path = req.uri().path().to_string();
-    let (route, delay) = {
+    let (route, delay, links) = {
         let mut s = lock(&state);
         s.requests.push(Seen {
             path: path.clone(),
@@ -193,12 +200,23 @@ async fn serve(State(state): State<Arc<Mutex<ServerState>>>, req: Request) -> Re
         });
         s.in_flight += 1;
         s.max_in_flight = s.max_in_flight.max(s.in_flight);
-        (s.routes.get(&path).cloned(), s.delay)
+        let links = s.links.get(&path).cloned().unwrap_or_default();
+        (s.routes.get(&path).cloned(), s.delay, links)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     lock(&state).in_flight -= 1;
+    let mut resp = answer(route, &req);
+    for link in links {
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            resp.headers_mut().append("link", value);
+        }
+    }
+    resp
+}
+
+fn answer(route: Option<Route>, req: &Request) -> Response {
     let status =
         |code: u16| StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match route {

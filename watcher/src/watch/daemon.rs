@@ -145,7 +145,12 @@ impl Watcher {
                     let now = Instant::now();
                     let mut done = Some(done);
                     while let Some((index, next)) = done {
-                        if let Some(at) = coalescer.finished(index, now) {
+                        let (pushed, again) = coalescer.finished(index, now);
+                        if pushed {
+                            // What a push found is batched and delivered now, not on the tick.
+                            next_delivery = now;
+                        }
+                        if let Some(at) = again {
                             due.insert(at, index);
                         } else if let Some(wait) = next {
                             due.insert(now + wait, index);

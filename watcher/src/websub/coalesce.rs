@@ -16,6 +16,8 @@ pub struct Coalescer {
     scheduled: HashMap<usize, Instant>,
     /// Sources pushed while their poll was in flight: polled once more when it ends.
     again: HashSet<usize>,
+    /// Sources whose next poll a push scheduled.
+    by_push: HashSet<usize>,
 }
 
 impl Coalescer {
@@ -24,6 +26,7 @@ impl Coalescer {
             window,
             scheduled: HashMap::new(),
             again: HashSet::new(),
+            by_push: HashSet::new(),
         }
     }
 
@@ -35,6 +38,7 @@ impl Coalescer {
             last => {
                 let at = last.map_or(now, |&l| (l + self.window).max(now));
                 self.scheduled.insert(index, at);
+                self.by_push.insert(index);
                 Some(at)
             }
         }
@@ -45,14 +49,17 @@ impl Coalescer {
         self.again.insert(index);
     }
 
-    /// `index`'s poll ended at `now`: when to poll it again for pushes that came meanwhile.
-    pub fn finished(&mut self, index: usize, now: Instant) -> Option<Instant> {
+    /// `index`'s poll ended at `now`: whether a push had asked for it, and when to poll it
+    /// again for pushes that came meanwhile.
+    pub fn finished(&mut self, index: usize, now: Instant) -> (bool, Option<Instant>) {
+        let pushed = self.by_push.remove(&index);
         if !self.again.remove(&index) {
-            return None;
+            return (pushed, None);
         }
         let at = (self.scheduled.get(&index)).map_or(now, |&l| (l + self.window).max(now));
         self.scheduled.insert(index, at);
-        Some(at)
+        self.by_push.insert(index);
+        (pushed, Some(at))
     }
 }
 
@@ -83,11 +90,17 @@ mod tests {
     fn pushes_during_a_poll_make_one_more() {
         let t0 = Instant::now();
         let mut c = Coalescer::new(W);
-        assert_eq!(c.finished(1, t0), None);
+        assert_eq!(c.finished(1, t0), (false, None));
+        assert_eq!(c.pushed(1, t0), Some(t0));
+        assert_eq!(c.finished(1, t0), (true, None), "the pushed poll");
         c.in_flight(1);
         c.in_flight(1);
         let end = t0 + Duration::from_millis(300);
-        assert_eq!(c.finished(1, end), Some(end));
-        assert_eq!(c.finished(1, end), None, "once");
+        assert_eq!(c.finished(1, end), (false, Some(t0 + W)));
+        assert_eq!(
+            c.finished(1, end),
+            (true, None),
+            "once, asked by the pushes"
+        );
     }
 }

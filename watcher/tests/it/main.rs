@@ -25,3 +25,4 @@ mod store_failure;
 mod store_fixture;
 mod store_migration;
 mod websub;
+mod websub_hub;
