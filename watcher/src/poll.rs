@@ -98,8 +98,7 @@ pub struct PollReport {
     pub outcome: PollOutcome,
     /// When to poll again, and why.
     pub next: Next,
-    /// A response was read (200): `push` is what it said of a WebSub hub.
-    pub read: bool,
+    /// A response read (200): the WebSub hub it named (see `websub::discover`).
     pub push: Option<crate::websub::discover::PushLinks>,
 }
 
@@ -174,8 +173,7 @@ pub async fn poll_source(
         }
         Err(Stopped::Deadline(deadline)) => Err(PollError::Deadline { deadline }),
     };
-    let mut refused = 0;
-    let (was_read, mut push) = (matches!(got, Ok(Got::Read { .. })), None);
+    let (mut refused, mut push) = (0, None);
     let (change, found) = match got {
         Err(e) => (failure(source, &state, e), None),
         Ok(Got::NotModified { headers }) => (not_modified(&state, &headers), None),
@@ -251,7 +249,6 @@ pub async fn poll_source(
         source: source.clone(),
         outcome,
         next,
-        read: was_read,
         push,
     }))
 }

@@ -256,8 +256,13 @@ impl Watcher {
             Ok(report) => {
                 if let Some(push) = &self.push {
                     let links = report.push.as_ref();
+                    // Only a response read tells whether the feed names a hub.
+                    let read = matches!(
+                        report.outcome,
+                        PollOutcome::Baseline { .. } | PollOutcome::Polled { .. }
+                    );
                     if let Err(e) = push
-                        .after_poll(&source.config, &source.key, links, report.read)
+                        .after_poll(&source.config, &source.key, links, read)
                         .await
                     {
                         error!(source = %source.config.url, error = %crate::causes::one_line(&e), "cannot store a push subscription");
