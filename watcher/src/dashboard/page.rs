@@ -404,6 +404,7 @@ mod tests {
             current_url: Some(format!("javascript:alert(1)//{HOSTILE}")),
             discovered_feed: None,
             held: 1,
+            push: None,
             links_refused: 0,
             gone: true,
         };
