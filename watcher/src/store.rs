@@ -38,8 +38,8 @@ mod urls;
 pub use self::footprint::{Footprint, TreeFootprint};
 use self::layout::{ItemRecord, SourceId};
 pub use self::open::Tuning;
-pub use self::push::{PushState, PushSubscription};
 use self::open::{acquire_lock, open_sled};
+pub use self::push::{PushState, PushSubscription};
 
 /// Bumped when the on-disk layout changes incompatibly (2: the compact layout of
 /// `store/layout.rs`; a store of 1 is migrated on open).

@@ -101,8 +101,7 @@ impl Store {
         id: &str,
         sub: &PushSubscription,
     ) -> Result<(), StoreError> {
-        let (tree, key, value) = (self.push_tree()?, id.to_owned(), to_json(sub));
-        sled_gate::blocking(move || sled_gate::shared(|| tree.insert(key, value))).await?;
+        self.put_push_subscription_lazy(id, sub).await?;
         self.flush().await
     }
 

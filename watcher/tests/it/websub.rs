@@ -422,17 +422,15 @@ async fn a_short_lease_is_renewed_with_a_fresh_callback_and_the_old_one_ended() 
     let d = start_daemon(&s.cfg).await;
     let first = wait_for_live(&s.hub, 1).await[0].clone();
     let old = first.get("hub.callback").to_owned();
-    // A quarter of the lease before its end, a new subscription with a new callback and secret.
-    for _ in 0..600 {
-        let asked = s.hub.asked();
-        let ended = asked
+    // Near the lease's end (2s before it: the least margin), a new subscription with a new
+    // callback and secret; the old one is ended once the new one is verified.
+    eventually("the old subscription is ended", || {
+        s.hub
+            .asked()
             .iter()
-            .any(|a| a.get("hub.mode") == "unsubscribe" && a.get("hub.callback") == old && a.ok());
-        if ended {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .any(|a| a.get("hub.mode") == "unsubscribe" && a.get("hub.callback") == old && a.ok())
+    })
+    .await;
     let live = s.hub.live();
     assert_eq!(live.len(), 1, "{:?}", s.hub.asked());
     assert_ne!(live[0].get("hub.callback"), old);
@@ -456,12 +454,7 @@ async fn push_false_unsubscribes() {
         "interval = \"1h\", push = false }",
     );
     let d = start_daemon(&s.cfg).await;
-    for _ in 0..600 {
-        if s.hub.live().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("no live subscription is left", || s.hub.live().is_empty()).await;
     let asked = s.hub.asked();
     let unsub = asked
         .iter()
