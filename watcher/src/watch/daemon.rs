@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::Watcher;
-use crate::due::DueQueue;
+use crate::due::{DueQueue, GATHER_MAX, Grid};
 use crate::error::WatcherError;
 use crate::outbox;
 use crate::poll::{Planned, PollOptions, PollOutcome};
@@ -74,6 +74,9 @@ impl Watcher {
             (this.config.websub.as_ref()).map_or(Duration::ZERO, |w| w.coalesce),
         );
         let mut due = this.initial_due(&sources)?;
+        // Polls start on a grid (see `Grid`): sources due close together share their flushes.
+        let shortest = (sources.iter().map(|s| s.config.interval).min()).unwrap_or(GATHER_MAX);
+        let grid = Grid::for_interval(Instant::now(), shortest);
         info!(
             sources = sources.len(),
             scheduled = due.len(),
@@ -88,7 +91,7 @@ impl Watcher {
         let mut next_prune = Instant::now();
         loop {
             // A source leaves the queue while it is being polled; its completion puts it back.
-            while let Some(index) = due.pop_due(Instant::now()) {
+            while let Some(index) = due.pop_due(grid.last(Instant::now())) {
                 let (this, sources, done_tx, cancel) = (
                     this.clone(),
                     sources.clone(),
@@ -135,7 +138,7 @@ impl Watcher {
                 }));
             }
             let tick = Instant::now() + TICK;
-            let wake = due.next().map_or(tick, |at| at.min(tick));
+            let wake = due.next().map_or(tick, |at| grid.next(at).min(tick));
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = this.health.failed() => break,
