@@ -131,7 +131,7 @@ fn feed(world: &World, i: usize, g: usize) -> String {
         let day = chrono::DateTime::from_timestamp(1_700_000_000 + 86_400 * n as i64, 0)
             .expect("in range")
             .to_rfc2822();
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<item><title>Article {n} of feed {i}</title>\
              <link>https://bench.example/f{i}/a{n}</link>\
@@ -139,7 +139,7 @@ fn feed(world: &World, i: usize, g: usize) -> String {
              <description>Article {n} of feed {i}: a paragraph of summary text, about as long as \
              a real feed's excerpt, so the body is of a realistic size and the content hash has \
              something to chew on. Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed \
-             do eiusmod tempor incididunt ut labore et dolore magna aliqua.</description></item>\n"
+             do eiusmod tempor incididunt ut labore et dolore magna aliqua.</description></item>"
         );
     }
     out.push_str("</channel></rss>\n");

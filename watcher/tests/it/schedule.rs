@@ -204,11 +204,12 @@ async fn jitter_spreads_a_hundred_sources() {
         assert!(times.len() >= 3, "{p} polled twice by the daemon");
         waits.push(gaps(&times[1..])[0]);
     }
-    assert!(waits.iter().all(|w| (538..=662).contains(w)), "{waits:?}");
+    // 600 s ± 10%, each poll started on the daemon's 5 s grid (at most 5 s late, never early).
+    assert!(waits.iter().all(|w| (535..=665).contains(w)), "{waits:?}");
     let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
     assert!(
-        distinct.len() >= 30,
-        "only {} distinct waits: {waits:?}",
+        distinct.len() >= 15,
+        "only {} distinct waits (of 25 grid slots): {waits:?}",
         distinct.len()
     );
 }
