@@ -60,7 +60,7 @@ WORLD=(--dir "$DIR" --feeds "$FEEDS" --items "$ITEMS" --hosts "$HOSTS")
 "$BENCH" feeds "${WORLD[@]}" --port "$PORT" --hook-port "$HOOK"
 bench_nginx_start "$DIR" "$PORT" "$HOOK" "$HOSTS"
 bench_machine
-echo "rounds: $RUNS runs each, \`watcher once --all\` over $FEEDS sources (release build)"
+echo "rounds: $RUNS runs each, \`watcher once --all\` over $FEEDS sources (${BENCH_PROFILE:-release} build)"
 
 # hooks: webhook deliveries nginx has logged so far (its log is flushed every second).
 hooks() {
