@@ -1,14 +1,15 @@
-//! bytes.rs: what the store takes: bytes on disk (every file under `<state_dir>/db`) and
-//! logical bytes (keys + values, per sled tree), so what sled adds on top is visible. Opens the
-//! sled database directly: run it while no watcher holds the store.
+//! bytes.rs: what the store takes, from the watcher's own [`watcher::store::Footprint`]: bytes
+//! on disk (file sizes and allocated blocks under `<state_dir>/db`) and logical bytes (keys +
+//! values, per tree), so what sled adds on top is visible. Opens the store: run it while no
+//! watcher holds it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
+use watcher::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The watcher's state dir (the sled database is its `db/`).
+    /// The watcher's state dir.
     #[arg(long, value_name = "DIR")]
     state_dir: PathBuf,
     /// Known items in the store, to print bytes per item.
@@ -17,56 +18,33 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let db_dir = args.state_dir.join("db");
-    let disk = disk_bytes(&db_dir)?;
-    let db = sled::open(&db_dir).with_context(|| format!("cannot open `{}`", db_dir.display()))?;
-    let mut names = db.tree_names();
-    names.sort();
-    let mut logical = 0u64;
-    let mut trees = Vec::new();
-    for name in names {
-        let tree = db.open_tree(&name)?;
-        let (mut n, mut bytes) = (0u64, 0u64);
-        for entry in tree.iter() {
-            let (k, v) = entry?;
-            n += 1;
-            bytes += (k.len() + v.len()) as u64;
-        }
-        logical += bytes;
-        if n > 0 {
-            trees.push(format!(
-                "{} {n} entries {:.1} MB",
-                String::from_utf8_lossy(&name),
-                bytes as f64 / 1e6
-            ));
-        }
-    }
+    let store = Store::open(&args.state_dir)?;
+    let footprint = store.footprint(&args.state_dir)?;
     let per = |b: u64| b as f64 / args.items.max(1) as f64;
+    let mb = |b: u64| b as f64 / 1e6;
+    let trees: Vec<String> = (footprint.trees.iter())
+        .filter(|t| t.records > 0)
+        .map(|t| {
+            format!(
+                "{} {} records {:.1} MB",
+                t.name,
+                t.records,
+                mb(t.logical_bytes)
+            )
+        })
+        .collect();
+    let logical = footprint.logical_bytes();
     println!(
-        "store: {} known items; disk {:.1} MB ({:.0} B/item), logical {:.1} MB ({:.0} B/item); trees: {}",
+        "store: {} known items; disk {:.1} MB ({:.0} B/item; allocated {:.1} MB, {:.0} B/item), \
+         logical {:.1} MB ({:.0} B/item); trees: {}",
         args.items,
-        disk as f64 / 1e6,
-        per(disk),
-        logical as f64 / 1e6,
+        mb(footprint.disk_bytes),
+        per(footprint.disk_bytes),
+        mb(footprint.allocated_bytes),
+        per(footprint.allocated_bytes),
+        mb(logical),
         per(logical),
         trees.join(", ")
     );
     Ok(())
-}
-
-/// Every file's size under `dir` (sled's blobs, snapshots and its one big file).
-fn disk_bytes(dir: &Path) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for entry in
-        std::fs::read_dir(dir).with_context(|| format!("cannot list `{}`", dir.display()))?
-    {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            disk_bytes(&entry.path())?
-        } else {
-            meta.len()
-        };
-    }
-    Ok(total)
 }
