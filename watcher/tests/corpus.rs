@@ -396,6 +396,7 @@ fn declarations_the_xml_reader_would_panic_on_are_neutralized() {
     let inputs = [
         ("fuzzed", fuzzed("quick-xml-set-encoding.xml")),
         ("fuzzed", fuzzed("quick-xml-set-encoding-2.xml")),
+        ("fuzzed", fuzzed("declaration-scan-char-boundary.xml")),
         ("pasted", (None, pasted)),
         ("late", (None, late)),
         ("long", (None, long)),

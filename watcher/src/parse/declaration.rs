@@ -141,7 +141,11 @@ fn later_declarations(text: &str, from: usize) -> Vec<usize> {
 
 /// Where `rest` continues after the first `close` at or past `from` (`None`: never closed).
 fn end_of(rest: &str, from: usize, close: &str) -> Option<usize> {
-    let from = from.min(rest.len());
+    // `close` is ASCII, so no match starts inside a character: search from the next boundary.
+    let mut from = from.min(rest.len());
+    while !rest.is_char_boundary(from) {
+        from += 1;
+    }
     rest[from..].find(close).map(|at| from + at + close.len())
 }
 
@@ -235,6 +239,14 @@ mod tests {
             run("<!DOCTYPE r [<!ENTITY e \"<![CDATA[\">]><r><?xml ?><![CDATA[<?xml ?>]]></r>"),
             "<!DOCTYPE r [<!ENTITY e \"<![CDATA[\">]><r><?xml- ?><![CDATA[<?xml- ?>]]></r>"
         );
+    }
+
+    #[test]
+    fn a_multibyte_character_right_after_the_opening_is_no_slicing_error() {
+        // Found by the `feed` fuzz target: `<!-ÿ` made the comment scan slice inside `ÿ`.
+        assert_eq!(run("<a><!-ÿ <?xml ?>"), "<a><!-ÿ <?xml ?>");
+        assert_eq!(run("<a><![ÿ<?xml ?>"), "<a><![ÿ<?xml ?>");
+        assert_eq!(run("<a><?ÿ?><?xml ?>"), "<a><?ÿ?><?xml- ?>");
     }
 
     #[test]
