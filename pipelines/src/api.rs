@@ -36,6 +36,7 @@ pub fn router(engine: Engine, token: ApiToken) -> Router {
         .route(paths::RUN_CANCEL, post(cancel_run))
         .route(paths::STAGE_LOG, get(get_log))
         .route(paths::GATES, get(get_gates))
+        .route(paths::METRICS, get(metrics))
         .route_layer(middleware::from_fn_with_state(token, require_token))
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
@@ -138,6 +139,14 @@ async fn healthz(State(engine): State<Engine>) -> axum::Json<Health> {
         status: "ok".to_owned(),
         chains: engine.chains().len(),
     })
+}
+
+async fn metrics(State(engine): State<Engine>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        engine.metrics(),
+    )
+        .into_response()
 }
 
 async fn not_found(request: Request) -> ApiError {

@@ -6,6 +6,8 @@ use url::Url;
 
 /// `GET`: liveness and the number of chains; no token needed.
 pub const HEALTHZ: &str = "/healthz";
+/// Prometheus metrics (text format), behind the token like the API.
+pub const METRICS: &str = "/metrics";
 /// `GET`: the chains the runner loaded ([`ChainList`](crate::ChainList)).
 pub const CHAINS: &str = "/api/v1/chains";
 /// `POST` a [`RunRequest`](crate::RunRequest): 201 with a new [`Run`](crate::Run), 200 with the

@@ -1,4 +1,5 @@
-//! control.rs: the daemon's loopback HTTP endpoint (`/healthz`, `/status`, `POST /retry`,
+//! control.rs: the daemon's loopback HTTP endpoint (`/healthz`, `/readyz`, `/metrics`,
+//! `/status`, `POST /retry`,
 //! `POST /redeliver`, `GET /held`, `POST /release`, `POST /discard`) and the CLI's client for
 //! it, used when `watcher run` holds the store's lock. It also serves the pages it is given (the
 //! dashboard at `/`), behind the same guard. Who may call it: see [`guard`].
@@ -39,6 +40,12 @@ pub trait Daemon: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Delivery, RedeliverError>> + Send;
     /// The store, for the held items (`held`, `release`, `discard`).
     fn store(&self) -> &Store;
+    /// Why the daemon is not ready (`starting`, `stopping`), if it is not (`/readyz`).
+    fn not_ready(&self) -> Option<&'static str>;
+    /// Why `/healthz` fails on ages (no recent successful poll, an old pending delivery).
+    fn age_problem(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// The Prometheus text of `/metrics`.
+    fn metrics(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
 }
 
 /// Serves the endpoint, and `pages` (the dashboard) behind the same guard, until `cancel` fires.
@@ -53,6 +60,8 @@ pub async fn serve<D: Daemon>(
     }
     let app = axum::Router::new()
         .route("/healthz", get(healthz::<D>))
+        .route("/readyz", get(readyz::<D>))
+        .route("/metrics", get(metrics::<D>))
         .route("/status", get(status::<D>))
         .route("/retry", post(retry::<D>))
         .route("/redeliver", post(redeliver::<D>))
@@ -67,14 +76,39 @@ pub async fn serve<D: Daemon>(
         .await;
 }
 
-/// 200 `ok`, or 503 with the reason once the store failed (the daemon is stopping).
+/// 200 `ok`, or 503 with the reason: the store failed (the daemon is stopping), no poll
+/// succeeded for `health_poll_age`, or a delivery has been pending for `health_delivery_age`.
 async fn healthz<D: Daemon>(State(w): State<Arc<D>>) -> impl IntoResponse {
-    match w.store_failure() {
-        None => (StatusCode::OK, "ok\n".to_string()),
-        Some(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store failing: {reason}\n"),
-        ),
+    let unavailable = |why: String| (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"));
+    if let Some(reason) = w.store_failure() {
+        return unavailable(format!("store failing: {reason}"));
+    }
+    match w.age_problem().await {
+        Ok(None) => (StatusCode::OK, "ok\n".to_string()),
+        Ok(Some(why)) => unavailable(why),
+        Err(e) => unavailable(format!("store failing: {}", crate::causes::one_line(&e))),
+    }
+}
+
+/// 200 `ready` once the daemon schedules its sources; 503 `starting` before, `stopping` after.
+async fn readyz<D: Daemon>(State(w): State<Arc<D>>) -> impl IntoResponse {
+    match w.not_ready() {
+        None => (StatusCode::OK, "ready\n".to_string()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+async fn metrics<D: Daemon>(State(w): State<Arc<D>>) -> axum::response::Response {
+    match w.metrics().await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                crate::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => internal(e).into_response(),
     }
 }
 

@@ -80,6 +80,7 @@ pub struct Embedded {
     run_dirs: PathBuf,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), pipelines::Error>>,
+    engine: pipelines::Engine,
 }
 
 impl Embedded {
@@ -103,6 +104,7 @@ impl Embedded {
         let runner =
             pipelines::Runner::build(listener, runner_settings).map_err(EmbeddedError::Runner)?;
         let url = runner.url();
+        let engine = runner.engine().clone();
         info!(%url, chains = %settings.chains_dir.display(), "embedded pipelines runner started");
         let cancel = CancellationToken::new();
         let task = tokio::spawn(runner.run(cancel.clone()));
@@ -112,6 +114,7 @@ impl Embedded {
             run_dirs: runner_state,
             cancel,
             task,
+            engine,
         })
     }
 
@@ -126,6 +129,11 @@ impl Embedded {
         // A local runner is cheap to ask: follow runs closely.
         target.poll_interval = Some(Duration::from_millis(200));
         target
+    }
+
+    /// The runner's engine, for in-process reads (its metrics).
+    pub fn engine(&self) -> &pipelines::Engine {
+        &self.engine
     }
 
     pub fn url(&self) -> &str {

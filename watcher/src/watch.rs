@@ -25,6 +25,7 @@ use crate::poll::{Planned, PollOptions, PollOutcome, PollReport, poll_source};
 use crate::ssrf::NetworkRule;
 
 mod daemon;
+mod observe;
 use crate::status::StatusReport;
 use crate::store::{Store, StoreError};
 
@@ -96,6 +97,10 @@ pub struct Watcher {
     /// WebSub push (`[websub]`), and the pushes it receives (taken by the daemon).
     push: Option<Arc<crate::websub::Push>>,
     pushed: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
+    /// Prometheus metrics (`/metrics`) and the daemon's vitals (`/healthz` ages, `/readyz`,
+    /// the systemd watchdog): see `watch/observe.rs`.
+    metrics: Arc<crate::metrics::Metrics>,
+    vitals: Arc<crate::vitals::Vitals>,
 }
 
 impl Watcher {
@@ -152,6 +157,8 @@ impl Watcher {
             health: crate::health::Health::default(),
             push: None,
             pushed: std::sync::Mutex::new(None),
+            metrics: Arc::default(),
+            vitals: Arc::default(),
             config,
         })
     }
@@ -248,7 +255,8 @@ impl Watcher {
             permits = self.limits.acquire(&host) => permits,
         };
         let bounds = PollBounds::new(&self.config.fetch, abort.clone());
-        poll_source(
+        let started = std::time::Instant::now();
+        let result = poll_source(
             &self.store,
             &self.fetcher,
             &self.canon,
@@ -258,7 +266,11 @@ impl Watcher {
             &bounds,
         )
         .await
-        .transpose()
+        .transpose();
+        if let Some(Ok(report)) = &result {
+            self.metrics.polled(&report.outcome, started.elapsed());
+        }
+        result
     }
 
     /// One pass: polls every source that is due (every one with `all`), groups what it found

@@ -187,6 +187,7 @@ impl Engine {
             .await?
         };
         self.inner.state.flush().await?;
+        self.inner.metrics.run_ended(&run.chain, run.status);
         match run.status {
             RunStatus::Succeeded => tracing::info!("run succeeded"),
             status => {

@@ -43,7 +43,6 @@ impl Engine {
         let state = State::open(&settings::db_dir(&state_dir))?;
         let engine = Self {
             inner: Arc::new(Inner {
-                chains,
                 state,
                 runs_dir,
                 kill_grace: settings.kill_grace,
@@ -58,6 +57,8 @@ impl Engine {
                 changed: Notify::new(),
                 clock: settings.clock.clone(),
                 runs_ended: Notify::new(),
+                metrics: crate::metrics::RunnerMetrics::new(chains.iter().map(|c| c.name())),
+                chains,
             }),
         };
         engine.recover()?;

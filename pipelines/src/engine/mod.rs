@@ -19,6 +19,7 @@ mod catchup;
 mod execute;
 mod gates;
 mod lifecycle;
+mod observe;
 mod queue;
 mod recover;
 mod retention;
@@ -103,6 +104,8 @@ struct Inner {
     clock: Clock,
     /// Woken when a run ends, so a gate's catch-up that waited for it looks again.
     runs_ended: Notify,
+    /// Prometheus metrics (`/metrics`; see `observe.rs`).
+    metrics: crate::metrics::RunnerMetrics,
 }
 
 #[derive(Debug, Default)]

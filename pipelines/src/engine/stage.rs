@@ -63,6 +63,7 @@ impl Engine {
             gated,
             armed: true,
         };
+        let started = std::time::Instant::now();
         let result = self.try_run_stage(chain, index, run, cancel).await;
         guard.armed = false;
         let (status, exit_code, error, end) = match result {
@@ -81,6 +82,9 @@ impl Engine {
             }
             Err(message) => (StageStatus::Failed, None, Some(message), StageEnd::Failed),
         };
+        self.inner
+            .metrics
+            .stage_ended(chain.name(), status, started.elapsed());
         match &error {
             None => tracing::info!("stage succeeded"),
             Some(error) => tracing::warn!(%error, "stage did not succeed"),

@@ -46,13 +46,15 @@ pub(super) fn trigger(raw: &RawTrigger, problems: &mut Vec<ConfigProblem>) {
 fn settings_keys(
     watcher: &WatcherSettings,
     fetch: &FetchSettings,
-) -> [(&'static str, Duration); 8] {
+) -> [(&'static str, Duration); 10] {
     [
         ("watcher.interval", watcher.interval),
         ("watcher.batch_window", watcher.batch_window),
         ("watcher.min_interval", watcher.min_interval),
         ("watcher.max_interval", watcher.max_interval),
         ("watcher.keep_deliveries", watcher.keep_deliveries),
+        ("watcher.health_poll_age", watcher.health_poll_age),
+        ("watcher.health_delivery_age", watcher.health_delivery_age),
         ("fetch.timeout", fetch.timeout),
         ("fetch.connect_timeout", fetch.connect_timeout),
         ("fetch.poll_deadline", fetch.poll_deadline),

@@ -57,6 +57,12 @@ pub struct WatcherSettings {
     /// `hold_share_min`) is a flood.
     pub hold_share: f64,
     pub hold_share_min: usize,
+    /// `/healthz` answers 503 when no poll has succeeded for longer than this.
+    #[serde(with = "humantime_serde")]
+    pub health_poll_age: Duration,
+    /// `/healthz` answers 503 when the oldest pending delivery is older than this.
+    #[serde(with = "humantime_serde")]
+    pub health_delivery_age: Duration,
 }
 
 impl Default for WatcherSettings {
@@ -82,6 +88,8 @@ impl Default for WatcherSettings {
             hold_above: 20,
             hold_share: 0.8,
             hold_share_min: 5,
+            health_poll_age: Duration::from_secs(24 * 3600),
+            health_delivery_age: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -77,12 +77,16 @@ impl Watcher {
         // Polls start on a grid (see `Grid`): sources due close together share their flushes.
         let shortest = (sources.iter().map(|s| s.config.interval).min()).unwrap_or(GATHER_MAX);
         let grid = Grid::for_interval(Instant::now(), shortest);
+        this.remember_last_success()?;
         info!(
             sources = sources.len(),
             scheduled = due.len(),
             state_dir = %this.config.watcher.state_dir.display(),
             "watcher started"
         );
+        this.vitals.set_ready();
+        crate::sdnotify::ready(sources.len());
+        let watchdog = crate::sdnotify::Watchdog::start(this.vitals.clone());
         let (done_tx, mut done_rx) =
             tokio::sync::mpsc::unbounded_channel::<(usize, Option<Duration>)>();
         let poll_opts = this.poll_options(false, false);
@@ -90,8 +94,10 @@ impl Watcher {
         let mut next_delivery = Instant::now();
         let mut next_prune = Instant::now();
         loop {
+            this.vitals.turned();
             // A source leaves the queue while it is being polled; its completion puts it back.
             while let Some(index) = due.pop_due(grid.last(Instant::now())) {
+                this.vitals.poll_started();
                 let (this, sources, done_tx, cancel) = (
                     this.clone(),
                     sources.clone(),
@@ -110,6 +116,7 @@ impl Watcher {
                             Some(source.config.interval)
                         }
                     };
+                    this.vitals.poll_ended();
                     let _ = done_tx.send((index, next));
                 });
             }
@@ -183,6 +190,9 @@ impl Watcher {
             }
         }
         let failed_at = this.health.failure().map(|_| Instant::now());
+        this.vitals.set_stopping();
+        crate::sdnotify::stopping();
+        drop(watchdog);
         info!("shutting down: waiting for in-flight polls and deliveries");
         tracker.close();
         tracker.wait().await;
@@ -279,6 +289,9 @@ impl Watcher {
                         | PollOutcome::Baseline { .. }
                         | PollOutcome::Polled { .. }
                 );
+                if fetched {
+                    self.vitals.poll_succeeded();
+                }
                 if !fetched
                     && let Ok(Some(s)) = self.store.source(&source.key)
                     && s.consecutive_failures == self.config.watcher.failing_after
@@ -343,7 +356,8 @@ impl Watcher {
 
     async fn batch_and_deliver(&self, window: Option<Duration>) -> Result<(), StoreError> {
         outbox::form_batches(&self.store, &self.batching(window), Utc::now()).await?;
-        outbox::deliver_due(&self.store, self.deliverer(), Utc::now()).await?;
+        let reports = outbox::deliver_due(&self.store, self.deliverer(), Utc::now()).await?;
+        self.metrics.delivered(&reports);
         outbox::follow_runs(
             &self.store,
             self.deliverer(),
@@ -388,5 +402,21 @@ impl crate::control::Daemon for Watcher {
 
     fn store(&self) -> &Store {
         &self.store
+    }
+
+    fn not_ready(&self) -> Option<&'static str> {
+        self.vitals.not_ready()
+    }
+
+    async fn age_problem(&self) -> Result<Option<String>, StoreError> {
+        Watcher::age_problem(self)
+            .await
+            .inspect_err(|e| _ = self.health.store_failed(e))
+    }
+
+    async fn metrics(&self) -> Result<String, StoreError> {
+        Watcher::metrics_text(self)
+            .await
+            .inspect_err(|e| _ = self.health.store_failed(e))
     }
 }
