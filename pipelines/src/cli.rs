@@ -67,6 +67,7 @@ ENVIRONMENT:
     PIPELINES_LISTEN     default for --listen
     PIPELINES_URL        default for --url
     PIPELINES_LOG        log filter (tracing syntax), e.g. `debug` or `pipelines=debug`
+    PIPELINES_LOG_FORMAT default for --log-format (`text` or `json`)
 
 FILES:
     <state-dir>/db/                   the run database (sled; one process at a time)
@@ -100,6 +101,18 @@ pub struct Cli {
         value_name = "FILTER"
     )]
     pub log: Option<String>,
+
+    /// Log line format: `text`, or `json` (one JSON object a line, with the span fields)
+    #[arg(
+        long,
+        global = true,
+        env = "PIPELINES_LOG_FORMAT",
+        hide_env_values = true,
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub log_format: crate::log_format::LogFormat,
 
     #[command(subcommand)]
     pub command: Command,

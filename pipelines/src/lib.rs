@@ -27,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod gate;
 pub mod gate_report;
+pub mod log_format;
 pub mod metrics;
 pub mod placeholder;
 pub mod process;

@@ -2,8 +2,6 @@
 //! cancellation, runs the command from the library and exits with the code its outcome maps to
 //! (`pipelines::commands::ExitCode`).
 
-use std::io::IsTerminal;
-
 use clap::Parser;
 use pipelines::cli::Cli;
 use pipelines::commands::ExitCode;
@@ -12,13 +10,10 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_new(cli.log_filter()).unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    pipelines::log_format::init(
+        cli.log_format,
+        EnvFilter::try_new(cli.log_filter()).unwrap_or_else(|_| EnvFilter::new("info")),
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

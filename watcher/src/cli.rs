@@ -41,6 +41,18 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// Log line format on stderr: `text`, or `json` (one JSON object a line, with the same span
+    /// fields: `source`, `url`, `run_id`...).
+    #[arg(
+        long,
+        global = true,
+        env = "WATCHER_LOG_FORMAT",
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub log_format: pipelines::log_format::LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }

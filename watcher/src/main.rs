@@ -9,7 +9,7 @@ use watcher::cli::{Cli, Command};
 use watcher::config::ConfigError;
 use watcher::error::{WatcherError, one_line};
 
-fn init_tracing(verbose: u8, quiet: bool) {
+fn init_tracing(verbose: u8, quiet: bool, format: pipelines::log_format::LogFormat) {
     let default = match (quiet, verbose) {
         (true, _) => "warn",
         (_, 0) => "info",
@@ -18,11 +18,7 @@ fn init_tracing(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    pipelines::log_format::init(format, filter);
 }
 
 /// Cancels `token` on SIGINT or SIGTERM (`run` and `once` drain, stop the embedded runner's
@@ -45,7 +41,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo tells its own story on stdout; its logs only say what went wrong.
     let demo = matches!(cli.command, Command::Demo { .. });
-    init_tracing(cli.verbose, cli.quiet || (demo && cli.verbose == 0));
+    init_tracing(
+        cli.verbose,
+        cli.quiet || (demo && cli.verbose == 0),
+        cli.log_format,
+    );
     let cancel = CancellationToken::new();
     if matches!(cli.command, Command::Run | Command::Once { .. }) {
         cancel_on_signals(cancel.clone());

@@ -263,3 +263,42 @@ async fn systemd_gets_ready_watchdog_pings_while_polls_progress_and_stopping() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_with_the_span_fields_and_text_stays_the_default() {
+    let t = spawn_one_author("Ruben", "rubenerd-hugo.rss.xml").await;
+    t.feeds.set(FEED_PATH, Route::Status(500));
+    let feed_url = t.feeds.url(FEED_PATH);
+    let run = |format: Option<&'static str>| {
+        let mut cmd = watcher_cmd(&t.cfg);
+        cmd.env("RUST_LOG", "watcher=info").args(["once", "--all"]);
+        if let Some(format) = format {
+            cmd.env("WATCHER_LOG_FORMAT", format);
+        }
+        cmd.output()
+    };
+
+    let out = run(Some("json")).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("error: "))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let failed = logs
+        .iter()
+        .find(|l| l["fields"]["message"] == "poll failed")
+        .unwrap_or_else(|| panic!("no `poll failed` event in {stderr}"));
+    assert_eq!(failed["level"], "WARN");
+    assert_eq!(failed["span"]["source"], feed_url.as_str(), "{failed}");
+    assert_eq!(failed["spans"][0]["author"], "Ruben", "{failed}");
+
+    let out = run(None).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("poll failed"))
+        .unwrap_or_else(|| panic!("no `poll failed` line in {stderr}"));
+    assert!(!line.starts_with('{'), "{line}");
+    assert!(line.contains(&format!("source={feed_url}")), "{line}");
+}
