@@ -95,9 +95,13 @@ Examples:
 pub enum Command {
     /// Run the daemon: poll every source on its interval until SIGINT or SIGTERM.
     ///
-    /// Serves /healthz, /status and a dashboard page at / on [watcher] listen (loopback: reach
-    /// the page through an SSH tunnel; it answers only requests whose Host is loopback, and POSTs
-    /// only with the header `X-Watcher-Control: 1`, which the page sends). Each poll is bounded by
+    /// Serves /healthz, /readyz, /metrics (Prometheus), /status and a dashboard page at / on
+    /// [watcher] listen (loopback: reach the page through an SSH tunnel; it answers only requests
+    /// whose Host is loopback, and POSTs only with the header `X-Watcher-Control: 1`, which the
+    /// page sends). /healthz answers 503 with the reason when the store failed, no poll succeeded
+    /// for [watcher] health_poll_age, or a delivery is pending for longer than
+    /// health_delivery_age. Under systemd (Type=notify) it sends READY=1 and STOPPING=1, and
+    /// pings the watchdog (WatchdogSec) only while its scheduler makes progress. Each poll is bounded by
     /// [fetch] poll_deadline and parse_budget, and by max_poll_items and max_poll_bytes (a sitemap
     /// index and its children together: over them the poll fails and records nothing). On a signal it stops starting polls, stops those
     /// in flight (they record nothing), flushes the store and exits 0. When the store fails
@@ -200,9 +204,10 @@ pub enum Command {
         /// Where the demo keeps its state, configs and runs (default: a new temp directory).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// The chains directory holding `demo.toml`.
-        #[arg(long, value_name = "DIR", default_value = "pipelines/chains")]
-        chains: PathBuf,
+        /// The chains directory holding `demo.toml` (default: `pipelines/chains` in a checkout,
+        /// else the installed `<prefix>/share/watcher/chains` beside the binary's `bin/`).
+        #[arg(long, value_name = "DIR")]
+        chains: Option<PathBuf>,
     },
     /// Add the feeds of an OPML file (a feed reader's export) to the config.
     ///

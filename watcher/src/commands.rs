@@ -32,7 +32,7 @@ pub async fn dispatch(
     out: &mut impl Write,
 ) -> Result<Outcome, WatcherError> {
     if let Command::Demo { dir, chains } = command {
-        return demo::demo(dir, &chains, out).await;
+        return demo::demo(dir, chains.as_deref(), out).await;
     }
     let config = crate::preflight::load(config_path)?;
     match command {

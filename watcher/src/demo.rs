@@ -58,7 +58,7 @@ pub async fn run(dir: &Path, chains: &Path, out: &mut impl Write) -> Result<bool
     let chains = std::path::absolute(chains).unwrap_or_else(|_| chains.to_path_buf());
     if !chains.join("demo.toml").exists() {
         return Err(WatcherError::Usage(format!(
-            "no demo chain at `{}`; hint: run from the repository root or pass --chains DIR",
+            "no demo chain at `{}`; hint: run from the repository root or pass --chains DIR (the package installs them in /usr/share/watcher/chains)",
             chains.join("demo.toml").display()
         )));
     }

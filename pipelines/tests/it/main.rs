@@ -8,6 +8,7 @@ mod dashboard;
 mod gates;
 mod helpers;
 mod load;
+mod metrics;
 mod processes;
 mod rest_shape;
 mod restart;

@@ -302,3 +302,135 @@ async fn json_logs_are_one_object_a_line_with_the_span_fields_and_text_stays_the
     assert!(!line.starts_with('{'), "{line}");
     assert!(line.contains(&format!("source={feed_url}")), "{line}");
 }
+
+/// Runs `promtool check metrics` on `text`; panics with its report unless it is clean.
+async fn promtool_check(text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus; scripts/ops/tools.sh prometheus installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A real Prometheus (Debian's, started here on loopback) scrapes the daemon, whose embedded
+/// runner ran the demo chain, and its query API returns the poll counter; `promtool check
+/// metrics` finds nothing to say about the text. Run by `scripts/ops/check.sh` (`.ci/run`).
+#[tokio::test]
+#[ignore = "needs prometheus and promtool: scripts/ops/check.sh"]
+async fn real_prometheus_scrapes_the_poll_counter() {
+    let t = spawn_one_author("Ruben", "rubenerd-hugo.rss.xml").await;
+    let chains = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/chains");
+    let chains = std::fs::canonicalize(chains).unwrap();
+    t.rewrite_config(
+        "http://127.0.0.1:9/unused",
+        &format!("chains_dir = {:?}", chains.display().to_string()),
+    );
+    edit_config(&t.cfg, "kind = \"webhook\"", "kind = \"embedded\"");
+    edit_config(
+        &t.cfg,
+        "pipeline = \"digital_data_etl\"",
+        "pipeline = \"demo\"",
+    );
+    edit_config(&t.cfg, "url = \"http://127.0.0.1:9/unused\"\n", "");
+    edit_config(
+        &t.cfg,
+        "interval = \"30m\"",
+        "interval = \"1s\"\nmax_interval = \"1s\"",
+    );
+    let (addr, cancel, task) = start_daemon(&t.cfg).await;
+    // The baseline, then one new article: the embedded runner runs the demo chain for it.
+    let mut text = String::new();
+    for _ in 0..600 {
+        text = get(&addr, "/metrics").await.2;
+        if sample(&text, "watcher_polls_total{result=\"baseline\"}") == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        sample(&text, "watcher_polls_total{result=\"baseline\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    t.publish("https://rubenerd.com/prometheus/", "Prometheus");
+
+    // The demo run ends, so the text has the runner's series too.
+    for _ in 0..1200 {
+        text = get(&addr, "/metrics").await.2;
+        if sample(&text, "watcher_runs{state=\"succeeded\"}") == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        sample(&text, "watcher_runs{state=\"succeeded\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "pipelines_runs_total{chain=\"demo\",status=\"succeeded\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    promtool_check(&text).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: watcher\n    static_configs:\n      - targets: [\"{addr}\"]\n"
+        ),
+    )
+    .unwrap();
+    let web = format!("127.0.0.1:{}", free_port());
+    let mut prometheus = tokio::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prometheus (Debian's; scripts/ops/tools.sh prometheus installs it)");
+    let query = format!("http://{web}/api/v1/query?query=sum(watcher_polls_total)");
+    let mut polls = 0.0;
+    for _ in 0..600 {
+        if let Ok(r) = reqwest::get(&query).await
+            && let Ok(v) = r.json::<serde_json::Value>().await
+            && let Some(value) = v["data"]["result"][0]["value"][1].as_str()
+        {
+            polls = value.parse().unwrap();
+            if polls >= 2.0 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        polls >= 2.0,
+        "Prometheus never returned the poll counter ({polls})"
+    );
+    prometheus.kill().await.unwrap();
+    cancel.cancel();
+    task.await.unwrap();
+}
