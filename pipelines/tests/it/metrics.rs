@@ -22,9 +22,13 @@ run = ["false"]
 #[tokio::test]
 async fn metrics_count_runs_by_chain_and_status_behind_the_token() {
     let runner = spawn_runner(&[("quick", QUICK), ("failing", FAILING)]).await;
-    let id = runner.start("quick", serde_json::json!({"config": {}})).await;
+    let id = runner
+        .start("quick", serde_json::json!({"config": {}}))
+        .await;
     runner.wait_finished(&id).await;
-    let id = runner.start("failing", serde_json::json!({"config": {}})).await;
+    let id = runner
+        .start("failing", serde_json::json!({"config": {}}))
+        .await;
     runner.wait_finished(&id).await;
 
     let http = reqwest::Client::new();

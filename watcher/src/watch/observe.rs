@@ -48,8 +48,7 @@ impl Watcher {
         .await?;
         let oldest_age = oldest.map(|at| (now - at).to_std().unwrap_or(Duration::ZERO));
         // Every author has a source (`check` says so).
-        let poll_age =
-            (!self.config.authors.is_empty()).then(|| self.vitals.last_success_age(now));
+        let poll_age = (!self.config.authors.is_empty()).then(|| self.vitals.last_success_age(now));
         let limits = AgeLimits {
             poll: self.config.watcher.health_poll_age,
             delivery: self.config.watcher.health_delivery_age,
