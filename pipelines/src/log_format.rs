@@ -11,10 +11,11 @@ use tracing_subscriber::EnvFilter;
 /// The log line format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable lines (colored when stderr is a terminal).
+    // Human-readable lines (colored when stderr is a terminal). Plain comments: a doc comment
+    // here would become the value's help and turn every `-h` into the long form.
     #[default]
     Text,
-    /// One JSON object a line: `timestamp`, `level`, `target`, `fields`, `span`, `spans`.
+    // One JSON object a line: `timestamp`, `level`, `target`, `fields`, `span`, `spans`.
     Json,
 }
 
