@@ -7,7 +7,6 @@
 //! watcher's in the same answer.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -302,21 +301,6 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         out
     }
-}
-
-/// The bytes the files under `dir` take (the sled store's directory); unreadable entries count 0.
-pub fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&entry.path()),
-            Ok(t) if t.is_file() => entry.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ mod poll;
 mod push;
 mod urls;
 
-pub use self::footprint::{Footprint, TreeFootprint};
+pub use self::footprint::{Footprint, TreeFootprint, dir_size};
 use self::layout::{ItemRecord, SourceId};
 pub use self::open::Tuning;
 use self::open::{acquire_lock, open_sled};

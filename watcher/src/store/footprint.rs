@@ -62,8 +62,8 @@ impl Store {
     }
 }
 
-/// The sizes and allocated blocks of the files under `dir`.
-fn dir_size(dir: &Path) -> std::io::Result<(u64, u64)> {
+/// The sizes and allocated blocks of the files under `dir` (`/metrics` reads the db dir's too).
+pub fn dir_size(dir: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let (mut size, mut allocated) = (0, 0);
     for entry in std::fs::read_dir(dir)? {

@@ -8,7 +8,7 @@ use chrono::Utc;
 
 use super::Watcher;
 use crate::delivery::Phase;
-use crate::metrics::{Snapshot, dir_size};
+use crate::metrics::Snapshot;
 use crate::store::{Store, StoreError};
 use crate::vitals::{AgeLimits, age_problem};
 
@@ -19,7 +19,9 @@ impl Watcher {
         let failing_after = self.config.watcher.failing_after;
         let db = self.config.watcher.state_dir.join("db");
         let (snapshot, bytes) = sled_gate::blocking(move || {
-            Snapshot::read(&store, failing_after).map(|snap| (snap, dir_size(&db)))
+            // An unreadable db dir reads as 0 bytes: the scan above would have failed too.
+            let bytes = crate::store::dir_size(&db).map_or(0, |(size, _)| size);
+            Snapshot::read(&store, failing_after).map(|snap| (snap, bytes))
         })
         .await?;
         let age = self.vitals.last_success_age(Utc::now());
