@@ -220,6 +220,15 @@ pub fn parse_feed_within(
     })
 }
 
+/// The URL a response's relative links resolve against: its `Content-Location` when that is an
+/// http(s) URL (a relative one made absolute against the final URL), else the final URL after
+/// redirects. Any other scheme (`javascript:`, `data:`...) is ignored.
+pub fn document_base(final_url: &Url, content_location: Option<&str>) -> Url {
+    content_location
+        .and_then(|location| resolve(location, final_url))
+        .unwrap_or_else(|| final_url.clone())
+}
+
 /// feed-rs, configured so that it invents nothing: no generated ids (a missing GUID must stay
 /// visible to identity) and no sanitising (content is hashed as the feed gave it).
 fn parser(base_url: &Url) -> feed_rs::parser::Parser {
@@ -317,10 +326,17 @@ fn raw_item(entry: Entry, base_url: &Url) -> RawItem {
         .filter(|body| !body.trim().is_empty())
         .or_else(|| entry.summary.map(|summary| summary.content))
         .filter(|text| !text.trim().is_empty());
+    // An item titled only by its Media RSS object (`<media:title>`) keeps that title.
+    let title = entry.title.and_then(|title| non_blank(title.content)).or_else(|| {
+        entry
+            .media
+            .into_iter()
+            .find_map(|media| media.title.and_then(|title| non_blank(title.content)))
+    });
     RawItem {
         guid,
         link,
-        title: entry.title.and_then(|title| non_blank(title.content)),
+        title,
         content,
         published: entry.published,
         updated: entry.updated,

@@ -14,6 +14,8 @@
 //!   to Atom 1.0's.
 //! - **rss version**: an `<rss>` whose `version` feed-rs doesn't dispatch on (missing, `0.93`,
 //!   `2.0.1`...) is read as RSS 2.0, whose parser covers all of RSS 0.9x.
+//! - **channel**: an `<rss>` without a `<channel>` (items straight under the root) has its
+//!   children wrapped in one.
 //! - **nested items**: an `<item>` illegally nested inside another is moved after it when it has
 //!   content of its own; an empty one (`<item />`) is left in place, where feed-rs ignores it,
 //!   because it is no article.
@@ -90,6 +92,8 @@ pub(super) enum Repair {
     NestedItems {
         moved: usize,
     },
+    /// The `<rss>` root's children were not in a `<channel>`.
+    Channel,
 }
 
 /// Why a document is not a feed.
@@ -130,6 +134,9 @@ pub(super) fn prepare<'a>(text: &'a str, budget: &WorkBudget) -> Result<Prepared
         text = Cow::Owned(fixed);
     }
     if let Some(fixed) = fix_rss_version(&text, budget, format, &mut repairs) {
+        text = Cow::Owned(fixed);
+    }
+    if let Some(fixed) = wrap_in_channel(&text, budget, format, &mut repairs) {
         text = Cow::Owned(fixed);
     }
     if let Some(fixed) = hoist_nested_items(&text, budget, format, &mut repairs) {
@@ -386,6 +393,48 @@ fn fix_rss_version(
             edits.replace(at..at, " version=\"2.0\"");
         }
     }
+    edits.apply(text)
+}
+
+/// Wraps the children of an `<rss>` root that has no `<channel>` in one: feed-rs reads nothing
+/// outside it, and RSS 0.9x feeds written without it (items straight under the root, or an
+/// empty `<rss>`) are still read by every other reader.
+fn wrap_in_channel(
+    text: &str,
+    budget: &WorkBudget,
+    format: Format,
+    repairs: &mut Vec<Repair>,
+) -> Option<String> {
+    if format != Format::Rss {
+        return None;
+    }
+    let (mut depth, mut open, mut close) = (0usize, None, None);
+    for tag in tags::tags(text, budget) {
+        match tag {
+            Tag::Start(tag) => {
+                if depth == 0 {
+                    open = Some(tag.span.end).filter(|_| !tag.empty);
+                } else if depth == 1 && tag.local_name() == "channel" {
+                    return None;
+                }
+                if !tag.empty {
+                    depth += 1;
+                }
+            }
+            Tag::End { span, .. } => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    close = Some(span.start);
+                    break;
+                }
+            }
+        }
+    }
+    let (open, close) = (open?, close?);
+    let mut edits = Edits::default();
+    edits.replace(open..open, "<channel>");
+    edits.replace(close..close, "</channel>");
+    repairs.push(Repair::Channel);
     edits.apply(text)
 }
 

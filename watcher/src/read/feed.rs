@@ -3,17 +3,17 @@
 
 use super::{Read, ReadError};
 use crate::fetch::Fetched;
-use crate::parse::parse_feed_within;
+use crate::parse::{document_base, parse_feed_within};
 use crate::work::WorkBudget;
 
 /// Reads the feed within `budget` (a blocking call: see `read::off_runtime`).
 pub fn read(fetched: Fetched, budget: &WorkBudget) -> Result<Read, ReadError> {
-    let parsed = parse_feed_within(
-        &fetched.body,
-        fetched.content_type.as_deref(),
+    let location = fetched.headers.get(reqwest::header::CONTENT_LOCATION);
+    let base = document_base(
         &fetched.final_url,
-        budget,
-    )?;
+        location.and_then(|value| value.to_str().ok()),
+    );
+    let parsed = parse_feed_within(&fetched.body, fetched.content_type.as_deref(), &base, budget)?;
     let push =
         crate::websub::discover::push_links(&fetched.headers, &fetched.body, &fetched.final_url);
     let mut read = Read::from(fetched, parsed.items, parsed.ttl);

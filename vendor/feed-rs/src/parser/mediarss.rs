@@ -77,8 +77,11 @@ impl MediaRssState {
 }
 
 fn emit_media_objects(mut scope: Scope, entry: &mut Entry) {
-    // If we have content at this scope, then build a media object for it
-    if !scope.pending.is_empty() {
+    // If we have content at this scope, then build a media object for it; a scope with a title
+    // or description but no content anywhere (an item's lone <media:title>) gets one too, so
+    // that they are not lost
+    let described = scope.title.is_some() || scope.description.is_some();
+    if !scope.pending.is_empty() || (described && scope.children.is_empty()) {
         // Build a media object for this scope
         let mut media_obj = MediaObject::new(MediaObjectSource::MediaRSS);
         media_obj.title = scope.title.clone();

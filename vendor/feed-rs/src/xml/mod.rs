@@ -106,8 +106,9 @@ impl<R: BufRead> ElementSource<R> {
         Ok(())
     }
 
-    // Return the raw XML of all children at or below the nominated depth
-    fn children_as_xhtml(&self, depth: u32, buffer: &mut String) -> XmlResult<()> {
+    // Return the raw XML of all children at or below the nominated depth; `strip_div` drops a
+    // single wrapping <div> (an Atom 1.0 XHTML construct's, which is no content)
+    fn children_as_xhtml(&self, depth: u32, buffer: &mut String, strip_div: bool) -> XmlResult<()> {
         // Read nodes at the current depth or greater
         let mut state = self.state.borrow_mut();
         let mut current_depth = depth;
@@ -196,7 +197,7 @@ impl<R: BufRead> ElementSource<R> {
             }
         }
 
-        if let Some((div_open, div_close)) = div_open.zip(div_close) {
+        if let Some((div_open, div_close)) = div_open.zip(div_close).filter(|_| strip_div) {
             buffer.truncate(div_close);
             buffer.drain(buffer_start..div_open);
         }
@@ -531,12 +532,17 @@ impl<'a, R: BufRead> Element<'a, R> {
     /// Return the text of a node, or if it contains children the serialized content of the node.
     ///
     /// This function is a hack to deal with invalid feeds. In all cases we **should** know if we should take the text or serialize the children.
+    ///
+    /// Text followed by markup (`<title>Example <b>Atom</b></title>`) keeps the markup after the
+    /// text rather than stopping at it.
     pub(crate) fn child_as_text_sloppy(&self) -> XmlResult<Option<String>> {
-        if let Some(s) = self.source.text_node() {
-            return Ok(Some(s));
-        }
-
-        self.children_as_string()
+        let text = self.source.text_node();
+        let rest = self.children_as_string()?.unwrap_or_default();
+        Ok(Some(match text {
+            Some(text) if rest.is_empty() => text,
+            Some(text) => text + &rest,
+            None => rest,
+        }))
     }
 
     /// Returns an iterator over children of this element (i.e. descends a level in the hierarchy)
@@ -565,7 +571,18 @@ impl<'a, R: BufRead> Element<'a, R> {
     pub(crate) fn children_as_xhtml(&self) -> XmlResult<Option<String>> {
         // Fill the buffer with the XML content below this element
         let mut buffer = String::new();
-        self.source.children_as_xhtml(self.depth + 1, &mut buffer)?;
+        self.source
+            .children_as_xhtml(self.depth + 1, &mut buffer, true)?;
+        Ok(Some(buffer))
+    }
+
+    /// Concatenates the children of this node into a string, as [`Self::children_as_xhtml`]
+    /// does but keeping a wrapping <div> (inline XML whose type is a MIME type, as in Atom 0.3,
+    /// where the div is part of the content)
+    pub(crate) fn children_as_inline_xml(&self) -> XmlResult<Option<String>> {
+        let mut buffer = String::new();
+        self.source
+            .children_as_xhtml(self.depth + 1, &mut buffer, false)?;
         Ok(Some(buffer))
     }
 

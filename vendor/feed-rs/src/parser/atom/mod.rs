@@ -180,7 +180,7 @@ fn handle_content<R: BufRead>(element: Element<R>) -> ParseFeedResult<Option<Con
         }
 
         // XML per "Otherwise, if the type attribute ends in +xml or /xml, then an xml document of this type is contained inline."
-        Some(ct) if ct.ends_with(" +xml") || ct.ends_with("/xml") => {
+        Some(ct) if ct.ends_with("+xml") || ct.ends_with("/xml") => {
             let buffer_pos = element.buffer_pos;
             handle_text(element)?
                 .map(|body| {
@@ -403,59 +403,62 @@ fn handle_person<R: BufRead>(role: &str, element: Element<R>) -> ParseFeedResult
 }
 
 // Directly handles an Atom <title>, <summary>, <rights> or <subtitle> element
+//
+// Atom 1.0 allows "text", "html" and "xhtml" here; Atom 0.3 gave a MIME type and a `mode`
+// ("xml", "escaped" or "base64"), and real feeds mix the two. So rather than failing the whole
+// feed on an unknown type, the type is read the way the Atom 1.0 <content> rules read it:
+// `mode="base64"`, or a MIME type that is neither text nor XML, is base64; a type ending in
+// "+xml" or "/xml" (or `mode="xml"`) is inline XML (Atom 1.0's "xhtml" without its wrapping div,
+// a MIME type's with it); "html"/"text/html" is escaped HTML; any
+// other "text/*" type, an empty type and a missing one are text.
 pub(crate) fn handle_text<R: BufRead>(element: Element<R>) -> ParseFeedResult<Option<Text>> {
-    // Find type, defaulting to "text" if not present
-    let type_attr = element
-        .attributes
-        .iter()
-        .find(|a| &a.name == "type")
-        .map_or("text", |a| a.value.as_str());
+    let attr = |name: &str| {
+        element
+            .attributes
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.value.trim().to_ascii_lowercase())
+    };
+    let type_attr = attr("type").unwrap_or_default();
+    let mode = attr("mode").unwrap_or_default();
 
     let position = element.buffer_pos;
-    match type_attr {
-        "text" => {
-            let s = element
-                .child_as_text_sloppy()?
-                .ok_or(ParseFeedError::ParseError(ParseErrorKind::MissingContent {
-                    position,
-                    reference: "text",
-                }))?;
-
-            let mut text = Text::new(s);
-            text.content_type = MediaTypeBuf::new(names::TEXT, names::PLAIN);
-            Ok(Some(text))
-        }
-        "html" | "text/html" => {
-            let s = element
-                .child_as_text_sloppy()?
-                .ok_or(ParseFeedError::ParseError(ParseErrorKind::MissingContent {
-                    position,
-                    reference: "text",
-                }))?;
-
-            let mut text = Text::new(s);
-            text.content_type = MediaTypeBuf::new(names::TEXT, names::HTML);
-            Ok(Some(text))
-        }
-        "xhtml" => {
-            let xml = element
-                .children_as_xhtml()?
-                .ok_or(ParseFeedError::ParseError(ParseErrorKind::MissingContent {
-                    position,
-                    reference: "text",
-                }))?;
-
-            let mut text = Text::new(xml);
-            text.content_type = MediaTypeBuf::new(names::APPLICATION, names::XHTML);
-            Ok(Some(text))
-        }
-
-        // Unknown content type
-        _ => Err(ParseFeedError::ParseError(
-            ParseErrorKind::UnknownMimeType {
-                position,
-                mime: type_attr.into(),
-            },
-        )),
+    let missing = || {
+        ParseFeedError::ParseError(ParseErrorKind::MissingContent {
+            position,
+            reference: "text",
+        })
+    };
+    let is_xml = type_attr == "xhtml"
+        || type_attr.ends_with("+xml")
+        || type_attr.ends_with("/xml")
+        || (mode == "xml" && type_attr != "text" && type_attr != "text/plain");
+    let is_text = matches!(type_attr.as_str(), "" | "text" | "html") || type_attr.starts_with("text/");
+    if mode == "base64" || (!is_xml && !is_text) {
+        let s = element.child_as_text_sloppy()?.ok_or_else(missing)?;
+        let s = util::decode_base64(&s).unwrap_or(s);
+        let mut text = Text::new(s);
+        text.content_type = type_attr
+            .parse::<MediaTypeBuf>()
+            .unwrap_or_else(|_| MediaTypeBuf::new(names::TEXT, names::PLAIN));
+        return Ok(Some(text));
     }
+    if is_xml {
+        let xml = if type_attr == "xhtml" {
+            element.children_as_xhtml()?
+        } else {
+            element.children_as_inline_xml()?
+        };
+        let xml = xml.ok_or_else(missing)?;
+        let mut text = Text::new(xml);
+        text.content_type = MediaTypeBuf::new(names::APPLICATION, names::XHTML);
+        return Ok(Some(text));
+    }
+    let s = element.child_as_text_sloppy()?.ok_or_else(missing)?;
+    let mut text = Text::new(s);
+    text.content_type = match type_attr.as_str() {
+        "html" | "text/html" => MediaTypeBuf::new(names::TEXT, names::HTML),
+        _ => MediaTypeBuf::new(names::TEXT, names::PLAIN),
+    };
+    Ok(Some(text))
 }

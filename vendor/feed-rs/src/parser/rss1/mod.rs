@@ -128,6 +128,10 @@ fn handle_item<R: BufRead>(parser: &Parser, element: Element<R>) -> ParseFeedRes
 
             (NS::DublinCore, "rights") => entry.rights = common::handle_text(child),
 
+            (NS::DublinCore, "title") if entry.title.is_none() => {
+                entry.title = common::handle_text(child)
+            }
+
             // Nothing required for unknown elements
             _ => {}
         }
@@ -145,11 +149,25 @@ fn handle_item<R: BufRead>(parser: &Parser, element: Element<R>) -> ParseFeedRes
         }
     }
 
-    // If we found at least 1 link
-    Ok(if !entry.links.is_empty() {
-        Some(entry)
-    } else {
-        // No point returning anything if we are missing a destination
-        None
-    })
+    // An item without <link> is still an item: its rdf:about is its URI (which RSS 1.0 says
+    // should be the link's value), so it stands in for the link
+    if entry.links.is_empty()
+        && let Some(about) = element
+            .attributes
+            .iter()
+            .find(|attr| attr.name == "rdf:about" || attr.name == "about")
+            .map(|attr| attr.value.trim())
+            .filter(|about| !about.is_empty())
+    {
+        entry.links.push(Link::new(about, element.xml_base.as_ref()));
+    }
+
+    // Keep the item if it has anything to show: a destination, a title or a description
+    Ok(
+        if !entry.links.is_empty() || entry.title.is_some() || entry.summary.is_some() {
+            Some(entry)
+        } else {
+            None
+        },
+    )
 }

@@ -286,6 +286,11 @@ fn handle_item<R: BufRead>(parser: &Parser, element: Element<R>) -> ParseFeedRes
                 entry.authors.push(Person::parse(&name).role("creator"))
             }),
 
+            // An item titled only by Dublin Core (as RSS 1.0 items may be) keeps that title
+            (NS::DublinCore, "title") if entry.title.is_none() => {
+                entry.title = common::handle_text(child)
+            }
+
             // iTunes elements populate the corresponding MediaObject
             (NS::Itunes, _) => handle_itunes_item_element(child, &mut itunes_media_obj)?,
 

@@ -205,6 +205,42 @@ pub(crate) fn parse_person_name_email(raw: &str) -> Person {
     }
 }
 
+/// Decodes base64 text (the standard alphabet, padding optional, whitespace ignored) that holds
+/// UTF-8, as Atom 0.3's `mode="base64"` and Atom 1.0's non-text media types carry it. `None` when
+/// the text is not base64 or not UTF-8.
+pub(crate) fn decode_base64(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits, mut padding) = (0u32, 0u32, 0usize);
+    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => {
+                padding += 1;
+                continue;
+            }
+            _ => return None,
+        };
+        if padding > 0 {
+            return None;
+        }
+        acc = (acc << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if padding > 2 || bits >= 6 {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
+}
+
 /// Parses "normal play time" per the RSS media spec
 /// NPT has a second or sub-second resolution. It is specified as H:M:S.h (npt-hhmmss) or S.h (npt-sec), where H=hours, M=minutes, S=second and h=fractions of a second.
 pub(crate) fn parse_npt(text: &str) -> Option<Duration> {

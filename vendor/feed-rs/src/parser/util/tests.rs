@@ -176,3 +176,17 @@ fn test_parse_person_name_email() {
         assert_eq!(person.email, expected_email, "incorrect email for {}", raw);
     }
 }
+
+#[test]
+fn test_decode_base64() {
+    assert_eq!(
+        decode_base64("  RXhhbXBsZSA8Yj5BdG9tPC9iPg==\n").as_deref(),
+        Some("Example <b>Atom</b>")
+    );
+    assert_eq!(decode_base64("YWI").as_deref(), Some("ab"));
+    assert_eq!(decode_base64("").as_deref(), Some(""));
+    // Not base64, or not UTF-8 once decoded.
+    assert_eq!(decode_base64("Example <b>Atom</b>"), None);
+    assert_eq!(decode_base64("YQ==YQ"), None);
+    assert_eq!(decode_base64("/w=="), None);
+}
