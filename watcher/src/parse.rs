@@ -327,12 +327,15 @@ fn raw_item(entry: Entry, base_url: &Url) -> RawItem {
         .or_else(|| entry.summary.map(|summary| summary.content))
         .filter(|text| !text.trim().is_empty());
     // An item titled only by its Media RSS object (`<media:title>`) keeps that title.
-    let title = entry.title.and_then(|title| non_blank(title.content)).or_else(|| {
-        entry
-            .media
-            .into_iter()
-            .find_map(|media| media.title.and_then(|title| non_blank(title.content)))
-    });
+    let title = entry
+        .title
+        .and_then(|title| non_blank(title.content))
+        .or_else(|| {
+            entry
+                .media
+                .into_iter()
+                .find_map(|media| media.title.and_then(|title| non_blank(title.content)))
+        });
     RawItem {
         guid,
         link,

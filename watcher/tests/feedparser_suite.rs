@@ -54,7 +54,11 @@ const DELIBERATE: &[(&str, &str, &str)] = &[
         "id",
         RELATIVE_ID,
     ),
-    ("wellformed/base/http_entry_id_base_docuri.xml", "id", RELATIVE_ID),
+    (
+        "wellformed/base/http_entry_id_base_docuri.xml",
+        "id",
+        RELATIVE_ID,
+    ),
     (
         "wellformed/rdf/rdf_item_rdf_about.xml",
         "id",
@@ -86,7 +90,11 @@ const DELIBERATE: &[(&str, &str, &str)] = &[
         "title",
         TITLE_MARKUP,
     ),
-    ("wellformed/base/http_entry_title_base_docuri.xml", "title", TITLE_MARKUP),
+    (
+        "wellformed/base/http_entry_title_base_docuri.xml",
+        "title",
+        TITLE_MARKUP,
+    ),
     (
         "wellformed/base/http_entry_title_inline_base_content_location.xml",
         "title",
@@ -116,7 +124,11 @@ fn feedparser_suite() {
         collect(&root.join(dir), &mut files);
     }
     files.sort();
-    assert!(files.len() > 900, "only {} files under {root:?}", files.len());
+    assert!(
+        files.len() > 900,
+        "only {} files under {root:?}",
+        files.len()
+    );
 
     let mut tally = Tally::default();
     for path in &files {
@@ -357,7 +369,9 @@ fn python_str(operand: &str) -> Option<String> {
         let escaped = chars.next()?;
         let hex = |n: usize, chars: &mut std::str::Chars<'_>| {
             let digits: String = chars.by_ref().take(n).collect();
-            u32::from_str_radix(&digits, 16).ok().and_then(char::from_u32)
+            u32::from_str_radix(&digits, 16)
+                .ok()
+                .and_then(char::from_u32)
         };
         out.push(match escaped {
             'n' => '\n',
@@ -426,8 +440,10 @@ impl Tally {
                     if got >= Some(*n) {
                         self.counts.0 += 1;
                     } else {
-                        self.missed
-                            .push(format!("{name}: {} entries, expected at least {n}", show(got)));
+                        self.missed.push(format!(
+                            "{name}: {} entries, expected at least {n}",
+                            show(got)
+                        ));
                     }
                 }
                 Expect::Field {
@@ -481,7 +497,10 @@ impl Tally {
     }
 
     fn report(&self) {
-        println!("feedparser suite: {} files (sanitize/ and cdf/ left out)", self.files);
+        println!(
+            "feedparser suite: {} files (sanitize/ and cdf/ left out)",
+            self.files
+        );
         println!(
             "rejected: {} well-formed (deliberate differences aside), {} in all; panicked: {}",
             self.rejected_wellformed(),

@@ -13,7 +13,12 @@ pub fn read(fetched: Fetched, budget: &WorkBudget) -> Result<Read, ReadError> {
         &fetched.final_url,
         location.and_then(|value| value.to_str().ok()),
     );
-    let parsed = parse_feed_within(&fetched.body, fetched.content_type.as_deref(), &base, budget)?;
+    let parsed = parse_feed_within(
+        &fetched.body,
+        fetched.content_type.as_deref(),
+        &base,
+        budget,
+    )?;
     let push =
         crate::websub::discover::push_links(&fetched.headers, &fetched.body, &fetched.final_url);
     let mut read = Read::from(fetched, parsed.items, parsed.ttl);

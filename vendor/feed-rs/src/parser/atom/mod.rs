@@ -433,7 +433,8 @@ pub(crate) fn handle_text<R: BufRead>(element: Element<R>) -> ParseFeedResult<Op
         || type_attr.ends_with("+xml")
         || type_attr.ends_with("/xml")
         || (mode == "xml" && type_attr != "text" && type_attr != "text/plain");
-    let is_text = matches!(type_attr.as_str(), "" | "text" | "html") || type_attr.starts_with("text/");
+    let is_text =
+        matches!(type_attr.as_str(), "" | "text" | "html") || type_attr.starts_with("text/");
     if mode == "base64" || (!is_xml && !is_text) {
         let s = element.child_as_text_sloppy()?.ok_or_else(missing)?;
         let s = util::decode_base64(&s).unwrap_or(s);

@@ -611,14 +611,34 @@ fn test_comments_1() {
 #[test]
 fn test_text_construct_types_are_read_leniently() {
     let title = |attrs: &str, body: &str| {
-        let xml = format!(r#"<feed xmlns="http://www.w3.org/2005/Atom"><entry><title {attrs}>{body}</title><content type="application/xhtml+xml"><div xmlns="http://www.w3.org/1999/xhtml">c</div></content></entry></feed>"#);
+        let xml = format!(
+            r#"<feed xmlns="http://www.w3.org/2005/Atom"><entry><title {attrs}>{body}</title><content type="application/xhtml+xml"><div xmlns="http://www.w3.org/1999/xhtml">c</div></content></entry></feed>"#
+        );
         let feed = parser::parse(xml.as_bytes()).unwrap();
         feed.entries[0].title.as_ref().unwrap().content.clone()
     };
     assert_eq!(title(r#"type="text/plain""#, "plain"), "plain");
     assert_eq!(title(r#"type="""#, "evil"), "evil");
-    assert_eq!(title(r#"type="text/html" mode="escaped""#, "a &lt;b&gt;"), "a <b>");
-    assert_eq!(title(r#"mode="base64""#, " RXhhbXBsZSA8Yj5BdG9tPC9iPg== "), "Example <b>Atom</b>");
-    assert_eq!(title(r#"type="application/octet-stream""#, "RXhhbXBsZSA8Yj5BdG9tPC9iPg=="), "Example <b>Atom</b>");
-    assert_eq!(title(r#"type="application/xhtml+xml" mode="xml""#, r#"<div xmlns="http://www.w3.org/1999/xhtml">x <b>y</b></div>"#), "x <b>y</b>");
+    assert_eq!(
+        title(r#"type="text/html" mode="escaped""#, "a &lt;b&gt;"),
+        "a <b>"
+    );
+    assert_eq!(
+        title(r#"mode="base64""#, " RXhhbXBsZSA8Yj5BdG9tPC9iPg== "),
+        "Example <b>Atom</b>"
+    );
+    assert_eq!(
+        title(
+            r#"type="application/octet-stream""#,
+            "RXhhbXBsZSA8Yj5BdG9tPC9iPg=="
+        ),
+        "Example <b>Atom</b>"
+    );
+    assert_eq!(
+        title(
+            r#"type="application/xhtml+xml" mode="xml""#,
+            r#"<div xmlns="http://www.w3.org/1999/xhtml">x <b>y</b></div>"#
+        ),
+        "x <b>y</b>"
+    );
 }

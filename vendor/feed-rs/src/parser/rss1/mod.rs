@@ -159,7 +159,9 @@ fn handle_item<R: BufRead>(parser: &Parser, element: Element<R>) -> ParseFeedRes
             .map(|attr| attr.value.trim())
             .filter(|about| !about.is_empty())
     {
-        entry.links.push(Link::new(about, element.xml_base.as_ref()));
+        entry
+            .links
+            .push(Link::new(about, element.xml_base.as_ref()));
     }
 
     // Keep the item if it has anything to show: a destination, a title or a description
