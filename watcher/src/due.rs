@@ -98,6 +98,15 @@ impl DueQueue {
         true
     }
 
+    /// Takes source `index` out of the queue (a push polls it off the grid); false when it is
+    /// not waiting. A walk over the queue, like [`DueQueue::advance`].
+    pub fn remove(&mut self, index: usize) -> bool {
+        let Some(&entry) = self.queue.iter().find(|(_, i)| *i == index) else {
+            return false;
+        };
+        self.queue.remove(&entry)
+    }
+
     /// When the earliest source is due.
     pub fn next(&self) -> Option<Instant> {
         self.queue.first().map(|(at, _)| *at)

@@ -1,8 +1,8 @@
 //! metrics.rs: the daemon's Prometheus metrics, served as `GET /metrics` on `[watcher] listen`
 //! (Prometheus text format 0.0.4, with `prometheus-client`). Counters and the poll histogram
 //! are kept as the daemon works; the gauges (sources failing/held/gone, deliveries and runs by
-//! state, store size, age of the last successful poll) are read from the store at scrape time,
-//! so they are never stale. No label carries a source, an author or a URL: the number of series
+//! state, store size, age of the last successful poll, sources by push state) are read from the
+//! store at scrape time, so they are never stale; push's own series are `websub/telemetry.rs`'s. No label carries a source, an author or a URL: the number of series
 //! does not grow with the config. The embedded runner's `pipelines_` metrics follow the
 //! watcher's in the same answer.
 
@@ -90,7 +90,12 @@ pub struct Snapshot {
     pub deliveries: BTreeMap<&'static str, i64>,
     /// Deliveries with a run, by the run's last known state.
     pub runs: BTreeMap<String, i64>,
+    /// Sources by WebSub push state (`none` without a subscription or while one ends).
+    pub push: BTreeMap<&'static str, i64>,
 }
+
+/// Every push state a source can be counted in.
+const PUSH_STATES: [&str; 6] = ["none", "pending", "live", "denied", "missed", "failed"];
 
 impl Snapshot {
     /// Reads the counts from the store (a scan: call it on the blocking pool).
@@ -105,8 +110,17 @@ impl Snapshot {
         for state in RUN_STATES {
             snap.runs.insert(state.to_owned(), 0);
         }
+        for state in PUSH_STATES {
+            snap.push.insert(state, 0);
+        }
         let held = store.held_counts()?;
+        let push = store.push_by_source()?;
         for (key, source) in store.sources()? {
+            let state = match push.get(&key).map(|s| s.state.label()) {
+                None | Some("ending") => "none",
+                Some(state) => state,
+            };
+            *snap.push.entry(state).or_default() += 1;
             let counts = [
                 ("failing", source.consecutive_failures >= failing_after),
                 ("held", held.get(&key).is_some_and(|n| *n > 0)),
@@ -146,6 +160,9 @@ pub struct Metrics {
     runs: Family<StateLabel, Gauge>,
     store_size: Gauge,
     last_success_age: Gauge<f64, AtomicU64>,
+    push_sources: Family<StateLabel, Gauge>,
+    /// Push's own series, fed by the callback server and the daemon.
+    pub push: crate::websub::telemetry::PushMetrics,
 }
 
 impl Default for Metrics {
@@ -221,6 +238,13 @@ impl Metrics {
             Unit::Seconds,
             last_success_age.clone(),
         );
+        let push_sources = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "push_sources",
+            "Sources by WebSub push state (none, pending, live, denied, missed, failed)",
+            push_sources.clone(),
+        );
+        let push = crate::websub::telemetry::PushMetrics::register(&mut registry);
         registry.register(
             "build",
             "The watcher's version",
@@ -239,6 +263,8 @@ impl Metrics {
             runs,
             store_size,
             last_success_age,
+            push_sources,
+            push,
         }
     }
 
@@ -293,6 +319,10 @@ impl Metrics {
             &mut snapshot.deliveries.iter().map(|(k, v)| (k.to_string(), *v)),
         );
         set(&self.runs, &mut snapshot.runs.clone().into_iter());
+        set(
+            &self.push_sources,
+            &mut snapshot.push.iter().map(|(k, v)| (k.to_string(), *v)),
+        );
         self.store_size
             .set(i64::try_from(store_bytes).unwrap_or(i64::MAX));
         self.last_success_age.set(last_success_age.as_secs_f64());
@@ -320,6 +350,9 @@ mod tests {
         let mut snap = Snapshot::default();
         snap.sources.insert("failing", 1);
         snap.runs.insert("succeeded".into(), 3);
+        snap.push.insert("missed", 1);
+        m.push.delivery("bad_signature");
+        m.push.share(Duration::from_millis(12));
         let text = m.render(&snap, 4096, Duration::from_secs(90));
         for line in [
             "watcher_polls_total{result=\"not_modified\"} 1",
@@ -331,6 +364,10 @@ mod tests {
             "watcher_store_size_bytes 4096",
             "watcher_last_successful_poll_age_seconds 90.0",
             "watcher_build_info{version=\"",
+            "watcher_push_sources{state=\"missed\"} 1",
+            "watcher_push_deliveries_total{outcome=\"bad_signature\"} 1",
+            "watcher_push_deliveries_total{outcome=\"accepted\"} 0",
+            "watcher_push_to_trigger_seconds_count 1",
         ] {
             assert!(text.contains(line), "no `{line}` in:\n{text}");
         }

@@ -1,7 +1,6 @@
 //! status.rs: the status report (per source and per delivery), built from the store, served as
 //! JSON by the daemon, and rendered for humans by the CLI.
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
@@ -9,7 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::delivery::{Delivery, Phase, RunFollow};
 
-use crate::store::{PushState, Store, StoreError};
+use crate::store::{Store, StoreError};
+
+mod push;
+pub use push::PushStatus;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SourceStatus {
@@ -38,88 +40,6 @@ pub struct SourceStatus {
     /// The source answered 410 Gone (asked again daily for 30 days).
     #[serde(default)]
     pub gone: bool,
-}
-
-/// A source's WebSub subscription (the one that counts when a renewal overlaps).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PushStatus {
-    #[serde(flatten)]
-    pub state: PushState,
-    pub hub: String,
-    pub lease_until: Option<DateTime<Utc>>,
-    pub last_push: Option<DateTime<Utc>>,
-    pub pushes: u64,
-    /// Deliveries dropped: unsigned or badly signed.
-    pub bad_deliveries: u64,
-}
-
-impl PushStatus {
-    /// Per source key, its subscription that says most: live, then being subscribed, then
-    /// denied or failed, then being ended.
-    fn by_source(store: &Store) -> Result<HashMap<String, PushStatus>, StoreError> {
-        let rank = |s: &PushState| match s {
-            PushState::Live => 0,
-            PushState::Subscribing => 1,
-            PushState::Denied { .. } | PushState::Failed { .. } => 2,
-            PushState::Unsubscribing => 3,
-        };
-        let mut out: HashMap<String, PushStatus> = HashMap::new();
-        for (_, sub) in store.push_subscriptions()? {
-            if out
-                .get(&sub.source_key)
-                .is_some_and(|have| rank(&have.state) <= rank(&sub.state))
-            {
-                continue;
-            }
-            let state = match sub.state {
-                PushState::Denied { reason } => PushState::Denied {
-                    reason: reason.as_deref().map(shown),
-                },
-                PushState::Failed { error } => PushState::Failed {
-                    error: shown(&error),
-                },
-                other => other,
-            };
-            out.insert(
-                sub.source_key,
-                PushStatus {
-                    state,
-                    hub: shown(&sub.hub),
-                    lease_until: sub.lease_until,
-                    last_push: sub.last_push,
-                    pushes: sub.pushes,
-                    bad_deliveries: sub.bad_deliveries,
-                },
-            );
-        }
-        Ok(out)
-    }
-
-    /// One line for the table.
-    fn line(&self, ago: impl Fn(Option<DateTime<Utc>>) -> String) -> String {
-        let state = match &self.state {
-            PushState::Live => format!("live until {}", ago(self.lease_until)),
-            PushState::Subscribing => "pending (waiting for the hub to verify)".into(),
-            PushState::Unsubscribing => "ending".into(),
-            PushState::Denied { reason } => format!(
-                "DENIED by the hub{}: polled instead",
-                reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            ),
-            PushState::Failed { error } => format!("FAILED ({error}): polled instead"),
-        };
-        let mut line = format!(
-            "push {state}, hub {}, last push {}",
-            self.hub,
-            ago(self.last_push)
-        );
-        if self.bad_deliveries > 0 {
-            line += &format!(", {} bad delivery(ies) dropped", self.bad_deliveries);
-        }
-        line
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -156,6 +76,9 @@ pub struct StatusReport {
     /// Store records skipped because they cannot be read (`tree/sequence`); they block nothing.
     #[serde(default)]
     pub unreadable: Vec<String>,
+    /// `[websub]` is on: a source whose `push` is null has none.
+    #[serde(default)]
+    pub push_on: bool,
 }
 
 /// A stored field that came from the network (an error line, a run's message, a URL a server
@@ -240,6 +163,7 @@ impl StatusReport {
             done: count(Phase::Done),
             deliveries,
             unreadable: store.unreadable(),
+            push_on: false,
         })
     }
 
@@ -295,8 +219,8 @@ impl StatusReport {
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
             )?;
-            if let Some(push) = &s.push {
-                writeln!(out, "    {}", push.line(ago))?;
+            if let Some(line) = PushStatus::line(s.push.as_ref(), self.push_on, ago) {
+                writeln!(out, "    {line}")?;
             }
             if s.links_refused > 0 {
                 writeln!(

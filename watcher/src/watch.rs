@@ -128,6 +128,7 @@ impl Watcher {
                 &w.config.fetch,
                 w.fetcher.rule().clone(),
                 Store::clone(&w.store),
+                w.metrics.push.clone(),
             )?;
             w.push = Some(Arc::new(push));
             w.pushed = std::sync::Mutex::new(Some(pushed));
@@ -206,7 +207,12 @@ impl Watcher {
     /// endpoint answers while polls and deliveries write).
     pub async fn status(&self) -> Result<StatusReport, StoreError> {
         let (store, failing_after) = (Store::clone(&self.store), self.config.watcher.failing_after);
-        sled_gate::blocking(move || StatusReport::build(&store, failing_after)).await
+        let report =
+            sled_gate::blocking(move || StatusReport::build(&store, failing_after)).await?;
+        Ok(match &self.config.websub {
+            Some(websub) => report.with_push(websub.safety_interval),
+            None => report,
+        })
     }
 
     /// How runs are followed: asked about at most once per `min_age`.

@@ -5,7 +5,8 @@
 //! "poll this source now" for the daemon, coalesced ([`coalesce`]), so identity, diff, the outbox
 //! and batch ids work exactly as for polls. Leases are renewed with a fresh callback before they
 //! end ([`Push::maintain`]); a denial or a failure leaves the source to polling, shown in
-//! `status`. The callback server is [`callback`]; requests to hubs are [`hub`]'s; the records
+//! `status`, and so does a safety poll that finds items no push announced (`missed`, see
+//! [`track`]). The callback server is [`callback`]; requests to hubs are [`hub`]'s; the records
 //! live in the store's `websub` tree (`store/push.rs`).
 
 pub mod callback;
@@ -13,6 +14,8 @@ pub mod coalesce;
 pub mod discover;
 pub mod hub;
 pub mod signature;
+pub mod telemetry;
+pub mod track;
 pub mod verify;
 
 use std::collections::HashSet;
@@ -47,6 +50,9 @@ pub struct Push {
     pushed: mpsc::Sender<String>,
     /// Source keys with a live subscription (kept from the store's records).
     live: Mutex<HashSet<String>>,
+    /// Which polls pushes asked for (misses, the latency share).
+    track: track::Tracker,
+    metrics: telemetry::PushMetrics,
 }
 
 /// What became of a delivery.
@@ -57,8 +63,19 @@ pub enum Delivered {
     /// Unsigned or badly signed: counted, not acted on (the hub is told the same as for a good
     /// one).
     Dropped,
-    /// No such callback.
+    /// No such callback (or one denied or failed).
     Unknown,
+}
+
+impl Delivered {
+    /// The `outcome` label of `watcher_push_deliveries_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Delivered::Accepted => "accepted",
+            Delivered::Dropped => "bad_signature",
+            Delivered::Unknown => "unknown_callback",
+        }
+    }
 }
 
 impl Push {
@@ -68,6 +85,7 @@ impl Push {
         fetch: &FetchSettings,
         rule: NetworkRule,
         store: Store,
+        metrics: telemetry::PushMetrics,
     ) -> Result<(Push, mpsc::Receiver<String>), HubError> {
         let (pushed, rx) = mpsc::channel(QUEUE);
         let push = Push {
@@ -77,6 +95,8 @@ impl Push {
             store,
             pushed,
             live: Mutex::default(),
+            track: track::Tracker::default(),
+            metrics,
         };
         Ok((push, rx))
     }
@@ -118,17 +138,27 @@ impl Push {
         Ok(())
     }
 
-    /// After a poll of `source` (key `key`): subscribe when the feed names a hub and no
-    /// subscription to it stands; end the ones to a hub or topic the feed no longer names.
-    /// `links` is what the response named; `read` is false when nothing was read (a 304, a
-    /// failure), and then nothing changes.
+    /// A poll of source `key` starts (in the daemon): it takes the push waiting, if any.
+    pub fn poll_started(&self, key: &str) -> track::PollMark {
+        self.track.poll_started(key)
+    }
+
+    /// After a poll of `source` (key `key`, its start marked `mark`) that found `found` new
+    /// items: a live subscription whose poll found items no push announced is `missed`; then
+    /// subscribe when the feed names a hub and no subscription to it stands, and end the ones to
+    /// a hub or topic the feed no longer names. `links` is what the response named; `read` is
+    /// false when nothing was read (a 304, a failure), and then no subscription changes.
     pub async fn after_poll(
         &self,
         source: &SourceConfig,
         key: &str,
         links: Option<&PushLinks>,
-        read: bool,
+        (read, found): (bool, usize),
+        mark: track::PollMark,
     ) -> Result<(), StoreError> {
+        if let Some(unannounced) = self.track.poll_ended(key, mark, found) {
+            self.missed(key, unannounced, found).await?;
+        }
         if !read {
             return Ok(());
         }
@@ -171,6 +201,42 @@ impl Push {
             None => 0,
         };
         self.subscribe(key, links, None, failures).await
+    }
+
+    /// `found` items no push announced turned up in a poll of `key`: its subscription, if live
+    /// since before the previous poll, is `missed` and the source is polled normally again.
+    async fn missed(
+        &self,
+        key: &str,
+        unannounced: track::Unannounced,
+        found: usize,
+    ) -> Result<(), StoreError> {
+        for (id, mut sub) in self.store.push_subscriptions()? {
+            let live_before = sub.verified_at.is_some_and(|v| v < unannounced.previous);
+            if sub.source_key != key || sub.state != PushState::Live || !live_before {
+                continue;
+            }
+            warn!(source = %key_url(key), hub = %sub.hub, items = found, "a safety poll found items no push announced: push marked missed, the source is polled at its normal interval");
+            sub.state = PushState::Missed {
+                at: Utc::now(),
+                items: found,
+            };
+            self.store.put_push_subscription(&id, &sub).await?;
+        }
+        self.refresh_live()
+    }
+
+    /// A delivery pass that started at `pass_started` sent a trigger: the pushed items it took
+    /// (staged a batch `window` before it) are timed from their delivery's receipt.
+    pub fn triggered(&self, pass_started: tokio::time::Instant, window: Duration) {
+        for share in self.track.triggered(pass_started, window) {
+            self.metrics.share(share);
+        }
+    }
+
+    /// Counts a delivery by what became of it (`watcher_push_deliveries_total`).
+    pub fn count_delivery(&self, outcome: &'static str) {
+        self.metrics.delivery(outcome);
     }
 
     /// Asks the hub for a subscription with a fresh callback and secret, recorded (durably) as
@@ -257,7 +323,7 @@ impl Push {
                 continue;
             }
             match sub.state {
-                PushState::Subscribing | PushState::Live => {
+                PushState::Subscribing | PushState::Live | PushState::Missed { .. } => {
                     info!(source = %key_url(&sub.source_key), "source removed or `push = false`: unsubscribing");
                     self.unsubscribe(&id, sub).await?;
                 }
@@ -300,7 +366,7 @@ impl Push {
                         self.store.put_push_subscription(id, &s).await?;
                     }
                 }
-                PushState::Live => {
+                PushState::Live | PushState::Missed { .. } => {
                     let (Some(until), Some(from)) = (sub.lease_until, sub.verified_at) else {
                         continue;
                     };
@@ -343,13 +409,26 @@ impl Push {
         let record = self.store.push_subscription(id)?;
         match verify::answer(record.as_ref(), query, self.settings.lease, Utc::now()) {
             verify::Verdict::NotFound => Ok(None),
-            verify::Verdict::Subscribed { challenge, record } => {
+            verify::Verdict::Subscribed {
+                challenge,
+                mut record,
+            } => {
+                // A renewal keeps a miss: push is not trusted again by renewing it.
+                let replaced = (record.replaces.as_deref())
+                    .map(|old| self.store.push_subscription(old))
+                    .transpose()?
+                    .flatten();
+                if let Some(old) = &replaced
+                    && let PushState::Missed { .. } = old.state
+                {
+                    record.state = old.state.clone();
+                }
                 self.store.put_push_subscription(id, &record).await?;
-                info!(source = %key_url(&record.source_key), lease_until = ?record.lease_until, "push is live");
+                info!(source = %key_url(&record.source_key), lease_until = ?record.lease_until, "subscription verified: push is live");
                 self.refresh_live()?;
                 if let Some(old) = &record.replaces
-                    && let Some(old_sub) = self.store.push_subscription(old)?
-                    && old_sub.state == PushState::Live
+                    && let Some(old_sub) = replaced
+                    && matches!(old_sub.state, PushState::Live | PushState::Missed { .. })
                 {
                     // The renewed subscription is verified: the old one ends (its callback
                     // still answers the unsubscribe verification). In the background: the hub
@@ -377,13 +456,14 @@ impl Push {
         }
     }
 
-    /// A delivery to callback `id`: its signature checked over the raw `body`; a good one is
-    /// counted and queued for the daemon, a bad one counted and dropped.
+    /// A delivery to callback `id`, received at `received`: its signature checked over the raw
+    /// `body`; a good one is counted and queued for the daemon, a bad one counted and dropped.
     pub async fn delivery(
         &self,
         id: &str,
         signature: Option<&[u8]>,
         body: &[u8],
+        received: tokio::time::Instant,
     ) -> Result<Delivered, StoreError> {
         let Some(mut sub) = self.store.push_subscription(id)? else {
             return Ok(Delivered::Unknown);
@@ -403,6 +483,7 @@ impl Push {
         sub.pushes += 1;
         sub.last_push = Some(Utc::now());
         self.store.put_push_subscription_lazy(id, &sub).await?;
+        self.track.received(&sub.source_key, received);
         // A full queue already holds pushes enough to poll.
         let _ = self.pushed.try_send(sub.source_key);
         Ok(Delivered::Accepted)

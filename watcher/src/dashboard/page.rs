@@ -202,6 +202,10 @@ fn source_flags(s: &SourceStatus) -> (String, &'static str) {
     if flags.is_empty() {
         flags.push(badge("ok", "ok"));
     }
+    if let Some(push) = &s.push {
+        let (class, text) = push.badge();
+        flags.push(badge(class, text));
+    }
     (flags.join(" "), row)
 }
 
@@ -433,6 +437,7 @@ mod tests {
                 done: 1,
                 deliveries: vec![delivery],
                 unreadable: vec![],
+                push_on: false,
             },
             held: vec![HeldSource {
                 author: "Ruben".into(),

@@ -3,6 +3,8 @@
 //! that signs its deliveries, its state and lease, and its counters. A tree of its own, apart
 //! from the item layout; the secret is never part of any `Debug` output or log line.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,36 @@ pub enum PushState {
     Denied { reason: Option<String> },
     /// The request failed (or was never verified): the source is polled.
     Failed { error: String },
+    /// Verified, but a safety poll at `at` found `items` new item(s) no push announced: the
+    /// source is polled at its normal interval again (pushes still poll it at once, and the
+    /// lease is still renewed).
+    Missed { at: DateTime<Utc>, items: usize },
+}
+
+impl PushState {
+    /// The state as `status` and the metrics name it: `pending`, `live`, `ending`, `denied`,
+    /// `failed` or `missed`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PushState::Subscribing => "pending",
+            PushState::Live => "live",
+            PushState::Unsubscribing => "ending",
+            PushState::Denied { .. } => "denied",
+            PushState::Failed { .. } => "failed",
+            PushState::Missed { .. } => "missed",
+        }
+    }
+
+    /// Which of a source's subscriptions says most (lowest first): live or missed, then being
+    /// subscribed, then denied or failed, then being ended.
+    fn rank(&self) -> u8 {
+        match self {
+            PushState::Live | PushState::Missed { .. } => 0,
+            PushState::Subscribing => 1,
+            PushState::Denied { .. } | PushState::Failed { .. } => 2,
+            PushState::Unsubscribing => 3,
+        }
+    }
 }
 
 /// One subscription.
@@ -90,6 +122,18 @@ impl Store {
         for kv in self.push_tree()?.iter() {
             let (k, v) = kv?;
             out.push((String::from_utf8_lossy(&k).into_owned(), from_json(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Per source key, the subscription that says most about it (see [`PushState::rank`]): a
+    /// renewal overlaps its predecessor for a while.
+    pub fn push_by_source(&self) -> Result<HashMap<String, PushSubscription>, StoreError> {
+        let mut out: HashMap<String, PushSubscription> = HashMap::new();
+        for (_, sub) in self.push_subscriptions()? {
+            if (out.get(&sub.source_key)).is_none_or(|have| sub.state.rank() < have.state.rank()) {
+                out.insert(sub.source_key.clone(), sub);
+            }
         }
         Ok(out)
     }

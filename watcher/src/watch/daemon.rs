@@ -74,6 +74,8 @@ impl Watcher {
             (this.config.websub.as_ref()).map_or(Duration::ZERO, |w| w.coalesce),
         );
         let mut due = this.initial_due(&sources)?;
+        // Sources a push asked for: polled when due, off the grid (a push does not wait for it).
+        let mut pushed_due = DueQueue::default();
         // Polls start on a grid (see `Grid`): sources due close together share their flushes.
         let shortest = (sources.iter().map(|s| s.config.interval).min()).unwrap_or(GATHER_MAX);
         let grid = Grid::for_interval(Instant::now(), shortest);
@@ -96,7 +98,9 @@ impl Watcher {
         loop {
             this.vitals.turned();
             // A source leaves the queue while it is being polled; its completion puts it back.
-            while let Some(index) = due.pop_due(grid.last(Instant::now())) {
+            while let Some(index) = (due.pop_due(grid.last(Instant::now())))
+                .or_else(|| pushed_due.pop_due(Instant::now()))
+            {
                 this.vitals.poll_started();
                 let (this, sources, done_tx, cancel) = (
                     this.clone(),
@@ -146,6 +150,10 @@ impl Watcher {
             }
             let tick = Instant::now() + TICK;
             let wake = due.next().map_or(tick, |at| grid.next(at).min(tick));
+            let wake = pushed_due.next().map_or(wake, |at| at.min(wake));
+            // A pass asked for now (after a pushed poll) while one runs: start it when that ends.
+            let pass_wanted = Instant::now() >= next_delivery
+                && delivering.as_ref().is_some_and(|d| !d.is_finished());
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = this.health.failed() => break,
@@ -161,7 +169,7 @@ impl Watcher {
                             next_delivery = now;
                         }
                         if let Some(at) = again {
-                            due.insert(at, index);
+                            pushed_due.insert(at, index);
                         } else if let Some(wait) = next {
                             due.insert(now + wait, index);
                         }
@@ -172,7 +180,7 @@ impl Watcher {
                     // The dashboard's "Poll now".
                     let answer = match sources.iter().position(|s| s.key == asked.key) {
                         None => crate::dashboard::PollAnswer::Unknown,
-                        Some(index) if due.advance(index, Instant::now()) => crate::dashboard::PollAnswer::Scheduled,
+                        Some(index) if due.advance(index, Instant::now()) || pushed_due.advance(index, Instant::now()) => crate::dashboard::PollAnswer::Scheduled,
                         Some(_) => crate::dashboard::PollAnswer::NotWaiting,
                     };
                     let _ = asked.reply.send(answer);
@@ -181,11 +189,19 @@ impl Watcher {
                     // A signed delivery: poll the source now (coalesced).
                     if let Some(index) = sources.iter().position(|s| s.key == key)
                         && let Some(at) = coalescer.pushed(index, Instant::now())
-                        && !due.advance(index, at)
                     {
-                        coalescer.in_flight(index);
+                        if due.remove(index) {
+                            pushed_due.insert(at, index);
+                        } else if !pushed_due.advance(index, at) {
+                            coalescer.in_flight(index);
+                        }
                     }
                 }
+                _ = async {
+                    if let Some(d) = delivering.as_mut() {
+                        let _ = d.await;
+                    }
+                }, if pass_wanted => {}
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
@@ -264,18 +280,20 @@ impl Watcher {
         opts: PollOptions,
         cancel: &CancellationToken,
     ) -> Option<Duration> {
+        let mark = (self.push.as_ref()).map(|push| push.poll_started(&source.key));
         // At shutdown a poll in flight stops where it is and records nothing.
         match self.poll_unless(source, opts, cancel, cancel).await? {
             Ok(report) => {
-                if let Some(push) = &self.push {
+                if let (Some(push), Some(mark)) = (&self.push, mark) {
                     let links = report.push.as_ref();
                     // Only a response read tells whether the feed names a hub.
-                    let read = matches!(
-                        report.outcome,
-                        PollOutcome::Baseline { .. } | PollOutcome::Polled { .. }
-                    );
+                    let (read, found) = match &report.outcome {
+                        PollOutcome::Baseline { .. } => (true, 0),
+                        PollOutcome::Polled { new, held, .. } => (true, new.len() + held),
+                        _ => (false, 0),
+                    };
                     if let Err(e) = push
-                        .after_poll(&source.config, &source.key, links, read)
+                        .after_poll(&source.config, &source.key, links, (read, found), mark)
                         .await
                     {
                         error!(source = %source.config.url, error = %crate::causes::one_line(&e), "cannot store a push subscription");
@@ -355,9 +373,15 @@ impl Watcher {
     }
 
     async fn batch_and_deliver(&self, window: Option<Duration>) -> Result<(), StoreError> {
+        let started = Instant::now();
         outbox::form_batches(&self.store, &self.batching(window), Utc::now()).await?;
         let reports = outbox::deliver_due(&self.store, self.deliverer(), Utc::now()).await?;
         self.metrics.delivered(&reports);
+        if let Some(push) = &self.push
+            && reports.iter().any(|r| r.outcome.is_ok())
+        {
+            push.triggered(started, window.unwrap_or_default());
+        }
         outbox::follow_runs(
             &self.store,
             self.deliverer(),

@@ -3,8 +3,8 @@
 //! [`HEADER_TIMEOUT`] and a delivery's body within [`BODY_TIMEOUT`] and `[fetch] max_body_bytes`,
 //! ends every connection after [`CONNECTION_TIMEOUT`], and serves at most `[websub]
 //! max_connections` at once. A delivery is answered as soon as its signature is checked: 202
-//! for good and bad signatures alike (a bad one is counted, not acted on), 410 for a callback
-//! that does not exist (the hub drops it), 413 for a body over the cap.
+//! for good and bad signatures alike (a bad one is counted, not acted on), 404 for a callback
+//! that does not exist (or no longer takes deliveries), 413 for a body over the cap.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,19 +124,31 @@ async fn delivery(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let received = tokio::time::Instant::now();
     if !is_id(&id) {
+        push.count_delivery(Delivered::Unknown.label());
         return StatusCode::NOT_FOUND.into_response();
     }
     let cap = usize::try_from(push.max_body()).unwrap_or(usize::MAX);
     let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, cap)).await {
         Ok(Ok(body)) => body,
-        Ok(Err(_)) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
-        Err(_) => return StatusCode::REQUEST_TIMEOUT.into_response(),
+        Ok(Err(_)) => {
+            push.count_delivery("too_large");
+            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        }
+        Err(_) => {
+            push.count_delivery("too_slow");
+            return StatusCode::REQUEST_TIMEOUT.into_response();
+        }
     };
     let signature = headers.get("x-hub-signature").map(|v| v.as_bytes());
-    match push.delivery(&id, signature, &body).await {
+    let delivered = push.delivery(&id, signature, &body, received).await;
+    if let Ok(outcome) = delivered {
+        push.count_delivery(outcome.label());
+    }
+    match delivered {
         Ok(Delivered::Accepted | Delivered::Dropped) => StatusCode::ACCEPTED.into_response(),
-        Ok(Delivered::Unknown) => StatusCode::GONE.into_response(),
+        Ok(Delivered::Unknown) => StatusCode::NOT_FOUND.into_response(),
         Err(e) => {
             error!(error = %crate::causes::one_line(&e), "callback server: cannot read or store a subscription");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

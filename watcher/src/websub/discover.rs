@@ -1,8 +1,9 @@
 //! websub/discover.rs: which WebSub hub a feed names, and its `rel=self` URL (the topic the hub
 //! knows it by): HTTP `Link` headers first, then the feed's own `<link rel="hub">` /
-//! `<link rel="self">` (Atom `link`, RSS `atom:link`) before its first item. Pure, bounded: at
-//! most [`MAX_LINK_HEADERS`] headers and the first [`HEAD_BYTES`] of the body are looked at, and
-//! only http(s) URLs count.
+//! `<link rel="self">` (Atom `link`, RSS `atom:link`) before its first item, or a JSON Feed's
+//! `hubs` (type `WebSub`) and `feed_url`. Pure, bounded: at most [`MAX_LINK_HEADERS`] headers,
+//! the first [`HEAD_BYTES`] of an XML body and [`MAX_JSON_HUBS`] JSON hubs are looked at (a JSON
+//! body is already capped by `[fetch] max_body_bytes`), and only http(s) URLs count.
 
 use reqwest::header::{HeaderMap, LINK};
 use url::Url;
@@ -12,6 +13,9 @@ pub const MAX_LINK_HEADERS: usize = 16;
 
 /// The part of a feed body searched for its hub links (they come before the items).
 pub const HEAD_BYTES: usize = 64 * 1024;
+
+/// The entries of a JSON Feed's `hubs` looked at.
+pub const MAX_JSON_HUBS: usize = 16;
 
 /// A feed's hub and topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +30,11 @@ pub struct PushLinks {
 pub fn push_links(headers: &HeaderMap, body: &[u8], base: &Url) -> Option<PushLinks> {
     let (mut hub, mut topic) = from_headers(headers, base);
     if hub.is_none() || topic.is_none() {
-        let (body_hub, body_topic) = from_feed_head(body, base);
+        let (body_hub, body_topic) = if is_json(body) {
+            from_json_feed(body, base)
+        } else {
+            from_feed_head(body, base)
+        };
         hub = hub.or(body_hub);
         topic = topic.or(body_topic);
     }
@@ -145,6 +153,51 @@ fn from_feed_head(body: &[u8], base: &Url) -> (Option<Url>, Option<Url>) {
     (hub, topic)
 }
 
+/// Whether `body` looks like JSON (a JSON Feed): its first byte past a BOM and blanks is `{`.
+fn is_json(body: &[u8]) -> bool {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// A JSON Feed 1.1's first `hubs` entry of type `WebSub`, and its `feed_url` as the topic. The
+/// rest of the document is skipped, not kept.
+fn from_json_feed(body: &[u8], base: &Url) -> (Option<Url>, Option<Url>) {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        feed_url: Option<String>,
+        #[serde(default)]
+        hubs: Vec<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Hub {
+        #[serde(rename = "type")]
+        kind: String,
+        url: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Hubs {
+        #[serde(default)]
+        hubs: Vec<serde_json::Value>,
+    }
+    // Two light passes: the first checks the shape without keeping anything, the second keeps
+    // only `hubs` (already known to be a short list).
+    let Ok(head) = serde_json::from_slice::<Head>(body) else {
+        return (None, None);
+    };
+    let topic = head.feed_url.and_then(|u| http_url(base, &u));
+    if head.hubs.is_empty() || head.hubs.len() > MAX_JSON_HUBS {
+        return (None, topic);
+    }
+    let hub = serde_json::from_slice::<Hubs>(body)
+        .ok()
+        .into_iter()
+        .flat_map(|h| h.hubs)
+        .filter_map(|v| serde_json::from_value::<Hub>(v).ok())
+        .find(|h| h.kind.eq_ignore_ascii_case("websub"))
+        .and_then(|h| http_url(base, &h.url));
+    (hub, topic)
+}
+
 fn http_url(base: &Url, target: &str) -> Option<Url> {
     let url = base.join(target.trim()).ok()?;
     (matches!(url.scheme(), "http" | "https") && url.host_str().is_some()).then_some(url)
@@ -203,6 +256,30 @@ mod tests {
         assert_eq!(links.topic.as_str(), "https://blog.example/atom");
         let late = br#"<feed><link rel="self" href="/atom"/><entry><link rel="hub" href="https://late.example/"/></entry></feed>"#;
         assert_eq!(push_links(&HeaderMap::new(), late, &base()), None);
+    }
+
+    #[test]
+    fn a_json_feed_names_its_websub_hub_and_feed_url() {
+        let body = br#" {"version": "https://jsonfeed.org/version/1.1", "title": "t",
+            "items": [{"id": "1", "url": "https://blog.example/a"}],
+            "feed_url": "https://blog.example/feed.json",
+            "hubs": [{"type": "rssCloud", "url": "https://cloud.example/"},
+                     {"type": "WebSub", "url": "https://hub.example/"}]}"#;
+        let links = push_links(&HeaderMap::new(), body, &base()).unwrap();
+        assert_eq!(links.hub.as_str(), "https://hub.example/");
+        assert_eq!(links.topic.as_str(), "https://blog.example/feed.json");
+        // Headers still come first; a hub of another type or no feed_url is no push.
+        let h = headers(&[r#"<https://hub.example/h>; rel="hub""#]);
+        let links = push_links(&h, body, &base()).unwrap();
+        assert_eq!(links.hub.as_str(), "https://hub.example/h");
+        let cloud =
+            br#"{"feed_url": "https://b/f", "hubs": [{"type": "rssCloud", "url": "https://c/"}]}"#;
+        assert_eq!(push_links(&HeaderMap::new(), cloud, &base()), None);
+        let no_self = br#"{"hubs": [{"type": "WebSub", "url": "https://hub.example/"}]}"#;
+        assert_eq!(push_links(&HeaderMap::new(), no_self, &base()), None);
+        let broken =
+            br#"{"feed_url": "https://b/f", "hubs": [{"type": "WebSub", "url": "ftp://x/"}]"#;
+        assert_eq!(push_links(&HeaderMap::new(), broken, &base()), None);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! signed deliveries reaching the trigger exactly once, tampered and unsigned ones counted and
 //! ignored, unknown callbacks and wrong topics answered 404, a denial and a failing hub leaving
 //! the source to polling (shown in `status`), a synchronous hub, lease renewal with a fresh
-//! callback, and `push = false` unsubscribing. The real hub (Flask-WebSub) is `websub_hub.rs`.
+//! callback, `push = false` unsubscribing, and a poll finding an item no push announced marking
+//! push `missed` (status, dashboard, metrics). The real hub (Flask-WebSub) is `websub_hub.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -252,6 +253,38 @@ impl Daemon {
         status["sources"][0]["push"].clone()
     }
 
+    /// The daemon's `/status` JSON.
+    pub async fn status(&self) -> serde_json::Value {
+        (reqwest::get(format!("http://{}/status", self.listen))
+            .await
+            .unwrap())
+        .json()
+        .await
+        .unwrap()
+    }
+
+    /// The daemon's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        (reqwest::get(format!("http://{}/metrics", self.listen))
+            .await
+            .unwrap())
+        .text()
+        .await
+        .unwrap()
+    }
+
+    /// The dashboard's "Poll now" for the scene's source.
+    pub async fn poll_now(&self, feed_url: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/dashboard/poll", self.listen))
+            .query(&[("source", feed_url), ("author", "Pia")])
+            .header(watcher::control::HEADER, "1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
     /// Waits until the source's push status satisfies `done`.
     pub async fn wait_push(
         &self,
@@ -304,6 +337,10 @@ async fn signed_deliveries_poll_the_source_and_reach_the_trigger_once() {
     assert_eq!(sub.get("hub.lease_seconds"), "3600");
     let push = d.wait_push("live", |p| p["state"] == "live").await;
     assert!(push["lease_until"].is_string(), "{push}");
+    // While push is live, the next poll is the safety poll (6h, not the 1h interval).
+    let status = d.status().await;
+    let why = status["sources"][0]["next_due_reason"].as_str().unwrap();
+    assert!(why.starts_with("push live: safety poll 6h"), "{status}");
 
     // Spec corners: a replayed or foreign verification, an unknown callback, other paths.
     let topic = s.feed_url.as_str();
@@ -331,7 +368,11 @@ async fn signed_deliveries_poll_the_source_and_reach_the_trigger_once() {
     );
     let other = format!("{}/status", s.callback_base);
     assert_eq!(reqwest::get(&other).await.unwrap().status().as_u16(), 404);
-    assert_eq!(s.hub.deliver(&unknown, "<rss/>", None).await, 410);
+    assert_eq!(
+        s.hub.deliver(&unknown, "<rss/>", None).await,
+        404,
+        "unknown callback"
+    );
 
     // Tampered and unsigned deliveries: answered like good ones, counted, not acted on.
     let polls_before = s.scene.feeds.requests("/feed").len();
@@ -374,7 +415,72 @@ async fn signed_deliveries_poll_the_source_and_reach_the_trigger_once() {
         [link],
         "delivered exactly once"
     );
+    // The metrics count the deliveries by outcome and time the one that reached the trigger.
+    let metrics = d.metrics().await;
+    for line in [
+        "watcher_push_deliveries_total{outcome=\"accepted\"} 2",
+        "watcher_push_deliveries_total{outcome=\"bad_signature\"} 2",
+        "watcher_push_deliveries_total{outcome=\"unknown_callback\"} 1",
+        "watcher_push_to_trigger_seconds_count 1",
+        "watcher_push_sources{state=\"live\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
+    }
     d.stop().await;
+}
+
+#[tokio::test]
+async fn a_poll_finding_an_item_no_push_announced_marks_push_missed() {
+    let s = push_scene(HubMode::Async { lease: None }, "").await;
+    let d = start_daemon(&s.cfg).await;
+    let live = wait_for_live(&s.hub, 1).await;
+    let (callback, secret) = (live[0].get("hub.callback"), live[0].get("hub.secret"));
+    d.wait_push("live", |p| p["state"] == "live").await;
+    // A push with nothing new: polled, nothing found, still live.
+    let polls = s.scene.feeds.requests("/feed").len();
+    let fat = s.scene.feeds.feed("/feed").unwrap();
+    let sig = watcher::websub::signature::sign_sha256(secret.as_bytes(), fat.as_bytes());
+    assert_eq!(s.hub.deliver(callback, &fat, Some(sig)).await, 202);
+    eventually("the push is polled", || {
+        s.scene.feeds.requests("/feed").len() > polls
+    })
+    .await;
+    // An article the hub never announced, found by a poll push did not ask for.
+    let link = "https://push.example/unannounced";
+    s.scene.feeds.publish("/feed", link, "Unannounced");
+    d.poll_now(&s.feed_url).await;
+    let push = d.wait_push("missed", |p| p["state"] == "missed").await;
+    assert_eq!(push["items"], 1, "{push}");
+    s.scene.rx.wait_for(1).await;
+    assert_eq!(
+        delivered_links(&s.scene.rx),
+        [link],
+        "delivered all the same"
+    );
+    // Normal polling resumes: the next poll is the source's own, not the safety poll.
+    let status = d.status().await;
+    let why = status["sources"][0]["next_due_reason"].as_str().unwrap();
+    assert!(!why.contains("push live"), "{status}");
+    let metrics = d.metrics().await;
+    assert!(
+        metrics.contains("watcher_push_sources{state=\"missed\"} 1"),
+        "{metrics}"
+    );
+    let page = reqwest::get(format!("http://{}/dashboard/live", d.listen))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("push MISSED"), "{page}");
+    d.stop().await;
+    let table = watcher_cmd(&s.cfg).arg("status").output().await.unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("push MISSED: a safety poll")
+            && table.contains("found 1 item(s) no push announced"),
+        "{table}"
+    );
 }
 
 #[tokio::test]
