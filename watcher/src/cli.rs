@@ -134,9 +134,9 @@ pub enum Command {
     },
     /// Validate the config without touching the network.
     ///
-    /// Every problem is one line with the file and the key (a duration above 100 years too). Also
-    /// warns when a run of the embedded chain may outlast `wait_timeout`, after which `once` stops
-    /// the runner.
+    /// Every problem is one line with the file and the key (a duration above 100 years too);
+    /// config templates (`[output] template`) are read and tried. Also warns when a run of the
+    /// embedded chain may outlast `wait_timeout`, after which `once` stops the runner.
     Check,
     /// Show each source's last poll, result, items known, failures and next poll, and the
     /// deliveries pending or failed. Asks the daemon when it holds the store.

@@ -12,6 +12,7 @@ use trigger_client::{Client, RetryPolicy, RunHandle, RunRequest, RunStatus, Targ
 
 use crate::config::{TriggerSettings, WATCHER_TRIGGER_KEYS};
 use crate::delivery::Delivery;
+use crate::emit::{RenderedConfig, Templates};
 
 /// Checks the `[trigger]` table's trigger-client part without touching the network.
 pub fn validate_target(table: &toml::Table) -> Result<(), String> {
@@ -65,6 +66,12 @@ pub enum SendError {
         #[source]
         source: Arc<std::io::Error>,
     },
+    #[error("cannot render the config from template `{}`", path.display())]
+    Template {
+        path: PathBuf,
+        #[source]
+        source: Arc<crate::emit::TemplateError>,
+    },
     #[error("trigger failed")]
     Trigger(#[source] Arc<trigger_client::Error>),
 }
@@ -75,6 +82,8 @@ pub struct Deliverer {
     pipeline: String,
     /// Across passes: attempts before a delivery fails for good, and the backoff between them.
     outbox_policy: RetryPolicy,
+    /// The config templates batches are rendered from (none: the plain config).
+    templates: Templates,
 }
 
 impl Deliverer {
@@ -108,6 +117,24 @@ impl Deliverer {
                 base_delay: settings.retry_base_delay,
                 max_delay: settings.retry_max_delay,
             },
+            templates: Templates::default(),
+        })
+    }
+
+    /// Renders batches from `templates` (`[output] template`, the authors' own).
+    pub fn with_templates(mut self, templates: Templates) -> Deliverer {
+        self.templates = templates;
+        self
+    }
+
+    /// The batch's config, rendered once per delivery attempt (from its template, if any).
+    pub fn render(&self, d: &Delivery) -> Result<RenderedConfig, SendError> {
+        let template = self.templates.pick(d.format, &d.authors);
+        crate::emit::render(d.format, template, &d.batch_id, &d.items).map_err(|source| {
+            SendError::Template {
+                path: template.map(|t| t.path().to_path_buf()).unwrap_or_default(),
+                source: Arc::new(source),
+            }
         })
     }
 

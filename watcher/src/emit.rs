@@ -1,7 +1,11 @@
 //! emit.rs: the pipeline config a batch hands to the LLM Twin (`parameters: {user_full_name,
-//! links}` or `parameters: {author_links: [...]}`), its file name, and the atomic write (temp
-//! file, fsync, rename). Every scalar is written as a JSON-quoted string, which YAML reads as-is,
-//! so a hostile title or URL cannot change the document's structure.
+//! links}` or `parameters: {author_links: [...]}`, or the user's own config with those spliced
+//! in: [`template`]), its file name, and the atomic write (temp file, fsync, rename). Every
+//! scalar is written as a JSON-quoted string, which YAML reads as-is, so a hostile title or URL
+//! cannot change the document's structure.
+
+pub mod template;
+mod yaml_tree;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +15,8 @@ use serde_json::json;
 
 use crate::config::OutputFormat;
 use crate::delivery::DeliveryItem;
+
+pub use self::template::{ConfigTemplate, TemplateError, Templates};
 
 /// One author's links, in the order they were found.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,13 +54,22 @@ pub struct RenderedConfig {
     pub yaml: String,
 }
 
-/// Renders the config of the batch `batch_id` holding `items`.
-pub fn render(format: OutputFormat, batch_id: &str, items: &[DeliveryItem]) -> RenderedConfig {
+/// Renders the config of the batch `batch_id` holding `items`: the plain config, or `template`
+/// with the batch's author and links spliced in.
+pub fn render(
+    format: OutputFormat,
+    template: Option<&ConfigTemplate>,
+    batch_id: &str,
+    items: &[DeliveryItem],
+) -> Result<RenderedConfig, TemplateError> {
     let groups = author_links(items);
-    RenderedConfig {
+    if let Some(template) = template {
+        return template.render(batch_id, &groups);
+    }
+    Ok(RenderedConfig {
         yaml: config_yaml(format, batch_id, &groups),
         json: config_json(format, groups),
-    }
+    })
 }
 
 /// The config as JSON (what REST engines receive).
@@ -74,8 +89,29 @@ fn config_json(format: OutputFormat, groups: Vec<AuthorLinks>) -> serde_json::Va
     }
 }
 
-fn quoted(s: &str) -> String {
-    serde_json::to_string(s).expect("strings always serialize")
+/// `s` as a double-quoted scalar that YAML and JSON read alike: JSON's escapes, plus `\u`
+/// escapes for what YAML may not hold raw or may read as a line break (DEL, C1 controls, U+2028,
+/// U+2029, U+FEFF, U+FFFE, U+FFFF).
+pub(crate) fn quoted(s: &str) -> String {
+    let json = serde_json::to_string(s).expect("strings always serialize");
+    let risky = |c: char| {
+        matches!(
+            c,
+            '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        )
+    };
+    if !json.contains(risky) {
+        return json;
+    }
+    json.chars()
+        .map(|c| {
+            if risky(c) {
+                format!("\\u{:04x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The config as YAML text.
@@ -200,7 +236,7 @@ mod tests {
             item("Paul Iusztin", "https://decodingml.substack.com/p/a"),
             item("Paul Iusztin", "https://decodingml.substack.com/p/b"),
         ];
-        let config = render(OutputFormat::DigitalDataEtl, "abc", &items);
+        let config = render(OutputFormat::DigitalDataEtl, None, "abc", &items).unwrap();
         insta::assert_snapshot!(config.yaml);
         let back: serde_json::Value = serde_yaml_ng::from_str(&config.yaml).unwrap();
         assert_eq!(back, config.json);
@@ -213,7 +249,7 @@ mod tests {
             item("Maxime Labonne", "https://b/1"),
             item("Paul Iusztin", "https://a/2"),
         ];
-        let config = render(OutputFormat::EndToEndData, "abc", &items);
+        let config = render(OutputFormat::EndToEndData, None, "abc", &items).unwrap();
         insta::assert_snapshot!(config.yaml);
         let back: serde_json::Value = serde_yaml_ng::from_str(&config.yaml).unwrap();
         assert_eq!(back, config.json);
@@ -235,7 +271,9 @@ mod tests {
                 item(name, &format!("https://x/p?q={name}")),
                 item(name, "https://x/2"),
             ];
-            let yaml = render(OutputFormat::DigitalDataEtl, "id", &items).yaml;
+            let yaml = render(OutputFormat::DigitalDataEtl, None, "id", &items)
+                .unwrap()
+                .yaml;
             let back: serde_json::Value = serde_yaml_ng::from_str(&yaml)
                 .unwrap_or_else(|e| panic!("{name:?} broke the YAML: {e}\n{yaml}"));
             assert_eq!(back["parameters"]["user_full_name"], name);

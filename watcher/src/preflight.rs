@@ -1,6 +1,7 @@
 //! preflight.rs: the checks of a config that need more than the file, run by `watcher check`
 //! and at startup: the chain files of `kind = "embedded"` and the trigger client's reading of
-//! the `[trigger]` target. Their problems are reported with the file's own, under their keys.
+//! the `[trigger]` target, and the config templates it names. Their problems are reported with
+//! the file's own, under their keys.
 
 use std::path::Path;
 
@@ -8,12 +9,23 @@ use crate::config::{Config, ConfigError, ConfigProblem, TriggerCheck, TriggerSet
 
 /// Reads and validates the config at `path`, preflight checks included.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    Config::load_with(path, &Preflight)
+    with_templates(Config::load_with(path, &Preflight)?)
 }
 
 /// Validates `text` as if read from `path`, preflight checks included.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    Config::parse_with(path, text, &Preflight)
+    with_templates(Config::parse_with(path, text, &Preflight)?)
+}
+
+/// The config, once the templates it names are found usable (`emit::template`).
+fn with_templates(config: Config) -> Result<Config, ConfigError> {
+    match crate::emit::Templates::load(&config) {
+        Ok(_) => Ok(config),
+        Err(problems) => Err(ConfigError::Invalid {
+            path: config.path,
+            problems,
+        }),
+    }
 }
 
 /// The checks of `[trigger]` against the chain files or the trigger client.

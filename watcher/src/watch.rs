@@ -120,7 +120,13 @@ impl Watcher {
             }
             None => (Deliverer::new(&w.config.trigger)?, None),
         };
-        w.deliverer = Some(Arc::new(deliverer));
+        let templates = crate::emit::Templates::load(&w.config).map_err(|problems| {
+            crate::config::ConfigError::Invalid {
+                path: w.config.path.clone(),
+                problems,
+            }
+        })?;
+        w.deliverer = Some(Arc::new(deliverer.with_templates(templates)));
         w.embedded = embedded;
         if let Some(websub) = &w.config.websub {
             let (push, pushed) = crate::websub::Push::new(

@@ -149,6 +149,7 @@ impl Config {
         let mut watcher = raw.watcher;
         let sources = validate::sources(&raw.authors, &watcher, &mut problems);
         validate::settings(&watcher, &raw.fetch, &sources, &mut problems);
+        validate::templates(&raw.output, &raw.authors, &mut problems);
         if let Some(websub) = &raw.websub {
             websub.check(&mut problems);
         }
@@ -163,13 +164,19 @@ impl Config {
         };
         watcher.state_dir = base.join(&watcher.state_dir);
         watcher.output_dir = base.join(&watcher.output_dir);
+        let mut output = raw.output;
+        output.template = output.template.map(|t| base.join(t));
+        let mut authors = raw.authors;
+        for author in &mut authors {
+            author.template = author.template.take().map(|t| base.join(t));
+        }
         Ok(Config {
             path: path.to_path_buf(),
             watcher,
             fetch: raw.fetch,
-            output: raw.output,
+            output,
             trigger,
-            authors: raw.authors,
+            authors,
             websub: raw.websub,
             sources,
         })

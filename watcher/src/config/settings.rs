@@ -227,6 +227,9 @@ impl OutputFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct OutputSettings {
     pub format: OutputFormat,
+    /// The user's own pipeline config (YAML) to splice the new links into: everything but the
+    /// author's name and links is kept byte for byte (`emit::template`). Absolute after loading.
+    pub template: Option<PathBuf>,
 }
 
 /// The `[trigger]` table: the watcher's own keys plus the trigger client's target definition

@@ -39,6 +39,10 @@ pub struct Author {
     /// Poll on a 5-field cron expression (UTC) instead of an interval.
     #[serde(default)]
     pub cron: Option<String>,
+    /// This author's own config template (`digital_data_etl` format only), instead of
+    /// `[output] template`. Absolute after loading.
+    #[serde(default)]
+    pub template: Option<std::path::PathBuf>,
 }
 
 /// A string or a list of strings.

@@ -445,3 +445,26 @@ pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
+
+/// What the file tells about config templates: a per-author template only fits the per-author
+/// format. Their contents are the preflight step's (`emit::template`).
+pub(super) fn templates(
+    output: &super::OutputSettings,
+    authors: &[Author],
+    problems: &mut Vec<ConfigProblem>,
+) {
+    if output.format == super::OutputFormat::DigitalDataEtl {
+        return;
+    }
+    for (i, author) in authors.iter().enumerate() {
+        if author.template.is_some() {
+            problems.push(ConfigProblem::new(
+                format!("authors[{i}].template"),
+                format!(
+                    "a per-author template needs [output] format = \"digital_data_etl\" (it is `{}`, one config for every author); hint: set [output] template instead",
+                    output.format.as_str()
+                ),
+            ));
+        }
+    }
+}

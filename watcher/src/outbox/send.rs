@@ -96,7 +96,7 @@ async fn deliver_one(
 
 /// Renders the batch's config once, writes it and triggers; returns the run handle.
 async fn send(deliverer: &Deliverer, d: &Delivery) -> Result<RunHandle, SendError> {
-    let config = emit::render(d.format, &d.batch_id, &d.items);
+    let config = deliverer.render(d)?;
     emit::write_atomic(&d.config_path, config.yaml.as_bytes()).map_err(|source| {
         SendError::WriteConfig {
             path: d.config_path.clone(),

@@ -25,5 +25,6 @@ mod ssrf;
 mod store_failure;
 mod store_fixture;
 mod store_migration;
+mod templates;
 mod websub;
 mod websub_hub;
