@@ -72,6 +72,7 @@ impl Dashboard {
     pub fn new(
         config: &Config,
         deliverer: Arc<Deliverer>,
+        store: Arc<crate::store::Store>,
     ) -> (Dashboard, mpsc::Receiver<PollRequest>) {
         let (poll, requests) = mpsc::channel(16);
         let chain = deliverer.pipeline().to_owned();
@@ -104,7 +105,7 @@ impl Dashboard {
             output_dir: config.watcher.output_dir.clone(),
             default_config,
             target,
-            manual: Manual::default(),
+            manual: Manual::new(store),
             runs: Runs::default(),
             poll,
         };
@@ -203,7 +204,12 @@ async fn view<D: Daemon>(s: &Shared<D>) -> Result<View, Response> {
             format!("cannot read the store: {}", crate::causes::one_line(&e)),
         )
     })?;
-    let manual = s.dash.manual.list().await;
+    let manual = s.dash.manual.list().map_err(|e| {
+        message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the store: {}", crate::causes::one_line(&e)),
+        )
+    })?;
     let handles: Vec<RunHandle> = manual
         .iter()
         .map(|m| m.handle.clone())

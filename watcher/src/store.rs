@@ -29,6 +29,7 @@ use crate::identity::{IdentityMode, Item};
 mod footprint;
 mod held;
 pub mod layout;
+mod manual;
 mod migrate;
 mod open;
 mod poll;
@@ -37,6 +38,7 @@ mod urls;
 
 pub use self::footprint::{Footprint, TreeFootprint, dir_size};
 use self::layout::{ItemRecord, SourceId};
+pub use self::manual::ManualRecord;
 pub use self::open::Tuning;
 use self::open::{acquire_lock, open_sled};
 pub use self::push::{PushState, PushSubscription};

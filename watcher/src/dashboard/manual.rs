@@ -3,16 +3,18 @@
 //! each rendered form carries, and starting the run through the trigger client with that key as
 //! idempotency key. Starts are serialized and remembered by key, so a double click (two requests
 //! with one key) starts one run even on an engine that does not deduplicate. The runs started
-//! here are kept in memory (the last [`KEEP`]) for the page.
+//! here are kept in the store (`store/manual.rs`), recorded before the trigger is sent, so a
+//! restart forgets none and a form posted again after it starts nothing new.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use trigger_client::RunHandle;
 
 use crate::deliver::Deliverer;
+use crate::store::{ManualRecord, Store};
 
 /// How many manual runs the page lists.
 pub const KEEP: usize = 20;
@@ -77,6 +79,8 @@ pub enum RunNowError {
     },
     #[error("the trigger failed")]
     Trigger(#[source] Box<trigger_client::Error>),
+    #[error("cannot record the run in the store")]
+    Store(#[source] crate::store::StoreError),
 }
 
 /// A run started from the dashboard.
@@ -126,15 +130,22 @@ fn key_is_valid(key: &str) -> bool {
     (16..=64).contains(&key.len()) && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-/// The runs started from the dashboard, newest first; starts go one at a time.
-#[derive(Default)]
+/// The runs started from the dashboard; starts go one at a time.
 pub struct Manual {
-    runs: tokio::sync::Mutex<VecDeque<ManualRun>>,
+    store: Arc<Store>,
+    starting: tokio::sync::Mutex<()>,
 }
 
 impl Manual {
+    pub fn new(store: Arc<Store>) -> Manual {
+        Manual {
+            store,
+            starting: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Starts the pipeline with `choice` under `key`; a key already used answers its run (and
-    /// `false`: nothing new started).
+    /// `false`: nothing new started), also after a restart.
     pub async fn start(
         &self,
         deliverer: &Deliverer,
@@ -147,9 +158,10 @@ impl Manual {
         }
         // Held across the trigger: the second request of a double click waits, then finds the
         // first one's run.
-        let mut runs = self.runs.lock().await;
-        if let Some(run) = runs.iter().find(|r| r.key == key) {
-            return Ok((run.clone(), false));
+        let _one_at_a_time = self.starting.lock().await;
+        let known = self.store.manual_run(key).map_err(RunNowError::Store)?;
+        if let Some(run) = known.as_ref().and_then(ManualRun::from_record) {
+            return Ok((run, false));
         }
         let config = match &choice {
             ConfigChoice::Default => serde_json::Value::Object(serde_json::Map::new()),
@@ -167,25 +179,63 @@ impl Manual {
                 })?
             }
         };
-        let handle = deliverer
-            .start(key, config)
-            .await
-            .map_err(|e| RunNowError::Trigger(Box::new(e)))?;
-        tracing::info!(run_id = %handle, config = choice.label(), "manual run started from the dashboard");
-        let run = ManualRun {
+        // Recorded before the trigger goes out (a record left without a run by a crash is sent
+        // again, under the same key, when the form is posted again).
+        let mut record = known.unwrap_or_else(|| ManualRecord {
             key: key.to_owned(),
-            handle,
             config: choice.label().to_owned(),
             started_at: Utc::now(),
+            run: None,
+        });
+        self.store
+            .put_manual_run(&record)
+            .await
+            .map_err(RunNowError::Store)?;
+        let handle = match deliverer.start(key, config).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                if let Err(forget) = self.store.remove_manual_run(key).await {
+                    tracing::warn!(error = %crate::causes::one_line(&forget), "cannot forget a manual run that did not start");
+                }
+                return Err(RunNowError::Trigger(Box::new(e)));
+            }
         };
-        runs.push_front(run.clone());
-        runs.truncate(KEEP);
+        tracing::info!(run_id = %handle, config = choice.label(), "manual run started from the dashboard");
+        record.run = Some(handle.to_string());
+        self.store
+            .put_manual_run(&record)
+            .await
+            .map_err(RunNowError::Store)?;
+        let run = ManualRun {
+            key: record.key,
+            handle,
+            config: record.config,
+            started_at: record.started_at,
+        };
         Ok((run, true))
     }
 
-    /// The runs started so far, newest first.
-    pub async fn list(&self) -> Vec<ManualRun> {
-        self.runs.lock().await.iter().cloned().collect()
+    /// The runs started so far, newest first (the last [`KEEP`]).
+    pub fn list(&self) -> Result<Vec<ManualRun>, crate::store::StoreError> {
+        Ok(self
+            .store
+            .manual_runs()?
+            .iter()
+            .filter_map(ManualRun::from_record)
+            .take(KEEP)
+            .collect())
+    }
+}
+
+impl ManualRun {
+    /// A stored record that has its run (a record still waiting for one is not a run yet).
+    fn from_record(record: &ManualRecord) -> Option<ManualRun> {
+        Some(ManualRun {
+            key: record.key.clone(),
+            handle: record.run.as_deref()?.parse().ok()?,
+            config: record.config.clone(),
+            started_at: record.started_at,
+        })
     }
 }
 

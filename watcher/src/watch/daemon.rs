@@ -54,6 +54,7 @@ impl Watcher {
         let (dashboard, mut poll_requests) = crate::dashboard::Dashboard::new(
             &this.config,
             this.deliverer.clone().expect("opened with Watcher::open"),
+            this.store.clone(),
         );
         let control = tokio::spawn(crate::control::serve(
             listener,

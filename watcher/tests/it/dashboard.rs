@@ -1,7 +1,8 @@
 //! dashboard.rs: the dashboard at `/` on a real daemon's endpoint: a held item whose title is
 //! hostile HTML shows escaped; "Release", "Poll now" and "Run now" act (a double "Run now" with one
 //! form key reaches the receiver once, though a webhook receiver does not deduplicate); a batch's
-//! config is viewable, no other file is; the endpoint's guard covers the page's routes.
+//! config is viewable, no other file is; the endpoint's guard covers the page's routes; a restart
+//! keeps the runs started from the page, and their keys.
 
 use std::time::Duration;
 
@@ -187,6 +188,48 @@ async fn the_page_escapes_a_hostile_title_and_its_buttons_act() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{said}");
 
+    cancel.cancel();
+    daemon.await.unwrap().unwrap();
+
+    // After a restart the page still lists the run, and the same form posted again starts
+    // nothing (the key is in the store, not only in the stopped daemon's memory).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let daemon = tokio::spawn(open_watcher(&t.cfg).run(listener, cancel.clone()));
+    wait_healthy(&addr).await;
+    let url = |path: &str| format!("http://{addr}{path}");
+    let live = http
+        .get(url("/dashboard/live"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let run = a["run"].as_str().unwrap();
+    let manual = live
+        .split(r#"<section id="manual">"#)
+        .nth(1)
+        .unwrap_or_default();
+    assert!(manual.contains(run), "the run {run} is listed: {live}");
+    let (name, value) = header();
+    let again = http
+        .post(url("/dashboard/run"))
+        .header(name, value)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(
+        (&again["run"], &again["new"]),
+        (&a["run"], &serde_json::json!(false)),
+        "{again}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(t.rx.keys().iter().filter(|k| **k == key).count(), 1);
     cancel.cancel();
     daemon.await.unwrap().unwrap();
 }
