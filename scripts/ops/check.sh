@@ -64,7 +64,7 @@ deb() {
     [[ $(id -u) == 0 ]] || { log "the deb step installs a package: run it as root (CI does)"; return 1; }
     cargo build --release -p watcher -p pipelines -p trigger-client
     local deb
-    deb=$(cargo deb -p watcher --no-build 2>/dev/null | tail -n 1)
+    deb=$(cargo deb -p watcher --no-build --fast 2>/dev/null | tail -n 1)
     [[ -f $deb ]] || { log "cargo deb made no package (it printed \`$deb\`)"; return 1; }
     log "built $deb ($(du -h "$deb" | cut -f1))"
     # Purged again however this ends (a failed step exits the script under set -e).
