@@ -16,6 +16,7 @@ mod faults;
 mod hold;
 mod no_silent_drop;
 mod opml;
+mod parse_upgrade;
 mod ops;
 mod polling;
 mod printing;

@@ -15,7 +15,7 @@ use watcher::store::{Store, source_key};
 use crate::helpers::*;
 
 /// Where the fixture lives.
-fn fixture_dir() -> PathBuf {
+pub(crate) fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-v1")
 }
 
@@ -81,7 +81,7 @@ fn feeds(ada_main: &[u32], ada_notes: &[u32], bob_posts: &[u32]) -> Vec<(&'stati
 
 /// The watcher.toml of the fixture: the sources on [`HOST`] reached through `feeds` as the
 /// proxy, delivering to `hook_url`, and the `[trigger]` lines `trigger_extra`.
-fn write_fixture_config(
+pub(crate) fn write_fixture_config(
     dir: &Path,
     feeds: &FeedServer,
     hook_url: &str,
@@ -283,7 +283,7 @@ fn final_feeds() -> Vec<(&'static str, String)> {
 }
 
 /// The fixture's feeds as committed.
-fn committed_feeds() -> Vec<(&'static str, String)> {
+pub(crate) fn committed_feeds() -> Vec<(&'static str, String)> {
     SOURCES
         .iter()
         .map(|(_, path)| {
