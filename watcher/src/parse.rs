@@ -535,6 +535,60 @@ mod tests {
     }
 
     #[test]
+    fn content_location_is_the_base_only_when_http() {
+        let final_url = base();
+        let base_of = |location| document_base(&final_url, location).to_string();
+        assert_eq!(base_of(None), "https://example.com/blog/feed.xml");
+        assert_eq!(base_of(Some("http://cdn.example/")), "http://cdn.example/");
+        assert_eq!(
+            base_of(Some("/feed/pg.cgi")),
+            "https://example.com/feed/pg.cgi"
+        );
+        assert_eq!(
+            base_of(Some("javascript:alert('unsafe');")),
+            "https://example.com/blog/feed.xml"
+        );
+        assert_eq!(base_of(Some("  ")), "https://example.com/blog/feed.xml");
+    }
+
+    #[test]
+    fn items_without_a_channel_titled_by_dc_or_media_or_entities_are_read() {
+        // RSS 0.9x without <channel>; dc:title and media:title as titles; HTML's named
+        // entities resolved, a DTD's never.
+        let feed = parse(
+            "<!DOCTYPE rss [<!ENTITY x \"boom\">]>\
+             <rss xmlns:dc=\"http://purl.org/dc/elements/1.1/\" \
+             xmlns:media=\"http://search.yahoo.com/mrss/\">\
+             <item><dc:title>caf&eacute;&nbsp;&x;</dc:title><link>/a</link></item>\
+             <item><media:title>bar</media:title><link>/b</link></item></rss>",
+        );
+        let items: Vec<_> = feed
+            .items
+            .iter()
+            .map(|i| (i.title.as_deref(), i.link.as_ref().map(Url::as_str)))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                (Some("caf\u{e9}\u{a0}&x;"), Some("https://example.com/a")),
+                (Some("bar"), Some("https://example.com/b"))
+            ]
+        );
+        // RSS 1.0 items known only by rdf:about are kept, that URI as their link.
+        let rdf = parse(
+            "<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" \
+             xmlns=\"http://purl.org/rss/1.0/\"><channel rdf:about=\"https://example.com/\">\
+             <title>t</title></channel><item rdf:about=\"https://example.com/1\">\
+             <title>One</title></item></rdf:RDF>",
+        );
+        assert_eq!(
+            rdf.items[0].link.as_ref().map(Url::as_str),
+            Some("https://example.com/1")
+        );
+        assert_eq!(rdf.items[0].guid, None);
+    }
+
+    #[test]
     fn rss090_items_are_found() {
         let feed = parse(
             "<?xml version=\"1.0\"?><rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\" \

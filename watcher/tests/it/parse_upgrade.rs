@@ -120,7 +120,11 @@ async fn write_corpus_store_fixture() {
     assert!(rx.received().is_empty(), "a first poll only baselines");
     let (known, ..) = counts(&dir.path().join("state"));
     let items: u64 = known.iter().map(|(_, n)| n).sum();
-    eprintln!("{} sources, {items} items known; {:?}", known.len(), out.status);
+    eprintln!(
+        "{} sources, {items} items known; {:?}",
+        known.len(),
+        out.status
+    );
     let target = fixture_dir();
     let _ = std::fs::remove_dir_all(&target);
     copy_dir(&dir.path().join("state"), &target.join("state"));
@@ -158,7 +162,10 @@ async fn the_corpus_repolled_after_parse_fixes_delivers_nothing_with_or_without_
         // no source that was read before knows fewer items.
         for (key, was) in &before.0 {
             let now = after.0.iter().find(|(k, _)| k == key).map(|(_, n)| *n);
-            assert!(now >= Some(*was), "{key}: {was} items known before, {now:?} now");
+            assert!(
+                now >= Some(*was),
+                "{key}: {was} items known before, {now:?} now"
+            );
         }
         let _ = out;
     }

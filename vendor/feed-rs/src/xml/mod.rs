@@ -9,6 +9,9 @@ use quick_xml::encoding::DecodingReader;
 use quick_xml::events::{BytesEnd, BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::{NsReader, Reader};
+
+mod entities;
+use entities::resolve_html_entity;
 use url::Url;
 
 /// Iteration over the XML elements may return an error (malformed content etc)
@@ -454,7 +457,10 @@ impl<R: BufRead> SourceState<R> {
                         buffer.push(ch);
                     } else {
                         let name = r.as_ref();
-                        match quick_xml::escape::resolve_predefined_entity(name) {
+                        // XML's five, then HTML's (a fixed table: DTD entities are never expanded)
+                        match quick_xml::escape::resolve_predefined_entity(name)
+                            .or_else(|| resolve_html_entity(name))
+                        {
                             Some(resolved) => buffer.push_str(resolved),
                             // Unknown entities cannot be resolved, so retain them in their escaped form
                             None => {
@@ -765,9 +771,12 @@ impl XmlEvent {
 
                     // Unescape the XML attribute or use the original value if this fails (broken escape sequence etc)
                     let decoded_value = &a.value;
-                    let value = quick_xml::escape::unescape(decoded_value)
-                        .unwrap_or_else(|_| decoded_value.clone())
-                        .to_string();
+                    let value = quick_xml::escape::unescape_with(decoded_value, |name| {
+                        quick_xml::escape::resolve_predefined_entity(name)
+                            .or_else(|| resolve_html_entity(name))
+                    })
+                    .unwrap_or_else(|_| decoded_value.clone())
+                    .to_string();
 
                     Some(NameValue {
                         name: name.into(),

@@ -639,6 +639,14 @@ fn test_text_construct_types_are_read_leniently() {
             r#"type="application/xhtml+xml" mode="xml""#,
             r#"<div xmlns="http://www.w3.org/1999/xhtml">x <b>y</b></div>"#
         ),
+        // A MIME-typed inline XML construct (Atom 0.3) keeps its div: it is content there
+        r#"<div xmlns="http://www.w3.org/1999/xhtml">x <b>y</b></div>"#
+    );
+    assert_eq!(
+        title(
+            r#"type="xhtml""#,
+            r#"<div xmlns="http://www.w3.org/1999/xhtml">x <b>y</b></div>"#
+        ),
         "x <b>y</b>"
     );
 }

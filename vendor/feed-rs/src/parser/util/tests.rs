@@ -190,3 +190,21 @@ fn test_decode_base64() {
     assert_eq!(decode_base64("YQ==YQ"), None);
     assert_eq!(decode_base64("/w=="), None);
 }
+
+// Verify named character references outside XML's five come from HTML's fixed table (which holds every entity RSS 0.91's DTD declares), in text and attributes, and DTD entities stay unexpanded
+#[test]
+fn test_html_entities_resolved_dtd_entities_not() {
+    let xml = r#"<?xml version="1.0"?>
+<!DOCTYPE rss [<!ENTITY boom "BOOM">]>
+<rss version="0.91"><channel><title>caf&eacute;&nbsp;&hellip; &boom; &nosuch;</title>
+<item><title>a&mdash;b</title><link>https://example.com/?a=1&amp;b=&eacute;</link></item></channel></rss>"#;
+    let feed = crate::parser::parse(xml.as_bytes()).unwrap();
+    assert_eq!(
+        feed.title.unwrap().content,
+        "caf\u{e9}\u{a0}\u{2026} &boom; &nosuch;"
+    );
+    assert_eq!(
+        feed.entries[0].title.as_ref().unwrap().content,
+        "a\u{2014}b"
+    );
+}
