@@ -20,18 +20,18 @@ bench_install() {
 }
 
 # bench_build: builds the watcher and the bench tool (release; BENCH_PROFILE=debug for a smoke
-# run) and sets WATCHER and BENCH to them. BENCH_WATCHER=PATH measures that watcher binary instead.
+# run) and sets WATCHER and BENCH to them (under CARGO_TARGET_DIR when set). BENCH_WATCHER=PATH measures that watcher binary instead.
 bench_build() {
-    local profile=${BENCH_PROFILE:-release} flags=(--release)
+    local profile=${BENCH_PROFILE:-release} flags=(--release) target=${CARGO_TARGET_DIR:-$PWD/target}
     [[ $profile == debug ]] && flags=()
     if [[ -n ${BENCH_WATCHER:-} ]]; then
         cargo build "${flags[@]}" -q -p bench --bin bench
         WATCHER=$BENCH_WATCHER
     else
         cargo build "${flags[@]}" -q -p watcher --bin watcher -p bench --bin bench
-        WATCHER=$PWD/target/$profile/watcher
+        WATCHER=$target/$profile/watcher
     fi
-    BENCH=$PWD/target/$profile/bench
+    BENCH=$target/$profile/bench
     echo "bench: measuring $WATCHER ($profile build)"
 }
 

@@ -110,6 +110,7 @@ fn store_exit_code(e: &StoreError) -> u8 {
         | StoreError::Sled(_)
         | StoreError::Corrupt { .. }
         | StoreError::CorruptItem { .. }
+        | StoreError::CorruptPolled { .. }
         | StoreError::Migrate { .. }
         | StoreError::InvalidUrl { .. } => exit::STORE,
     }

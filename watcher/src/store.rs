@@ -26,6 +26,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use crate::delivery::{Delivery, Phase};
 use crate::identity::{IdentityMode, Item};
 
+mod deliveries;
 mod footprint;
 mod held;
 pub mod layout;
@@ -33,6 +34,7 @@ mod manual;
 mod migrate;
 mod open;
 mod poll;
+mod polled;
 mod push;
 mod urls;
 
@@ -41,6 +43,7 @@ use self::layout::{ItemRecord, SourceId};
 pub use self::manual::ManualRecord;
 pub use self::open::Tuning;
 use self::open::{acquire_lock, open_sled};
+pub use self::polled::INTERRUPTED;
 pub use self::push::{PushState, PushSubscription};
 
 /// Bumped when the on-disk layout changes incompatibly (2: the compact layout of
@@ -81,6 +84,8 @@ pub enum StoreError {
     },
     #[error("stored item record `{key}` is corrupt: {len} bytes")]
     CorruptItem { key: String, len: usize },
+    #[error("stored poll record of source `{key}` is corrupt: {len} bytes")]
+    CorruptPolled { key: String, len: usize },
     #[error(
         "cannot migrate state dir `{}` to schema {SCHEMA_VERSION}; hint: the old state dir is kept as `{}`: check free disk space, then start the watcher again",
         dir.display(), backup.display()
@@ -227,7 +232,10 @@ pub struct Store {
     db: sled::Db,
     commit: sled_gate::GroupCommit,
     meta: sled::Tree,
+    /// Source key → the source's state, but for what every poll changes (see `store/polled.rs`).
     sources: sled::Tree,
+    /// Source key → what every poll changes (see `store/polled.rs`).
+    polled: sled::Tree,
     /// Source key → [`SourceId`].
     source_ids: sled::Tree,
     /// Every item ever recorded (see `store/layout.rs`).
@@ -240,6 +248,8 @@ pub struct Store {
     batches: sled::Tree,
     /// Held items, by source key and sequence (see `store/held.rs`).
     held: sled::Tree,
+    /// Which deliveries still need the daemon (see `store/deliveries.rs`).
+    open_deliveries: Arc<deliveries::OpenDeliveries>,
     /// Records skipped because they cannot be read (tree, sequence), reported once each.
     unreadable: Arc<std::sync::Mutex<std::collections::BTreeSet<(&'static str, u64)>>>,
     _lock: Arc<nix::fcntl::Flock<File>>,
@@ -330,6 +340,7 @@ impl Store {
         }
         Ok(Store {
             sources: db.open_tree("sources")?,
+            polled: db.open_tree("polled")?,
             source_ids: db.open_tree("source_ids")?,
             known: db.open_tree("known")?,
             author_urls: db.open_tree("author_urls")?,
@@ -341,6 +352,7 @@ impl Store {
             meta,
             commit: sled_gate::GroupCommit::new(db.clone()),
             db,
+            open_deliveries: Arc::default(),
             unreadable: Arc::default(),
             _lock: Arc::new(lock),
         })
@@ -349,30 +361,6 @@ impl Store {
     /// The id of a source that committed a poll (`None`: none yet).
     fn source_id(&self, source_key: &str) -> Result<Option<SourceId>, StoreError> {
         Ok(self.source_ids.get(source_key)?.map(|v| decode_id(&v)))
-    }
-
-    pub fn source(&self, key: &str) -> Result<Option<SourceState>, StoreError> {
-        self.sources
-            .get(key)?
-            .map(|v| from_json(key.as_bytes(), &v))
-            .transpose()
-    }
-
-    /// Stores a source's state without waiting for the disk (a crash means one refetch).
-    pub async fn put_source(&self, key: &str, state: &SourceState) -> Result<(), StoreError> {
-        let (sources, key, value) = (self.sources.clone(), key.to_owned(), to_json(state));
-        sled_gate::blocking(move || sled_gate::shared(|| sources.insert(key, value))).await?;
-        Ok(())
-    }
-
-    pub fn sources(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
-        self.sources
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((String::from_utf8_lossy(&k).into_owned(), from_json(&k, &v)?))
-            })
-            .collect()
     }
 
     /// Staged items, oldest first, with their keys. A record that cannot be read is skipped
@@ -393,7 +381,7 @@ impl Store {
         let added = sled_gate::blocking(move || {
             // Taken before the transaction (see the module header).
             let seq = sled_gate::shared(|| this.db.generate_id())?;
-            sled_gate::exclusive(|| {
+            let added = sled_gate::exclusive(|| {
                 (&this.staged, &this.outbox, &this.batches).transaction(
                     |(staged, outbox, batches)| {
                         for seq in &staged_keys {
@@ -408,7 +396,12 @@ impl Store {
                     },
                 )
             })
-            .map_err(tx_err)
+            .map_err(tx_err)?;
+            if added {
+                let mut index = this.open_index()?;
+                index.iter_mut().for_each(|i| i.note(seq, Some(&delivery)));
+            }
+            Ok::<_, StoreError>(added)
         })
         .await?;
         self.flush().await?;
@@ -432,7 +425,9 @@ impl Store {
                     && !d.run_open()
                     && d.delivered_at.is_some_and(|t| t < cutoff)
                 {
+                    let mut index = this.open_index()?;
                     sled_gate::shared(|| this.outbox.remove(seq.to_be_bytes()))?;
+                    index.iter_mut().for_each(|i| i.note(seq, None));
                     n += 1;
                 }
             }
@@ -447,10 +442,15 @@ impl Store {
 
     /// Stores a delivery's new state without waiting for the disk (run-following bookkeeping).
     pub async fn put_delivery_lazy(&self, seq: u64, delivery: &Delivery) -> Result<(), StoreError> {
-        let (outbox, value) = (self.outbox.clone(), to_json(delivery));
-        sled_gate::blocking(move || sled_gate::shared(|| outbox.insert(seq.to_be_bytes(), value)))
-            .await?;
-        Ok(())
+        let (this, delivery) = (self.clone(), delivery.clone());
+        sled_gate::blocking(move || {
+            let mut index = this.open_index()?;
+            let value = to_json(&delivery);
+            sled_gate::shared(|| this.outbox.insert(seq.to_be_bytes(), value))?;
+            index.iter_mut().for_each(|i| i.note(seq, Some(&delivery)));
+            Ok::<_, StoreError>(())
+        })
+        .await
     }
 
     pub fn delivery_by_batch(&self, batch_id: &str) -> Result<Option<(u64, Delivery)>, StoreError> {

@@ -82,12 +82,8 @@ pub fn held_until(
     if min_interval.is_zero() {
         return Ok(None);
     }
-    let last = store
-        .deliveries()?
-        .into_iter()
-        .filter_map(|(_, d)| d.delivered_at)
-        .max();
-    Ok(last
+    Ok(store
+        .last_delivered_at()?
         .map(|t| t + chrono::Duration::from_std(min_interval).unwrap_or(chrono::Duration::MAX))
         .filter(|until| *until > now))
 }

@@ -31,7 +31,7 @@ pub async fn follow_runs(
 ) -> Result<Vec<Delivery>, StoreError> {
     let min_age = following.min_age;
     let mut ended = Vec::new();
-    for (seq, d) in store.deliveries()? {
+    for (seq, d) in store.unsettled_deliveries()? {
         let DeliveryState::Done(run) = &d.state else {
             continue;
         };

@@ -30,7 +30,7 @@ pub async fn deliver_due(
     now: DateTime<Utc>,
 ) -> Result<Vec<DeliveryReport>, StoreError> {
     let mut reports = Vec::new();
-    for (seq, d) in store.deliveries()? {
+    for (seq, d) in store.unsettled_deliveries()? {
         if d.state != DeliveryState::Pending || d.next_attempt_at > now {
             continue;
         }

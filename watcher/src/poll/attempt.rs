@@ -8,9 +8,8 @@ use chrono::{DateTime, Utc};
 use crate::schedule::{self, Policy};
 use crate::store::SourceState;
 
-/// What `last_error` says of a poll that never finished (and, for its few seconds, of a poll in
-/// flight: both read true).
-pub const INTERRUPTED: &str = "interrupted: the last poll did not finish (unless it is running now, the watcher was killed, crashed or ran out of memory during it); backing off";
+/// What `last_error` says of a poll that never finished (the store keeps it as a flag).
+pub use crate::store::INTERRUPTED;
 
 /// `state` as it reads if the poll started at `now` never finishes.
 pub fn interrupted(state: &SourceState, policy: &Policy, now: DateTime<Utc>) -> SourceState {

@@ -1,7 +1,8 @@
 //! store/poll.rs: what one poll reads and writes: what is known about a fetch's items (point
 //! reads: the cost grows with the fetch, never with the store), and the poll's commit: items
 //! recorded in the compact layout (`store/layout.rs`), URL indexes, staged and held items and the
-//! source's state in one transaction, flushed before anything is sent.
+//! source's state (both its records, see `store/polled.rs`) in one transaction, flushed before
+//! anything is sent.
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,7 +12,7 @@ use sled::Transactional;
 use super::layout::{self, FLAG_BASELINE, ItemRecord, fingerprint};
 use super::{
     NEXT_SOURCE_ID, PollCommit, SourceState, Store, StoreError, abort, decode_id, decode_item,
-    held, to_json, tx_err, urls,
+    held, polled, to_json, tx_err, urls,
 };
 use crate::diff::Known;
 use crate::identity::Item;
@@ -101,9 +102,20 @@ impl Store {
                 &self.held,
                 &self.source_ids,
                 &self.meta,
+                &self.polled,
             )
                 .transaction(
-                    |(sources, known, author_urls, source_urls, staged, held, ids, meta)| {
+                    |(
+                        sources,
+                        known,
+                        author_urls,
+                        source_urls,
+                        staged,
+                        held,
+                        ids,
+                        meta,
+                        polled,
+                    )| {
                         let source = match ids.get(commit.source_key.as_bytes())? {
                             Some(v) => decode_id(&v),
                             None => {
@@ -173,11 +185,15 @@ impl Store {
                                 )?;
                             }
                         }
-                        let state = SourceState {
+                        let (cold, hot) = polled::split(&SourceState {
                             items_known,
                             ..commit.state.clone()
-                        };
-                        sources.insert(commit.source_key.as_bytes(), to_json(&state))?;
+                        });
+                        let key = commit.source_key.as_bytes();
+                        if sources.get(key)?.as_deref() != Some(cold.as_slice()) {
+                            sources.insert(key, cold)?;
+                        }
+                        polled.insert(key, hot)?;
                         Ok(())
                     },
                 )

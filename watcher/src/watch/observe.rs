@@ -40,7 +40,7 @@ impl Watcher {
         let oldest = sled_gate::blocking(move || {
             Ok::<_, StoreError>(
                 store
-                    .deliveries()?
+                    .unsettled_deliveries()?
                     .into_iter()
                     .filter(|(_, d)| d.phase() == Phase::Pending)
                     .map(|(_, d)| d.created_at)
