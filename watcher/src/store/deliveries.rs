@@ -27,7 +27,7 @@ impl Index {
     /// Notes the outbox's record `seq` as it is now (`None`: removed).
     pub(super) fn note(&mut self, seq: u64, delivery: Option<&Delivery>) {
         match delivery {
-            Some(d) if !(d.phase() == Phase::Done && !d.run_open()) => {
+            Some(d) if d.phase() != Phase::Done || d.run_open() => {
                 self.open.insert(seq);
             }
             _ => {
