@@ -21,9 +21,11 @@ pub const ALWAYS_SET: &[&str] = &[
 pub struct StageEnv {
     /// Start from an empty environment instead of the runner's.
     pub clear: bool,
-    /// Variables copied from the runner's environment (only with `clear`).
+    /// Variables copied from the runner's environment (only with `clear`); `PREFIX*` stands for
+    /// every variable whose name starts with `PREFIX`.
     pub inherit: Vec<String>,
-    /// Variables removed from the runner's environment (only without `clear`).
+    /// Variables removed from the runner's environment (only without `clear`), and never
+    /// copied by a `PREFIX*` of `inherit`.
     pub remove: Vec<String>,
 }
 
@@ -34,6 +36,13 @@ impl StageEnv {
     pub fn new(policy: &EnvPolicy, secrets: &[String]) -> Self {
         let secret =
             |name: &str| PROJECT_SECRETS.contains(&name) || secrets.iter().any(|s| s == name);
+        let mut remove: Vec<String> = PROJECT_SECRETS.iter().map(|s| (*s).to_owned()).collect();
+        remove.extend(
+            secrets
+                .iter()
+                .filter(|s| !PROJECT_SECRETS.contains(&s.as_str()))
+                .cloned(),
+        );
         if policy.clear {
             let mut inherit = vec!["PATH".to_owned()];
             inherit.extend(
@@ -46,22 +55,33 @@ impl StageEnv {
             Self {
                 clear: true,
                 inherit,
-                remove: Vec::new(),
+                remove,
             }
         } else {
-            let mut remove: Vec<String> = PROJECT_SECRETS.iter().map(|s| (*s).to_owned()).collect();
-            remove.extend(
-                secrets
-                    .iter()
-                    .filter(|s| !PROJECT_SECRETS.contains(&s.as_str()))
-                    .cloned(),
-            );
             Self {
                 clear: false,
                 inherit: Vec::new(),
                 remove,
             }
         }
+    }
+
+    /// The `inherit` variables found in `vars` (the runner's environment), in `vars`' order,
+    /// secrets left out.
+    pub fn inherited(
+        &self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Vec<(String, String)> {
+        let wanted = |name: &str| {
+            self.inherit
+                .iter()
+                .any(|rule| match rule.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => rule == name,
+                })
+                && !self.remove.iter().any(|secret| secret == name)
+        };
+        vars.into_iter().filter(|(name, _)| wanted(name)).collect()
     }
 }
 
@@ -88,5 +108,26 @@ mod tests {
         let cleared = StageEnv::new(&policy, &secrets);
         assert!(cleared.clear);
         assert_eq!(cleared.inherit, ["PATH", "HOME"]);
+    }
+
+    #[test]
+    fn prefixes_inherit_a_tools_variables_but_not_secrets() {
+        let secrets = vec!["ZENML_STORE_API_KEY".to_owned()];
+        let policy = EnvPolicy {
+            clear: true,
+            allow: vec!["ZENML_*".into(), "HOME".into()],
+        };
+        let plan = StageEnv::new(&policy, &secrets);
+        let vars = [
+            ("ZENML_CONFIG_PATH", "/tmp/z"),
+            ("ZENML_STORE_API_KEY", "ZENKEY_x"),
+            ("HOME", "/root"),
+            ("HOMEDIR", "/x"),
+            ("ZENMLX", "no"),
+            (runner_api::TOKEN_ENV, "t"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let names: Vec<String> = plan.inherited(vars).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["ZENML_CONFIG_PATH", "HOME"]);
     }
 }

@@ -1,7 +1,11 @@
 //! Credentials a backend attaches to its calls: none, a static bearer token or basic auth, or
-//! a login whose token the transport caches and refreshes once on a 401; and the hint an
-//! auth failure carries about which credentials were refused.
+//! a login whose token the transport caches, renews shortly before the `expires_in` the login
+//! gave, and refreshes once on a 401; and the hint an auth failure carries about which
+//! credentials were refused.
 
+use std::time::Duration;
+
+use tokio::time::Instant;
 use url::Url;
 
 use crate::target::Secret;
@@ -26,7 +30,30 @@ pub(crate) struct Login {
     /// Describes the credentials for hints ("user `admin` with the password from env var `X`").
     pub describe: String,
     /// The cached token (the transport fills and refreshes it).
-    pub(crate) token: tokio::sync::Mutex<Option<Secret>>,
+    pub(crate) token: tokio::sync::Mutex<Option<Token>>,
+}
+
+/// A token a login returned, and when to stop using it.
+#[derive(Clone)]
+pub(crate) struct Token {
+    pub secret: Secret,
+    /// Renew before this instant (`None`: the token does not expire, or did not say).
+    pub renew_at: Option<Instant>,
+}
+
+impl Token {
+    /// A token obtained `now`, valid for `expires_in` (from the login's answer): it is renewed
+    /// when a tenth of its lifetime (at most a minute) is left.
+    pub(crate) fn new(secret: Secret, now: Instant, expires_in: Option<Duration>) -> Self {
+        let renew_at = expires_in
+            .map(|lifetime| now + lifetime - (lifetime / 10).min(Duration::from_secs(60)));
+        Token { secret, renew_at }
+    }
+
+    /// Whether the token should be renewed before it is sent at `now`.
+    pub(crate) fn is_stale(&self, now: Instant) -> bool {
+        self.renew_at.is_some_and(|at| now >= at)
+    }
 }
 
 /// One login form/JSON field.
@@ -69,5 +96,24 @@ impl Auth {
             ),
             Auth::Login(login) => format!("{} {what}", login.describe),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_before_they_expire() {
+        let now = Instant::now();
+        let secret = || Secret::new("t", "a test");
+        let token = Token::new(secret(), now, Some(Duration::from_secs(3600)));
+        assert!(!token.is_stale(now + Duration::from_secs(3539)));
+        assert!(token.is_stale(now + Duration::from_secs(3540)));
+        let short = Token::new(secret(), now, Some(Duration::from_secs(10)));
+        assert!(!short.is_stale(now + Duration::from_secs(8)));
+        assert!(short.is_stale(now + Duration::from_secs(9)));
+        let forever = Token::new(secret(), now, None);
+        assert!(!forever.is_stale(now + Duration::from_secs(1 << 30)));
     }
 }

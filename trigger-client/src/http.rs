@@ -1,17 +1,18 @@
 //! The one HTTP transport every backend sends through: the single `reqwest::Client`
 //! (User-Agent, timeouts), credentials per attempt (static bearer/basic, or a login token
-//! refreshed once on a 401), the response body cap, transient statuses turned into errors
+//! renewed before it expires and refreshed once on a 401), the response body cap, transient statuses turned into errors
 //! (with `Retry-After`), and the retry loop around it all. Backends describe requests
 //! ([`Call`]) and read [`Reply`]s.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use reqwest::Method;
 use reqwest::header::{self, HeaderName, HeaderValue};
+use tokio::time::Instant;
 use url::Url;
 
-use crate::auth::{Auth, Login, LoginField};
+use crate::auth::{Auth, Login, LoginField, Token};
 use crate::error::{Error, is_transient_status};
 use crate::reply::Reply;
 use crate::retry::{RetryPolicy, with_retries};
@@ -151,11 +152,15 @@ impl Http {
         };
         let mut cached = login.token.lock().await;
         let token = match cached.as_ref() {
-            Some(token) => token.clone(),
-            None => {
+            Some(token) if !token.is_stale(Instant::now()) => token.secret.clone(),
+            stale => {
+                if stale.is_some() {
+                    tracing::debug!("token about to expire, logging in again");
+                }
                 let token = self.login(login, auth).await?;
-                *cached = Some(token.clone());
-                token
+                let secret = token.secret.clone();
+                *cached = Some(token);
+                secret
             }
         };
         drop(cached);
@@ -169,19 +174,21 @@ impl Http {
         let mut cached = login.token.lock().await;
         // Another task may have refreshed it meanwhile.
         let fresh = match cached.as_ref() {
-            Some(current) if current.expose() != token.expose() => current.clone(),
+            Some(current) if current.secret.expose() != token.expose() => current.secret.clone(),
             _ => {
                 let fresh = self.login(login, auth).await?;
-                *cached = Some(fresh.clone());
-                fresh
+                let secret = fresh.secret.clone();
+                *cached = Some(fresh);
+                secret
             }
         };
         drop(cached);
         self.send_once(call, &Credentials::Bearer(fresh)).await
     }
 
-    /// Performs the login call (with retries) and returns its `access_token`.
-    async fn login(&self, login: &Login, auth: &Auth) -> Result<Secret, Error> {
+    /// Performs the login call (with retries) and returns its `access_token` with its
+    /// `expires_in` (seconds), when the answer gives one.
+    async fn login(&self, login: &Login, auth: &Auth) -> Result<Token, Error> {
         let plain = |field: &LoginField| match field {
             LoginField::Plain(value) => value.clone(),
             LoginField::Secret(secret) => secret.expose().to_owned(),
@@ -203,6 +210,7 @@ impl Http {
             Body::json(&map)
         };
         let call = Call::post(login.url.clone(), body);
+        let asked = Instant::now();
         let what = format!("login {}", login.url.path());
         let reply = with_retries(&self.policy, self.kind.as_str(), &what, |_| {
             self.send_once(&call, &Credentials::None)
@@ -210,15 +218,22 @@ impl Http {
         .await?
         .success(auth)?;
         #[derive(serde::Deserialize)]
-        struct Token {
+        struct Answer {
             access_token: String,
+            #[serde(default)]
+            expires_in: Option<f64>,
         }
-        let token: Token = reply.json()?;
-        tracing::debug!("logged in");
-        Ok(Secret::new(
-            token.access_token,
+        let answer: Answer = reply.json()?;
+        let expires_in = answer
+            .expires_in
+            .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+            .map(|seconds| Duration::from_secs_f64(seconds.min(1e9)));
+        tracing::debug!(expires_in = ?expires_in, "logged in");
+        let secret = Secret::new(
+            answer.access_token,
             format!("a login at `{}`", redact(&login.url)),
-        ))
+        );
+        Ok(Token::new(secret, asked, expires_in))
     }
 
     /// Sends once. Transient statuses become errors (with `Retry-After`); others are returned.

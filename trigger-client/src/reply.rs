@@ -126,6 +126,10 @@ fn reason(status: u16) -> &'static str {
 /// Finds the human message in the JSON error shapes engines use.
 fn message_from_json(value: &serde_json::Value) -> Option<String> {
     use serde_json::Value;
+    // ZenML's 422: a top-level `["ExceptionClass", "message + traceback"]`.
+    if let Some(message) = exception_pair(value) {
+        return Some(message);
+    }
     let object = value.as_object()?;
     for key in ["detail", "error", "message", "exception_message", "title"] {
         let Some(field) = object.get(key) else {
@@ -134,13 +138,7 @@ fn message_from_json(value: &serde_json::Value) -> Option<String> {
         match field {
             Value::String(text) if !text.is_empty() => return Some(text.clone()),
             // ZenML: ["ExceptionClass", "message"]
-            Value::Array(items) if items.len() == 2 && items.iter().all(Value::is_string) => {
-                return Some(format!(
-                    "{}: {}",
-                    items[0].as_str().unwrap_or_default(),
-                    items[1].as_str().unwrap_or_default()
-                ));
-            }
+            Value::Array(_) if exception_pair(field).is_some() => return exception_pair(field),
             // FastAPI validation: [{"loc": [...], "msg": "..."}]
             Value::Array(items) => {
                 let parts: Vec<String> = items
@@ -186,10 +184,49 @@ fn message_from_json(value: &serde_json::Value) -> Option<String> {
     None
 }
 
+/// ZenML's `["ExceptionClass", "message"]` as `ExceptionClass: message`, without the server-side
+/// traceback ZenML appends to some messages (`File "/path/on/the/server.py", line N, in f`), and
+/// at most 500 characters.
+fn exception_pair(value: &serde_json::Value) -> Option<String> {
+    let [class, message] = value.as_array()?.as_slice() else {
+        return None;
+    };
+    let (class, message) = (class.as_str()?, message.as_str()?);
+    let kept: Vec<&str> = message
+        .lines()
+        .take_while(|line| !line.trim_start().starts_with("File \""))
+        .collect();
+    let message = snippet(kept.join("\n").as_bytes(), 500);
+    Some(if message.is_empty() {
+        class.to_owned()
+    } else {
+        format!("{class}: {message}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn zenml_422_arrays_lose_their_traceback() {
+        // What ZenML 0.98 answers to `{"run_configuration": 5}`.
+        let body = json!([
+            "ValueError",
+            "1 validation error:\n  {'type': 'model_attributes_type', 'loc': ('body', 'run_configuration'), 'msg': 'Input should be a valid dictionary or object to extract fields from', 'input': 5}\n\n  File \"/srv/venv/lib/python3.11/site-packages/zenml/zen_server/utils.py\", line 459, in create_snapshot_run\n    POST /api/v1/pipeline_snapshots/{snapshot_id}/runs"
+        ]);
+        let message = message_from_json(&body).unwrap();
+        assert_eq!(
+            message,
+            "ValueError: 1 validation error: {'type': 'model_attributes_type', 'loc': ('body', 'run_configuration'), 'msg': 'Input should be a valid dictionary or object to extract fields from', 'input': 5}"
+        );
+        assert_eq!(
+            message_from_json(&json!({"detail": ["RuntimeError", ""]})).as_deref(),
+            Some("RuntimeError")
+        );
+        assert_eq!(message_from_json(&json!(["a", "b", "c"])), None);
+    }
 
     #[test]
     fn messages_from_engine_error_shapes() {

@@ -1,5 +1,6 @@
 //! A chain's environment policy: `env_clear = true` starts each stage from an empty environment
 //! that holds only the `env_allow` variables (plus what the runner always sets); checked here.
+//! An `env_allow` entry is a name or a prefix ending in `*` (`ZENML_*`: every variable of a tool).
 
 use super::problem::ChainError;
 use std::path::Path;
@@ -12,7 +13,8 @@ pub const PROJECT_SECRETS: &[&str] = &[runner_api::TOKEN_ENV, "WATCHER_WEBHOOK_S
 pub struct EnvPolicy {
     /// Stages start from an empty environment.
     pub clear: bool,
-    /// With `clear`: the runner's variables copied in (secrets never are).
+    /// With `clear`: the runner's variables copied in (secrets never are); `PREFIX*` copies
+    /// every variable whose name starts with `PREFIX`.
     pub allow: Vec<String>,
 }
 
@@ -37,9 +39,10 @@ impl EnvPolicy {
             );
         }
         for name in &allow {
-            if name.is_empty() || name.contains('=') || name.contains('\0') {
+            let stem = name.strip_suffix('*').unwrap_or(name);
+            if stem.is_empty() || stem.contains(['=', '\0', '*']) {
                 error(format!(
-                    "bad variable name `{}`; expected no `=` and not empty",
+                    "bad variable name `{}`; expected a name or a prefix ending in `*` (`ZENML_*`), without `=`",
                     name.escape_debug()
                 ));
             } else if PROJECT_SECRETS.contains(&name.as_str()) {
@@ -79,9 +82,18 @@ mod tests {
         );
         let text = problems(&text);
         assert!(text.contains("bad variable name `A=B`"), "{text}");
+
         assert!(
             text.contains("`PIPELINES_TOKEN` is the runner's own secret"),
             "{text}"
         );
+
+        let text = format!("name = \"c\"\nenv_clear = true\nenv_allow = [\"ZENML_*\"]\n{STAGE}");
+        let chain = crate::chain::parse(&text, Path::new("c.toml")).unwrap();
+        assert_eq!(chain.env_policy().allow, ["ZENML_*"]);
+        for bad in ["*", "A*B*", "*A"] {
+            let text = format!("name = \"c\"\nenv_clear = true\nenv_allow = [\"{bad}\"]\n{STAGE}");
+            assert!(problems(&text).contains("bad variable name"), "{bad}");
+        }
     }
 }

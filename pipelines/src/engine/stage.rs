@@ -171,11 +171,7 @@ impl Engine {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|err| err.to_string())?;
         let plan = StageEnv::new(chain.env_policy(), &inner.secret_env);
-        let mut env: Vec<(String, String)> = plan
-            .inherit
-            .iter()
-            .filter_map(|name| Some((name.clone(), std::env::var(name).ok()?)))
-            .collect();
+        let mut env: Vec<(String, String)> = plan.inherited(std::env::vars());
         env.extend([
             ("PIPELINES_RUN_ID".to_owned(), run.id.clone()),
             ("PIPELINES_CHAIN".to_owned(), chain.name().to_owned()),

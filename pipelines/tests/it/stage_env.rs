@@ -24,6 +24,15 @@ run = ["sh", "-c", "env > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"", "sh", "@WORK@/env
 env = { EXTRA = "{run_id}" }
 "#;
 
+const PREFIXED: &str = r#"
+name = "dump"
+env_clear = true
+env_allow = ["ZENML_*"]
+[[stages]]
+name = "env"
+run = ["sh", "-c", "env > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"", "sh", "@WORK@/env"]
+"#;
+
 /// The names of the variables in an `env` dump, minus what `sh` adds by itself.
 fn names(dump: &str) -> BTreeSet<String> {
     dump.lines()
@@ -109,4 +118,44 @@ async fn with_env_clear_a_stage_sees_only_the_allowed_and_the_always_set() {
     }
     assert_eq!(seen, expected);
     runner.stop().await;
+}
+
+#[tokio::test]
+async fn a_prefix_in_env_allow_passes_a_tools_variables_but_no_secret() {
+    let dirs = Dirs::new(&[("dump", PREFIXED)]);
+    let (mut child, url) = spawn_runner_binary(
+        &dirs,
+        &["--secret-env", "ZENML_STORE_API_KEY"],
+        &[
+            ("ZENML_CONFIG_PATH", "/tmp/zenml-config"),
+            ("ZENML_ANALYTICS_OPT_IN", "false"),
+            ("ZENML_STORE_API_KEY", "ZENKEY_never-in-a-stage"),
+            ("ZENMLISH", "not the prefix"),
+        ],
+    )
+    .await;
+    let status = reqwest::Client::new()
+        .post(format!("{url}/api/v1/chains/dump/runs"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"config": {}}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{status}");
+    let dump = wait_file(&dirs.work_file("env")).await;
+    let zenml: BTreeSet<String> = names(&dump)
+        .into_iter()
+        .filter(|name| name.starts_with("ZENML"))
+        .collect();
+    assert_eq!(
+        zenml,
+        BTreeSet::from(["ZENML_ANALYTICS_OPT_IN".into(), "ZENML_CONFIG_PATH".into()])
+    );
+    assert!(
+        dump.contains("ZENML_CONFIG_PATH=/tmp/zenml-config"),
+        "{dump}"
+    );
+    assert!(!dump.contains("never-in-a-stage"));
+    child.kill().await.unwrap();
 }

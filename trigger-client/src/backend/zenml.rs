@@ -5,9 +5,13 @@
 //! templates (`POST /api/v1/run_templates/{id}/runs`, bare body); either is looked up by name.
 //! The config's parameters become **step** parameters (pipeline-level ones are rejected over
 //! REST) through `step_params`. The run name is derived from the idempotency key, so a repeat
-//! gets "already exists" and the existing run is returned. Auth: an API key used directly
-//! (0.92+) or exchanged at `POST /api/v1/login`, a password login, or a ready token. A 405 on
-//! the trigger means an open-source server that cannot start runs at all.
+//! gets "already exists" and the existing run is returned. Auth: a server's API key
+//! (`ZENKEY_...`) exchanged once at `POST /api/v1/login` for a token (~20x cheaper per call than
+//! sending the key, which 0.92+ also accepts), a password login, or a ready token (a ZenML Pro
+//! `ZENPROKEY_...` is sent as is from 0.92). A 405 on the trigger means an open-source server
+//! that cannot start runs at all; a 429 (two snapshot runs already starting) is retried by the
+//! transport; a 403 on stop is checked against the run's state (ZenML answers 403 both for a run
+//! that already ended and for missing rights).
 
 use std::collections::BTreeMap;
 
@@ -138,7 +142,7 @@ impl Zenml {
             ))
         };
         match (&self.token, &self.credentials) {
-            (Some(key), _) if is_api_key(key) && version < (0, 92) => login(
+            (Some(key), _) if exchanged(key, version) => login(
                 vec![
                     ("grant_type", LoginField::Plain("zenml-api-key".into())),
                     ("password", LoginField::Secret(key.clone())),
@@ -217,8 +221,15 @@ impl Zenml {
 
     /// `{"step": {"parameters": {...}}}` from the request's parameters.
     fn steps(&self, req: &RunRequest) -> Result<Value, Error> {
+        let parameters = req.parameters();
+        if parameters.contains_key("author_links") && !self.step_params.contains_key("author_links")
+        {
+            return Err(Error::Request {
+                problem: "an `end_to_end_data` config (`author_links`) cannot start a ZenML snapshot: the snapshot fixes how many authors the pipeline has (`crawl_links_2`, ...), so only the `digital_data_etl` shape maps to its steps (hint: set `format = \"digital_data_etl\"` in the watcher's [output], one run per author)".into(),
+            });
+        }
         let mut steps: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-        for (param, value) in req.parameters() {
+        for (param, value) in parameters {
             let (step, name) = self.step_params.get(&param).ok_or_else(|| Error::Request {
                 problem: format!(
                     "config parameter `{param}` has no ZenML step to go to (pipeline-level parameters are rejected over REST) (hint: add `{param} = \"<step>.<parameter>\"` to `step_params`)"
@@ -295,8 +306,9 @@ struct RunBody {
 
 impl Backend for Zenml {
     async fn trigger(&self, http: &Http, name: &str, req: &RunRequest) -> Result<String, Error> {
-        let server = self.server(http).await?;
+        // Before any request: the server accepts wrong shapes silently, so this is the check.
         let steps = self.steps(req)?;
+        let server = self.server(http).await?;
         let source = self.source_id(http, server, name).await?;
         let run_name = safe_identifier(&format!("{name}-{}", req.idempotency_key));
         let run_configuration = json!({"run_name": run_name, "steps": steps});
@@ -364,16 +376,30 @@ impl Backend for Zenml {
         let server = self.server(http).await?;
         let mut url = endpoint(&self.base, &["api", "v1", "runs", id, "stop"]);
         url.query_pairs_mut().append_pair("graceful", "false");
-        http.send(&Call::post(url, Body::Empty), &server.auth)
-            .await?
-            .success(&server.auth)?;
-        Ok(())
+        let reply = http
+            .send(&Call::post(url, Body::Empty), &server.auth)
+            .await?;
+        if reply.status != 403 {
+            reply.success(&server.auth)?;
+            return Ok(());
+        }
+        // "Cannot stop a run that is already completed", "Run is already being stopped", or no
+        // permission: the run's state tells which.
+        let status = self.status(http, id).await?;
+        if status.state.is_terminal() || status.raw_state == "stopping" {
+            tracing::info!(run_id = %id, state = %status.raw_state, "the run has already ended or is stopping; nothing to cancel");
+            return Ok(());
+        }
+        Err(reply.error(&server.auth))
     }
 }
 
-fn is_api_key(secret: &Secret) -> bool {
-    let value = secret.expose();
-    value.starts_with("ZENKEY_") || value.starts_with("ZENPROKEY_")
+/// Whether `key` is an API key to exchange for a token: a server's `ZENKEY_` always (0.92+
+/// also takes it as the bearer, but verifies it on every call, ~0.9 s each), a ZenML Pro
+/// `ZENPROKEY_` only before 0.92.
+fn exchanged(key: &Secret, version: (u32, u32)) -> bool {
+    let value = key.expose();
+    value.starts_with("ZENKEY_") || (value.starts_with("ZENPROKEY_") && version < (0, 92))
 }
 
 /// `0.98.0`, `0.74.0rc1`, `0.90.0.dev3` -> (0, 98), (0, 74), (0, 90).

@@ -9,6 +9,7 @@ mod kit;
 mod prefect;
 mod real_airflow;
 mod real_prefect;
+mod real_zenml;
 mod signature_doc;
 mod webhook;
 mod zenml;

@@ -1,7 +1,11 @@
 //! `zenml` contract: fake ZenML servers of three generations — 0.98 (snapshots, API keys as
-//! bearer, `project=` on lists), 0.74 (run templates with a bare body, API keys only through
-//! `POST /api/v1/login`) and an open-source server without a workload manager (405). Errors are
-//! `{"detail": ["ExceptionClass", "message"]}`; run names are unique (409 EntityExistsError).
+//! bearer or exchanged for a token, `project=` on lists), 0.74 (run templates with a bare body,
+//! API keys only through `POST /api/v1/login`) and an open-source server without a workload
+//! manager (405). Errors are `{"detail": ["ExceptionClass", "message"]}`; run names are unique
+//! (409 EntityExistsError); at
+//! most two snapshot runs may be starting (`initializing`) at once, a third gets 429; stopping a
+//! run that has ended, or is stopping, gets 403 (IllegalOperationError), as does a stop by an
+//! account without the right.
 
 use std::collections::HashMap;
 
@@ -11,7 +15,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use trigger_client::{Error, Kind, RunRequest, RunState, TargetConfig, exit};
+use trigger_client::{Error, Kind, RetryPolicy, RunRequest, RunState, TargetConfig, exit};
 
 use crate::helpers::{client, secret_file};
 use crate::kit::{Auth, FakeEngine, Shared, fake_engine, not_authenticated};
@@ -26,6 +30,10 @@ struct Server {
     logins: usize,
     runs: Vec<Value>,
     snapshots: Vec<(&'static str, &'static str, &'static str)>,
+    /// `expires_in` of login answers.
+    expires_in: Option<u64>,
+    /// Whether stopping runs is allowed to the caller.
+    may_stop: bool,
 }
 
 fn detail(status: StatusCode, class: &str, message: &str) -> Response {
@@ -83,7 +91,7 @@ async fn login(
         );
     }
     server.logins += 1;
-    Json(json!({"access_token": format!("jwt-{}", server.logins), "token_type": "bearer", "expires_in": 3600, "refresh_token": null, "scope": null})).into_response()
+    Json(json!({"access_token": format!("jwt-{}", server.logins), "token_type": "bearer", "expires_in": server.expires_in, "refresh_token": null, "scope": null})).into_response()
 }
 
 async fn list_sources(
@@ -163,6 +171,18 @@ async fn run_source(
         );
     }
     let run_name = config["run_name"].as_str().unwrap_or("run").to_owned();
+    let starting = server
+        .runs
+        .iter()
+        .filter(|run| run["body"]["status"] == "initializing")
+        .count();
+    if starting >= 2 && !server.runs.iter().any(|run| run["name"] == run_name) {
+        return detail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "MaxConcurrentTasksError",
+            "Maximum number of concurrent snapshot tasks reached.",
+        );
+    }
     if server.runs.iter().any(|run| run["name"] == run_name) {
         return detail(
             StatusCode::CONFLICT,
@@ -221,18 +241,39 @@ async fn show_run(State(shared): State<Shared<Server>>, Path(id): Path<String>) 
 
 async fn stop_run(State(shared): State<Shared<Server>>, Path(id): Path<String>) -> Response {
     let mut server = shared.lock().unwrap();
+    let may_stop = server.may_stop;
     let Some(run) = server.runs.iter_mut().find(|run| run["id"] == id.as_str()) else {
         return detail(StatusCode::NOT_FOUND, "KeyError", "no run");
     };
+    let refusal = match run["body"]["status"].as_str().unwrap() {
+        "completed" => Some("Cannot stop a run that is already completed."),
+        "stopped" => Some("Run is already stopped."),
+        "stopping" => Some("Run is already being stopped."),
+        _ if !may_stop => Some("You don't have permissions to update this pipeline run."),
+        _ => None,
+    };
+    if let Some(message) = refusal {
+        return detail(StatusCode::FORBIDDEN, "IllegalOperationError", message);
+    }
     run["body"] = json!({"status": "stopping", "in_progress": true, "status_reason": null});
     Json(json!(null)).into_response()
 }
 
 async fn fake_zenml(version: &'static str, can_run: bool) -> FakeEngine<Server> {
+    fake_zenml_with(version, can_run, Some(3600)).await
+}
+
+async fn fake_zenml_with(
+    version: &'static str,
+    can_run: bool,
+    expires_in: Option<u64>,
+) -> FakeEngine<Server> {
     let server = Server {
         version,
         can_run,
         logins: 0,
+        expires_in,
+        may_stop: true,
         runs: Vec::new(),
         snapshots: vec![
             (
@@ -310,7 +351,7 @@ fn etl_request(key: &str) -> RunRequest {
 }
 
 #[tokio::test]
-async fn zenml_098_runs_a_snapshot_with_step_parameters_and_a_direct_api_key() {
+async fn zenml_098_runs_a_snapshot_with_step_parameters_and_one_api_key_login() {
     let engine = fake_zenml("0.98.0", true).await;
     let (target, _guard) = key_target(&engine, API_KEY);
     let client = client(&target);
@@ -321,9 +362,21 @@ async fn zenml_098_runs_a_snapshot_with_step_parameters_and_a_direct_api_key() {
     );
 
     let server_state = seen(&engine);
+    assert_eq!(
+        server_state.logins.len(),
+        1,
+        "the key is exchanged once for a token"
+    );
+    assert_eq!(
+        server_state.logins[0].get("grant_type").map(String::as_str),
+        Some("zenml-api-key")
+    );
     assert!(
-        server_state.logins.is_empty(),
-        "0.92+ takes the API key as a bearer token"
+        engine
+            .requests()
+            .iter()
+            .all(|seen| seen.header("authorization") != Some(&format!("Bearer {API_KEY}"))),
+        "the key itself is never sent as the bearer"
     );
     assert_eq!(
         server_state.bodies[0],
@@ -350,6 +403,7 @@ async fn zenml_098_runs_a_snapshot_with_step_parameters_and_a_direct_api_key() {
         (status.state, status.raw_state.as_str()),
         (RunState::Succeeded, "completed")
     );
+    assert_eq!(seen(&engine).logins.len(), 1, "the token is reused");
 }
 
 #[tokio::test]
@@ -498,4 +552,135 @@ async fn servers_older_than_063_are_refused() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no run templates"), "{err}");
+}
+
+#[tokio::test]
+async fn the_token_is_renewed_before_it_expires() {
+    let engine = fake_zenml_with("0.98.0", true, Some(1)).await;
+    let (target, _guard) = key_target(&engine, API_KEY);
+    let client = client(&target);
+    let handle = client.trigger(&etl_request("batch-z9")).await.unwrap();
+    assert_eq!(seen(&engine).logins.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    client.status(&handle).await.unwrap();
+
+    let requests = engine.requests();
+    let logins: Vec<usize> = requests
+        .iter()
+        .enumerate()
+        .filter(|(_, seen)| seen.uri.path() == "/api/v1/login")
+        .map(|(index, _)| index)
+        .collect();
+    assert_eq!(logins.len(), 2, "one login per token lifetime");
+    let after: Vec<_> = requests[logins[1] + 1..]
+        .iter()
+        .map(|seen| seen.header("authorization").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        after,
+        ["Bearer jwt-2"],
+        "the status read went once, with the new token (no 401 first)"
+    );
+}
+
+#[tokio::test]
+async fn a_third_run_waits_for_a_free_slot_through_429_retries() {
+    let engine = fake_zenml("0.98.0", true).await;
+    let (target, _guard) = key_target(&engine, API_KEY);
+    // One client throughout (the fake honours only the newest login's token).
+    let patient = std::sync::Arc::new(client(&target).with_retry(RetryPolicy {
+        max_attempts: 30,
+        base_delay: std::time::Duration::from_millis(20),
+        max_delay: std::time::Duration::from_millis(300),
+    }));
+    let first = patient.trigger(&etl_request("batch-a")).await.unwrap();
+    patient.trigger(&etl_request("batch-b")).await.unwrap();
+
+    // With both slots taken, every attempt gets 429: the retries give up, naming them.
+    let err = client(&target)
+        .trigger(&etl_request("batch-c"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), exit::UNREACHABLE, "{err}");
+    assert_eq!(err.status(), Some(429));
+    let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(text.contains("after 4 attempts"), "{text}");
+    assert!(
+        text.contains(
+            "MaxConcurrentTasksError: Maximum number of concurrent snapshot tasks reached."
+        ),
+        "{text}"
+    );
+
+    // A slot frees while the client backs off: the same request then starts the run.
+    let refused = engine.requests_to(Method::POST, "/runs").len();
+    let third = tokio::spawn({
+        let patient = patient.clone();
+        async move { patient.trigger(&etl_request("batch-c")).await }
+    });
+    while engine.requests_to(Method::POST, "/runs").len() < refused + 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    patient.status(&first).await.unwrap(); // initializing -> running
+    let handle = third.await.unwrap().unwrap();
+    let runs = engine.state().runs.clone();
+    assert_eq!(runs.len(), 3, "the refused attempts left no runs behind");
+    assert_eq!(runs[2]["id"], handle.id.as_str());
+    let bodies = seen(&engine).bodies;
+    assert!(
+        bodies[2..].iter().all(|body| body == &bodies[2]),
+        "every retry sends the same run name"
+    );
+}
+
+#[tokio::test]
+async fn stopping_a_run_that_already_ended_is_success_and_missing_rights_are_not() {
+    let engine = fake_zenml("0.98.0", true).await;
+    let (target, _guard) = key_target(&engine, API_KEY);
+    let client = client(&target);
+    let done = client.trigger(&etl_request("batch-s1")).await.unwrap();
+    client
+        .wait(&done, std::time::Duration::from_secs(5), |_| {})
+        .await
+        .unwrap();
+    client.cancel(&done).await.unwrap();
+    assert_eq!(
+        engine.requests_to(Method::POST, "/stop").len(),
+        1,
+        "the 403 is not retried"
+    );
+
+    let running = client.trigger(&etl_request("batch-s2")).await.unwrap();
+    engine.state().may_stop = false;
+    let err = client.cancel(&running).await.unwrap_err();
+    assert!(matches!(err, Error::Auth { status: 403, .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("You don't have permissions"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("are not allowed to do this"),
+        "{err}"
+    );
+    assert_eq!(
+        engine.state().runs[1]["body"]["status"],
+        "running",
+        "the run was not stopped"
+    );
+}
+
+#[tokio::test]
+async fn end_to_end_data_configs_are_refused_before_any_request() {
+    let engine = fake_zenml("0.98.0", true).await;
+    let (target, _guard) = key_target(&engine, API_KEY);
+    let mut req = RunRequest::new("digital_data_etl", "batch-e2e");
+    req.config = json!({"parameters": {"author_links": [{"user_full_name": "Paul Iusztin", "links": ["https://decodingml.substack.com/p/a"]}], "test_split_size": 0.1}});
+    let err = client(&target).trigger(&req).await.unwrap_err();
+    assert_eq!(err.exit_code(), exit::USAGE);
+    assert!(err.to_string().contains("`end_to_end_data`"), "{err}");
+    assert!(
+        err.to_string().contains("format = \"digital_data_etl\""),
+        "{err}"
+    );
+    assert_eq!(engine.count(), 0, "nothing was sent");
 }
