@@ -214,7 +214,7 @@ mod tests {
         // What ZenML 0.98 answers to `{"run_configuration": 5}`.
         let body = json!([
             "ValueError",
-            "1 validation error:\n  {'type': 'model_attributes_type', 'loc': ('body', 'run_configuration'), 'msg': 'Input should be a valid dictionary or object to extract fields from', 'input': 5}\n\n  File \"/srv/venv/lib/python3.11/site-packages/zenml/zen_server/utils.py\", line 459, in create_snapshot_run\n    POST /api/v1/pipeline_snapshots/{snapshot_id}/runs"
+            "1 validation error:\n  {'type': 'model_attributes_type', 'loc': ('body', 'run_configuration'), 'msg': 'Input should be a valid dictionary or object to extract fields from', 'input': 5}\n\n  File \"/srv/venv/lib/python3.11/site-packages/zenml/zen_server/utils.py\", line 459, in create_snapshot_run\n    create_snapshot_run(snapshot_id, ...)"
         ]);
         let message = message_from_json(&body).unwrap();
         assert_eq!(

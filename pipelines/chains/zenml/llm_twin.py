@@ -252,8 +252,9 @@ def query_data_warehouse(author_full_names: list[str]) -> Annotated[list, "raw_d
 
 
 def clean_text(text: str) -> str:
-    text = re.sub(r"[^\w\s.,!?;:'\"()-]", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
+    """Odd characters out, whitespace collapsed; paragraphs (blank-line separated) kept apart."""
+    paragraphs = (re.sub(r"[^\w\s.,!?;:'\"()-]", " ", part) for part in text.split("\n\n"))
+    return "\n\n".join(" ".join(part.split()) for part in paragraphs if part.strip())
 
 
 @step
@@ -335,7 +336,12 @@ def query_feature_store() -> Annotated[list, "queried_cleaned_documents"]:
 def create_prompts(documents: list, dataset_type: DatasetType) -> Annotated[list, "prompts"]:
     prompts = []
     for doc in documents:
-        sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", doc["content"]) if len(s.split()) >= 4]
+        sentences = [
+            s.strip()
+            for paragraph in doc["content"].split("\n\n")
+            for s in re.split(r"(?<=[.!?])\s+", paragraph)
+            if len(s.split()) >= 4
+        ]
         for sentence in sentences:
             prompts.append({"document_id": doc["id"], "title": doc["title"], "sentence": sentence})
     return prompts
