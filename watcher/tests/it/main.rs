@@ -14,6 +14,7 @@ mod endpoint_guard;
 mod fanout;
 mod faults;
 mod hold;
+mod link_identity;
 mod no_silent_drop;
 mod opml;
 mod ops;
