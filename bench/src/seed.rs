@@ -85,5 +85,6 @@ fn item(s: usize, k: usize) -> Item {
         title: Some(title),
         published: None,
         revision: 0,
+        keys: Default::default(),
     }
 }

@@ -82,6 +82,7 @@ fn item(s: usize, n: usize) -> Item {
         title: Some(title),
         published: None,
         revision: 0,
+        keys: Default::default(),
     }
 }
 

@@ -81,6 +81,7 @@ Files:
 Examples:
   watcher demo                       see it all work, offline
   watcher check                      validate watcher.toml, no network
+  watcher check --explain-link URL   how a link is read: canonical link, identity key, rule
   watcher once --dry-run             show what a pass would deliver
   watcher once                       one pass (cron-friendly)
   watcher run                        the daemon
@@ -136,8 +137,23 @@ pub enum Command {
     ///
     /// Every problem is one line with the file and the key (a duration above 100 years too);
     /// config templates (`[output] template`) are read and tried. Also warns when a run of the
-    /// embedded chain may outlast `wait_timeout`, after which `once` stops the runner.
-    Check,
+    /// embedded chain may outlast `wait_timeout`, after which `once` stops the runner. With
+    /// --explain-link, says instead how a link is read (README "Links and identity").
+    Check {
+        /// Explain a link: the canonical link a config would list, its identity key (what tells
+        /// one article from another within an author) and the rule that decided them, with
+        /// this config's tracking parameters. Given twice or more: also whether the links are
+        /// one article.
+        #[arg(long, value_name = "URL")]
+        explain_link: Vec<url::Url>,
+        /// With --explain-link: the item's title (the `/p/<slug>` rule compares titles).
+        #[arg(long, requires = "explain_link", value_name = "TITLE")]
+        title: Option<String>,
+        /// With --explain-link: the `<generator>` of the feed the link came from (`Medium`,
+        /// `Substack`: the marker that applies a platform's rule on its custom domains).
+        #[arg(long, requires = "explain_link", value_name = "NAME")]
+        generator: Option<String>,
+    },
     /// Show each source's last poll, result, items known, failures and next poll, and the
     /// deliveries pending or failed. Asks the daemon when it holds the store.
     Status {

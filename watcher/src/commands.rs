@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod explain_link;
 pub mod export_opml;
 pub mod held;
 pub mod import_opml;
@@ -36,7 +37,18 @@ pub async fn dispatch(
     }
     let config = crate::preflight::load(config_path)?;
     match command {
-        Command::Check => check::check(&config, out),
+        Command::Check {
+            explain_link,
+            title,
+            generator,
+        } if !explain_link.is_empty() => {
+            let item = explain_link::Item {
+                title: title.as_deref(),
+                generator: generator.as_deref(),
+            };
+            explain_link::explain_links(&config, &explain_link, item, out)
+        }
+        Command::Check { .. } => check::check(&config, out),
         Command::Once {
             backfill,
             dry_run,

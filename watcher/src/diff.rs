@@ -20,22 +20,23 @@ pub struct Diff {
     pub new: Vec<Item>,
     /// Known ids whose content hash changed, with their revision counted up.
     pub updated: Vec<Item>,
-    /// Unknown ids whose canonical URL is already known (see [`diff`]): recorded as known, never
+    /// Unknown ids whose identity key is already known (see [`diff`]): recorded as known, never
     /// triggered.
     pub aliases: Vec<Item>,
 }
 
 /// Compares `items` with what is known. An item is new only if its id is unknown and, unless
-/// its link is shared by several items of the fetch, its canonical URL is not in `known_urls`:
-/// the URLs this source has recorded, and those the author's other sources recorded after their
-/// baseline (so a feed that rewrites its GUIDs triggers nothing, an article two sources list is
+/// its link is shared by several items of the fetch, its identity key (the canonical URL, or
+/// what a platform rule derives: see `platform`) is not in `known_keys`: the keys this source
+/// has recorded, and those the author's other sources recorded after their baseline (so a feed
+/// that rewrites its GUIDs triggers nothing, an article two sources list under two URLs is
 /// delivered once, and another source's baseline hides nothing new). An updated item's
 /// `revision` is one more than the known one: content that returns to an earlier state is still
 /// a new revision.
 pub fn diff(
     items: &[Item],
     known_ids: &HashMap<String, Known>,
-    known_urls: &HashSet<String>,
+    known_keys: &HashSet<String>,
 ) -> Diff {
     let mut out = Diff::default();
     for item in items {
@@ -46,11 +47,8 @@ pub fn diff(
             }),
             Some(_) => {}
             None => {
-                let url_known = !item.link_shared
-                    && item
-                        .canonical_url
-                        .as_ref()
-                        .is_some_and(|u| known_urls.contains(u));
+                let url_known =
+                    !item.link_shared && item.identity_key().is_some_and(|k| known_keys.contains(k));
                 if url_known {
                     out.aliases.push(item.clone());
                 } else {
@@ -75,6 +73,7 @@ mod tests {
             content_hash: hash.into(),
             published: None,
             revision: 0,
+            keys: Default::default(),
         }
     }
 

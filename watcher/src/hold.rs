@@ -276,6 +276,7 @@ mod tests {
                 content_hash: "h".into(),
                 published: None,
                 revision: 0,
+                keys: Default::default(),
             },
         };
         assert!(sel.picks(&item("A", "https://a.example/feed")));

@@ -1,5 +1,6 @@
-//! identity.rs: the versioned rule that gives every fetched item a stable id, and URL
-//! canonicalization. Pure functions, no I/O.
+//! identity.rs: the versioned rule that gives every fetched item a stable id, the generic URL
+//! canonicalization, and each item's link read with the platform rules (`platform`: the link a
+//! config lists and the identity key the alias rule compares). Pure functions, no I/O.
 //!
 //! Rule v1 (`IDENTITY_VERSION`), per fetch:
 //! 1. GUID mode (the default): the GUID / Atom id when present and unique within the fetch;
@@ -7,22 +8,21 @@
 //!    content hash, so they stay distinct;
 //! 3. else sha256 of title + content.
 //!
-//! If more than 5% of a fetch's GUIDs are empty or duplicated, the source switches to URL mode
+//! The URL of rules 2 is the generic canonical URL (the platform rules change no id). If more
+//! than 5% of a fetch's GUIDs are empty or duplicated, the source switches to URL mode
 //! (rule 2 first) and stays switched: the caller stores the mode.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use url::Url;
 
+pub use crate::canonical::Canonicalizer;
 use crate::parse::RawItem;
+use crate::platform::{self, Context, Link};
 
 /// Bumped whenever the rule below changes the ids it produces.
 pub const IDENTITY_VERSION: u32 = 1;
-
-/// Query parameters that are always tracking noise.
-const TRACKING_PARAMS: &[&str] = &["fbclid", "gclid", "mc_cid", "mc_eid"];
 
 /// Which field identifies a source's items. Sticky: once a source switches to `Url`, it stays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -33,62 +33,22 @@ pub enum IdentityMode {
     Url,
 }
 
-/// Which query parameters to strip from links.
-#[derive(Debug, Clone, Default)]
-pub struct Canonicalizer {
-    extra: Vec<String>,
-    by_host: Vec<(String, Vec<String>)>,
+/// What an item's link is compared by, when that is not its canonical URL (see `platform`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkKeys {
+    /// The identity key, when the platform rules derived one other than the canonical URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// The canonical URL under the generic rule alone (what versions before the platform rules
+    /// indexed), when it differs from the identity key: looked up when the key is not found, so
+    /// an upgrade re-delivers nothing. Only a poll needs it: never stored.
+    #[serde(skip)]
+    pub before: Option<String>,
 }
 
-impl Canonicalizer {
-    pub fn new(
-        extra: &[String],
-        by_host: &std::collections::BTreeMap<String, Vec<String>>,
-    ) -> Canonicalizer {
-        Canonicalizer {
-            extra: extra.iter().map(|s| s.to_ascii_lowercase()).collect(),
-            by_host: by_host
-                .iter()
-                .map(|(h, p)| {
-                    (
-                        h.trim_start_matches('.').to_ascii_lowercase(),
-                        p.iter().map(|s| s.to_ascii_lowercase()).collect(),
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    /// Lowercase scheme and host, no default port, no fragment, no tracking parameters.
-    /// Idempotent: `canonical(canonical(u)) == canonical(u)`.
-    pub fn canonical(&self, url: &Url) -> Url {
-        // The url crate already lowercases scheme and host and drops default ports.
-        let mut url = url.clone();
-        url.set_fragment(None);
-        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
-        if url.query().is_some() {
-            let kept: Vec<(String, String)> = url
-                .query_pairs()
-                .filter(|(k, _)| !self.is_tracking(&host, k))
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            if kept.is_empty() {
-                url.set_query(None);
-            } else {
-                url.query_pairs_mut().clear().extend_pairs(kept);
-            }
-        }
-        url
-    }
-
-    fn is_tracking(&self, host: &str, key: &str) -> bool {
-        let key = key.to_ascii_lowercase();
-        key.starts_with("utm_")
-            || TRACKING_PARAMS.contains(&key.as_str())
-            || self.extra.contains(&key)
-            || self.by_host.iter().any(|(h, params)| {
-                (host == h || host.ends_with(&format!(".{h}"))) && params.contains(&key)
-            })
+impl LinkKeys {
+    fn is_plain(&self) -> bool {
+        self.identity.is_none()
     }
 }
 
@@ -97,7 +57,8 @@ impl Canonicalizer {
 pub struct Item {
     pub id: String,
     pub canonical_url: Option<String>,
-    /// True when other items of the same fetch share this canonical URL.
+    /// True when other items of the same fetch share this item's URL or identity key: then it
+    /// is never taken for an alias (see `diff`).
     pub link_shared: bool,
     pub title: Option<String>,
     pub content_hash: String,
@@ -107,6 +68,22 @@ pub struct Item {
     /// still delivered (`trigger_on_update`).
     #[serde(default)]
     pub revision: u32,
+    /// The identity key when it is not the canonical URL (see [`Item::identity_key`]).
+    #[serde(default, skip_serializing_if = "LinkKeys::is_plain")]
+    pub keys: LinkKeys,
+}
+
+impl Item {
+    /// What the alias rule compares within one author (see `platform`): the platform's key,
+    /// else the canonical URL. `None`: the item has no link.
+    pub fn identity_key(&self) -> Option<&str> {
+        (self.keys.identity.as_deref()).or(self.canonical_url.as_deref())
+    }
+
+    /// The key versions before the platform rules indexed this item under, when it differs.
+    pub fn key_before(&self) -> Option<&str> {
+        self.keys.before.as_deref()
+    }
 }
 
 /// The result of identifying one fetch.
@@ -128,9 +105,15 @@ pub fn content_hash(title: Option<&str>, content: Option<&str>) -> String {
     hex::encode(h.finalize())
 }
 
-/// Assigns ids to one fetch's items under `mode` (rule v1 above). Items that end up with the same
-/// id (exact duplicates in the feed) are kept once, first wins.
-pub fn identify(raw: &[RawItem], mode: IdentityMode, canon: &Canonicalizer) -> Identified {
+/// Assigns ids to one fetch's items under `mode` (rule v1 above) and reads their links with the
+/// platform rules (`platform`; `generator` is the feed's `<generator>`, its marker). Items that
+/// end up with the same id (exact duplicates in the feed) are kept once, first wins.
+pub fn identify(
+    raw: &[RawItem],
+    mode: IdentityMode,
+    canon: &Canonicalizer,
+    generator: Option<&str>,
+) -> Identified {
     let mut guid_counts: HashMap<&str, usize> = HashMap::new();
     for item in raw {
         if let Some(g) = item.guid.as_deref().filter(|g| !g.is_empty()) {
@@ -152,26 +135,41 @@ pub fn identify(raw: &[RawItem], mode: IdentityMode, canon: &Canonicalizer) -> I
         switched = true;
     }
 
-    let canonical: Vec<Option<String>> = raw
+    let links: Vec<Option<Link>> = raw
         .iter()
-        .map(|i| i.link.as_ref().map(|u| canon.canonical(u).to_string()))
+        .map(|i| {
+            let cx = Context {
+                generator,
+                title: i.title.as_deref(),
+                guid: i.guid.as_deref(),
+            };
+            i.link.as_ref().map(|u| platform::link(canon, u, cx))
+        })
+        .collect();
+    // Ids come from the generic canonical URL, as before the platform rules: they never change.
+    let generic: Vec<Option<String>> = (links.iter())
+        .map(|l| l.as_ref().map(|l| l.generic.to_string()))
         .collect();
     let mut url_counts: HashMap<&str, usize> = HashMap::new();
-    for url in canonical.iter().flatten() {
-        *url_counts.entry(url).or_default() += 1;
+    let mut key_counts: HashMap<&str, usize> = HashMap::new();
+    for (url, link) in generic.iter().zip(&links) {
+        if let (Some(url), Some(link)) = (url, link) {
+            *url_counts.entry(url).or_default() += 1;
+            *key_counts.entry(&link.key).or_default() += 1;
+        }
     }
 
     let mut seen = std::collections::HashSet::new();
     let mut items = Vec::with_capacity(raw.len());
-    for (item, url) in raw.iter().zip(&canonical) {
+    for ((item, url), link) in raw.iter().zip(&generic).zip(&links) {
         let hash = content_hash(item.title.as_deref(), item.content.as_deref());
-        let link_shared = url.as_deref().is_some_and(|u| url_counts[u] > 1);
+        let url_shared = url.as_deref().is_some_and(|u| url_counts[u] > 1);
         let unique_guid = item
             .guid
             .as_deref()
             .filter(|g| !g.is_empty() && guid_counts[g] == 1);
         let by_url = url.as_deref().map(|u| {
-            if link_shared {
+            if url_shared {
                 format!("u:{u}#{}", &hash[..16])
             } else {
                 format!("u:{u}")
@@ -184,14 +182,24 @@ pub fn identify(raw: &[RawItem], mode: IdentityMode, canon: &Canonicalizer) -> I
             (_, None, None) => format!("h:{hash}"),
         };
         if seen.insert(id.clone()) {
+            let canonical = link.as_ref().map(|l| l.canonical.to_string());
+            let keys = match link {
+                Some(l) => LinkKeys {
+                    identity: (Some(&l.key) != canonical.as_ref()).then(|| l.key.clone()),
+                    before: url.clone().filter(|u| *u != l.key),
+                },
+                None => LinkKeys::default(),
+            };
             items.push(Item {
                 id,
-                canonical_url: url.clone(),
-                link_shared,
+                link_shared: url_shared
+                    || link.as_ref().is_some_and(|l| key_counts[l.key.as_str()] > 1),
+                canonical_url: canonical,
                 title: item.title.clone(),
                 content_hash: hash,
                 published: item.published,
                 revision: 0,
+                keys,
             });
         }
     }
@@ -205,6 +213,7 @@ pub fn identify(raw: &[RawItem], mode: IdentityMode, canon: &Canonicalizer) -> I
 #[cfg(test)]
 mod tests {
     use super::*;
+    use url::Url;
 
     fn canon() -> Canonicalizer {
         Canonicalizer::default()
@@ -221,57 +230,12 @@ mod tests {
     }
 
     #[test]
-    fn canonicalization_strips_tracking_and_is_idempotent() {
-        let c = canon();
-        let cases = [
-            (
-                "HTTPS://Example.COM:443/p/a?utm_source=x&id=3&fbclid=1#top",
-                "https://example.com/p/a?id=3",
-            ),
-            (
-                "http://example.com:80/a?utm_medium=rss",
-                "http://example.com/a",
-            ),
-            (
-                "https://example.com/a?r=1ttoeh&ref=x",
-                "https://example.com/a?r=1ttoeh&ref=x",
-            ),
-            (
-                "https://example.com/a?gclid=1&mc_cid=2&mc_eid=3",
-                "https://example.com/a",
-            ),
-            ("https://example.com:8443/a", "https://example.com:8443/a"),
-        ];
-        for (input, want) in cases {
-            let once = c.canonical(&Url::parse(input).unwrap());
-            assert_eq!(once.as_str(), want, "{input}");
-            assert_eq!(c.canonical(&once), once, "idempotent for {input}");
-        }
-    }
-
-    #[test]
-    fn configured_params_apply_globally_or_per_host() {
-        let mut by_host = std::collections::BTreeMap::new();
-        by_host.insert("substack.com".to_string(), vec!["r".to_string()]);
-        let c = Canonicalizer::new(&["source".into()], &by_host);
-        let strip = |u: &str| c.canonical(&Url::parse(u).unwrap()).to_string();
-        assert_eq!(
-            strip("https://decodingml.substack.com/p/x?r=1ttoeh&source=rss"),
-            "https://decodingml.substack.com/p/x"
-        );
-        assert_eq!(
-            strip("https://other.com/p/x?r=1"),
-            "https://other.com/p/x?r=1"
-        );
-    }
-
-    #[test]
     fn guid_wins_when_present_and_unique() {
         let raw = [
             item(Some("a"), Some("https://x.com/1"), "one"),
             item(Some("b"), None, "two"),
         ];
-        let got = identify(&raw, IdentityMode::Guid, &canon());
+        let got = identify(&raw, IdentityMode::Guid, &canon(), None);
         assert_eq!(got.items[0].id, "g:a");
         assert_eq!(got.items[1].id, "g:b");
         assert!(!got.switched);
@@ -288,14 +252,14 @@ mod tests {
                 )
             })
             .collect();
-        let got = identify(&raw, IdentityMode::Guid, &canon());
+        let got = identify(&raw, IdentityMode::Guid, &canon(), None);
         assert!(got.switched);
         assert_eq!(got.mode, IdentityMode::Url);
         assert_eq!(got.items.len(), 10);
         assert_eq!(got.items[3].id, "u:https://x.com/3");
         // Sticky: a later clean fetch under Url mode keeps URL identity.
         let clean = [item(Some("g1"), Some("https://x.com/1"), "t")];
-        let later = identify(&clean, got.mode, &canon());
+        let later = identify(&clean, got.mode, &canon(), None);
         assert_eq!(later.items[0].id, "u:https://x.com/1");
         assert!(!later.switched);
     }
@@ -313,12 +277,12 @@ mod tests {
             })
             .collect();
         raw.push(item(None, Some("https://x.com/19"), "t"));
-        let got = identify(&raw, IdentityMode::Guid, &canon());
+        let got = identify(&raw, IdentityMode::Guid, &canon(), None);
         assert_eq!(got.mode, IdentityMode::Guid);
         assert_eq!(got.items[19].id, "u:https://x.com/19");
         raw.push(item(None, Some("https://x.com/20"), "t"));
         assert_eq!(
-            identify(&raw, IdentityMode::Guid, &canon()).mode,
+            identify(&raw, IdentityMode::Guid, &canon(), None).mode,
             IdentityMode::Url
         );
     }
@@ -329,7 +293,7 @@ mod tests {
             item(None, Some("https://x.com/news?utm_source=a"), "first"),
             item(None, Some("https://x.com/news"), "second"),
         ];
-        let got = identify(&raw, IdentityMode::Url, &canon());
+        let got = identify(&raw, IdentityMode::Url, &canon(), None);
         assert_eq!(got.items.len(), 2);
         assert_ne!(got.items[0].id, got.items[1].id);
         assert!(got.items.iter().all(|i| i.link_shared));
@@ -339,11 +303,11 @@ mod tests {
     #[test]
     fn no_guid_no_link_falls_back_to_content_hash() {
         let raw = [item(None, None, "lonely")];
-        let got = identify(&raw, IdentityMode::Guid, &canon());
+        let got = identify(&raw, IdentityMode::Guid, &canon(), None);
         assert_eq!(got.items[0].id, format!("h:{}", got.items[0].content_hash));
         // Same content parsed again gives the same id.
         assert_eq!(
-            identify(&raw, IdentityMode::Guid, &canon()).items[0].id,
+            identify(&raw, IdentityMode::Guid, &canon(), None).items[0].id,
             got.items[0].id
         );
     }
@@ -353,7 +317,7 @@ mod tests {
         let body = include_bytes!("../testdata/feeds/raw-xhtml-descriptions.rss.xml");
         let base = Url::parse("https://jamie-okafor.example.net/now/feed.xml").unwrap();
         let feed = crate::parse::parse_feed(body, None, &base).unwrap();
-        let got = identify(&feed.items, IdentityMode::Guid, &canon());
+        let got = identify(&feed.items, IdentityMode::Guid, &canon(), None);
         assert_eq!(got.mode, IdentityMode::Url, "no GUIDs at all");
         assert_eq!(got.items.len(), 6, "no two notes collapse into one");
         assert!(got.items.iter().all(|i| i.link_shared));

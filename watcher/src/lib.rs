@@ -7,6 +7,7 @@
 //! batches ([`delivery`]) → [`emit`] config file → [`deliver`] trigger. The modules in this
 //! order: `watcher/README.md`.
 
+pub mod canonical;
 pub mod causes;
 pub mod cli;
 pub mod commands;
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod opml;
 pub mod outbox;
 pub mod parse;
+pub mod platform;
 pub mod poll;
 pub mod preflight;
 pub mod printable;

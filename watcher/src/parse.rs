@@ -36,6 +36,8 @@ pub struct ParsedFeed {
     pub title: Option<String>,
     /// RSS `<ttl>`: how long the feed may be cached (given in minutes).
     pub ttl: Option<Duration>,
+    /// The feed's `<generator>` (a platform's marker, see `platform`).
+    pub generator: Option<String>,
     pub items: Vec<RawItem>,
 }
 
@@ -212,6 +214,7 @@ pub fn parse_feed_within(
         ttl: feed
             .ttl
             .map(|minutes| Duration::from_secs(u64::from(minutes) * 60)),
+        generator: feed.generator.and_then(|g| non_blank(g.content)),
         items: feed
             .entries
             .into_iter()

@@ -179,7 +179,8 @@ pub async fn poll_source(
         Ok(Got::NotModified { headers }) => (not_modified(&state, &headers), None),
         Ok(Got::Read { mut read, moved_to }) => {
             push = read.learned.push.take();
-            let identified = identify(&read.items, state.identity_mode, canon);
+            let generator = read.learned.generator.as_deref();
+            let identified = identify(&read.items, state.identity_mode, canon, generator);
             // From here on only the items' dates are needed: the raw items (up to
             // `max_poll_items` of them) are freed before the store is asked about them.
             let dates: Vec<_> = read.items.iter().filter_map(|i| i.published).collect();

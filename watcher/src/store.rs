@@ -526,6 +526,7 @@ mod tests {
             content_hash: "h".into(),
             published: None,
             revision: 0,
+            keys: Default::default(),
         }
     }
 

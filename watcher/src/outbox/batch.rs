@@ -129,7 +129,8 @@ pub async fn form_batches(
     Ok(formed)
 }
 
-/// A pending delivery for `items`.
+/// A pending delivery for `items`; items of one author that are one article (the same identity
+/// key) are listed once.
 pub fn new_delivery(
     format: OutputFormat,
     output_dir: &Path,
@@ -143,8 +144,17 @@ pub fn new_delivery(
             authors.push(s.author.clone());
         }
     }
+    // One article (and revision) once per author, whichever sources staged it (its identity
+    // key, see `platform`): the first link staged is the one delivered.
+    let mut articles = std::collections::HashSet::new();
     let delivery_items: Vec<DeliveryItem> = items
         .iter()
+        .filter(|s| match s.item.identity_key() {
+            Some(key) if !s.item.link_shared => {
+                articles.insert((s.author.as_str(), key, s.item.revision))
+            }
+            _ => true,
+        })
         .filter_map(|s| {
             Some(DeliveryItem {
                 author: s.author.clone(),
@@ -227,6 +237,7 @@ mod tests {
                 content_hash: "h".into(),
                 published: None,
                 revision: 0,
+                keys: Default::default(),
             },
         }
     }
@@ -251,6 +262,35 @@ mod tests {
         assert_ne!(batch_id(f, &first), batch_id(f, &back));
         // Revision 0 leaves the id as it was before revisions were counted.
         assert_eq!(batch_id(f, &first), "8edfae3743c1c320");
+    }
+
+    #[test]
+    fn one_article_staged_by_two_sources_is_listed_once_per_author() {
+        let mut author_feed = staged("A", "medium-author");
+        author_feed.item.keys.identity = Some("medium:0123456789ab".into());
+        let mut publication = staged("A", "medium-publication");
+        publication.source = "https://x/publication".into();
+        publication.item.keys = author_feed.item.keys.clone();
+        let mut other_author = publication.clone();
+        other_author.author = "B".into();
+        let d = new_delivery(
+            OutputFormat::EndToEndData,
+            Path::new("out"),
+            &[author_feed, publication, other_author, staged("A", "2")],
+            Utc::now(),
+        );
+        let listed: Vec<(&str, &str)> = (d.items.iter())
+            .map(|i| (i.author.as_str(), i.url.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("A", "https://x/medium-author"),
+                ("B", "https://x/medium-publication"),
+                ("A", "https://x/2")
+            ],
+            "the first link staged is delivered"
+        );
     }
 
     #[tokio::test]

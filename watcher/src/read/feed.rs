@@ -23,5 +23,6 @@ pub fn read(fetched: Fetched, budget: &WorkBudget) -> Result<Read, ReadError> {
         crate::websub::discover::push_links(&fetched.headers, &fetched.body, &fetched.final_url);
     let mut read = Read::from(fetched, parsed.items, parsed.ttl);
     read.learned.push = push;
+    read.learned.generator = parsed.generator;
     Ok(read)
 }

@@ -67,6 +67,8 @@ pub struct Learned {
     pub discovered_feed: Option<Url>,
     /// A feed: the WebSub hub and topic it names (see `websub::discover`).
     pub push: Option<crate::websub::discover::PushLinks>,
+    /// A feed: its `<generator>`, the platform marker the link rules read (see `platform`).
+    pub generator: Option<String>,
 }
 
 /// What the source's state says that reading needs.

@@ -18,8 +18,11 @@ use crate::diff::Known;
 use crate::identity::Item;
 
 impl Store {
-    /// What is known about `items` for this source (by id) and this author (by canonical URL,
-    /// see `store/urls.rs`). Point reads only: the cost grows with the fetch, not the store.
+    /// What is known about `items` for this source (by id) and this author (by identity key, see
+    /// `store/urls.rs`). Point reads only: the cost grows with the fetch, not the store. A key
+    /// not found is looked up again as the URL versions before the platform rules indexed the
+    /// item under (for a new id only): an upgrade re-delivers nothing, and the alias records
+    /// the new key.
     pub fn known_for(
         &self,
         source_key: &str,
@@ -50,10 +53,13 @@ impl Store {
                     );
                 }
             }
-            if let Some(url) = &item.canonical_url
-                && urls::known(&self.author_urls, &self.source_urls, author, source, url)?
-            {
-                urls.insert(url.clone());
+            let Some(key) = item.identity_key() else {
+                continue;
+            };
+            let known = |key| urls::known(&self.author_urls, &self.source_urls, author, source, key);
+            let before = item.key_before().filter(|_| !ids.contains_key(&item.id));
+            if known(key)? || before.map(known).transpose()?.unwrap_or(false) {
+                urls.insert(key.to_owned());
             }
         }
         Ok((ids, urls))
@@ -135,9 +141,9 @@ impl Store {
                         for ((st, value), hold) in waiting {
                             let Some(seq) = seqs.next() else { break };
                             let mine = layout::item_key(source, &st.item.id);
-                            let elsewhere = match &st.item.canonical_url {
-                                Some(url) if !st.item.link_shared => {
-                                    urls::recorded_elsewhere(author_urls, author, url, &mine)?
+                            let elsewhere = match st.item.identity_key() {
+                                Some(key) if !st.item.link_shared => {
+                                    urls::recorded_elsewhere(author_urls, author, key, &mine)?
                                 }
                                 _ => false,
                             };
@@ -173,12 +179,12 @@ impl Store {
                                 }
                             };
                             known.insert(&key, &rec.encode())?;
-                            if let Some(url) = &item.canonical_url {
+                            if let Some(ident) = item.identity_key() {
                                 urls::record(
                                     author_urls,
                                     source_urls,
                                     author,
-                                    url,
+                                    ident,
                                     source,
                                     &key,
                                     commit.baseline,

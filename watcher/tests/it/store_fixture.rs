@@ -351,6 +351,7 @@ async fn the_v1_state_dir_is_read_whole_and_a_pass_over_the_same_feeds_triggers_
             content_hash: String::new(),
             published: None,
             revision: 0,
+            keys: Default::default(),
         };
         let (_, urls) = store
             .known_for(&notes, "Ada", &[item(2), item(3), item(9)])

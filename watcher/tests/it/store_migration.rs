@@ -221,6 +221,7 @@ fn assert_holds_fixture_whole(state: &Path) {
         content_hash: String::new(),
         published: None,
         revision: 0,
+        keys: Default::default(),
     };
     // Ada's notes feed: posts 1 and 2 by its own baseline (`baseline_urls`), post 3 by the
     // main feed's delivery (`urls`); its three ids are known.
