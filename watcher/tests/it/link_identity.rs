@@ -357,13 +357,13 @@ async fn two_publications_coming_soon_posts_stay_apart_by_their_titles() {
     let report = pass(&cfg).await;
     assert!(report.problems().is_empty(), "{:?}", report.problems());
     let mut links = delivered_links(&scene.rx);
-    links.sort();
     assert_eq!(links.len(), 2, "{links:?}");
-    assert_eq!(links[0], "https://engines.substack.com/p/coming-soon");
+    let engines = links.iter().position(|l| l == "https://engines.substack.com/p/coming-soon");
+    links.remove(engines.expect("the other publication's post is delivered"));
     assert!(
         ["https://ada.substack.com/p/coming-soon", "https://www.ada-lovelace.example/p/coming-soon"]
-            .contains(&links[1].as_str()),
-        "{links:?}"
+            .contains(&links[0].as_str()),
+        "Ada's post once: {links:?}"
     );
 }
 
