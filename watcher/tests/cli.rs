@@ -16,6 +16,7 @@ fn help_pages() {
     for cmd in [
         &["--help"][..],
         &["once", "--help"],
+        &["check", "--help"],
         &["status", "--help"],
         &["demo", "--help"],
         &["held", "--help"],
@@ -104,4 +105,70 @@ feeds = [{{ url = "http://{closed}/feed", cron = "0 7 * * *", interval = "100000
     let stderr = String::from_utf8_lossy(&once.stderr);
     assert_eq!(once.status.code(), Some(2), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `check --explain-link`: the canonical link, identity key and rule of each link, and whether
+/// they are one article (snapshots: what a user reads); a link that is no URL is bad input.
+#[test]
+fn explain_link_shows_canonical_link_identity_key_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("watcher.toml");
+    std::fs::write(
+        &path,
+        r#"[watcher]
+tracking_params = ["sk"]
+
+[trigger]
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
+
+[[authors]]
+name = "Ada"
+feeds = ["https://medium.com/feed/@ada"]
+"#,
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let explain = |args: &[&str]| {
+        let mut all = vec!["--config", config, "check"];
+        all.extend_from_slice(args);
+        let out = watcher(&all);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let medium = explain(&[
+        "--explain-link",
+        "https://medium.com/@ada/analytical-engines-0123456789ab?source=rss-b4981c59ffa5------2",
+        "--explain-link",
+        "https://medium.com/the-pub/analytical-engines-0123456789ab?sk=4f2c",
+    ]);
+    insta::assert_snapshot!("explain_link_medium", medium);
+    let substack = explain(&[
+        "--explain-link",
+        "https://ada.substack.com/p/notes-on-the-engine?r=1ttoeh&triedRedirect=true",
+        "--explain-link",
+        "https://www.ada-lovelace.example/p/notes-on-the-engine",
+        "--title",
+        "Notes on the engine",
+    ]);
+    insta::assert_snapshot!("explain_link_substack", substack);
+    let apart = explain(&[
+        "--explain-link",
+        "https://ada.substack.com/p/coming-soon",
+        "--explain-link",
+        "https://www.ada-lovelace.example/p/coming-soon?r=1",
+    ]);
+    assert!(apart.contains("not one article"), "{apart}");
+    assert!(apart.contains("give it with --title"), "{apart}");
+    let marked = explain(&[
+        "--explain-link",
+        "https://www.ada-lovelace.example/p/x?r=1",
+        "--generator",
+        "Substack",
+    ]);
+    assert!(marked.contains("canonical: https://www.ada-lovelace.example/p/x\n"), "{marked}");
+    assert!(marked.contains("by feed generator `substack`"), "{marked}");
+
+    let bad = watcher(&["--config", config, "check", "--explain-link", "not a url"]);
+    assert_eq!(bad.status.code(), Some(2));
 }
