@@ -74,7 +74,6 @@ pub(crate) fn keep_params(url: &mut Url, keep: impl Fn(&str) -> bool) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,8 +47,8 @@ pub fn diff(
             }),
             Some(_) => {}
             None => {
-                let url_known =
-                    !item.link_shared && item.identity_key().is_some_and(|k| known_keys.contains(k));
+                let url_known = !item.link_shared
+                    && item.identity_key().is_some_and(|k| known_keys.contains(k));
                 if url_known {
                     out.aliases.push(item.clone());
                 } else {

@@ -193,7 +193,9 @@ pub fn identify(
             items.push(Item {
                 id,
                 link_shared: url_shared
-                    || link.as_ref().is_some_and(|l| key_counts[l.key.as_str()] > 1),
+                    || link
+                        .as_ref()
+                        .is_some_and(|l| key_counts[l.key.as_str()] > 1),
                 canonical_url: canonical,
                 title: item.title.clone(),
                 content_hash: hash,

@@ -174,7 +174,7 @@ fn select(url: &Url, generator: Option<&str>) -> Option<(&'static Rule, Selected
     let by_host = RULES.iter().find_map(|rule| {
         (rule.hosts.iter())
             .find(|h| host_matches(host, h))
-            .map(|h| (rule, Selected::Host(*h)))
+            .map(|h| (rule, Selected::Host(h)))
     });
     by_host.or_else(|| {
         let generator = generator?.trim().to_ascii_lowercase();
@@ -210,8 +210,8 @@ fn medium_post_id(url: &Url) -> Option<String> {
         ["p", id] => *id,
         _ => last.rsplit_once('-')?.1,
     };
-    let is_id = (10..=12).contains(&candidate.len())
-        && candidate.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_id =
+        (10..=12).contains(&candidate.len()) && candidate.bytes().all(|b| b.is_ascii_hexdigit());
     is_id.then(|| candidate.to_ascii_lowercase())
 }
 
@@ -228,8 +228,13 @@ pub fn post_key(url: &Url, title: Option<&str>) -> Option<String> {
     let slug_ok = !slug.is_empty()
         && (slug.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     let title = title?.split_whitespace().collect::<Vec<_>>().join(" ");
-    (slug_ok && !title.is_empty())
-        .then(|| format!("substack:/p/{}|{}", slug.to_ascii_lowercase(), title.to_lowercase()))
+    (slug_ok && !title.is_empty()).then(|| {
+        format!(
+            "substack:/p/{}|{}",
+            slug.to_ascii_lowercase(),
+            title.to_lowercase()
+        )
+    })
 }
 
 /// How `decided` reads in `watcher check --explain-link`.
@@ -294,10 +299,18 @@ mod tests {
             "https://medium.com/the-pub/analytical-engines-0123456789ab?sk=abc"
         );
         assert_eq!(publication.key, author.key);
-        assert_eq!(read("https://ada.medium.com/p/0123456789ab", None, None).key, author.key);
+        assert_eq!(
+            read("https://ada.medium.com/p/0123456789ab", None, None).key,
+            author.key
+        );
         // An 11-digit id of the older posts (in the real capture `medium-lizmarley`).
         assert_eq!(
-            read("https://medium.com/@e/finding-value-20a90bf5ebf", None, None).key,
+            read(
+                "https://medium.com/@e/finding-value-20a90bf5ebf",
+                None,
+                None
+            )
+            .key,
             "medium:20a90bf5ebf"
         );
         // No id: the canonical link is the key.
@@ -327,7 +340,11 @@ mod tests {
         );
         let plain = read(url, None, None);
         assert_eq!(plain.decided, Decided::Generic);
-        assert_eq!(plain.canonical.as_str(), url, "other hosts keep today's behaviour");
+        assert_eq!(
+            plain.canonical.as_str(),
+            url,
+            "other hosts keep today's behaviour"
+        );
     }
 
     #[test]
@@ -358,8 +375,14 @@ mod tests {
         assert_ne!(other.key, sub.key);
         // Marked feeds strip on the custom domain too; unmarked ones keep `r` there.
         let with_r = "https://www.ada-lovelace.example/p/notes-on-the-engine?r=1ttoeh";
-        assert_eq!(read(with_r, Some("Substack"), title).canonical.query(), None);
-        assert_eq!(read(with_r, None, title).canonical.query(), Some("r=1ttoeh"));
+        assert_eq!(
+            read(with_r, Some("Substack"), title).canonical.query(),
+            None
+        );
+        assert_eq!(
+            read(with_r, None, title).canonical.query(),
+            Some("r=1ttoeh")
+        );
         // Not a post path, or no title: the canonical link is the key.
         let home = read("https://ada.substack.com/archive?r=x", None, title);
         assert_eq!(home.key, "https://ada.substack.com/archive");
@@ -386,13 +409,22 @@ mod tests {
     #[test]
     fn canonical_links_are_idempotent_and_hosts_match_whole_labels() {
         for (url, generator) in [
-            ("https://medium.com/@a/x-0123456789ab?source=a&sk=b&gi=c#f", None),
+            (
+                "https://medium.com/@a/x-0123456789ab?source=a&sk=b&gi=c#f",
+                None,
+            ),
             ("https://x.substack.com/p/y?r=1&ok=2", None),
             ("https://x.example/p/y?r=1&ok=2", Some("Substack")),
         ] {
             let once = read(url, generator, Some("t"));
             let twice = read(once.canonical.as_str(), generator, Some("t"));
-            assert_eq!(once, Link { generic: once.generic.clone(), ..twice });
+            assert_eq!(
+                once,
+                Link {
+                    generic: once.generic.clone(),
+                    ..twice
+                }
+            );
         }
         assert!(host_matches("ada.medium.com", "medium.com"));
         assert!(!host_matches("notmedium.com", "medium.com"));

@@ -166,7 +166,10 @@ feeds = ["https://medium.com/feed/@ada"]
         "--generator",
         "Substack",
     ]);
-    assert!(marked.contains("canonical: https://www.ada-lovelace.example/p/x\n"), "{marked}");
+    assert!(
+        marked.contains("canonical: https://www.ada-lovelace.example/p/x\n"),
+        "{marked}"
+    );
     assert!(marked.contains("by feed generator `substack`"), "{marked}");
 
     let bad = watcher(&["--config", config, "check", "--explain-link", "not a url"]);

@@ -56,7 +56,8 @@ impl Store {
             let Some(key) = item.identity_key() else {
                 continue;
             };
-            let known = |key| urls::known(&self.author_urls, &self.source_urls, author, source, key);
+            let known =
+                |key| urls::known(&self.author_urls, &self.source_urls, author, source, key);
             let before = item.key_before().filter(|_| !ids.contains_key(&item.id));
             if known(key)? || before.map(known).transpose()?.unwrap_or(false) {
                 urls.insert(key.to_owned());

@@ -44,7 +44,11 @@ fn substack_title(n: u32) -> String {
 
 /// An RSS feed as Medium or Substack writes one: `generator`, then items (link, guid, title);
 /// a `None` guid leaves the item without one.
-fn platform_rss(title: &str, generator: &str, items: &[(String, Option<String>, String)]) -> String {
+fn platform_rss(
+    title: &str,
+    generator: &str,
+    items: &[(String, Option<String>, String)],
+) -> String {
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;");
     let items: String = items
         .iter()
@@ -94,13 +98,23 @@ fn link_feeds(
     let substack_items = |ns: &[u32]| -> Vec<(String, Option<String>, String)> {
         ns.iter()
             .rev()
-            .map(|n| (substack_link(*n), Some(substack_link(*n)), substack_title(*n)))
+            .map(|n| {
+                (
+                    substack_link(*n),
+                    Some(substack_link(*n)),
+                    substack_title(*n),
+                )
+            })
             .collect()
     };
     vec![
         (
             LINK_SOURCES[0],
-            platform_rss("Stories by Ada on Medium", "Medium", &medium_items(medium, true)),
+            platform_rss(
+                "Stories by Ada on Medium",
+                "Medium",
+                &medium_items(medium, true),
+            ),
         ),
         (
             LINK_SOURCES[1],
@@ -216,7 +230,10 @@ async fn an_upgrade_over_the_links_fixture_re_delivers_nothing_and_then_delivers
     // Article 3, delivered before the upgrade under its long URLs, now also reaches Ada through
     // her tag feed (a new id there: URL identity) and her second Substack feed (a new GUID
     // there). Their new keys are unknown; the URLs indexed before the upgrade are found.
-    serve(&feeds, &link_feeds(&[1, 2, 3], &[1, 3], &[1, 2, 3], &[1, 3]));
+    serve(
+        &feeds,
+        &link_feeds(&[1, 2, 3], &[1, 3], &[1, 2, 3], &[1, 3]),
+    );
     let report = pass(&cfg).await;
     assert!(report.problems().is_empty(), "{:?}", report.problems());
     assert_eq!(report.polls.len(), 4, "every source was polled");
@@ -224,7 +241,10 @@ async fn an_upgrade_over_the_links_fixture_re_delivers_nothing_and_then_delivers
     assert!(pass(&cfg).await.deliveries.is_empty());
 
     // Article 4 in all four feeds: one delivery per article, without tracking parameters.
-    serve(&feeds, &link_feeds(&[1, 2, 3, 4], &[1, 3, 4], &[1, 2, 3, 4], &[1, 3, 4]));
+    serve(
+        &feeds,
+        &link_feeds(&[1, 2, 3, 4], &[1, 3, 4], &[1, 2, 3, 4], &[1, 3, 4]),
+    );
     let report = pass(&cfg).await;
     assert!(report.problems().is_empty(), "{:?}", report.problems());
     let mut links = delivered_links(&rx);
@@ -245,9 +265,18 @@ fn without_first_item(feed: &str) -> String {
 /// publication's path and its own `source` parameter, with the same `medium.com/p/<id>` GUIDs.
 fn as_publication(author_feed: &str) -> String {
     author_feed
-        .replace("https://medium.com/@emarley/", "https://medium.com/the-omni-group/")
-        .replace("?source=rss-b4981c59ffa5------2", "?source=rss----3b8e1f3a2c1d---4")
-        .replace("Stories by Liz Marley on Medium", "The Omni Group on Medium")
+        .replace(
+            "https://medium.com/@emarley/",
+            "https://medium.com/the-omni-group/",
+        )
+        .replace(
+            "?source=rss-b4981c59ffa5------2",
+            "?source=rss----3b8e1f3a2c1d---4",
+        )
+        .replace(
+            "Stories by Liz Marley on Medium",
+            "The Omni Group on Medium",
+        )
 }
 
 const MEDIUM: &str = "medium-lizmarley.rss.xml";
@@ -258,8 +287,12 @@ async fn a_medium_article_in_the_author_feed_and_a_publication_feed_is_delivered
     let scene = spawn_scene().await;
     let author = fixture(MEDIUM);
     let publication = as_publication(&author);
-    scene.feeds.set_feed("/author", &without_first_item(&author));
-    scene.feeds.set_feed("/publication", &without_first_item(&publication));
+    scene
+        .feeds
+        .set_feed("/author", &without_first_item(&author));
+    scene
+        .feeds
+        .set_feed("/publication", &without_first_item(&publication));
     let cfg = scene.config(&[scene.author("Liz Marley", &["/author", "/publication"])]);
     pass(&cfg).await;
     assert!(scene.rx.received().is_empty(), "a baseline");
@@ -283,14 +316,18 @@ async fn a_medium_article_in_the_author_feed_and_a_publication_feed_is_delivered
 async fn a_publication_feed_added_later_hides_nothing_the_author_feed_finds_new() {
     let scene = spawn_scene().await;
     let author = fixture(MEDIUM);
-    scene.feeds.set_feed("/author", &without_first_item(&author));
+    scene
+        .feeds
+        .set_feed("/author", &without_first_item(&author));
     let cfg = scene.config(&[scene.author("Liz Marley", &["/author"])]);
     pass(&cfg).await;
 
     // The publication's feed is added when the post is out: its baseline records the post
     // (under its own URL, the same key) and hides it from nobody.
     scene.feeds.set_feed("/author", &author);
-    scene.feeds.set_feed("/publication", &as_publication(&author));
+    scene
+        .feeds
+        .set_feed("/publication", &as_publication(&author));
     scene.config(&[scene.author("Liz Marley", &["/author", "/publication"])]);
     let report = pass(&cfg).await;
     assert!(report.problems().is_empty(), "{:?}", report.problems());
@@ -317,8 +354,12 @@ async fn a_substack_post_on_its_custom_domain_and_on_substack_com_is_delivered_o
     let scene = spawn_scene().await;
     let custom = fixture(SUBSTACK);
     let on_substack = as_substack_host(&custom);
-    scene.feeds.set_feed("/custom", &without_first_item(&custom));
-    scene.feeds.set_feed("/substack", &without_first_item(&on_substack));
+    scene
+        .feeds
+        .set_feed("/custom", &without_first_item(&custom));
+    scene
+        .feeds
+        .set_feed("/substack", &without_first_item(&on_substack));
     let cfg = scene.config(&[scene.author("Emily Atkin", &["/custom", "/substack"])]);
     pass(&cfg).await;
 
@@ -346,23 +387,41 @@ async fn two_publications_coming_soon_posts_stay_apart_by_their_titles() {
     let cfg = scene.config(&[scene.author("Ada", &["/ada", "/engines", "/custom"])]);
     pass(&cfg).await;
 
-    let post = |link: &str, title: &str| vec![(link.to_owned(), Some(link.to_owned()), title.to_owned())];
+    let post =
+        |link: &str, title: &str| vec![(link.to_owned(), Some(link.to_owned()), title.to_owned())];
     let ada = post("https://ada.substack.com/p/coming-soon", "Coming soon");
-    scene.feeds.set_feed("/ada", &platform_rss("Ada", "Substack", &ada));
-    let engines = post("https://engines.substack.com/p/coming-soon", "Engines: coming soon");
-    scene.feeds.set_feed("/engines", &platform_rss("Engines", "Substack", &engines));
+    scene
+        .feeds
+        .set_feed("/ada", &platform_rss("Ada", "Substack", &ada));
+    let engines = post(
+        "https://engines.substack.com/p/coming-soon",
+        "Engines: coming soon",
+    );
+    scene
+        .feeds
+        .set_feed("/engines", &platform_rss("Engines", "Substack", &engines));
     // Ada's own domain, without a marker: the same post as her Substack's, by slug and title.
-    let home = post("https://www.ada-lovelace.example/p/coming-soon", "Coming  soon");
-    scene.feeds.set_feed("/custom", &platform_rss("Ada, at home", "", &home));
+    let home = post(
+        "https://www.ada-lovelace.example/p/coming-soon",
+        "Coming  soon",
+    );
+    scene
+        .feeds
+        .set_feed("/custom", &platform_rss("Ada, at home", "", &home));
     let report = pass(&cfg).await;
     assert!(report.problems().is_empty(), "{:?}", report.problems());
     let mut links = delivered_links(&scene.rx);
     assert_eq!(links.len(), 2, "{links:?}");
-    let engines = links.iter().position(|l| l == "https://engines.substack.com/p/coming-soon");
+    let engines = links
+        .iter()
+        .position(|l| l == "https://engines.substack.com/p/coming-soon");
     links.remove(engines.expect("the other publication's post is delivered"));
     assert!(
-        ["https://ada.substack.com/p/coming-soon", "https://www.ada-lovelace.example/p/coming-soon"]
-            .contains(&links[0].as_str()),
+        [
+            "https://ada.substack.com/p/coming-soon",
+            "https://www.ada-lovelace.example/p/coming-soon"
+        ]
+        .contains(&links[0].as_str()),
         "Ada's post once: {links:?}"
     );
 }
@@ -408,17 +467,32 @@ async fn two_sources_committing_one_article_at_once_stage_it_once() {
             baseline: false,
         }
     };
-    let author = item("g:a", "https://medium.com/@ada/analytical-engines-0123456789ab");
-    let publication = item("g:b", "https://medium.com/the-pub/analytical-engines-0123456789ab");
+    let author = item(
+        "g:a",
+        "https://medium.com/@ada/analytical-engines-0123456789ab",
+    );
+    let publication = item(
+        "g:b",
+        "https://medium.com/the-pub/analytical-engines-0123456789ab",
+    );
     // Both polls diffed before either committed: each finds the article new.
-    for (feed, it) in [("https://x/author", &author), ("https://x/pub", &publication)] {
+    for (feed, it) in [
+        ("https://x/author", &author),
+        ("https://x/pub", &publication),
+    ] {
         let (ids, keys) = store
             .known_for(&source_key("Ada", feed), "Ada", std::slice::from_ref(it))
             .unwrap();
         assert!(ids.is_empty() && keys.is_empty());
     }
-    store.commit_poll(commit("https://x/author", author)).await.unwrap();
-    store.commit_poll(commit("https://x/pub", publication)).await.unwrap();
+    store
+        .commit_poll(commit("https://x/author", author))
+        .await
+        .unwrap();
+    store
+        .commit_poll(commit("https://x/pub", publication))
+        .await
+        .unwrap();
     let staged = store.staged().unwrap();
     assert_eq!(staged.len(), 1, "the second commit staged nothing");
     assert_eq!(staged[0].1.source, "https://x/author");
