@@ -190,9 +190,8 @@ pub async fn poll_source(
                     "more than 5% of this source's GUIDs are empty or repeated: identifying its items by canonical URL from now on"
                 );
             }
-            let (known_ids, known_urls) =
-                store.known_for(&key, &source.author, &identified.items)?;
-            let d = diff(&identified.items, &known_ids, &known_urls);
+            let (ids, keys) = store.known_for(&key, &source.author, &identified.items)?;
+            let d = diff(&identified.items, &ids, &keys);
             let baseline = !(state.baseline_done || opts.backfill || source.backfill);
             let mut found = Found::sort(d, baseline, opts.trigger_on_update);
             refused = crate::ssrf::drop_refused_links(fetcher.rule(), &mut found.stage);
