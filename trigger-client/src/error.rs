@@ -176,6 +176,20 @@ pub enum Error {
     )]
     ForeignStatusUrl { origin: String, expected: String },
 
+    /// The engine redirected to another origin (or answered some other 3xx): not followed, so an
+    /// answer never chooses where the client connects (nor where its credentials go).
+    #[error(
+        "{kind} answered {status} to `{method} {url}`, redirecting to `{location}`: not followed, only redirects within the target's own origin are (hint: set the target's url to where the engine really is)"
+    )]
+    Redirected {
+        kind: &'static str,
+        method: String,
+        url: String,
+        status: u16,
+        /// The `Location`, resolved, credentials removed, control characters escaped.
+        location: String,
+    },
+
     /// The engine cannot do this at all (e.g. ZenML OSS starting runs, webhook cancel).
     #[error("{message}")]
     Unsupported { kind: &'static str, message: String },
@@ -251,6 +265,7 @@ impl Error {
             | Error::Protocol { .. }
             | Error::Json { .. }
             | Error::ForeignStatusUrl { .. }
+            | Error::Redirected { .. }
             | Error::Unsupported { .. } => exit::USAGE,
         }
     }

@@ -1,8 +1,9 @@
 //! The one HTTP transport every backend sends through: the single `reqwest::Client`
 //! (User-Agent, timeouts), credentials per attempt (static bearer/basic, or a login token
-//! renewed before it expires and refreshed once on a 401), the response body cap, transient statuses turned into errors
-//! (with `Retry-After`), and the retry loop around it all. Backends describe requests
-//! ([`Call`]) and read [`Reply`]s.
+//! renewed before it expires and refreshed once on a 401), redirects (followed only within the
+//! request's own origin), the response body cap, transient statuses turned into errors (with
+//! `Retry-After`), and the retry loop around it all. Backends describe requests ([`Call`]) and
+//! read [`Reply`]s.
 
 use std::time::{Duration, SystemTime};
 
@@ -30,6 +31,25 @@ pub(crate) const USER_AGENT: &str = concat!(
 
 /// Responses larger than this are refused rather than buffered.
 const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// Redirects followed per request (all within the request's origin).
+const MAX_REDIRECTS: usize = 5;
+
+/// An engine's answer never chooses where we connect: a redirect is followed only to the origin
+/// the request went to (scheme, host and port), at most [`MAX_REDIRECTS`] times; any other
+/// redirect comes back as its 3xx, which [`Http::send`] turns into [`Error::Redirected`].
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(Url::origin);
+        if first.is_some_and(|origin| origin != attempt.url().origin()) {
+            attempt.stop()
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else {
+            attempt.follow()
+        }
+    })
+}
 
 /// The transport: one `reqwest::Client`, the retry policy, and the engine kind for messages.
 pub(crate) struct Http {
@@ -108,7 +128,7 @@ impl Http {
             .user_agent(USER_AGENT)
             .connect_timeout(target.connect_timeout())
             .timeout(target.request_timeout())
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(same_origin_redirects())
             .build()
             .map_err(|source| Error::HttpClient { source })?;
         Ok(Http {
@@ -280,6 +300,15 @@ impl Http {
             kind: self.kind.as_str(),
         };
         tracing::debug!(method = %call.method, url = %redact(&call.url), status, "response");
+        if (300..400).contains(&status) {
+            return Err(Error::Redirected {
+                kind: self.kind.as_str(),
+                method: call.method.to_string(),
+                url: redact(&call.url),
+                status,
+                location: crate::reply::location(&reply.headers, &call.url),
+            });
+        }
         if is_transient_status(status) {
             let retry_after = retry_after::from_headers(&reply.headers, SystemTime::now());
             return Err(Error::Status {

@@ -22,8 +22,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(failure) => {
             let code = failure.exit_code();
-            // The whole cause chain on one line: each cause is a `#[source]`, said once.
-            eprintln!("error: {:#}", anyhow::Error::new(failure));
+            // The whole cause chain on one line: each cause is a `#[source]`, said once; what
+            // an engine sent is in it, so control characters are escaped.
+            let line = format!("{:#}", anyhow::Error::new(failure));
+            eprintln!("error: {}", trigger_client::escape_controls(&line));
             code
         }
     };

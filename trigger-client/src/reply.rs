@@ -105,6 +105,34 @@ impl Reply {
 }
 
 /// The first `max` characters of a body, lossily decoded, whitespace collapsed.
+/// A redirect's `Location` as an error may show it: resolved against `base`, without
+/// credentials, at most 200 characters, control characters escaped (`-` when there is none).
+pub(crate) fn location(headers: &reqwest::header::HeaderMap, base: &url::Url) -> String {
+    let Some(raw) = headers.get(reqwest::header::LOCATION) else {
+        return "-".into();
+    };
+    let raw = String::from_utf8_lossy(raw.as_bytes());
+    let shown = match base.join(&raw) {
+        Ok(url) => redact(&url),
+        Err(_) => raw.into_owned(),
+    };
+    escape_controls(&snippet(shown.as_bytes(), 200))
+}
+
+/// `text` with control and bidirectional-override characters written as `\u{..}`, so what an
+/// engine sent cannot move a terminal's cursor, retitle it or reorder what it shows.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub(crate) fn snippet(body: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(body);
     let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -270,3 +270,37 @@ async fn an_unreachable_engine_exits_3() {
         "each retry is logged: {stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_engines_control_characters_are_escaped_not_printed() {
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    // A hostile receiver: its error text would clear the screen, retitle the terminal and
+    // reverse what follows.
+    let engine = crate::kit::fake_engine(())
+        .route(
+            "/hook",
+            post(|| async {
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    axum::Json(serde_json::json!({
+                        "error": "bad \u{1b}[2J\u{1b}]0;owned\u{7} \u{202e}txet"
+                    })),
+                )
+            }),
+        )
+        .spawn()
+        .await;
+    let url = engine.url.join("hook").unwrap().to_string();
+    let output = trigger_client(&["run", "--kind", "webhook", "--url", &url, "p"], &[]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}') && !stderr.contains('\u{202e}'),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.contains(r"bad \u{1b}[2J\u{1b}]0;owned\u{7} \u{202e}txet"),
+        "{stderr}"
+    );
+}

@@ -469,3 +469,55 @@ async fn a_status_url_on_another_origin_is_refused_and_never_asked() {
         assert_eq!(other.count(), 0, "the other origin got a request");
     }
 }
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_is_not_followed_one_within_the_origin_is() {
+    // Where the hostile receiver points: another origin (another port) that must see nothing.
+    let elsewhere = fake_engine(())
+        .route("/hook", post(|| async { StatusCode::CREATED }))
+        .spawn()
+        .await;
+    let away = elsewhere.url.join("hook").unwrap().to_string();
+    let engine = fake_engine(())
+        .route(
+            "/hook",
+            post(move || {
+                let away = away.clone();
+                async move { (StatusCode::TEMPORARY_REDIRECT, [("location", away)]) }
+            }),
+        )
+        .route(
+            "/moved",
+            post(|| async { (StatusCode::PERMANENT_REDIRECT, [("location", "/hook2")]) }),
+        )
+        .route(
+            "/hook2",
+            post(|| async { (StatusCode::CREATED, axum::Json(json!({"run_id": 7}))) }),
+        )
+        .spawn()
+        .await;
+
+    let err = client(&engine.target(Kind::Webhook, "hook"))
+        .trigger(&RunRequest::new("p", "k"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Redirected { status: 307, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.exit_code(), exit::USAGE);
+    assert!(!err.is_transient());
+    assert_eq!(engine.count(), 1, "not retried");
+    assert_eq!(elsewhere.count(), 0, "the other origin was never asked");
+    let text = err.to_string();
+    assert!(
+        text.contains(elsewhere.url.as_str()) && text.contains("not followed"),
+        "{text}"
+    );
+
+    let handle = client(&engine.target(Kind::Webhook, "moved"))
+        .trigger(&RunRequest::new("p", "k2"))
+        .await
+        .unwrap();
+    assert_eq!(handle.id, "7", "a redirect within the origin is followed");
+}
