@@ -18,6 +18,7 @@ use url::{Host, Url};
 use watcher::config::{CssSelector, FetchSettings};
 use watcher::identity::Canonicalizer;
 use watcher::parse::parse_feed_within;
+use watcher::platform::{self, Context};
 use watcher::read::discover::discover_feeds_within;
 use watcher::read::extract_links_within;
 use watcher::read::sitemap::{Caps, Sitemap, parse_sitemap_within};
@@ -144,8 +145,9 @@ pub fn page(data: &[u8]) {
     assert_bounded(&budget, limit, html.len());
 }
 
-/// URL canonicalization (idempotent, as documented), the address rule (`ssrf`) on IP-literal
-/// hosts, and the source URL check of the config.
+/// URL canonicalization (idempotent, as documented; the platform rules' canonical link too, whose
+/// identity key reads the same again), the address rule (`ssrf`) on IP-literal hosts, and the
+/// source URL check of the config.
 pub fn canonical(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -161,6 +163,17 @@ pub fn canonical(data: &[u8]) {
         let twice = canon.canonical(&once);
         assert_eq!(once, twice, "canonical is not idempotent on {text:?}");
         assert!(once.fragment().is_none());
+        for generator in [None, Some("Medium"), Some("Substack")] {
+            let cx = Context {
+                generator,
+                title: Some("t"),
+                guid: Some(text),
+            };
+            let link = platform::link(&canon, &url, cx);
+            let again = platform::link(&canon, &link.canonical, cx);
+            assert_eq!(link.canonical, again.canonical, "platform link of {text:?}");
+            assert_eq!(link.key, again.key, "identity key of {text:?}");
+        }
         // The address rule: a non-public IP literal is refused, as a request and as a link,
         // and canonicalizing a URL never changes the verdict.
         let ip = match url.host() {

@@ -133,38 +133,13 @@ fn link_feeds(
 
 /// The watcher.toml for Ada's `sources` on [`HOST`], reached through `feeds` as the proxy.
 fn write_links_config(dir: &Path, feeds: &FeedServer, hook_url: &str, sources: &[&str]) -> PathBuf {
-    let list: Vec<String> = sources.iter().map(|p| format!("\"{HOST}{p}\"")).collect();
-    let text = format!(
-        r#"[watcher]
-state_dir = "state"
-output_dir = "out"
-interval = "30m"
-batch_window = "0s"
-min_interval = "0s"
-listen = "127.0.0.1:{port}"
-
-[fetch]
-timeout = "5s"
-proxy = "http://{proxy}"
-
-[trigger]
-kind = "webhook"
-url = "{hook_url}"
-pipeline = "digital_data_etl"
-max_attempts = 3
-retry_base_delay = "0s"
-retry_max_delay = "0s"
-
-[[authors]]
-name = "Ada"
-feeds = [{}]
-"#,
-        list.join(", "),
-        port = free_port(),
-        proxy = feeds.addr
-    );
-    let path = dir.join("watcher.toml");
-    std::fs::write(&path, text).unwrap();
+    let ada = AuthorFeeds {
+        name: "Ada",
+        feeds: sources.iter().map(|p| format!("{HOST}{p}")).collect(),
+    };
+    let path = write_config(dir, &[ada], hook_url, "");
+    let proxy = format!("[fetch]\nproxy = \"http://{}\"\n", feeds.addr);
+    edit_config(&path, "[fetch]\n", &proxy);
     path
 }
 
