@@ -1,13 +1,15 @@
 """A real WebSub hub (Flask-WebSub) on 127.0.0.1 for the watcher's push test, started by
 websub.sh. Celery's in-memory broker with an in-process worker thread; subscriptions in a SQLite
-file. Publishing (hub.mode=publish&hub.topic=URL) is on: the test publishes through it."""
+file. Publishing (hub.mode=publish&hub.topic=URL) is on: the test publishes through it. Besides
+the hub, GET /subscriptions?topic=URL lists the callbacks subscribed to a topic (never their
+secrets), so a test can see what the hub itself holds."""
 
 import os
 import sys
 
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
-from flask import Flask
+from flask import Flask, jsonify, request
 from flask_websub.hub import Hub, SQLite3HubStorage
 
 port = int(sys.argv[1])
@@ -30,6 +32,12 @@ app.register_blueprint(hub.build_blueprint(url_prefix="/hub"))
 @app.route("/health")
 def health():
     return "ok"
+
+
+@app.route("/subscriptions")
+def subscriptions():
+    topic = request.args.get("topic", "")
+    return jsonify(sorted(callback for callback, _secret in hub.storage.get_callbacks(topic)))
 
 
 if __name__ == "__main__":

@@ -129,12 +129,31 @@ impl Push {
 
     /// Rebuilds the live set from the store.
     pub fn refresh_live(&self) -> Result<(), StoreError> {
+        self.refresh_live_demoting().map(drop)
+    }
+
+    /// Rebuilds the live set from the store; returns the sources no longer live.
+    fn refresh_live_demoting(&self) -> Result<Vec<String>, StoreError> {
         let now = Utc::now();
         let live: HashSet<String> = (self.store.push_subscriptions()?.into_iter())
             .filter(|(_, s)| s.state == PushState::Live && s.lease_until.is_some_and(|u| u > now))
             .map(|(_, s)| s.source_key)
             .collect();
-        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = live;
+        let mut was = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let demoted = was.difference(&live).cloned().collect();
+        *was = live;
+        Ok(demoted)
+    }
+
+    /// Rebuilds the live set, and has the daemon poll at once the sources whose push just
+    /// stopped (a lapsed lease, a denial): their next poll was the safety poll, hours away, and
+    /// from now on they are polled at their own interval.
+    fn refresh_live_waking(&self) -> Result<(), StoreError> {
+        for key in self.refresh_live_demoting()? {
+            info!(source = %key_url(&key), "push stopped: polling the source now and at its interval from now on");
+            // A full queue already holds pushes enough to poll.
+            let _ = self.pushed.try_send(key);
+        }
         Ok(())
     }
 
@@ -395,7 +414,7 @@ impl Push {
                 .await?;
         }
         if changed {
-            self.refresh_live()?;
+            self.refresh_live_waking()?;
         }
         Ok(())
     }
@@ -450,7 +469,7 @@ impl Push {
             verify::Verdict::Denied { record } => {
                 warn!(source = %key_url(&record.source_key), hub = %record.hub, "the hub denied the subscription: the source is polled");
                 self.store.put_push_subscription(id, &record).await?;
-                self.refresh_live()?;
+                self.refresh_live_waking()?;
                 Ok(Some(String::new()))
             }
         }

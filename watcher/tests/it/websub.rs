@@ -242,7 +242,7 @@ impl Daemon {
         self.task.await.unwrap().unwrap();
     }
 
-    /// The source's `push` in the daemon's `/status`.
+    /// The `push` of the source at `/feed` in the daemon's `/status`.
     pub async fn push_status(&self) -> serde_json::Value {
         let status: serde_json::Value = reqwest::get(format!("http://{}/status", self.listen))
             .await
@@ -250,7 +250,11 @@ impl Daemon {
             .json()
             .await
             .unwrap();
-        status["sources"][0]["push"].clone()
+        let sources = status["sources"].as_array().unwrap();
+        let feed = sources
+            .iter()
+            .find(|s| s["url"].as_str().unwrap().ends_with("/feed"));
+        feed.map_or(serde_json::Value::Null, |s| s["push"].clone())
     }
 
     /// The daemon's `/status` JSON.

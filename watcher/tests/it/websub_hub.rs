@@ -4,8 +4,12 @@
 //! CI=true). The feed names the hub in `Link` headers (this hub delivers only then); the daemon
 //! subscribes, the hub verifies; a publish reaches the trigger through the hub's signed delivery
 //! (the poll interval is an hour, so nothing else could find it); with a 4-second lease the
-//! subscription is renewed and a later publish still arrives.
+//! subscription is renewed and a later publish still arrives. A hub that goes down (a second,
+//! private hub started and stopped by the same script) leaves the source to polling once the
+//! lease it granted runs out; removing a source unsubscribes it at the hub (whose own list of
+//! callbacks, `/subscriptions` of the launcher, is read back).
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
@@ -40,10 +44,26 @@ async fn publish(hub: &str, topic: &str) {
     assert!(resp.status().is_success(), "publish: {}", resp.status());
 }
 
-#[tokio::test]
-#[ignore = "needs the real hub: scripts/engines/websub.sh run -- cargo test ... -- --ignored"]
-async fn real_websub_hub_delivers_a_published_article_once_and_the_lease_is_renewed() {
-    let Some(hub) = hub_url() else { return };
+/// The callbacks the hub at `hub` holds for `topic` (the launcher's `/subscriptions`).
+async fn hub_callbacks(hub: &str, topic: &str) -> Vec<String> {
+    let base = hub
+        .strip_suffix("/hub")
+        .expect("the hub endpoint ends in /hub");
+    reqwest::Client::new()
+        .get(format!("{base}/subscriptions"))
+        .query(&[("topic", topic)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A scene whose `/feed` names `hub` in `Link` headers (with one item), and a config with
+/// `[websub]` (`lease`) and the feed polled every `interval`, plus `/plain` (no hub) when
+/// `plain`.
+async fn hub_scene(hub: &str, lease: &str, interval: &str, plain: bool) -> (Scene, PathBuf) {
     let scene = spawn_scene().await;
     let feed_url = scene.feeds.url("/feed");
     scene.feeds.set_feed(
@@ -60,15 +80,160 @@ async fn real_websub_hub_delivers_a_published_article_once_and_the_lease_is_rene
     );
     let listen = format!("127.0.0.1:{}", free_port());
     let extra = format!(
-        "\n[websub]\ncallback_url = \"http://{listen}\"\nlisten = \"{listen}\"\nlease = \"4s\"\n"
+        "\n[websub]\ncallback_url = \"http://{listen}\"\nlisten = \"{listen}\"\nlease = \"{lease}\"\n"
     );
     let cfg = write_config(scene.dir.path(), &[], &scene.rx.url(), &extra);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(&format!(
-        "\n[[authors]]\nname = \"Rhea\"\nfeeds = [{{ url = \"{feed_url}\", interval = \"1h\" }}]\n"
+        "\n[[authors]]\nname = \"Rhea\"\nfeeds = [{{ url = \"{feed_url}\", interval = \"{interval}\" }}]\n"
     ));
+    if plain {
+        scene.feeds.set_feed(
+            "/plain",
+            r#"<?xml version="1.0"?><rss version="2.0"><channel><title>Plain</title><link>https://plain.example/</link></channel></rss>"#,
+        );
+        let plain_url = scene.feeds.url("/plain");
+        text.push_str(&format!(
+            "\n[[authors]]\nname = \"Paul\"\nfeeds = [\"{plain_url}\"]\n"
+        ));
+    }
     std::fs::write(&cfg, text).unwrap();
+    (scene, cfg)
+}
 
+/// A second hub of its own (same script, its own state dir and port), stopped on drop.
+struct PrivateHub {
+    state: tempfile::TempDir,
+    url: String,
+}
+
+impl PrivateHub {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/engines/websub.sh")
+    }
+
+    async fn start() -> PrivateHub {
+        let state = tempfile::tempdir().unwrap();
+        let out = tokio::process::Command::new("bash")
+            .arg(Self::script())
+            .arg("start")
+            .env("WEBSUB_STATE_DIR", state.path())
+            .env_remove("WEBSUB_PORT")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(state.path().join("env")).unwrap();
+        let url = env
+            .trim()
+            .strip_prefix("export WEBSUB_HUB_URL=")
+            .unwrap()
+            .trim_matches('\'')
+            .to_owned();
+        PrivateHub { state, url }
+    }
+
+    async fn stop(&self) {
+        let out = tokio::process::Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .env("WEBSUB_STATE_DIR", self.state.path())
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateHub {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .env("WEBSUB_STATE_DIR", self.state.path())
+            .output();
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the real hub: scripts/engines/websub.sh run -- cargo test ... -- --ignored"]
+async fn real_websub_hub_down_leaves_the_source_to_polling() {
+    if hub_url().is_none() {
+        return;
+    }
+    let hub = PrivateHub::start().await;
+    let (scene, cfg) = hub_scene(&hub.url, "4s", "1s", false).await;
+    let d = start_daemon(&cfg).await;
+    d.wait_push("live at the private hub", |p| p["state"] == "live")
+        .await;
+    // The hub goes away: the renewal fails, the lease runs out, and the source is polled at
+    // its own interval again: an article appears without any push.
+    hub.stop().await;
+    let push = d.wait_push("push failed", |p| p["state"] == "failed").await;
+    assert!(push["error"].is_string(), "{push}");
+    let link = "https://real.example/polled";
+    scene.feeds.publish("/feed", link, "Polled");
+    scene.rx.wait_for(1).await;
+    assert_eq!(delivered_links(&scene.rx), [link]);
+    let before = scene.feeds.requests("/feed").len();
+    eventually("polling continues", || {
+        scene.feeds.requests("/feed").len() >= before + 2
+    })
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the real hub: scripts/engines/websub.sh run -- cargo test ... -- --ignored"]
+async fn real_websub_hub_forgets_a_removed_source() {
+    let Some(hub) = hub_url() else { return };
+    let (scene, cfg) = hub_scene(&hub, "1h", "1h", true).await;
+    let feed_url = scene.feeds.url("/feed");
+    let d = start_daemon(&cfg).await;
+    d.wait_push("live at the real hub", |p| p["state"] == "live")
+        .await;
+    let held = hub_callbacks(&hub, &feed_url).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(held[0].contains("/websub/"), "{held:?}");
+    d.stop().await;
+
+    // The source leaves the config: the next start unsubscribes, and the hub verifies it with
+    // the old callback and drops it.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let cut = text.find("\n[[authors]]\nname = \"Rhea\"").unwrap();
+    let rest = &text[cut + 1..];
+    let end = rest[1..]
+        .find("\n[[authors]]")
+        .map_or(rest.len(), |i| i + 1);
+    std::fs::write(&cfg, format!("{}{}", &text[..cut + 1], &rest[end..])).unwrap();
+    assert!(!std::fs::read_to_string(&cfg).unwrap().contains("Rhea"));
+    let d = start_daemon(&cfg).await;
+    let mut left = held.clone();
+    for _ in 0..200 {
+        left = hub_callbacks(&hub, &feed_url).await;
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(left.is_empty(), "the hub still holds {left:?}");
+    d.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the real hub: scripts/engines/websub.sh run -- cargo test ... -- --ignored"]
+async fn real_websub_hub_delivers_a_published_article_once_and_the_lease_is_renewed() {
+    let Some(hub) = hub_url() else { return };
+    let (scene, cfg) = hub_scene(&hub, "4s", "1h", false).await;
+    let feed_url = scene.feeds.url("/feed");
     let d = start_daemon(&cfg).await;
     let push = d
         .wait_push("live at the real hub", |p| p["state"] == "live")
