@@ -57,8 +57,12 @@ print(json.dumps(out, default=str))
 "#;
 
 fn zenml_runs(python: &Path, config_path: &Path) -> Vec<Value> {
+    // A file, not `-c`: loading an artifact needs a source root, the script's directory.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("read_run.py");
+    std::fs::write(&script, READ_RUN).unwrap();
     let output = std::process::Command::new(python)
-        .args(["-c", READ_RUN])
+        .arg(&script)
         .env("ZENML_CONFIG_PATH", config_path)
         .env("ZENML_ANALYTICS_OPT_IN", "false")
         .env("ZENML_LOGGING_VERBOSITY", "ERROR")

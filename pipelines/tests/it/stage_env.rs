@@ -33,6 +33,19 @@ name = "env"
 run = ["sh", "-c", "env > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"", "sh", "@WORK@/env"]
 "#;
 
+/// Starts the `dump` chain on the runner binary at `url`.
+async fn start_dump(url: &str) {
+    let status = reqwest::Client::new()
+        .post(format!("{url}/api/v1/chains/dump/runs"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"config": {}}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{status}");
+}
+
 /// The names of the variables in an `env` dump, minus what `sh` adds by itself.
 fn names(dump: &str) -> BTreeSet<String> {
     dump.lines()
@@ -53,15 +66,7 @@ async fn a_stage_sees_none_of_the_runners_secrets() {
         ],
     )
     .await;
-    let status = reqwest::Client::new()
-        .post(format!("{url}/api/v1/chains/dump/runs"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"config": {}}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert!(status.is_success(), "{status}");
+    start_dump(&url).await;
 
     let dump = wait_file(&dirs.work_file("env")).await;
     let seen = names(&dump);
@@ -134,15 +139,7 @@ async fn a_prefix_in_env_allow_passes_a_tools_variables_but_no_secret() {
         ],
     )
     .await;
-    let status = reqwest::Client::new()
-        .post(format!("{url}/api/v1/chains/dump/runs"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"config": {}}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert!(status.is_success(), "{status}");
+    start_dump(&url).await;
     let dump = wait_file(&dirs.work_file("env")).await;
     let zenml: BTreeSet<String> = names(&dump)
         .into_iter()

@@ -12,6 +12,7 @@
 //! TRIGGER_ZENML_SNAPSHOT, TRIGGER_ZENML_LOCAL_SNAPSHOT, TRIGGER_ZENML_PLAIN_URL); without it
 //! they print a note and pass, except under CI=true, where a missing engine is a failure.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -116,8 +117,11 @@ impl Engine {
     }
 }
 
-fn args<'a>(url: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
+/// `trigger-client run` arguments: `snapshot` at `url` with `config`, a fresh key (returned
+/// too), patience for 429s, and `extra` flags.
+fn cli_args(url: &str, snapshot: &str, config: &Path, extra: &[&str]) -> (Vec<String>, String) {
+    let key = unique_key("zenml");
+    let mut args: Vec<String> = [
         "run",
         "--kind",
         "zenml",
@@ -125,9 +129,30 @@ fn args<'a>(url: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
         url,
         "--token-env",
         KEY_ENV,
-    ];
-    args.extend(rest);
-    args
+        snapshot,
+        "--config",
+        config.to_str().unwrap(),
+        "--idempotency-key",
+        &key,
+        "--max-attempts",
+        "10",
+    ]
+    .map(str::to_owned)
+    .into();
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    (args, key)
+}
+
+/// Runs `trigger-client` with [`cli_args`]; returns its output and the key it used.
+async fn run_cli(
+    url: &str,
+    snapshot: &str,
+    config: &Path,
+    extra: &[&str],
+) -> (std::process::Output, String) {
+    let (args, key) = cli_args(url, snapshot, config, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (trigger_client_bin(&args).await, key)
 }
 
 #[tokio::test]
@@ -138,22 +163,8 @@ async fn real_zenml_run_prints_the_handle_and_the_runs_snapshot_holds_the_config
     else {
         return;
     };
-    let url = engine.url.to_string();
-    let key = unique_key("zenml");
     let fixture = etl_fixture();
-    let output = trigger_client_bin(&args(
-        &url,
-        &[
-            &engine.snapshot,
-            "--config",
-            fixture.to_str().unwrap(),
-            "--idempotency-key",
-            &key,
-            "--max-attempts",
-            "10",
-        ],
-    ))
-    .await;
+    let (output, key) = run_cli(engine.url.as_str(), &engine.snapshot, &fixture, &[]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
     let stdout = String::from_utf8(output.stdout).unwrap();
@@ -202,19 +213,11 @@ async fn real_zenml_wait_ends_with_zenmls_failure() {
     let Some(engine) = engine("real_zenml_wait_ends_with_zenmls_failure") else {
         return;
     };
-    let url = engine.url.to_string();
-    let key = unique_key("zenml-wait");
-    let fixture = etl_fixture();
-    let output = trigger_client_bin(&args(
-        &url,
+    let (output, _) = run_cli(
+        engine.url.as_str(),
+        &engine.snapshot,
+        &etl_fixture(),
         &[
-            &engine.snapshot,
-            "--config",
-            fixture.to_str().unwrap(),
-            "--idempotency-key",
-            &key,
-            "--max-attempts",
-            "10",
             "--wait",
             "--timeout",
             "120s",
@@ -222,7 +225,7 @@ async fn real_zenml_wait_ends_with_zenmls_failure() {
             "250ms",
             "--json",
         ],
-    ))
+    )
     .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
@@ -241,16 +244,13 @@ async fn real_zenml_refusals_are_clear() {
     };
     let url = engine.url.to_string();
     let fixture = etl_fixture();
-    let fixture = fixture.to_str().unwrap();
-    let run = |url: String, snapshot: String| async move {
-        let key = unique_key("zenml-refused");
-        let output = trigger_client_bin(&args(
-            &url,
-            &[&snapshot, "--config", fixture, "--idempotency-key", &key],
-        ))
-        .await;
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        (output.status.code(), stderr)
+    let run = |url: String, snapshot: String| {
+        let fixture = fixture.clone();
+        async move {
+            let (output, _) = run_cli(&url, &snapshot, &fixture, &[]).await;
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            (output.status.code(), stderr)
+        }
     };
 
     let (code, stderr) = run(url.clone(), "no-such-snapshot".into()).await;
@@ -283,13 +283,9 @@ async fn real_zenml_bad_key_is_a_clear_401() {
     let Some(engine) = engine("real_zenml_bad_key_is_a_clear_401") else {
         return;
     };
-    let url = engine.url.to_string();
-    let fixture = etl_fixture();
+    let (args, _) = cli_args(engine.url.as_str(), &engine.snapshot, &etl_fixture(), &[]);
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trigger-client"))
-        .args(args(
-            &url,
-            &[&engine.snapshot, "--config", fixture.to_str().unwrap()],
-        ))
+        .args(args)
         .env(KEY_ENV, "ZENKEY_bm90LWEta2V5")
         .output()
         .await
@@ -328,11 +324,7 @@ async fn real_zenml_end_to_end_data_is_refused_before_any_request() {
     // Nothing listens there: a request would end in a connection error (exit 3), not this.
     let closed = closed_port_url().await.to_string();
     for url in [closed, engine.url.to_string()] {
-        let output = trigger_client_bin(&args(
-            &url,
-            &[&engine.snapshot, "--config", config.to_str().unwrap()],
-        ))
-        .await;
+        let (output, _) = run_cli(&url, &engine.snapshot, &config, &[]).await;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("an `end_to_end_data` config"), "{stderr}");
