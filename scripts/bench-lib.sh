@@ -20,11 +20,16 @@ bench_install() {
 }
 
 # bench_build: builds the watcher and the bench tool (release; BENCH_PROFILE=debug for a smoke
-# run) and sets WATCHER and BENCH to them (under CARGO_TARGET_DIR when set). BENCH_WATCHER=PATH measures that watcher binary instead.
+# run) and sets WATCHER and BENCH to them (under CARGO_TARGET_DIR when set). BENCH_WATCHER=PATH
+# measures that watcher binary instead; with BENCH_TOOL=PATH (a bench binary) too, nothing is built.
 bench_build() {
     local profile=${BENCH_PROFILE:-release} flags=(--release) target=${CARGO_TARGET_DIR:-$PWD/target}
     [[ $profile == debug ]] && flags=()
-    if [[ -n ${BENCH_WATCHER:-} ]]; then
+    if [[ -n ${BENCH_WATCHER:-} && -n ${BENCH_TOOL:-} ]]; then
+        WATCHER=$BENCH_WATCHER BENCH=$BENCH_TOOL
+        echo "bench: measuring $WATCHER (with $BENCH; nothing built)"
+        return
+    elif [[ -n ${BENCH_WATCHER:-} ]]; then
         cargo build "${flags[@]}" -q -p bench --bin bench
         WATCHER=$BENCH_WATCHER
     else

@@ -152,8 +152,7 @@ pub async fn poll_source(
     let now = Utc::now();
     if !opts.dry_run {
         // Durable before the first request: a poll killed at once backs off too.
-        (store.put_source(&key, &attempt::interrupted(&state, policy, now))).await?;
-        store.flush().await?;
+        (store.put_source_durable(&key, &attempt::interrupted(&state, policy, now))).await?;
     }
     let held_before = store.held_count(&key, hold::SLOW_ABOVE + 1)?;
 

@@ -68,19 +68,34 @@ impl Store {
     /// `sources` record is written only when it changed (a new source, new validators): a poll
     /// that changed only what `polled` keeps writes that small record alone.
     pub async fn put_source(&self, key: &str, state: &SourceState) -> Result<(), StoreError> {
-        let (sources, polled, key) = (self.sources.clone(), self.polled.clone(), key.to_owned());
-        let (cold, hot) = split(state);
+        let (this, key, records) = (self.clone(), key.to_owned(), split(state));
+        sled_gate::blocking(move || this.put_records(&key, records)).await
+    }
+
+    /// [`Store::put_source`], durable when it returns (a poll's attempt: see `poll/attempt.rs`).
+    /// One trip to the blocking pool: the write and the group commit's flush.
+    pub async fn put_source_durable(
+        &self,
+        key: &str,
+        state: &SourceState,
+    ) -> Result<(), StoreError> {
+        let (this, key, records) = (self.clone(), key.to_owned(), split(state));
         sled_gate::blocking(move || {
-            sled_gate::shared(|| {
-                // `sources` first: a crash between the two leaves the attempt's record (the
-                // poll reads as interrupted), never a result without its validators.
-                if sources.get(&key)?.as_deref() != Some(cold.as_slice()) {
-                    sources.insert(key.as_bytes(), cold)?;
-                }
-                polled.insert(key, hot)
-            })
+            this.put_records(&key, records)?;
+            Ok(this.commit.sync()?)
         })
-        .await?;
+        .await
+    }
+
+    fn put_records(&self, key: &str, (cold, hot): (Vec<u8>, Vec<u8>)) -> Result<(), StoreError> {
+        sled_gate::shared(|| {
+            // `sources` first: a crash between the two leaves the attempt's record (the poll
+            // reads as interrupted), never a result without its validators.
+            if self.sources.get(key)?.as_deref() != Some(cold.as_slice()) {
+                self.sources.insert(key, cold)?;
+            }
+            self.polled.insert(key, hot)
+        })?;
         Ok(())
     }
 }
