@@ -16,9 +16,15 @@ async fn a_new_article_reaches_the_demo_chain_through_the_embedded_runner() {
     let (baseline, _) = pass(cfg).await;
     assert!(baseline.deliveries.is_empty());
 
+    // One article page served next to the feed (the demo chain fetches it), one public link
+    // (the tests' chain fetches from this machine only: refused and recorded).
+    let page = "<html><head><title>Liz Marley | On watching</title></head><body><nav>Home Archive</nav><article><h1>On watching</h1><p>A watcher reads feeds so that nobody has to. It notices the new article and starts the chain at once.</p><p>The chain fetches the page and keeps its words. Those words become chunks and datasets.</p></article><footer>Liz's footer</footer></body></html>";
+    t.feeds
+        .set_bytes("/liz/on-watching", page.into(), "text/html; charset=utf-8");
+    let served = t.feeds.url("/liz/on-watching");
     t.publish_new(&[
         "https://medium.com/@lizmarley/first-new?utm_source=rss",
-        "https://medium.com/@lizmarley/second-new",
+        &served,
     ]);
     let (report, runs) = pass(cfg).await;
     assert_eq!(report.deliveries.len(), 1);
@@ -35,13 +41,27 @@ async fn a_new_article_reaches_the_demo_chain_through_the_embedded_runner() {
         .map(|l| l.as_str().unwrap())
         .collect();
     got.sort_unstable();
+    let mut want = vec!["https://medium.com/@lizmarley/first-new", served.as_str()];
+    want.sort_unstable();
+    assert_eq!(got, want, "exactly the new links, canonical");
+    // The chain collected the served article's text, and recorded the link it could not fetch.
+    let outputs = run_outputs(&t.embedded_runner_state(), &run);
+    let docs = jsonl(&outputs.join("cleaned_documents.jsonl"));
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    assert_eq!(docs[0]["author"], "Liz Marley");
+    assert_eq!(docs[0]["title"], "On watching");
     assert_eq!(
-        got,
-        [
-            "https://medium.com/@lizmarley/first-new",
-            "https://medium.com/@lizmarley/second-new"
-        ],
-        "exactly the new links, canonical"
+        docs[0]["text"],
+        "A watcher reads feeds so that nobody has to. It notices the new article and starts the chain at once.\n\nThe chain fetches the page and keeps its words. Those words become chunks and datasets."
+    );
+    let failed = jsonl(&outputs.join("failed_links.jsonl"));
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["link"], "https://medium.com/@lizmarley/first-new");
+    let instruct = jsonl(&outputs.join("instruct_dataset.jsonl"));
+    assert_eq!(instruct.len(), 3);
+    assert_eq!(
+        instruct[0]["answer"],
+        "It notices the new article and starts the chain at once."
     );
     let s = status(cfg).await;
     assert_eq!(s.deliveries[0].run_state.as_deref(), Some("succeeded"));

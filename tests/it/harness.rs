@@ -16,9 +16,17 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The repository's chains (the `demo` chain runs here with nothing else installed).
+/// The repository's `demo` chain (it runs here with nothing else installed), in the copy that
+/// fetches from this machine only (`watcher::demo::offline_chains`): the articles the tests
+/// publish are refused, or served on loopback, never fetched from the internet.
 pub fn repo_chains() -> PathBuf {
-    repo().join("pipelines/chains")
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let into = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("offline-chains-{}", std::process::id()));
+        watcher::demo::offline_chains(&repo().join("pipelines/chains"), &into).unwrap()
+    })
+    .clone()
 }
 
 /// The `watcher` binary of this build (built first if this test binary was built alone).
@@ -292,6 +300,20 @@ pub async fn pass(
 pub async fn status(config: &Path) -> watcher::status::StatusReport {
     let config = watcher::config::Config::load(config).unwrap();
     Watcher::inspect(config).unwrap().status().await.unwrap()
+}
+
+/// The outputs directory of the run `pipelines:<id>`.
+pub fn run_outputs(runner_state: &Path, run: &trigger_client::RunHandle) -> PathBuf {
+    assert_eq!(run.kind, "pipelines");
+    runner_state.join("runs").join(&run.id).join("outputs")
+}
+
+/// The rows of a JSON Lines file a stage wrote.
+pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// What the demo chain's first stage read, for the run `pipelines:<id>`.

@@ -98,7 +98,49 @@ fn check_reports_each_problem_with_file_and_key() {
     }
 }
 
+/// A loopback HTTP server in a thread: `/article` is an article page, `/moved` redirects to it,
+/// anything else is 404. Returns its base URL.
+fn serve_article() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let request = String::from_utf8_lossy(&request);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let response = match path {
+                "/article" => {
+                    let body = "<html><head><title>Site | Sleepy article</title></head><body><nav>Home About</nav><article><h1>A sleepy article</h1><p>The first stage fetched this page over loopback. It kept the title and the main text.</p><p>The navigation and the footer were left out. Each sentence here becomes part of a small dataset.</p></article><footer>Footer text</footer></body></html>";
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                }
+                "/moved" => "HTTP/1.1 301 Moved\r\nLocation: /article\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+                "/escape" => "HTTP/1.1 302 Found\r\nLocation: http://10.255.255.1/admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+                _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+            };
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    base
+}
+
+fn jsonl(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// The shipped demo chain with its default config, in this process: what a user sees first.
+/// Fetching from this machine only, its three public links are refused; the stages go on.
 #[test]
 fn run_executes_the_demo_chain_in_process() {
     let dirs = Dirs::new(&[]);
@@ -112,6 +154,8 @@ fn run_executes_the_demo_chain_in_process() {
             chains.to_str().unwrap(),
             "--state-dir",
             state,
+            "--param",
+            "fetch_allow=loopback",
         ],
         &[],
     );
@@ -138,9 +182,17 @@ fn run_executes_the_demo_chain_in_process() {
     let outputs = Path::new(run_dir).join("outputs");
     let summary = std::fs::read_to_string(outputs.join("summary.md")).unwrap();
     assert!(summary.contains("- authors: Maxime Labonne"), "{summary}");
-    assert!(summary.contains("- documents: 3"), "{summary}");
-    let instruct = std::fs::read_to_string(outputs.join("instruct_dataset.jsonl")).unwrap();
-    assert_eq!(instruct.lines().count(), 3);
+    assert!(summary.contains("- documents: 0 (0 words)"), "{summary}");
+    assert!(summary.contains("- links not fetched: 3"), "{summary}");
+    let failed = jsonl(&outputs.join("failed_links.jsonl"));
+    assert_eq!(failed.len(), 3);
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("`mlabonne.github.io` is not this machine"),
+        "{failed:?}"
+    );
 
     let out = pipelines(&["runs", "--state-dir", state], &[]);
     let listing = text(&out.stdout);
@@ -150,6 +202,124 @@ fn run_executes_the_demo_chain_in_process() {
         "{listing}"
     );
     assert!(listing.contains("succeeded"), "{listing}");
+}
+
+/// The first stage fetches a page (through a redirect), keeps it raw and as title and main
+/// text, records a link it cannot fetch and goes on; the later stages work on the text.
+#[test]
+fn the_demo_chain_collects_an_articles_text() {
+    let dirs = Dirs::new(&[]);
+    let base = serve_article();
+    let config = dirs.work_file("config.json");
+    let links = [
+        format!("{base}/moved"),
+        format!("{base}/gone"),
+        format!("{base}/escape"),
+    ];
+    std::fs::write(
+        &config,
+        serde_json::json!({"parameters": {"user_full_name": "Liz Marley", "links": links}})
+            .to_string(),
+    )
+    .unwrap();
+    let out = pipelines(
+        &[
+            "run",
+            "demo",
+            "--chains",
+            shipped_chains().to_str().unwrap(),
+            "--state-dir",
+            dirs.state.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--param",
+            "fetch_allow=loopback",
+        ],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let run_dir = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("run directory (config, logs, outputs): "))
+        .expect("the run directory is printed");
+    let outputs = Path::new(run_dir).join("outputs");
+    let docs = jsonl(&outputs.join("cleaned_documents.jsonl"));
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    assert_eq!(docs[0]["title"], "A sleepy article");
+    assert_eq!(
+        docs[0]["text"],
+        "The first stage fetched this page over loopback. It kept the title and the main text.\n\nThe navigation and the footer were left out. Each sentence here becomes part of a small dataset."
+    );
+    let raw = jsonl(&outputs.join("raw_documents.jsonl"));
+    assert_eq!(raw[0]["final_url"], format!("{base}/article"));
+    let page = std::fs::read_to_string(outputs.join(raw[0]["raw_file"].as_str().unwrap())).unwrap();
+    assert!(page.contains("<footer>Footer text</footer>"), "{page}");
+    let failed = jsonl(&outputs.join("failed_links.jsonl"));
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0]["link"], links[1]);
+    assert_eq!(failed[0]["error"], "HTTP 404");
+    assert_eq!(
+        failed[1]["error"],
+        "`10.255.255.1` resolves to 10.255.255.1, not a loopback address; refused",
+        "a redirect cannot leave the allowed addresses"
+    );
+    let instruct = jsonl(&outputs.join("instruct_dataset.jsonl"));
+    let answers: Vec<&str> = instruct
+        .iter()
+        .map(|r| r["answer"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            "It kept the title and the main text.",
+            "The navigation and the footer were left out.",
+            "Each sentence here becomes part of a small dataset."
+        ]
+    );
+    let chunks = jsonl(&outputs.join("chunks.jsonl"));
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0]["words"], 33);
+}
+
+/// The shipped chain fetches from public addresses only: a link to this machine is refused.
+#[test]
+fn the_shipped_demo_chain_refuses_this_machine() {
+    let dirs = Dirs::new(&[]);
+    let base = serve_article();
+    let config = dirs.work_file("config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"parameters": {"user_full_name": "A", "links": [format!("{base}/article")]}})
+            .to_string(),
+    )
+    .unwrap();
+    let out = pipelines(
+        &[
+            "run",
+            "demo",
+            "--chains",
+            shipped_chains().to_str().unwrap(),
+            "--state-dir",
+            dirs.state.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let run_dir = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("run directory (config, logs, outputs): "))
+        .expect("the run directory is printed");
+    let outputs = Path::new(run_dir).join("outputs");
+    assert!(jsonl(&outputs.join("cleaned_documents.jsonl")).is_empty());
+    let failed = jsonl(&outputs.join("failed_links.jsonl"));
+    assert_eq!(
+        failed[0]["error"],
+        "`127.0.0.1` resolves to 127.0.0.1, not a public address; refused"
+    );
 }
 
 /// Both config shapes the watcher sends, through a server, with `--wait`.
@@ -163,6 +333,14 @@ async fn run_through_a_server_with_both_config_shapes() {
         }
     }
     copy_dir(&shipped_chains().join("demo"), &dirs.chains.join("demo"));
+    // Offline: the config's public links are refused, not fetched.
+    let demo = dirs.chains.join("demo.toml");
+    let chain = std::fs::read_to_string(&demo).unwrap();
+    std::fs::write(
+        &demo,
+        chain.replace("fetch_allow = \"public\"", "fetch_allow = \"loopback\""),
+    )
+    .unwrap();
     let settings = dirs.settings();
     let runner = spawn_runner_in(dirs.clone(), settings).await;
     let end_to_end = dirs.work_file("end_to_end.yaml");
@@ -208,7 +386,7 @@ async fn run_through_a_server_with_both_config_shapes() {
         summary.contains("- authors: Maxime Labonne, Paul Iusztin"),
         "{summary}"
     );
-    assert!(summary.contains("- documents: 3"), "{summary}");
+    assert!(summary.contains("- links not fetched: 3"), "{summary}");
 
     // The same key again names the same run; `runs ID --url` shows it.
     let url = runner.url.clone();

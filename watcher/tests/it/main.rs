@@ -10,6 +10,7 @@ mod crash;
 mod daemon;
 mod dashboard;
 mod delivery;
+mod demo;
 mod endpoint_guard;
 mod fanout;
 mod faults;
