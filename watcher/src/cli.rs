@@ -213,9 +213,10 @@ pub enum Command {
     /// Show the whole system working, offline, in seconds (no config needed).
     ///
     /// Starts a loopback feed server with two real-world feeds and the embedded pipelines runner
-    /// with the `demo` chain, records the baseline, publishes a new article to one feed, and shows
-    /// detection → config written → run triggered → each stage finishing. Exits 0 only if the
-    /// run succeeded.
+    /// with the `demo` chain (a copy in DIR that fetches from this machine only), records the
+    /// baseline, publishes two new articles to one feed (their pages served beside it), and shows
+    /// detection → config written → run triggered → each stage finishing → the text the chain
+    /// collected. Exits 0 only if the run succeeded.
     Demo {
         /// Where the demo keeps its state, configs and runs (default: a new temp directory).
         #[arg(long, value_name = "DIR")]
