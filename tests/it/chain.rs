@@ -11,7 +11,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn a_new_article_reaches_the_demo_chain_through_the_embedded_runner() {
     let dir = tempfile::tempdir().unwrap();
-    let t = serve_one_author(dir, LIZ, &embedded(&repo_chains(), "demo")).await;
+    let t = serve_one_author(dir, LIZ, &embedded(&demo_chains(), "demo")).await;
     let cfg = &t.cfg;
     let (baseline, _) = pass(cfg).await;
     assert!(baseline.deliveries.is_empty());
@@ -70,7 +70,7 @@ async fn a_new_article_reaches_the_demo_chain_through_the_embedded_runner() {
 #[tokio::test]
 async fn a_crash_between_publish_and_delivery_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let t = serve_one_author(dir, RUBEN, &embedded(&repo_chains(), "demo")).await;
+    let t = serve_one_author(dir, RUBEN, &embedded(&demo_chains(), "demo")).await;
     let cfg = &t.cfg;
     t.baseline_then_publish("https://rubenerd.com/crash-safe/")
         .await;
@@ -121,7 +121,7 @@ async fn the_runner_down_then_up_gets_the_batch_once() {
     assert_eq!(status(cfg).await.pending, 1);
 
     let runner_state = t.dir.path().join("runner");
-    let runner = spawn_runner_at(addr, &repo_chains(), &runner_state, "e2e-secret-token").await;
+    let runner = spawn_runner_at(addr, &demo_chains(), &runner_state, "e2e-secret-token").await;
     let (up, _) = pass(cfg).await;
     let run = up.deliveries[0].outcome.clone().unwrap();
     assert_eq!(run.kind, "pipelines");
@@ -162,7 +162,7 @@ async fn two_authors_publish(format: &str) -> (tempfile::TempDir, Vec<serde_json
             (LIZ.name, feeds.url(LIZ.path)),
             (RUBEN.name, feeds.url(RUBEN.path)),
         ],
-        &embedded(&repo_chains(), "demo"),
+        &embedded(&demo_chains(), "demo"),
         format,
     );
     pass(&cfg).await;

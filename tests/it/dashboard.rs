@@ -56,7 +56,7 @@ impl Scene {
         edit_config(
             &t.cfg,
             &broken.display().to_string(),
-            &repo_chains().display().to_string(),
+            &demo_chains().display().to_string(),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let watcher = listener.local_addr().unwrap();
@@ -64,7 +64,7 @@ impl Scene {
         let daemon = tokio::spawn(open_watcher(&t.cfg).run(listener, cancel.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let settings =
-            pipelines::RunnerSettings::new(repo_chains(), t.dir.path().join("runner-state"))
+            pipelines::RunnerSettings::new(demo_chains(), t.dir.path().join("runner-state"))
                 .with_token(TOKEN)
                 .with_dashboard();
         let runner = pipelines::Runner::build(listener, settings).unwrap();

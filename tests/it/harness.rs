@@ -16,15 +16,20 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The repository's `demo` chain (it runs here with nothing else installed), in the copy that
-/// fetches from this machine only (`watcher::demo::offline_chains`): the articles the tests
-/// publish are refused, or served on loopback, never fetched from the internet.
+/// The repository's chains (the `demo` chain runs here with nothing else installed).
 pub fn repo_chains() -> PathBuf {
+    repo().join("pipelines/chains")
+}
+
+/// The repository's `demo` chain in the copy that fetches from this machine only
+/// (`watcher::demo::offline_chains`): the articles the tests publish are refused, or served on
+/// loopback, never fetched from the internet.
+pub fn demo_chains() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let into = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("offline-chains-{}", std::process::id()));
-        watcher::demo::offline_chains(&repo().join("pipelines/chains"), &into).unwrap()
+        watcher::demo::offline_chains(&repo_chains(), &into).unwrap()
     })
     .clone()
 }
