@@ -467,34 +467,36 @@ def sentences(text):
     return out
 
 
-def sentence_pairs(doc):
-    """Up to SAMPLES_PER_DOCUMENT (sentence, next sentence) pairs of one article."""
-    found = sentences(doc["text"])
-    return list(zip(found, found[1:]))[:SAMPLES_PER_DOCUMENT]
+def sentence_samples(out):
+    """(document, sentence, next sentence) for up to SAMPLES_PER_DOCUMENT pairs per article."""
+    for doc in read_jsonl(out, "cleaned_documents.jsonl"):
+        found = sentences(doc["text"])
+        for before, after in list(zip(found, found[1:]))[:SAMPLES_PER_DOCUMENT]:
+            yield doc, before, after
 
 
 def generate_instruct_datasets(args):
-    rows = []
-    for doc in read_jsonl(args.out, "cleaned_documents.jsonl"):
-        for before, after in sentence_pairs(doc):
-            rows.append({
-                "instruction": f"You are {doc['author']}. Continue your article \"{doc['title']}\" after: \"{before}\"",
-                "answer": after,
-                "link": doc["link"],
-            })
+    rows = [
+        {
+            "instruction": f"You are {doc['author']}. Continue your article \"{doc['title']}\" after: \"{before}\"",
+            "answer": after,
+            "link": doc["link"],
+        }
+        for doc, before, after in sentence_samples(args.out)
+    ]
     write_jsonl(args.out, "instruct_dataset.jsonl", rows)
 
 
 def generate_preference_datasets(args):
-    rows = []
-    for doc in read_jsonl(args.out, "cleaned_documents.jsonl"):
-        for before, after in sentence_pairs(doc):
-            rows.append({
-                "prompt": f"Write the sentence that follows \"{before}\" in \"{doc['title']}\" by {doc['author']}.",
-                "chosen": after,
-                "rejected": "I cannot help with that.",
-                "link": doc["link"],
-            })
+    rows = [
+        {
+            "prompt": f"Write the sentence that follows \"{before}\" in \"{doc['title']}\" by {doc['author']}.",
+            "chosen": after,
+            "rejected": "I cannot help with that.",
+            "link": doc["link"],
+        }
+        for doc, before, after in sentence_samples(args.out)
+    ]
     write_jsonl(args.out, "preference_dataset.jsonl", rows)
 
 

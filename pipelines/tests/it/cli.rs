@@ -139,6 +139,40 @@ fn jsonl(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// `pipelines run demo` in this process on a config listing `links` (with `params`); returns
+/// the run's outputs directory.
+fn run_demo(dirs: &Dirs, links: &[String], params: &[&str]) -> PathBuf {
+    let config = dirs.work_file("config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"parameters": {"user_full_name": "Liz Marley", "links": links}})
+            .to_string(),
+    )
+    .unwrap();
+    let chains = shipped_chains();
+    let mut args = vec![
+        "run",
+        "demo",
+        "--chains",
+        chains.to_str().unwrap(),
+        "--state-dir",
+        dirs.state.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    for param in params {
+        args.extend(["--param", param]);
+    }
+    let out = pipelines(&args, &[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let run_dir = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("run directory (config, logs, outputs): "))
+        .expect("the run directory is printed");
+    Path::new(run_dir).join("outputs")
+}
+
 /// The shipped demo chain with its default config, in this process: what a user sees first.
 /// Fetching from this machine only, its three public links are refused; the stages go on.
 #[test]
@@ -210,40 +244,12 @@ fn run_executes_the_demo_chain_in_process() {
 fn the_demo_chain_collects_an_articles_text() {
     let dirs = Dirs::new(&[]);
     let base = serve_article();
-    let config = dirs.work_file("config.json");
     let links = [
         format!("{base}/moved"),
         format!("{base}/gone"),
         format!("{base}/escape"),
     ];
-    std::fs::write(
-        &config,
-        serde_json::json!({"parameters": {"user_full_name": "Liz Marley", "links": links}})
-            .to_string(),
-    )
-    .unwrap();
-    let out = pipelines(
-        &[
-            "run",
-            "demo",
-            "--chains",
-            shipped_chains().to_str().unwrap(),
-            "--state-dir",
-            dirs.state.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--param",
-            "fetch_allow=loopback",
-        ],
-        &[],
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    let run_dir = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("run directory (config, logs, outputs): "))
-        .expect("the run directory is printed");
-    let outputs = Path::new(run_dir).join("outputs");
+    let outputs = run_demo(&dirs, &links, &["fetch_allow=loopback"]);
     let docs = jsonl(&outputs.join("cleaned_documents.jsonl"));
     assert_eq!(docs.len(), 1, "{docs:?}");
     assert_eq!(docs[0]["title"], "A sleepy article");
@@ -287,33 +293,7 @@ fn the_demo_chain_collects_an_articles_text() {
 fn the_shipped_demo_chain_refuses_this_machine() {
     let dirs = Dirs::new(&[]);
     let base = serve_article();
-    let config = dirs.work_file("config.json");
-    std::fs::write(
-        &config,
-        serde_json::json!({"parameters": {"user_full_name": "A", "links": [format!("{base}/article")]}})
-            .to_string(),
-    )
-    .unwrap();
-    let out = pipelines(
-        &[
-            "run",
-            "demo",
-            "--chains",
-            shipped_chains().to_str().unwrap(),
-            "--state-dir",
-            dirs.state.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    let run_dir = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("run directory (config, logs, outputs): "))
-        .expect("the run directory is printed");
-    let outputs = Path::new(run_dir).join("outputs");
+    let outputs = run_demo(&dirs, &[format!("{base}/article")], &[]);
     assert!(jsonl(&outputs.join("cleaned_documents.jsonl")).is_empty());
     let failed = jsonl(&outputs.join("failed_links.jsonl"));
     assert_eq!(
