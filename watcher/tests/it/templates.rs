@@ -91,30 +91,38 @@ async fn once_writes_the_books_config_with_only_the_author_and_links_replaced() 
     assert_eq!(config["parameters"]["user_full_name"], "Ruben Schade");
 }
 
-#[tokio::test]
-async fn end_to_end_template_gets_every_author_and_keeps_its_dataset_parameters() {
+/// Liz Marley and Ruben Schade, each with a feed, a template file beside the config, the config
+/// (`extra` after `[trigger]`, then `edit`), a baseline `once`, one new article each, `once`.
+async fn two_authors_publish(
+    (template, text): (&str, &str),
+    extra: &str,
+    edit: impl FnOnce(&Path),
+) -> Scene {
     let s = spawn_scene().await;
     let liz = fixture("medium-lizmarley.rss.xml");
     let ruben = fixture("rubenerd-hugo.rss.xml");
     s.feeds.set_feed("/liz", &liz);
     s.feeds.set_feed("/ruben", &ruben);
-    std::fs::write(s.dir.path().join("e2e.yaml"), E2E).unwrap();
+    std::fs::write(s.dir.path().join(template), text).unwrap();
     let authors = [
         s.author("Liz Marley", &["/liz"]),
         s.author("Ruben Schade", &["/ruben"]),
     ];
-    let extra = "\n[output]\nformat = \"end_to_end_data\"\ntemplate = \"e2e.yaml\"\n";
     let cfg = write_config(s.dir.path(), &authors, &s.rx.url(), extra);
+    edit(&cfg);
     assert_eq!(once(&cfg).await, 0, "baseline");
-    s.feeds.set_feed(
-        "/liz",
-        &publish_rss(&liz, "https://medium.com/@lizmarley/new", "L"),
-    );
-    s.feeds.set_feed(
-        "/ruben",
-        &publish_rss(&ruben, "https://rubenerd.com/new/", "R"),
-    );
+    let liz_new = publish_rss(&liz, "https://medium.com/@lizmarley/new", "L");
+    s.feeds.set_feed("/liz", &liz_new);
+    let ruben_new = publish_rss(&ruben, "https://rubenerd.com/new/", "R");
+    s.feeds.set_feed("/ruben", &ruben_new);
     assert_eq!(once(&cfg).await, 0);
+    s
+}
+
+#[tokio::test]
+async fn end_to_end_template_gets_every_author_and_keeps_its_dataset_parameters() {
+    let extra = "\n[output]\nformat = \"end_to_end_data\"\ntemplate = \"e2e.yaml\"\n";
+    let s = two_authors_publish(("e2e.yaml", E2E), extra, |_| {}).await;
 
     let files = written(s.dir.path());
     assert_eq!(files.len(), 1, "one config for every author: {files:?}");
@@ -164,32 +172,14 @@ async fn end_to_end_template_gets_every_author_and_keeps_its_dataset_parameters(
 
 #[tokio::test]
 async fn an_authors_own_template_wins_and_others_get_the_plain_config() {
-    let s = spawn_scene().await;
-    let liz = fixture("medium-lizmarley.rss.xml");
-    let ruben = fixture("rubenerd-hugo.rss.xml");
-    s.feeds.set_feed("/liz", &liz);
-    s.feeds.set_feed("/ruben", &ruben);
-    std::fs::write(s.dir.path().join("paul.yaml"), PAUL).unwrap();
-    let authors = [
-        s.author("Liz Marley", &["/liz"]),
-        s.author("Ruben Schade", &["/ruben"]),
-    ];
-    let cfg = write_config(s.dir.path(), &authors, &s.rx.url(), "");
-    edit_config(
-        &cfg,
-        "name = \"Ruben Schade\"\n",
-        "name = \"Ruben Schade\"\ntemplate = \"paul.yaml\"\n",
-    );
-    assert_eq!(once(&cfg).await, 0, "baseline");
-    s.feeds.set_feed(
-        "/liz",
-        &publish_rss(&liz, "https://medium.com/@lizmarley/new", "L"),
-    );
-    s.feeds.set_feed(
-        "/ruben",
-        &publish_rss(&ruben, "https://rubenerd.com/new/", "R"),
-    );
-    assert_eq!(once(&cfg).await, 0);
+    let s = two_authors_publish(("paul.yaml", PAUL), "", |cfg| {
+        edit_config(
+            cfg,
+            "name = \"Ruben Schade\"\n",
+            "name = \"Ruben Schade\"\ntemplate = \"paul.yaml\"\n",
+        )
+    })
+    .await;
 
     let files = written(s.dir.path());
     assert_eq!(files.len(), 2, "{files:?}");
