@@ -24,7 +24,11 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
+use memchr::memmem;
+
 use super::tags::{self, StartTag, Tag};
+
+mod nested;
 use crate::work::WorkBudget;
 
 const RSS1_NS: &str = "http://purl.org/rss/1.0/";
@@ -139,7 +143,7 @@ pub(super) fn prepare<'a>(text: &'a str, budget: &WorkBudget) -> Result<Prepared
     if let Some(fixed) = wrap_in_channel(&text, budget, format, &mut repairs) {
         text = Cow::Owned(fixed);
     }
-    if let Some(fixed) = hoist_nested_items(&text, budget, format, &mut repairs) {
+    if let Some(fixed) = nested::hoist_nested_items(&text, budget, format, &mut repairs) {
         text = Cow::Owned(fixed);
     }
     Ok(Prepared {
@@ -338,7 +342,7 @@ fn unwrap_embedded_feed(text: &str, budget: &WorkBudget) -> Option<(String, Form
 fn alias_namespaces(text: &str, budget: &WorkBudget, repairs: &mut Vec<Repair>) -> Option<String> {
     if !NAMESPACE_ALIASES
         .iter()
-        .any(|(alias, _)| text.contains(alias))
+        .any(|(alias, _)| memmem::find(text.as_bytes(), alias.as_bytes()).is_some())
     {
         return None;
     }
@@ -435,70 +439,6 @@ fn wrap_in_channel(
     edits.replace(open..open, "<channel>");
     edits.replace(close..close, "</channel>");
     repairs.push(Repair::Channel);
-    edits.apply(text)
-}
-
-/// Moves each `<item>` nested inside another item (and having child elements) to just after the
-/// item that contains it.
-fn hoist_nested_items(
-    text: &str,
-    budget: &WorkBudget,
-    format: Format,
-    repairs: &mut Vec<Repair>,
-) -> Option<String> {
-    if !matches!(format, Format::Rss | Format::Rdf) {
-        return None;
-    }
-    let mut edits = Edits::default();
-    let mut moved = 0;
-    let mut depth = 0usize;
-    // The depth of the item we are in, and the nested items found in it so far.
-    let mut outer: Option<usize> = None;
-    let mut nested: Vec<Range<usize>> = Vec::new();
-    // The nested item being scanned: its depth, start and whether it has a child element.
-    let mut inner: Option<(usize, usize, bool)> = None;
-
-    for tag in tags::tags(text, budget) {
-        match tag {
-            Tag::Start(tag) => {
-                if let Some((inner_depth, _, has_child)) = &mut inner {
-                    *has_child |= depth == *inner_depth;
-                }
-                if tag.local_name() == "item" && !tag.empty {
-                    match (outer, inner) {
-                        (None, _) => outer = Some(depth + 1),
-                        (Some(_), None) => inner = Some((depth + 1, tag.span.start, false)),
-                        _ => {}
-                    }
-                }
-                if !tag.empty {
-                    depth += 1;
-                }
-            }
-            Tag::End { name, span } => {
-                let is_item = tags::local_name(name) == "item";
-                if let (true, Some((inner_depth, start, has_child))) = (is_item, inner) {
-                    if depth == inner_depth {
-                        if has_child {
-                            nested.push(start..span.end);
-                        }
-                        inner = None;
-                    }
-                } else if is_item && outer == Some(depth) {
-                    for range in nested.drain(..) {
-                        edits.replace(span.end..span.end, &text[range.clone()]);
-                        edits.replace(range, "");
-                        moved += 1;
-                    }
-                    outer = None;
-                }
-                depth = depth.saturating_sub(1);
-            }
-        }
-    }
-    if moved > 0 {
-        repairs.push(Repair::NestedItems { moved });
-    }
     edits.apply(text)
 }
 

@@ -214,7 +214,7 @@ impl<'a> Tags<'a> {
 }
 
 /// Offset of the `>` closing a tag, skipping any `>` inside quoted attribute values.
-fn find_tag_end(bytes: &[u8]) -> Option<usize> {
+pub(super) fn find_tag_end(bytes: &[u8]) -> Option<usize> {
     let mut quote = None;
     for (i, &b) in bytes.iter().enumerate() {
         match (quote, b) {
