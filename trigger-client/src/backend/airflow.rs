@@ -19,6 +19,9 @@ use crate::http::{Body, Call, Http};
 use crate::target::{AirflowApi, Secret, TargetConfig};
 use crate::{RunRequest, RunState, RunStatus};
 
+/// How many times `cancel` marks a run failed while the scheduler keeps starting it.
+const CANCEL_MARKS: u32 = 4;
+
 /// The health endpoint of each Airflow major version, newest first (asked without auth).
 const HEALTH: [(&[&str], AirflowApi); 2] = [
     (&["api", "v2", "monitor", "health"], AirflowApi::Airflow3),
@@ -206,14 +209,29 @@ impl Backend for Airflow {
     }
 
     async fn cancel(&self, http: &Http, id: &str) -> Result<(), Error> {
-        // Airflow has no "cancelled": marking the run failed stops its tasks.
+        // Airflow has no "cancelled": marking the run failed stops its tasks. A run the scheduler
+        // is starting just then can be set back to running by it (its update of the queued run
+        // lands after ours), so the state is read back and the mark repeated, a few times.
         let (dag, run_id) = split_id(id)?;
         let server = self.server(http).await?;
-        let mut call = Call::new(Method::PATCH, self.run_url(server, dag, run_id));
-        call.body = Body::json(&json!({"state": "failed"}));
-        http.send(&call, &server.auth)
-            .await?
-            .success(&server.auth)?;
+        for attempt in 1..=CANCEL_MARKS {
+            let mut call = Call::new(Method::PATCH, self.run_url(server, dag, run_id));
+            call.body = Body::json(&json!({"state": "failed"}));
+            http.send(&call, &server.auth)
+                .await?
+                .success(&server.auth)?;
+            let run: DagRun = http
+                .send(&Call::get(self.run_url(server, dag, run_id)), &server.auth)
+                .await?
+                .success(&server.auth)?
+                .json()?;
+            let state = normalize(run.state.as_deref().unwrap_or("none"));
+            if state.is_terminal() {
+                return Ok(());
+            }
+            tracing::warn!(run_id = %id, attempt, %state, "the run is not failed after the mark (the scheduler started it meanwhile); marking it again");
+            tokio::time::sleep(std::time::Duration::from_millis(250 * u64::from(attempt))).await;
+        }
         Ok(())
     }
 }
