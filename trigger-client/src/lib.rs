@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use backend::webhook::{IDEMPOTENCY_HEADER, SIGNATURE_HEADER, webhook_signature};
 pub use client::Client;
 pub use error::{Error, exit};
-pub use reply::escape_controls;
+pub use reply::{escape_controls, push_escaped, reorders};
 pub use retry::{RetryPolicy, is_transient};
 pub use target::{AirflowApi, Kind, Secret, TargetConfig};
 

@@ -119,18 +119,32 @@ pub(crate) fn location(headers: &reqwest::header::HeaderMap, base: &url::Url) ->
     escape_controls(&snippet(shown.as_bytes(), 200))
 }
 
-/// `text` with control and bidirectional-override characters written as `\u{..}`, so what an
-/// engine sent cannot move a terminal's cursor, retitle it or reorder what it shows.
+/// `text` with its control characters (C0, DEL, C1: `\n`, `\u{1b}`) and bidi controls (the
+/// embeddings and overrides U+202A–U+202E, the isolates U+2066–U+2069, the marks U+200E, U+200F,
+/// U+061C) escaped, so what an engine sent cannot move a terminal's cursor, retitle it or show
+/// text in another order than it is stored. The watcher's `printable` uses the same rule.
 pub fn escape_controls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
+        push_escaped(&mut out, c);
     }
     out
+}
+
+/// Appends `c` to `out`, escaped as [`escape_controls`] does.
+pub fn push_escaped(out: &mut String, c: char) {
+    if c.is_control() {
+        out.extend(c.escape_default());
+    } else if reorders(c) {
+        out.extend(c.escape_unicode());
+    } else {
+        out.push(c);
+    }
+}
+
+/// Whether `c` is a bidi control (see [`escape_controls`]).
+pub fn reorders(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
 }
 
 pub(crate) fn snippet(body: &[u8], max: usize) -> String {

@@ -2,7 +2,10 @@
 //! bodies, URLs and messages a peer sent) on a terminal, in logs or in a stored field meant for
 //! printing: control characters (C0, DEL, C1, so escape sequences) and bidi overrides are shown
 //! escaped (`\u{1b}`, `\n`, `\u{202e}`), and the text is cut with an ellipsis. A leaf: every module
-//! may use it.
+//! may use it. The per-character rule is the trigger client's (`trigger_client::push_escaped`), so
+//! both binaries escape alike.
+
+use trigger_client::reorders;
 
 /// How many characters a field (a title, a URL, a root element name) keeps.
 pub const FIELD: usize = 300;
@@ -24,14 +27,7 @@ pub fn printable_within(text: &str, max: usize) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() {
-            // C0, DEL and C1: `\n`, `\t`, `\u{1b}`, `\u{9b}`.
-            out.extend(c.escape_default());
-        } else if reorders(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
+        trigger_client::push_escaped(&mut out, c);
     }
     out
 }
@@ -39,13 +35,6 @@ pub fn printable_within(text: &str, max: usize) -> String {
 /// Whether `text` would print as is (no character [`printable`] escapes).
 pub fn is_printable(text: &str) -> bool {
     !text.chars().any(|c| c.is_control() || reorders(c))
-}
-
-/// Bidi controls, which make a terminal show text in another order than it is stored
-/// ("Trojan Source"): the embeddings and overrides U+202A–U+202E, the isolates U+2066–U+2069,
-/// and the marks U+200E, U+200F and U+061C.
-fn reorders(c: char) -> bool {
-    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
 }
 
 #[cfg(test)]
