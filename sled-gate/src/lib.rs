@@ -18,6 +18,14 @@
 //! **Group commit.** [`GroupCommit::sync`] makes every write done before the call durable; one
 //! caller flushes at a time and its flush covers everyone who asked before it started, so a
 //! hundred concurrent stagings pay for a few fsyncs, not a hundred.
+//!
+//! **Writer.** [`Writer`] (writer.rs) is the cheaper road for a store's hot writes: one thread
+//! per database runs them in order, under the same gate, with one flush for all that queued
+//! together, and no trip to the blocking pool per write.
+
+mod writer;
+
+pub use writer::{Durability, Writer};
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 

@@ -268,7 +268,9 @@ impl Watcher {
         };
         let bounds = PollBounds::new(&self.config.fetch, abort.clone());
         let started = std::time::Instant::now();
-        let result = poll_source(
+        // Boxed: the poll's state (fetch, read, parse) is allocated only once it runs, not for
+        // every source of a round waiting for a slot.
+        let result = Box::pin(poll_source(
             &self.store,
             &self.fetcher,
             &self.canon,
@@ -276,7 +278,7 @@ impl Watcher {
             &source.policy,
             opts,
             &bounds,
-        )
+        ))
         .await
         .transpose();
         if let Some(Ok(report)) = &result {

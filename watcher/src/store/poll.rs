@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use sled::Transactional;
+use sled_gate::Durability;
 
 use super::layout::{self, FLAG_BASELINE, ItemRecord, fingerprint};
 use super::{
@@ -18,11 +19,11 @@ use crate::diff::Known;
 use crate::identity::Item;
 
 impl Store {
-    /// What is known about `items` for this source (by id) and this author (by identity key, see
-    /// `store/urls.rs`). Point reads only: the cost grows with the fetch, not the store. A key
-    /// not found is looked up again as the URL versions before the platform rules indexed the
-    /// item under (for a new id only): an upgrade re-delivers nothing, and the alias records
-    /// the new key.
+    /// What is known about `items` for this source (by id) and, for the items whose id is not
+    /// known, this author (by identity key, see `store/urls.rs`): all that `diff` reads. Point
+    /// reads only: the cost grows with the fetch's unknown items, not the store. A key not found
+    /// is looked up again as the URL versions before the platform rules indexed the item under:
+    /// an upgrade re-delivers nothing, and the alias records the new key.
     pub fn known_for(
         &self,
         source_key: &str,
@@ -53,12 +54,17 @@ impl Store {
                     );
                 }
             }
+            // `diff` asks about the URL of an item whose id is unknown only: a known one costs
+            // one lookup, so a poll of a feed with one new item costs two, not forty.
+            if ids.contains_key(&item.id) {
+                continue;
+            }
             let Some(key) = item.identity_key() else {
                 continue;
             };
             let known =
                 |key| urls::known(&self.author_urls, &self.source_urls, author, source, key);
-            let before = item.key_before().filter(|_| !ids.contains_key(&item.id));
+            let before = item.key_before();
             if known(key)? || before.map(known).transpose()?.unwrap_or(false) {
                 urls.insert(key.to_owned());
             }
@@ -70,16 +76,17 @@ impl Store {
     /// state (validators included) in one transaction, then flushes.
     pub async fn commit_poll(&self, commit: PollCommit) -> Result<(), StoreError> {
         let this = self.clone();
-        let must_sync = !commit.stage.is_empty() || !commit.hold.is_empty();
-        sled_gate::blocking(move || this.commit_poll_blocking(&commit)).await?;
         // Staged items owe a delivery: durable before anything is sent. Recorded items and
         // validators alone may wait for sled's background flush (a crash then means one
         // refetch, never a lost article), which spares an fsync per poll.
-        if must_sync {
-            self.flush().await
+        let durability = if commit.stage.is_empty() && commit.hold.is_empty() {
+            Durability::Lazy
         } else {
-            Ok(())
-        }
+            Durability::Durable
+        };
+        (self.writer)
+            .write(durability, move || this.commit_poll_blocking(&commit))
+            .await
     }
 
     fn commit_poll_blocking(&self, commit: &PollCommit) -> Result<(), StoreError> {

@@ -12,6 +12,7 @@
 //! result that repeats the error (`error: <last error>`) are flags, not bytes.
 
 use chrono::{DateTime, Utc};
+use sled_gate::Durability;
 
 use super::{SourceState, Store, StoreError, from_json};
 
@@ -69,22 +70,23 @@ impl Store {
     /// that changed only what `polled` keeps writes that small record alone.
     pub async fn put_source(&self, key: &str, state: &SourceState) -> Result<(), StoreError> {
         let (this, key, records) = (self.clone(), key.to_owned(), split(state));
-        sled_gate::blocking(move || this.put_records(&key, records)).await
+        (self.writer)
+            .write(Durability::Lazy, move || this.put_records(&key, records))
+            .await
     }
 
     /// [`Store::put_source`], durable when it returns (a poll's attempt: see `poll/attempt.rs`).
-    /// One trip to the blocking pool: the write and the group commit's flush.
+    /// One message to the store's writer thread, whose one flush covers every attempt queued
+    /// with it.
     pub async fn put_source_durable(
         &self,
         key: &str,
         state: &SourceState,
     ) -> Result<(), StoreError> {
         let (this, key, records) = (self.clone(), key.to_owned(), split(state));
-        sled_gate::blocking(move || {
-            this.put_records(&key, records)?;
-            Ok(this.commit.sync()?)
-        })
-        .await
+        (self.writer)
+            .write(Durability::Durable, move || this.put_records(&key, records))
+            .await
     }
 
     fn put_records(&self, key: &str, (cold, hot): (Vec<u8>, Vec<u8>)) -> Result<(), StoreError> {

@@ -229,6 +229,19 @@ fn assert_holds_fixture_whole(state: &Path) {
     let probe = [item(1), item(2), item(3), item(9)];
     let (ids, urls) = store.known_for(&notes, "Ada", &probe).unwrap();
     assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(
+        urls.is_empty(),
+        "a URL is asked about for an unknown id only: {urls:?}"
+    );
+    // The same posts under new ids (a feed that rewrote its GUIDs): known by URL.
+    let renamed: Vec<_> = (probe.iter())
+        .map(|i| watcher::identity::Item {
+            id: format!("new:{}", i.id),
+            ..i.clone()
+        })
+        .collect();
+    let (ids, urls) = store.known_for(&notes, "Ada", &renamed).unwrap();
+    assert!(ids.is_empty(), "{ids:?}");
     assert_eq!(urls.len(), 3, "{urls:?}");
     assert!(!urls.contains(&ada(9).0));
     // A baseline hides nothing from another source: a source of Ada's never polled knows only
