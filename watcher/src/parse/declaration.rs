@@ -17,6 +17,8 @@
 
 use std::borrow::Cow;
 
+use memchr::memmem;
+
 const CANONICAL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
 
 /// The body with its XML declarations made harmless, as the module header describes (borrowing
@@ -103,13 +105,18 @@ fn names_only_utf8(decl: &str) -> bool {
 /// quick-xml would not report is harmless, missing one is not. A DOCTYPE's internal subset has
 /// rules of its own, so from a `<!D` on every `<?xml` is marked.
 fn later_declarations(text: &str, from: usize) -> Vec<usize> {
-    let mut found = Vec::new();
-    if !text[from..].contains("<?xml") {
-        return found;
+    if !may_declare_later(text, from) {
+        return Vec::new();
     }
+    scan_declarations(text, from)
+}
+
+/// The markup scan of [`later_declarations`], for a text that may hold one.
+fn scan_declarations(text: &str, from: usize) -> Vec<usize> {
+    let mut found = Vec::new();
     let bytes = text.as_bytes();
     let mut at = from;
-    while let Some(offset) = text[at..].find('<') {
+    while let Some(offset) = memchr::memchr(b'<', &bytes[at..]) {
         at += offset;
         let rest = &text[at..];
         let end = match bytes.get(at + 1) {
@@ -146,7 +153,7 @@ fn end_of(rest: &str, from: usize, close: &str) -> Option<usize> {
     while !rest.is_char_boundary(from) {
         from += 1;
     }
-    rest[from..].find(close).map(|at| from + at + close.len())
+    memmem::find(&rest.as_bytes()[from..], close.as_bytes()).map(|at| from + at + close.len())
 }
 
 /// Where `rest` (a tag from its `<`) continues after its first `>` outside quotes.
@@ -163,15 +170,23 @@ fn end_of_tag(rest: &str) -> Option<usize> {
     None
 }
 
+/// Whether some `<?xml` from `from` on opens a declaration (see [`opens_declaration`]): when
+/// none does, [`later_declarations`] has nothing to find, since it marks only those. This spares
+/// the markup scan to feeds whose only later `<?xml` is a `<?xml-stylesheet` instruction.
+fn may_declare_later(text: &str, from: usize) -> bool {
+    declaration_starts(text, from).next().is_some()
+}
+
+/// Every position from `from` on where a `<?xml` opening a declaration starts.
+fn declaration_starts(text: &str, from: usize) -> impl Iterator<Item = usize> + '_ {
+    memmem::find_iter(&text.as_bytes()[from..], b"<?xml")
+        .map(move |at| from + at)
+        .filter(|&at| opens_declaration(&text[at..]))
+}
+
 /// Marks every `<?xml` declaration opening from `from` on, whatever surrounds it.
 fn mark_every_declaration(text: &str, from: usize, found: &mut Vec<usize>) {
-    found.extend(
-        text[from..]
-            .match_indices("<?xml")
-            .map(|(at, _)| from + at)
-            .filter(|&at| opens_declaration(&text[at..]))
-            .map(|at| at + 5),
-    );
+    found.extend(declaration_starts(text, from).map(|at| at + 5));
 }
 
 #[cfg(test)]
@@ -239,6 +254,42 @@ mod tests {
             run("<!DOCTYPE r [<!ENTITY e \"<![CDATA[\">]><r><?xml ?><![CDATA[<?xml ?>]]></r>"),
             "<!DOCTYPE r [<!ENTITY e \"<![CDATA[\">]><r><?xml- ?><![CDATA[<?xml- ?>]]></r>"
         );
+    }
+
+    #[test]
+    fn the_scan_is_skipped_only_where_it_would_find_nothing() {
+        // Every push of the scan is guarded by `opens_declaration`, so where no `<?xml` opens a
+        // declaration the scan's answer is empty: check that on tricky texts and the corpus.
+        let mut texts: Vec<String> = [
+            "<rss><?xml-stylesheet href=\"x\"?><channel/></rss>",
+            "<!DOCTYPE r [<?xml-x?>]><r><?xmlns ?><?xml\u{a0}?></r>",
+            "<a><?xml?></a>",
+            "<a><![CDATA[<?xml ?>]]></a>",
+            "<a t=\"<?xml \"/><?XML ?>",
+            "<?xml",
+        ]
+        .map(String::from)
+        .into();
+        let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/corpus/public");
+        for entry in std::fs::read_dir(corpus).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            texts.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        let mut skipped = 0;
+        for text in &texts {
+            for from in [0, text.len() / 3] {
+                let from = (from..=text.len()).find(|&at| text.is_char_boundary(at)).unwrap();
+                if !may_declare_later(text, from) {
+                    skipped += 1;
+                    assert_eq!(scan_declarations(text, from), Vec::<usize>::new(), "{text:.80}");
+                }
+                assert_eq!(
+                    later_declarations(text, from),
+                    scan_declarations(text, from)
+                );
+            }
+        }
+        assert!(skipped > texts.len(), "the quick look never spared a scan");
     }
 
     #[test]

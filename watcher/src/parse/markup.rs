@@ -10,12 +10,15 @@
 //! stray `]]>` is written `]]&gt;`: the document grows by 12 bytes per rewritten element plus 3 per
 //! stray `]]>`, so a hostile body cannot blow it up.
 //!
-//! Most feeds have no such description, so a quick look (plain substring searches, at most twice
-//! the document's length) decides first whether the tag scan, which charges the poll's work
+//! Most feeds have no such description, so a quick look (memchr/memmem substring searches, at
+//! most twice the document's length) decides first whether the tag scan, which charges the poll's work
 //! budget, is needed at all.
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use super::repair::Format;
 use super::tags::{self, Tag};
@@ -56,25 +59,26 @@ pub(super) fn keep_as_content<'a>(
 /// wrongly no; wrongly yes only for odd documents (the name inside a comment or another CDATA),
 /// and yes whenever the look would cost more than twice the document's length.
 fn may_hold_raw_markup(text: &str) -> bool {
+    let bytes = text.as_bytes();
     let mut allowance = text.len().saturating_mul(2);
     for (open, close) in [
-        ("<description", "</description"),
-        ("<content:encoded", "</content:encoded"),
+        (&*DESCRIPTION_OPEN, "</description"),
+        (&*ENCODED_OPEN, "</content:encoded"),
     ] {
         let mut from = 0;
-        while let Some(at) = text[from..].find(open) {
-            from += at + open.len();
-            let after = &text[from..];
-            let Some(gt) = after.find('>') else {
+        while let Some(at) = open.find(&bytes[from..]) {
+            from += at + open.needle().len();
+            let after = &bytes[from..];
+            let Some(gt) = memchr::memchr(b'>', after) else {
                 return true;
             };
             let attrs = &after[..gt];
             // `<descriptions>` is another element, `<description/>` an empty one.
-            if !(attrs.is_empty() || attrs.starts_with(char::is_whitespace)) || attrs.ends_with('/')
-            {
+            let spaced = attrs.is_empty() || text[from..].starts_with(char::is_whitespace);
+            if !spaced || attrs.last() == Some(&b'/') {
                 continue;
             }
-            match content_has_element(&after[gt + 1..], close, &mut allowance) {
+            match content_has_element(&text[from + gt + 1..], close, &mut allowance) {
                 Some(false) => {}
                 Some(true) | None => return true,
             }
@@ -83,15 +87,20 @@ fn may_hold_raw_markup(text: &str) -> bool {
     false
 }
 
+static DESCRIPTION_OPEN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("<description"));
+static ENCODED_OPEN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("<content:encoded"));
+static CDATA_CLOSE_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(CDATA_CLOSE));
+
 /// Whether `content` has an element start before `close`, outside CDATA sections; `None` when
 /// that cannot be told within `allowance` bytes (which it spends) or the document ends first.
 fn content_has_element(content: &str, close: &str, allowance: &mut usize) -> Option<bool> {
+    let bytes = content.as_bytes();
     let mut at = 0;
     loop {
-        let lt = at + content[at..].find('<')?;
+        let lt = at + memchr::memchr(b'<', &bytes[at..])?;
         let tail = &content[lt..];
         let next = if tail.starts_with(CDATA_OPEN) {
-            lt + tail.find(CDATA_CLOSE)? + CDATA_CLOSE.len()
+            lt + CDATA_CLOSE_FINDER.find(tail.as_bytes())? + CDATA_CLOSE.len()
         } else if tail.starts_with(close) {
             return Some(false);
         } else if tail[1..].starts_with(|c: char| c.is_alphabetic() || c == '_' || c == ':') {

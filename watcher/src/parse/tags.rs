@@ -11,6 +11,8 @@
 
 use std::ops::Range;
 
+use memchr::memmem;
+
 use crate::work::WorkBudget;
 
 /// A start or end tag, with the byte span of the whole tag (`<` to `>` inclusive).
@@ -111,7 +113,7 @@ pub(super) struct Tags<'a> {
 impl<'a> Tags<'a> {
     /// Moves past `marker` (searched from `from`), or to the end when it never comes.
     fn skip_past(&mut self, from: usize, marker: &str) {
-        self.pos = match self.text[from..].find(marker) {
+        self.pos = match memmem::find(&self.text.as_bytes()[from..], marker.as_bytes()) {
             Some(at) => from + at + marker.len(),
             None => self.text.len(),
         };
@@ -169,7 +171,7 @@ impl<'a> Tags<'a> {
         let text = self.text;
         let bytes = text.as_bytes();
         loop {
-            let lt = self.pos + text.get(self.pos..)?.find('<')?;
+            let lt = self.pos + memchr::memchr(b'<', bytes.get(self.pos..)?)?;
             let rest = &text[lt..];
             if rest.starts_with("<!--") {
                 self.skip_past(lt + 4, "-->");
@@ -180,7 +182,7 @@ impl<'a> Tags<'a> {
             } else if rest.starts_with("<!") {
                 self.skip_declaration(lt + 2);
             } else if let Some(after) = rest.strip_prefix("</") {
-                let gt = lt + 2 + after.find('>')?;
+                let gt = lt + 2 + memchr::memchr(b'>', after.as_bytes())?;
                 self.pos = gt + 1;
                 return Some(Tag::End {
                     name: text[lt + 2..gt].trim(),

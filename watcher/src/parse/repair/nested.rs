@@ -74,7 +74,7 @@ fn may_nest_items(text: &str) -> bool {
         } else {
             return true;
         };
-        match rest[2..].find(close) {
+        match memmem::find(&rest.as_bytes()[2..], close.as_bytes()) {
             Some(at) => pos = special + 2 + at + close.len(),
             None => return true,
         }
