@@ -17,6 +17,7 @@
 mod declaration;
 mod encoding;
 mod markup;
+mod needles;
 mod repair;
 mod tags;
 

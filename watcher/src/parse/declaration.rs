@@ -16,10 +16,15 @@
 //! Both passes are linear in the body; a body without a second `<?xml` pays one substring search.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
-use memchr::memmem;
+use memchr::memmem::Finder;
+
+use super::needles;
 
 const CANONICAL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
+
+static XML_OPEN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("<?xml"));
 
 /// The body with its XML declarations made harmless, as the module header describes (borrowing
 /// when there is nothing to change).
@@ -153,7 +158,7 @@ fn end_of(rest: &str, from: usize, close: &str) -> Option<usize> {
     while !rest.is_char_boundary(from) {
         from += 1;
     }
-    memmem::find(&rest.as_bytes()[from..], close.as_bytes()).map(|at| from + at + close.len())
+    needles::find(&rest.as_bytes()[from..], close).map(|at| from + at + close.len())
 }
 
 /// Where `rest` (a tag from its `<`) continues after its first `>` outside quotes.
@@ -179,7 +184,8 @@ fn may_declare_later(text: &str, from: usize) -> bool {
 
 /// Every position from `from` on where a `<?xml` opening a declaration starts.
 fn declaration_starts(text: &str, from: usize) -> impl Iterator<Item = usize> + '_ {
-    memmem::find_iter(&text.as_bytes()[from..], b"<?xml")
+    XML_OPEN
+        .find_iter(&text.as_bytes()[from..])
         .map(move |at| from + at)
         .filter(|&at| opens_declaration(&text[at..]))
 }
@@ -278,10 +284,16 @@ mod tests {
         let mut skipped = 0;
         for text in &texts {
             for from in [0, text.len() / 3] {
-                let from = (from..=text.len()).find(|&at| text.is_char_boundary(at)).unwrap();
+                let from = (from..=text.len())
+                    .find(|&at| text.is_char_boundary(at))
+                    .unwrap();
                 if !may_declare_later(text, from) {
                     skipped += 1;
-                    assert_eq!(scan_declarations(text, from), Vec::<usize>::new(), "{text:.80}");
+                    assert_eq!(
+                        scan_declarations(text, from),
+                        Vec::<usize>::new(),
+                        "{text:.80}"
+                    );
                 }
                 assert_eq!(
                     later_declarations(text, from),

@@ -69,7 +69,8 @@ pub(super) fn decode<'a>(body: &'a [u8], content_type: Option<&str>) -> Decoded<
         return decode_lossy(encoding, body, Source::Utf16Layout);
     }
 
-    let utf8 = std::str::from_utf8(body).ok();
+    // The same verdict as `std::str::from_utf8`, found faster (SIMD).
+    let utf8 = simdutf8::basic::from_utf8(body).ok();
     let as_utf8 = |text: &'a str, source| Decoded {
         text: Cow::Borrowed(text),
         encoding: UTF_8,
@@ -305,6 +306,33 @@ mod tests {
         assert_eq!(decoded.source, Source::Prolog);
         assert!(decoded.lossy);
         assert!(decoded.text.contains("中文"), "{}", decoded.text);
+    }
+
+    #[test]
+    fn the_utf8_check_agrees_with_std() {
+        // Valid and invalid sequences at every position of a SIMD block and across its edges.
+        let pieces: [&[u8]; 9] = [
+            b"a",
+            "é".as_bytes(),
+            "中".as_bytes(),
+            "😀".as_bytes(),
+            b"\xe9",
+            b"\xed\xa0\x80",
+            b"\xf0\x9f\x98",
+            b"\xc0\xaf",
+            b"\xf4\x90\x80\x80",
+        ];
+        for piece in pieces {
+            for at in 0..70 {
+                let mut body = vec![b'x'; 70];
+                body.splice(at..at, piece.iter().copied());
+                assert_eq!(
+                    simdutf8::basic::from_utf8(&body).ok(),
+                    std::str::from_utf8(&body).ok(),
+                    "{body:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -23,8 +23,9 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
+use std::sync::LazyLock;
 
-use memchr::memmem;
+use aho_corasick::AhoCorasick;
 
 use super::tags::{self, StartTag, Tag};
 
@@ -45,6 +46,13 @@ const NAMESPACE_ALIASES: &[(&str, &str)] = &[
     ("http://blogs.law.harvard.edu/tech/rss", RSS1_NS),
     (ATOM03_NS, ATOM_NS),
 ];
+
+/// Finds any of [`NAMESPACE_ALIASES`]' URIs in one pass: a document none occurs in needs no
+/// rewriting (the scan compares declared values to them literally).
+static ALIAS_LOOK: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::new(NAMESPACE_ALIASES.iter().map(|(alias, _)| alias))
+        .expect("a handful of short literal needles")
+});
 
 /// How many open ancestors the search for a wrapped feed tracks (for inherited declarations).
 const MAX_OPEN: usize = 256;
@@ -340,10 +348,7 @@ fn unwrap_embedded_feed(text: &str, budget: &WorkBudget) -> Option<(String, Form
 
 /// Rewrites namespace declarations of known aliases (see [`NAMESPACE_ALIASES`]).
 fn alias_namespaces(text: &str, budget: &WorkBudget, repairs: &mut Vec<Repair>) -> Option<String> {
-    if !NAMESPACE_ALIASES
-        .iter()
-        .any(|(alias, _)| memmem::find(text.as_bytes(), alias.as_bytes()).is_some())
-    {
+    if !ALIAS_LOOK.is_match(text) {
         return None;
     }
     let mut edits = Edits::default();
@@ -508,6 +513,41 @@ mod tests {
                 to: RSS1_NS
             }]
         );
+    }
+
+    #[test]
+    fn the_alias_look_answers_as_a_search_for_each_alias_would() {
+        let naive = |text: &str| {
+            NAMESPACE_ALIASES
+                .iter()
+                .any(|(alias, _)| text.contains(alias))
+        };
+        let mut texts: Vec<String> = NAMESPACE_ALIASES
+            .iter()
+            .flat_map(|(alias, _)| {
+                let cut = &alias[..alias.len() - 1];
+                [
+                    format!("<a xmlns=\"{alias}\"/>"),
+                    format!("x{alias}"),
+                    cut.to_owned(),
+                ]
+            })
+            .collect();
+        texts.push(String::new());
+        let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/corpus/public");
+        for entry in std::fs::read_dir(corpus).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            texts.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        let found = texts.iter().filter(|text| naive(text)).count();
+        assert!(found > NAMESPACE_ALIASES.len() && found < texts.len());
+        for text in &texts {
+            assert_eq!(
+                ALIAS_LOOK.is_match(text.as_str()),
+                naive(text),
+                "{text:.80}"
+            );
+        }
     }
 
     #[test]

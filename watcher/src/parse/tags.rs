@@ -11,8 +11,7 @@
 
 use std::ops::Range;
 
-use memchr::memmem;
-
+use super::needles;
 use crate::work::WorkBudget;
 
 /// A start or end tag, with the byte span of the whole tag (`<` to `>` inclusive).
@@ -113,7 +112,7 @@ pub(super) struct Tags<'a> {
 impl<'a> Tags<'a> {
     /// Moves past `marker` (searched from `from`), or to the end when it never comes.
     fn skip_past(&mut self, from: usize, marker: &str) {
-        self.pos = match memmem::find(&self.text.as_bytes()[from..], marker.as_bytes()) {
+        self.pos = match needles::find(&self.text.as_bytes()[from..], marker) {
             Some(at) => from + at + marker.len(),
             None => self.text.len(),
         };

@@ -4,11 +4,16 @@
 
 use std::ops::Range;
 
-use memchr::memmem;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use super::{Edits, Format, Repair};
+use crate::parse::needles;
 use crate::parse::tags::{self, Tag};
 use crate::work::WorkBudget;
+
+static ITEM: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("item"));
 
 /// Whether an `<item>` may open inside another: a substring look, far cheaper than the tag scan,
 /// that is never wrongly no. Comments, CDATA sections and processing instructions are skipped as
@@ -17,9 +22,9 @@ use crate::work::WorkBudget;
 fn may_nest_items(text: &str) -> bool {
     let bytes = text.as_bytes();
     let find = |from: usize, pattern: &str| {
-        memmem::find(&bytes[from..], pattern.as_bytes()).map_or(usize::MAX, |at| from + at)
+        needles::find(&bytes[from..], pattern).map_or(usize::MAX, |at| from + at)
     };
-    let item = memmem::Finder::new("item");
+    let item = &*ITEM;
     let (mut bang, mut pi) = (find(0, "<!"), find(0, "<?"));
     let mut open = false;
     let mut pos = 0;
@@ -74,7 +79,7 @@ fn may_nest_items(text: &str) -> bool {
         } else {
             return true;
         };
-        match memmem::find(&rest.as_bytes()[2..], close.as_bytes()) {
+        match needles::find(&rest.as_bytes()[2..], close) {
             Some(at) => pos = special + 2 + at + close.len(),
             None => return true,
         }
