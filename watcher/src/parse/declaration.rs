@@ -16,15 +16,12 @@
 //! Both passes are linear in the body; a body without a second `<?xml` pays one substring search.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
 
 use super::needles;
 
 const CANONICAL: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
-
-static XML_OPEN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("<?xml"));
 
 /// The body with its XML declarations made harmless, as the module header describes (borrowing
 /// when there is nothing to change).
@@ -126,8 +123,8 @@ fn scan_declarations(text: &str, from: usize) -> Vec<usize> {
         let rest = &text[at..];
         let end = match bytes.get(at + 1) {
             Some(b'!') => match bytes.get(at + 2) {
-                Some(b'[') => end_of(rest, 3, "]]>"),
-                Some(b'-') => end_of(rest, 4, "-->"),
+                Some(b'[') => end_of(rest, 3, &needles::CDATA_END),
+                Some(b'-') => end_of(rest, 4, &needles::COMMENT_END),
                 Some(b'D' | b'd') => {
                     mark_every_declaration(text, at, &mut found);
                     break;
@@ -138,9 +135,9 @@ fn scan_declarations(text: &str, from: usize) -> Vec<usize> {
                 if opens_declaration(rest) {
                     found.push(at + 5);
                 }
-                end_of(rest, 2, "?>")
+                end_of(rest, 2, &needles::INSTRUCTION_END)
             }
-            Some(b'/') => end_of(rest, 2, ">"),
+            Some(b'/') => memchr::memchr(b'>', &rest.as_bytes()[2..]).map(|at| 2 + at + 1),
             _ => end_of_tag(rest),
         };
         match end {
@@ -152,13 +149,13 @@ fn scan_declarations(text: &str, from: usize) -> Vec<usize> {
 }
 
 /// Where `rest` continues after the first `close` at or past `from` (`None`: never closed).
-fn end_of(rest: &str, from: usize, close: &str) -> Option<usize> {
+fn end_of(rest: &str, from: usize, close: &Finder<'_>) -> Option<usize> {
     // `close` is ASCII, so no match starts inside a character: search from the next boundary.
     let mut from = from.min(rest.len());
     while !rest.is_char_boundary(from) {
         from += 1;
     }
-    needles::find(&rest.as_bytes()[from..], close).map(|at| from + at + close.len())
+    needles::end_of(rest.as_bytes(), from, close)
 }
 
 /// Where `rest` (a tag from its `<`) continues after its first `>` outside quotes.
@@ -184,7 +181,7 @@ fn may_declare_later(text: &str, from: usize) -> bool {
 
 /// Every position from `from` on where a `<?xml` opening a declaration starts.
 fn declaration_starts(text: &str, from: usize) -> impl Iterator<Item = usize> + '_ {
-    XML_OPEN
+    needles::XML_DECLARATION
         .find_iter(&text.as_bytes()[from..])
         .map(move |at| from + at)
         .filter(|&at| opens_declaration(&text[at..]))

@@ -20,6 +20,7 @@ use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
 
+use super::needles;
 use super::repair::Format;
 use super::tags::{self, Tag};
 use crate::work::WorkBudget;
@@ -89,7 +90,6 @@ fn may_hold_raw_markup(text: &str) -> bool {
 
 static DESCRIPTION_OPEN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("<description"));
 static ENCODED_OPEN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("<content:encoded"));
-static CDATA_CLOSE_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(CDATA_CLOSE));
 
 /// Whether `content` has an element start before `close`, outside CDATA sections; `None` when
 /// that cannot be told within `allowance` bytes (which it spends) or the document ends first.
@@ -100,7 +100,7 @@ fn content_has_element(content: &str, close: &str, allowance: &mut usize) -> Opt
         let lt = at + memchr::memchr(b'<', &bytes[at..])?;
         let tail = &content[lt..];
         let next = if tail.starts_with(CDATA_OPEN) {
-            lt + CDATA_CLOSE_FINDER.find(tail.as_bytes())? + CDATA_CLOSE.len()
+            lt + needles::end_of(tail.as_bytes(), 0, &needles::CDATA_END)?
         } else if tail.starts_with(close) {
             return Some(false);
         } else if tail[1..].starts_with(|c: char| c.is_alphabetic() || c == '_' || c == ':') {

@@ -1,24 +1,24 @@
-//! needles.rs: substring search for the markup delimiters the pre-pass looks for (`<!`, `-->`,
-//! `]]>`...), each with a memmem finder built once per process rather than once per search (the
-//! scans search again after every comment, CDATA section and instruction).
+//! needles.rs: the markup delimiters the pre-pass scans search for (`<!`, `-->`, `]]>`...), each a
+//! memmem finder built once per process rather than once per search (the scans search again after
+//! every comment, CDATA section and instruction).
 
 use std::sync::LazyLock;
 
-use memchr::memmem::{self, Finder};
+use memchr::memmem::Finder;
 
-/// The delimiters that have a prebuilt finder.
-const DELIMITERS: [&str; 6] = ["<!", "<?", "-->", "]]>", "?>", ">"];
+type Needle = LazyLock<Finder<'static>>;
 
-static FINDERS: LazyLock<[Finder<'static>; DELIMITERS.len()]> =
-    LazyLock::new(|| DELIMITERS.map(Finder::new));
+pub(super) static MARKUP_DECLARATION: Needle = LazyLock::new(|| Finder::new("<!"));
+pub(super) static INSTRUCTION: Needle = LazyLock::new(|| Finder::new("<?"));
+pub(super) static INSTRUCTION_END: Needle = LazyLock::new(|| Finder::new("?>"));
+pub(super) static COMMENT_END: Needle = LazyLock::new(|| Finder::new("-->"));
+pub(super) static CDATA_END: Needle = LazyLock::new(|| Finder::new("]]>"));
+pub(super) static XML_DECLARATION: Needle = LazyLock::new(|| Finder::new("<?xml"));
 
-/// Where `needle` first occurs in `haystack`: what `memmem::find` answers, with the finder built
-/// once when `needle` is one of [`DELIMITERS`].
-pub(super) fn find(haystack: &[u8], needle: &str) -> Option<usize> {
-    match DELIMITERS.iter().position(|d| *d == needle) {
-        Some(at) => FINDERS[at].find(haystack),
-        None => memmem::find(haystack, needle.as_bytes()),
-    }
+/// Where `needle` ends in `haystack` from `from` on, as an offset into `haystack`.
+pub(super) fn end_of(haystack: &[u8], from: usize, needle: &Finder<'_>) -> Option<usize> {
+    let at = needle.find(haystack.get(from..)?)?;
+    Some(from + at + needle.needle().len())
 }
 
 #[cfg(test)]
@@ -26,13 +26,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prebuilt_and_one_off_finders_agree() {
-        let haystack = b"a<!-- x --><![CDATA[ ]] ]]><?pi ?><?xml ?> -- ]>";
-        for needle in DELIMITERS.iter().chain(&["CDATA", "zz", ""]) {
-            for from in 0..haystack.len() {
-                let rest = &haystack[from..];
-                assert_eq!(find(rest, needle), memmem::find(rest, needle.as_bytes()));
-            }
-        }
+    fn end_of_is_where_the_needle_ends() {
+        let haystack = b"a<!-- x --><![CDATA[ ]] ]]><?pi ?> -->";
+        assert_eq!(end_of(haystack, 0, &COMMENT_END), Some(11));
+        assert_eq!(end_of(haystack, 11, &COMMENT_END), Some(haystack.len()));
+        assert_eq!(end_of(haystack, 0, &CDATA_END), Some(27));
+        assert_eq!(end_of(haystack, 28, &CDATA_END), None);
+        assert_eq!(end_of(haystack, haystack.len() + 1, &CDATA_END), None);
     }
 }

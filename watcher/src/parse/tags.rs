@@ -11,6 +11,8 @@
 
 use std::ops::Range;
 
+use memchr::memmem::Finder;
+
 use super::needles;
 use crate::work::WorkBudget;
 
@@ -111,11 +113,8 @@ pub(super) struct Tags<'a> {
 
 impl<'a> Tags<'a> {
     /// Moves past `marker` (searched from `from`), or to the end when it never comes.
-    fn skip_past(&mut self, from: usize, marker: &str) {
-        self.pos = match needles::find(&self.text.as_bytes()[from..], marker) {
-            Some(at) => from + at + marker.len(),
-            None => self.text.len(),
-        };
+    fn skip_past(&mut self, from: usize, marker: &Finder<'_>) {
+        self.pos = needles::end_of(self.text.as_bytes(), from, marker).unwrap_or(self.text.len());
     }
 
     /// Moves past a `<!DOCTYPE ...>`, including an internal subset in brackets and quoted strings.
@@ -173,11 +172,11 @@ impl<'a> Tags<'a> {
             let lt = self.pos + memchr::memchr(b'<', bytes.get(self.pos..)?)?;
             let rest = &text[lt..];
             if rest.starts_with("<!--") {
-                self.skip_past(lt + 4, "-->");
+                self.skip_past(lt + 4, &needles::COMMENT_END);
             } else if rest.starts_with("<![CDATA[") {
-                self.skip_past(lt + 9, "]]>");
+                self.skip_past(lt + 9, &needles::CDATA_END);
             } else if rest.starts_with("<?") {
-                self.skip_past(lt + 2, "?>");
+                self.skip_past(lt + 2, &needles::INSTRUCTION_END);
             } else if rest.starts_with("<!") {
                 self.skip_declaration(lt + 2);
             } else if let Some(after) = rest.strip_prefix("</") {

@@ -21,20 +21,23 @@ static ITEM: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("item"));
 /// construct, an unterminated tag) answers yes and leaves it to the scan.
 fn may_nest_items(text: &str) -> bool {
     let bytes = text.as_bytes();
-    let find = |from: usize, pattern: &str| {
-        needles::find(&bytes[from..], pattern).map_or(usize::MAX, |at| from + at)
+    let find = |from: usize, needle: &Finder<'_>| {
+        needle
+            .find(&bytes[from..])
+            .map_or(usize::MAX, |at| from + at)
     };
     let item = &*ITEM;
-    let (mut bang, mut pi) = (find(0, "<!"), find(0, "<?"));
+    let (bang_needle, pi_needle) = (&*needles::MARKUP_DECLARATION, &*needles::INSTRUCTION);
+    let (mut bang, mut pi) = (find(0, bang_needle), find(0, pi_needle));
     let mut open = false;
     let mut pos = 0;
     while pos < text.len() {
         // The stretch up to the next `<!` or `<?` holds only tags and text.
         if bang < pos {
-            bang = find(pos, "<!");
+            bang = find(pos, bang_needle);
         }
         if pi < pos {
-            pi = find(pos, "<?");
+            pi = find(pos, pi_needle);
         }
         let special = bang.min(pi);
         let end = special.min(text.len());
@@ -71,16 +74,16 @@ fn may_nest_items(text: &str) -> bool {
         }
         let rest = &text[special..];
         let close = if rest.starts_with("<!--") {
-            "-->"
+            &needles::COMMENT_END
         } else if rest.starts_with("<![CDATA[") {
-            "]]>"
+            &needles::CDATA_END
         } else if rest.starts_with("<?") {
-            "?>"
+            &needles::INSTRUCTION_END
         } else {
             return true;
         };
-        match needles::find(&rest.as_bytes()[2..], close) {
-            Some(at) => pos = special + 2 + at + close.len(),
+        match needles::end_of(rest.as_bytes(), 2, close) {
+            Some(end) => pos = special + end,
             None => return true,
         }
     }
