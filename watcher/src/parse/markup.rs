@@ -283,17 +283,21 @@ mod tests {
 
     #[test]
     fn the_quick_look_stays_linear_on_hostile_input() {
-        // Each description inside a CDATA section would walk the rest of the document again.
+        // Each description inside a CDATA section would walk the rest of the document again; the
+        // honest answer is no, so yes shows the allowance (twice the length) stopped the look.
         let hostile = format!(
             "<description>{}</description>",
             "<![CDATA[<description>]]>".repeat(20_000)
         );
-        let started = std::time::Instant::now();
         assert!(may_hold_raw_markup(&hostile), "too costly to tell: maybe");
+        let short = format!(
+            "<description>{}</description>",
+            "<![CDATA[<description>]]>".repeat(2)
+        );
+        assert!(!may_hold_raw_markup(&short), "cheap to tell: no");
         let unterminated = "<description><![CDATA[".repeat(20_000);
         assert!(may_hold_raw_markup(&unterminated));
         let no_gt = "<description ".repeat(20_000);
         assert!(may_hold_raw_markup(&no_gt));
-        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }
