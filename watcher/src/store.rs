@@ -586,6 +586,45 @@ mod tests {
         assert_eq!(store.staged().unwrap().len(), 1);
     }
 
+    #[tokio::test]
+    async fn a_first_commit_counts_a_repeated_id_once_and_later_commits_find_its_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = source_key("A", "https://x/feed");
+        let commit = |record: Vec<Item>, known: u64, baseline| PollCommit {
+            source_key: key.clone(),
+            state: SourceState {
+                author: "A".into(),
+                items_known: known,
+                ..Default::default()
+            },
+            record,
+            stage: vec![],
+            hold: vec![],
+            baseline,
+        };
+        // The baseline allocates the source's id and skips the lookups, but not for a repeat.
+        let (one, two) = (item("g:1", "https://x/1"), item("g:2", "https://x/2"));
+        let baseline = vec![one.clone(), one.clone(), two.clone()];
+        store.commit_poll(commit(baseline, 0, true)).await.unwrap();
+        let known = store.source(&key).unwrap().unwrap().items_known;
+        assert_eq!(known, 2);
+        let changed = Item {
+            content_hash: "h2".into(),
+            revision: 1,
+            ..one.clone()
+        };
+        let later = vec![changed, item("g:3", "https://x/3")];
+        store
+            .commit_poll(commit(later, known, false))
+            .await
+            .unwrap();
+        assert_eq!(store.source(&key).unwrap().unwrap().items_known, 3);
+        let (ids, _) = store.known_for(&key, "A", &[one, two]).unwrap();
+        assert_eq!(ids["g:1"].revision, 1, "the update kept its record");
+        assert_eq!(ids["g:2"].revision, 0);
+    }
+
     #[test]
     fn a_source_record_leaves_out_its_defaults_and_reads_back_the_same() {
         let state = SourceState {

@@ -130,13 +130,15 @@ impl Store {
                         meta,
                         polled,
                     )| {
-                        let source = match ids.get(commit.source_key.as_bytes())? {
-                            Some(v) => decode_id(&v),
+                        // A source's first commit allocates its id: nothing is known under it
+                        // yet, so its items need no lookup (a cold round's baselines).
+                        let (source, fresh) = match ids.get(commit.source_key.as_bytes())? {
+                            Some(v) => (decode_id(&v), false),
                             None => {
                                 let next = meta.get(NEXT_SOURCE_ID)?.map_or(1, |v| decode_id(&v));
                                 meta.insert(NEXT_SOURCE_ID, &(next + 1).to_be_bytes())?;
                                 ids.insert(commit.source_key.as_bytes(), &next.to_be_bytes())?;
-                                next
+                                (next, true)
                             }
                         };
                         let mut items_known = commit.state.items_known;
@@ -168,9 +170,16 @@ impl Store {
                                 }
                             }
                         }
+                        let mut written = HashSet::new();
                         for (item, content) in commit.record.iter().zip(&fingerprints) {
                             let key = layout::item_key(source, &item.id);
-                            let rec = match known.get(key)? {
+                            // (An id repeated within the fetch reads its first record.)
+                            let old = if fresh && written.insert(key) {
+                                None
+                            } else {
+                                known.get(key)?
+                            };
+                            let rec = match old {
                                 Some(old) => ItemRecord {
                                     content: *content,
                                     revision: item.revision,
