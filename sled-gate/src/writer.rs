@@ -21,7 +21,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -60,12 +60,11 @@ pub struct Writer {
 /// Joins the writer thread when the last [`Writer`] is dropped (unless that happens on the
 /// thread itself: a write that held the last one; the thread then ends by itself).
 #[derive(Debug)]
-struct Joined(Mutex<Option<JoinHandle<()>>>);
+struct Joined(Option<JoinHandle<()>>);
 
 impl Drop for Joined {
     fn drop(&mut self) {
-        let handle = self.0.get_mut().ok().and_then(Option::take);
-        if let Some(handle) = handle
+        if let Some(handle) = self.0.take()
             && handle.thread().id() != std::thread::current().id()
         {
             let _ = handle.join();
@@ -85,7 +84,7 @@ impl Writer {
         Ok(Writer {
             jobs,
             flushes,
-            _thread: Arc::new(Joined(Mutex::new(Some(handle)))),
+            _thread: Arc::new(Joined(Some(handle))),
         })
     }
 

@@ -9,8 +9,9 @@
 //! sled discipline (shared with the embedded runner's state in this process, see `sled_gate`):
 //! transactions run under `sled_gate::exclusive` and never call `generate_id`; single-key writes
 //! and flushes run under `sled_gate::shared`; so a transaction never overlaps a flush, which
-//! deadlocks sled 0.34. Durability is a group commit: concurrent stagings share fsyncs. Writes,
-//! transactions and flushes run on tokio's blocking pool (the async methods), so polls, the
+//! deadlocks sled 0.34. A poll's writes (attempt, result, commit) and every flush go to the
+//! store's writer thread (`sled_gate::Writer`), one flush for all the writes waiting on it; the
+//! other writes and transactions run on tokio's blocking pool (the async methods), so polls, the
 //! status endpoint and shutdown keep going while the disk is slow; point reads (served from
 //! sled's cache) and the small scans stay on the caller's thread.
 
@@ -230,9 +231,9 @@ pub struct PollCommit {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    commit: sled_gate::GroupCommit,
     /// Runs the hot writes (a poll's attempt, result and commit) in order on one thread, one
-    /// flush for all that wait for the disk (see `sled_gate::Writer`).
+    /// flush for all that wait for the disk (see `sled_gate::Writer`); every flush goes through
+    /// it.
     writer: sled_gate::Writer,
     meta: sled::Tree,
     /// Source key → the source's state, but for what every poll changes (see `store/polled.rs`).
@@ -353,7 +354,6 @@ impl Store {
             batches: db.open_tree("batches")?,
             held: db.open_tree("held")?,
             meta,
-            commit: sled_gate::GroupCommit::new(db.clone()),
             writer: sled_gate::Writer::new(db.clone()).map_err(io)?,
             db,
             open_deliveries: Arc::default(),
@@ -474,10 +474,12 @@ impl Store {
         self.flush().await
     }
 
-    /// Makes every write so far durable (a group commit, on the blocking pool).
+    /// Makes every write so far durable: a durable no-op on the writer thread, so it shares the
+    /// flush of the writes queued with it (see `sled_gate::Writer`).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.commit.sync_async().await?;
-        Ok(())
+        (self.writer)
+            .write(sled_gate::Durability::Durable, || Ok(()))
+            .await
     }
 
     /// The records skipped so far because they cannot be read, as `tree/sequence`.
