@@ -21,6 +21,11 @@ use crate::{RunRequest, RunState, RunStatus};
 
 /// How many times `cancel` marks a run failed while the scheduler keeps starting it.
 const CANCEL_MARKS: u32 = 4;
+/// How long `cancel` lets a queued run start before marking it (a scheduler that is down leaves
+/// it queued: it is marked anyway).
+const CANCEL_QUEUED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How far apart `cancel` reads the state back.
+const CANCEL_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// The health endpoint of each Airflow major version, newest first (asked without auth).
 const HEALTH: [(&[&str], AirflowApi); 2] = [
@@ -211,23 +216,36 @@ impl Backend for Airflow {
     async fn cancel(&self, http: &Http, id: &str) -> Result<(), Error> {
         // Airflow has no "cancelled": marking the run failed stops its tasks. A run the scheduler
         // is starting just then can be set back to running by it (its update of the queued run
-        // lands after ours), so the state is read back and the mark repeated, a few times.
+        // lands after ours, even after we read "failed" back), so a queued run is first given a
+        // moment to start, and the mark is read back twice, CANCEL_SETTLE apart, and repeated
+        // a few times.
         let (dag, run_id) = split_id(id)?;
         let server = self.server(http).await?;
+        let read = || async {
+            let run: DagRun = http
+                .send(&Call::get(self.run_url(server, dag, run_id)), &server.auth)
+                .await?
+                .success(&server.auth)?
+                .json()?;
+            Ok::<_, Error>(normalize(run.state.as_deref().unwrap_or("none")))
+        };
+        let queued_until = tokio::time::Instant::now() + CANCEL_QUEUED_WAIT;
+        while read().await? == RunState::Queued && tokio::time::Instant::now() < queued_until {
+            tokio::time::sleep(CANCEL_SETTLE).await;
+        }
         for attempt in 1..=CANCEL_MARKS {
             let mut call = Call::new(Method::PATCH, self.run_url(server, dag, run_id));
             call.body = Body::json(&json!({"state": "failed"}));
             http.send(&call, &server.auth)
                 .await?
                 .success(&server.auth)?;
-            let run: DagRun = http
-                .send(&Call::get(self.run_url(server, dag, run_id)), &server.auth)
-                .await?
-                .success(&server.auth)?
-                .json()?;
-            let state = normalize(run.state.as_deref().unwrap_or("none"));
+            let mut state = read().await?;
             if state.is_terminal() {
-                return Ok(());
+                tokio::time::sleep(CANCEL_SETTLE).await;
+                state = read().await?;
+                if state.is_terminal() {
+                    return Ok(());
+                }
             }
             tracing::warn!(run_id = %id, attempt, %state, "the run is not failed after the mark (the scheduler started it meanwhile); marking it again");
             tokio::time::sleep(std::time::Duration::from_millis(250 * u64::from(attempt))).await;
